@@ -1,0 +1,26 @@
+#pragma once
+// The subcommands of the `dmis` executable. Each takes the arguments after its name and returns
+// the process exit code; user errors are thrown as dmis::InputError / UsageError (exit 2).
+#include <string>
+#include <vector>
+
+namespace dmis::cli {
+
+using Args = std::vector<std::string>;
+
+struct Command {
+  const char* name;
+  const char* summary;
+  const char* usage;  // the arguments, e.g. "[--preset NAME]"
+  int (*run)(const Args& args);
+};
+
+int cmd_info(const Args& args);
+
+/// Every subcommand, in the order `dmis --help` lists them.
+const std::vector<Command>& commands();
+
+/// "usage: dmis <command> ..." with the list of commands.
+std::string usage();
+
+}  // namespace dmis::cli

@@ -1,0 +1,78 @@
+// The `dmis` executable: dispatches to a subcommand, maps errors to exit codes
+// (0 success, 1 internal error, 2 bad input or usage).
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <iostream>
+
+#include "commands.hpp"
+#include "core/error.hpp"
+#include "dist/comm.hpp"
+
+namespace dmis::cli {
+
+const std::vector<Command>& commands() {
+  static const std::vector<Command> table = {
+      {"info", "print the version banner: dmis, Kokkos backends, MPI, HDF5", "", cmd_info},
+  };
+  return table;
+}
+
+std::string usage() {
+  std::string s = "usage: dmis <command> [options]\n\ncommands:\n";
+  for (const auto& c : commands()) {
+    std::string head = std::string("  ") + c.name + " " + c.usage;
+    if (head.size() < 34) head.resize(34, ' ');
+    s += head + "  " + c.summary + "\n";
+  }
+  s += "\n`dmis <command> --help` describes a command. Kokkos options (--kokkos-...) are accepted\n"
+       "by every command.\n";
+  return s;
+}
+
+}  // namespace dmis::cli
+
+int main(int argc, char** argv) {
+  using namespace dmis;
+  // Usage errors need no runtime: answer them before MPI and Kokkos start.
+  if (argc < 2) {
+    std::cerr << cli::usage();
+    return 2;
+  }
+  const std::string name = argv[1];
+  if (name == "--help" || name == "-h" || name == "help") {
+    std::cout << cli::usage();
+    return 0;
+  }
+  const cli::Command* cmd = nullptr;
+  for (const auto& c : cli::commands())
+    if (name == c.name) cmd = &c;
+  if (!cmd) {
+    std::cerr << "dmis: error: unknown command '" << name << "'\n\n" << cli::usage();
+    return 2;
+  }
+  // The OpenMP runtime read its environment when it was loaded; an unset OMP_PROC_BIND means
+  // "no binding" to it. Saying so explicitly only spares users Kokkos' start-up warning; runs
+  // that want binding set OMP_PROC_BIND=spread OMP_PLACES=threads (scripts/quickstart does).
+  setenv("OMP_PROC_BIND", "false", /*overwrite=*/0);
+  int code = 0;
+  {
+    dist::Runtime runtime(argc, argv);  // Kokkos removes its own --kokkos-* arguments
+    cli::Args args(argv + 2, argv + argc);
+    try {
+      code = cmd->run(args);
+    } catch (const UsageError& e) {
+      std::cerr << "dmis " << name << ": error: " << e.what() << "\n"
+                << "usage: dmis " << name << " " << cmd->usage << "\n";
+      code = e.exit_code();
+    } catch (const Error& e) {
+      std::cerr << "dmis " << name << ": error: " << e.what() << "\n";
+      code = e.exit_code();
+    } catch (const std::exception& e) {
+      std::cerr << "dmis " << name << ": internal error: " << e.what() << "\n";
+      code = 1;
+    }
+  }
+  return code;
+}
