@@ -1,0 +1,133 @@
+#include "kernels/attention.hpp"
+
+#include <KokkosBatched_Gemm_Decl.hpp>
+#include <KokkosBatched_Gemm_Team_Impl.hpp>
+
+#include "kernels/eti.hpp"
+
+namespace dmis::kernels {
+
+namespace {
+namespace kb = KokkosBatched;
+using NT = kb::Trans::NoTranspose;
+using TT = kb::Trans::Transpose;
+using Algo = kb::Algo::Gemm::Unblocked;
+
+template <class T, class Exec>
+using Mat = Kokkos::View<T**, Kokkos::LayoutRight, DeviceOf<Exec>,
+                         Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+
+template <class CX>
+void check_qkv(const char* op, const CX& qkv) {
+  expect(qkv.extent(1) % 3 == 0 && qkv.extent(1) > 0, op,
+         cat("qkv must have 3*C channels, got ", qkv.extent(1)));
+  expect(qkv.extent(0) > 0 && qkv.extent(2) > 0 && qkv.extent(3) > 0, op,
+         cat("empty tensor qkv ", detail::shape_string(qkv)));
+}
+}  // namespace
+
+template <class Exec, class T>
+void Attention<Exec, T>::forward(const Exec& exec, const CX& qkv, const X& h, const A3& attn) {
+  const char* op = "dmis::attention::forward";
+  check_qkv(op, qkv);
+  const int B = qkv.extent(0), C = qkv.extent(1) / 3, H = qkv.extent(2), W = qkv.extent(3);
+  const int N = H * W;
+  expect_shape(op, "h", h, {B, C, H, W});
+  expect_shape(op, "attn", attn, {B, N, N});
+  const T scale = T(1) / compat::sqrt(T(C));
+  using Policy = Kokkos::TeamPolicy<Exec>;
+  using Member = typename Policy::member_type;
+  Kokkos::parallel_for(
+      "dmis::attention::fwd_logits", Policy(exec, B, Kokkos::AUTO),
+      KOKKOS_LAMBDA(const Member& team) {
+        const int b = team.league_rank();
+        Mat<const T, Exec> q(&qkv(b, 0, 0, 0), C, N);  // (C, N)
+        Mat<const T, Exec> k(&qkv(b, C, 0, 0), C, N);  // (C, N)
+        Mat<T, Exec> s(&attn(b, 0, 0), N, N);          // (N, N)
+        kb::TeamGemm<Member, TT, NT, Algo>::invoke(team, scale, q, k, T(0), s);
+      });
+  Kokkos::parallel_for(
+      "dmis::attention::fwd_softmax", Kokkos::RangePolicy<Exec>(exec, 0, B * N),
+      KOKKOS_LAMBDA(int r) {
+        T* row = &attn(r / N, r % N, 0);
+        T mx = row[0];
+        for (int j = 1; j < N; ++j) mx = row[j] > mx ? row[j] : mx;
+        T sum = 0;
+        for (int j = 0; j < N; ++j) {
+          row[j] = compat::exp(row[j] - mx);
+          sum += row[j];
+        }
+        const T inv = T(1) / sum;
+        for (int j = 0; j < N; ++j) row[j] *= inv;
+      });
+  Kokkos::parallel_for(
+      "dmis::attention::fwd_values", Policy(exec, B, Kokkos::AUTO),
+      KOKKOS_LAMBDA(const Member& team) {
+        const int b = team.league_rank();
+        Mat<const T, Exec> v(&qkv(b, 2 * C, 0, 0), C, N);  // (C, N)
+        Mat<const T, Exec> a(&attn(b, 0, 0), N, N);        // (N, N)
+        Mat<T, Exec> hb(&h(b, 0, 0, 0), C, N);             // (C, N)
+        kb::TeamGemm<Member, NT, TT, Algo>::invoke(team, T(1), v, a, T(0), hb);
+      });
+}
+
+template <class Exec, class T>
+void Attention<Exec, T>::backward(const Exec& exec, const CX& dh, const CX& qkv, const CA3& attn,
+                                  const X& dqkv, GradMode mode, const V1& scratch) {
+  const char* op = "dmis::attention::backward";
+  check_qkv(op, qkv);
+  const int B = qkv.extent(0), C = qkv.extent(1) / 3, H = qkv.extent(2), W = qkv.extent(3);
+  const int N = H * W;
+  expect_shape(op, "dh", dh, {B, C, H, W});
+  expect_shape(op, "attn", attn, {B, N, N});
+  expect_shape(op, "dqkv", dqkv, {B, 3 * C, H, W});
+  expect(scratch.extent(0) >= scratch_size(B, N), op,
+         cat("scratch has ", scratch.extent(0), " elements, needs ", scratch_size(B, N)));
+  const T scale = T(1) / compat::sqrt(T(C));
+  const T beta = mode == GradMode::Accumulate ? T(1) : T(0);
+  A3 ds(scratch.data(), B, N, N);  // (B, N, N): dA, then dS
+  using Policy = Kokkos::TeamPolicy<Exec>;
+  using Member = typename Policy::member_type;
+  // dV = dh A ; dA = dh^T V
+  Kokkos::parallel_for(
+      "dmis::attention::bwd_values", Policy(exec, B, Kokkos::AUTO),
+      KOKKOS_LAMBDA(const Member& team) {
+        const int b = team.league_rank();
+        Mat<const T, Exec> dhb(&dh(b, 0, 0, 0), C, N);       // (C, N)
+        Mat<const T, Exec> a(&attn(b, 0, 0), N, N);          // (N, N)
+        Mat<const T, Exec> v(&qkv(b, 2 * C, 0, 0), C, N);    // (C, N)
+        Mat<T, Exec> dv(&dqkv(b, 2 * C, 0, 0), C, N);        // (C, N)
+        Mat<T, Exec> da(&ds(b, 0, 0), N, N);                 // (N, N)
+        kb::TeamGemm<Member, NT, NT, Algo>::invoke(team, T(1), dhb, a, beta, dv);
+        kb::TeamGemm<Member, TT, NT, Algo>::invoke(team, T(1), dhb, v, T(0), da);
+      });
+  // softmax backward, with the logit scale folded in: dS = scale * A (dA - rowsum(dA A))
+  Kokkos::parallel_for(
+      "dmis::attention::bwd_softmax", Kokkos::RangePolicy<Exec>(exec, 0, B * N),
+      KOKKOS_LAMBDA(int r) {
+        const int b = r / N, i = r % N;
+        T* row = &ds(b, i, 0);
+        const T* a = &attn(b, i, 0);
+        T dot = 0;
+        for (int j = 0; j < N; ++j) dot += row[j] * a[j];
+        for (int j = 0; j < N; ++j) row[j] = scale * a[j] * (row[j] - dot);
+      });
+  // dQ = K dS^T ; dK = Q dS
+  Kokkos::parallel_for(
+      "dmis::attention::bwd_qk", Policy(exec, B, Kokkos::AUTO), KOKKOS_LAMBDA(const Member& team) {
+        const int b = team.league_rank();
+        Mat<const T, Exec> q(&qkv(b, 0, 0, 0), C, N);  // (C, N)
+        Mat<const T, Exec> k(&qkv(b, C, 0, 0), C, N);  // (C, N)
+        Mat<const T, Exec> dsb(&ds(b, 0, 0), N, N);    // (N, N)
+        Mat<T, Exec> dq(&dqkv(b, 0, 0, 0), C, N);      // (C, N)
+        Mat<T, Exec> dk(&dqkv(b, C, 0, 0), C, N);      // (C, N)
+        kb::TeamGemm<Member, NT, TT, Algo>::invoke(team, T(1), k, dsb, beta, dq);
+        kb::TeamGemm<Member, NT, NT, Algo>::invoke(team, T(1), q, dsb, beta, dk);
+      });
+}
+
+#define DMIS_INST(E, T) template struct Attention<E, T>;
+DMIS_FOR_EACH_EXEC_AND_SCALAR(DMIS_INST)
+#undef DMIS_INST
+
+}  // namespace dmis::kernels

@@ -1,0 +1,45 @@
+#pragma once
+// 2-D convolution, square kernel k (1 or 3 in the UNet), stride s, zero padding (k-1)/2, as
+// PyTorch's nn.Conv2d(cin, cout, k, stride=s, padding=(k-1)/2). Weights (Cout, Cin, k, k).
+//
+// Explicit GEMM: the batch is processed in chunks of nb samples; for each chunk the input is
+// unfolded (im2col) into col (Cin*k*k, nb*P), P = Ho*Wo, and one Kokkos Kernels GEMM computes
+// W (Cout, Cin*k*k) x col -> tmp (Cout, nb*P), which is permuted into y with the bias added.
+// The chunk size follows from the scratch the caller provides (see scratch_size).
+#include "kernels/common.hpp"
+
+namespace dmis::kernels {
+
+struct Conv2dGeometry {
+  int B, Cin, H, W;    // input (B, Cin, H, W)
+  int Cout, k, stride, pad;
+  int Ho, Wo;          // output (B, Cout, Ho, Wo)
+  int K() const { return Cin * k * k; }
+  int P() const { return Ho * Wo; }
+};
+
+template <class Exec, class T>
+struct Conv2d {
+  using X = Tensor4<T, Exec>;
+  using CX = Tensor4<const T, Exec>;
+  using V1 = Tensor1<T, Exec>;
+  using CV1 = Tensor1<const T, Exec>;
+
+  /// Output geometry for input (B, Cin, H, W) and weights (Cout, Cin, k, k); checks the shapes.
+  static Conv2dGeometry geometry(const char* op, const CX& x, const CX& w, int stride);
+
+  /// Scratch elements needed to process `chunk` samples per GEMM (chunk >= 1).
+  static size_t scratch_size(const Conv2dGeometry& g, int chunk);
+
+  /// y (B, Cout, Ho, Wo) = conv(x (B, Cin, H, W), w (Cout, Cin, k, k)) + bias (Cout).
+  /// bias may be empty (no bias). scratch: at least scratch_size(g, 1) elements.
+  static void forward(const Exec& exec, const CX& x, const CX& w, const CV1& bias, int stride,
+                      const X& y, const V1& scratch);
+
+  /// From dy (B, Cout, Ho, Wo): dx (B, Cin, H, W) (written by `mode`; pass an empty view when
+  /// not needed), dw (Cout, Cin, k, k) += , db (Cout) += (empty if no bias).
+  static void backward(const Exec& exec, const CX& dy, const CX& x, const CX& w, int stride,
+                       const X& dx, GradMode mode, const X& dw, const V1& db, const V1& scratch);
+};
+
+}  // namespace dmis::kernels

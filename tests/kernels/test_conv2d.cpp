@@ -1,0 +1,178 @@
+#include "harness/exec_spaces.hpp"
+#include "harness/gradcheck.hpp"
+#include "harness/reference.hpp"
+#include "harness/tensor.hpp"
+#include "kernels/conv2d.hpp"
+
+namespace {
+using namespace dmis;
+using namespace dmis::test;
+
+template <class E>
+class Conv2dTest : public ::testing::Test {};
+TYPED_TEST_SUITE(Conv2dTest, ExecSpaces, ExecSpaceNames);
+
+struct ConvCase {
+  int B, Cin, Cout, H, W, k, stride, chunk;  // chunk: samples per GEMM allowed by the scratch
+};
+
+// Odd shapes on purpose: batch 1, channels not divisible by 8, 7x7 and non-square maps, stride 2
+// on odd sizes, and scratch that forces several chunks.
+const ConvCase kCases[] = {
+    {2, 3, 5, 7, 7, 3, 1, 2},  {1, 5, 3, 7, 7, 3, 2, 1}, {3, 4, 6, 8, 6, 3, 2, 2},
+    {2, 6, 9, 5, 7, 1, 1, 1},  {1, 1, 8, 28, 28, 3, 1, 1}, {4, 7, 5, 14, 14, 3, 2, 3},
+};
+
+template <class Exec, class T>
+size_t scratch_for(const ConvCase& c) {
+  kernels::Conv2dGeometry g{c.B, c.Cin, c.H, c.W, c.Cout, c.k, c.stride, (c.k - 1) / 2, 0, 0};
+  g.Ho = (c.H + 2 * g.pad - c.k) / c.stride + 1;
+  g.Wo = (c.W + 2 * g.pad - c.k) / c.stride + 1;
+  return kernels::Conv2d<Exec, T>::scratch_size(g, c.chunk);
+}
+
+int out_size(int n, int k, int s) { return (n + 2 * ((k - 1) / 2) - k) / s + 1; }
+
+TYPED_TEST(Conv2dTest, ForwardMatchesReference) {
+  using E = TypeParam;
+  using Op = kernels::Conv2d<E, float>;
+  E exec;
+  for (const auto& c : kCases) {
+    const int Ho = out_size(c.H, c.k, c.stride), Wo = out_size(c.W, c.k, c.stride);
+    TestTensor<float, E> x("x", {c.B, c.Cin, c.H, c.W}), w("w", {c.Cout, c.Cin, c.k, c.k}),
+        b("b", {c.Cout}), y("y", {c.B, c.Cout, Ho, Wo}), s("s", {int(scratch_for<E, float>(c))});
+    x.randn(1);
+    w.randn(2, 0.3);
+    b.randn(3);
+    Op::forward(exec, x.t4(), w.t4(), b.t1(), c.stride, y.t4(), s.t1());
+    y.download();
+    const auto want = ref::conv2d(x.values(), c.B, c.Cin, c.H, c.W, w.values(), c.Cout, c.k,
+                                  b.values(), c.stride);
+    EXPECT_TRUE(all_close(y.values(), want, 1e-5, 1e-5, "conv y"))
+        << "B=" << c.B << " Cin=" << c.Cin << " Cout=" << c.Cout << " " << c.H << "x" << c.W
+        << " k=" << c.k << " stride=" << c.stride;
+    // no bias
+    Op::forward(exec, x.t4(), w.t4(), none<Tensor1<const float, E>>(), c.stride, y.t4(), s.t1());
+    y.download();
+    const auto want_nb = ref::conv2d(x.values(), c.B, c.Cin, c.H, c.W, w.values(), c.Cout, c.k,
+                                     {}, c.stride);
+    EXPECT_TRUE(all_close(y.values(), want_nb, 1e-5, 1e-5, "conv y (no bias)"));
+  }
+}
+
+TYPED_TEST(Conv2dTest, BackwardMatchesFiniteDifferences) {
+  using E = TypeParam;
+  using Op = kernels::Conv2d<E, double>;
+  E exec;
+  const ConvCase cases[] = {{2, 3, 4, 5, 5, 3, 1, 1}, {1, 2, 3, 7, 7, 3, 2, 1},
+                            {2, 3, 2, 4, 5, 1, 1, 2}, {2, 2, 3, 6, 6, 3, 2, 2}};
+  for (const auto& c : cases) {
+    const int Ho = out_size(c.H, c.k, c.stride), Wo = out_size(c.W, c.k, c.stride);
+    TestTensor<double, E> x("x", {c.B, c.Cin, c.H, c.W}), w("w", {c.Cout, c.Cin, c.k, c.k}),
+        b("b", {c.Cout}), y("y", {c.B, c.Cout, Ho, Wo}), r("r", {c.B, c.Cout, Ho, Wo}),
+        dx("dx", {c.B, c.Cin, c.H, c.W}), dw("dw", {c.Cout, c.Cin, c.k, c.k}), db("db", {c.Cout}),
+        s("s", {int(scratch_for<E, double>(c))});
+    x.randn(11);
+    w.randn(12, 0.5);
+    b.randn(13);
+    r.randn(14);
+    dw.fill(0);
+    db.fill(0);
+    Op::backward(exec, r.t4(), x.t4(), w.t4(), c.stride, dx.t4(), GradMode::Overwrite, dw.t4(),
+                 db.t1(), s.t1());
+    dx.download();
+    dw.download();
+    db.download();
+    const auto R = r.values();
+    auto loss = [&]() {
+      Op::forward(exec, x.t4(), w.t4(), b.t1(), c.stride, y.t4(), s.t1());
+      y.download();
+      return dot(y, R);
+    };
+    expect_gradients_match<E>({{"x", &x, &dx}, {"w", &w, &dw}, {"b", &b, &db}}, loss);
+  }
+}
+
+TYPED_TEST(Conv2dTest, BackwardAccumulatesWhereAsked) {
+  using E = TypeParam;
+  using Op = kernels::Conv2d<E, double>;
+  E exec;
+  const ConvCase c{2, 3, 4, 6, 6, 3, 2, 1};
+  const int Ho = out_size(c.H, c.k, c.stride), Wo = out_size(c.W, c.k, c.stride);
+  TestTensor<double, E> x("x", {c.B, c.Cin, c.H, c.W}), w("w", {c.Cout, c.Cin, c.k, c.k}),
+      r("r", {c.B, c.Cout, Ho, Wo}), dx("dx", {c.B, c.Cin, c.H, c.W}),
+      dw("dw", {c.Cout, c.Cin, c.k, c.k}), db("db", {c.Cout}),
+      s("s", {int(scratch_for<E, double>(c))});
+  x.randn(1);
+  w.randn(2);
+  r.randn(3);
+  dw.fill(0);
+  db.fill(0);
+  Op::backward(exec, r.t4(), x.t4(), w.t4(), c.stride, dx.t4(), GradMode::Overwrite, dw.t4(),
+               db.t1(), s.t1());
+  dx.download();
+  dw.download();
+  db.download();
+  const auto dx1 = dx.values(), dw1 = dw.values(), db1 = db.values();
+  dx.randn(4);  // prefill: Accumulate must add to it
+  const auto prefill = dx.values();
+  Op::backward(exec, r.t4(), x.t4(), w.t4(), c.stride, dx.t4(), GradMode::Accumulate, dw.t4(),
+               db.t1(), s.t1());
+  dx.download();
+  dw.download();
+  db.download();
+  std::vector<double> want_dx(dx1.size()), want_dw(dw1.size()), want_db(db1.size());
+  for (size_t i = 0; i < dx1.size(); ++i) want_dx[i] = prefill[i] + dx1[i];
+  for (size_t i = 0; i < dw1.size(); ++i) want_dw[i] = 2 * dw1[i];  // parameter grads always add
+  for (size_t i = 0; i < db1.size(); ++i) want_db[i] = 2 * db1[i];
+  EXPECT_TRUE(all_close(dx.values(), want_dx, 1e-12, 1e-12, "dx accumulate"));
+  EXPECT_TRUE(all_close(dw.values(), want_dw, 1e-12, 1e-12, "dw accumulate"));
+  EXPECT_TRUE(all_close(db.values(), want_db, 1e-12, 1e-12, "db accumulate"));
+}
+
+TYPED_TEST(Conv2dTest, ChunkingDoesNotChangeTheResult) {
+  using E = TypeParam;
+  using Op = kernels::Conv2d<E, float>;
+  E exec;
+  ConvCase c{5, 3, 4, 7, 7, 3, 1, 5};
+  TestTensor<float, E> x("x", {c.B, c.Cin, c.H, c.W}), w("w", {c.Cout, c.Cin, 3, 3}),
+      b("b", {c.Cout}), y1("y1", {c.B, c.Cout, 7, 7}), y2("y2", {c.B, c.Cout, 7, 7}),
+      big("big", {int(scratch_for<E, float>(c))});
+  c.chunk = 2;  // 5 samples in chunks of 2, 2, 1
+  TestTensor<float, E> small("small", {int(scratch_for<E, float>(c))});
+  x.randn(5);
+  w.randn(6);
+  b.randn(7);
+  Op::forward(exec, x.t4(), w.t4(), b.t1(), 1, y1.t4(), big.t1());
+  Op::forward(exec, x.t4(), w.t4(), b.t1(), 1, y2.t4(), small.t1());
+  y1.download();
+  y2.download();
+  EXPECT_TRUE(all_close(y2.values(), y1.values(), 1e-6, 1e-6, "chunked vs whole batch"));
+}
+
+TYPED_TEST(Conv2dTest, RejectsBadShapes) {
+  using E = TypeParam;
+  using Op = kernels::Conv2d<E, float>;
+  E exec;
+  TestTensor<float, E> x("x", {2, 3, 8, 8}), w("w", {4, 3, 3, 3}), wbad("wbad", {4, 2, 3, 3}),
+      b("b", {4}), y("y", {2, 4, 8, 8}), ybad("ybad", {2, 4, 4, 4}), s("s", {100000}),
+      tiny("tiny", {10});
+  // weights with the wrong input channels
+  try {
+    Op::forward(exec, x.t4(), wbad.t4(), b.t1(), 1, y.t4(), s.t1());
+    FAIL() << "expected a ShapeError";
+  } catch (const ShapeError& e) {
+    EXPECT_NE(std::string(e.what()).find("'w' has shape (4, 2, 3, 3), expected (*, 3, 3, 3)"),
+              std::string::npos)
+        << e.what();
+  }
+  // output for stride 2 passed to a stride 1 convolution
+  EXPECT_THROW(Op::forward(exec, x.t4(), w.t4(), b.t1(), 1, ybad.t4(), s.t1()), ShapeError);
+  EXPECT_THROW(Op::forward(exec, x.t4(), w.t4(), b.t1(), 3, y.t4(), s.t1()), ShapeError);
+  EXPECT_THROW(Op::forward(exec, x.t4(), w.t4(), b.t1(), 1, y.t4(), tiny.t1()), ShapeError);
+  EXPECT_THROW(Op::backward(exec, ybad.t4(), x.t4(), w.t4(), 1, x.t4(), GradMode::Overwrite,
+                            w.t4(), b.t1(), s.t1()),
+               ShapeError);
+}
+
+}  // namespace
