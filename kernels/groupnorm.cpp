@@ -17,7 +17,8 @@ void check_groups(const char* op, const CX& x, int groups) {
 
 template <class Exec, class T>
 void GroupNorm<Exec, T>::forward(const Exec& exec, const CX& x, const CV1& gamma, const CV1& beta,
-                                 int groups, T eps, const X& y, const M& mean, const M& rstd) {
+                                 int groups, T eps, const X& y, const M& mean, const M& rstd,
+                                 bool silu) {
   const char* op = "dmis::groupnorm::forward";
   check_groups(op, x, groups);
   const int B = x.extent(0), C = x.extent(1), H = x.extent(2), W = x.extent(3), G = groups;
@@ -49,21 +50,24 @@ void GroupNorm<Exec, T>::forward(const Exec& exec, const CX& x, const CV1& gamma
         });
         Kokkos::parallel_for(Kokkos::TeamThreadRange(team, n), [&](int i) {
           const int c = g * cpg + i / HW;
-          yg[i] = gamma(c) * (xg[i] - m) * r + beta(c);
+          const T a = gamma(c) * (xg[i] - m) * r + beta(c);
+          yg[i] = silu ? a / (T(1) + compat::exp(-a)) : a;
         });
       });
 }
 
 template <class Exec, class T>
 void GroupNorm<Exec, T>::backward(const Exec& exec, const CX& dy, const CX& x, const CV1& gamma,
-                                  const CM& mean, const CM& rstd, const X& dx, GradMode mode,
-                                  const V1& dgamma, const V1& dbeta, const V1& scratch) {
+                                  const CV1& beta, const CM& mean, const CM& rstd, const X& dx,
+                                  GradMode mode, const V1& dgamma, const V1& dbeta,
+                                  const V1& scratch, bool silu) {
   const char* op = "dmis::groupnorm::backward";
   const int G = static_cast<int>(mean.extent(1));
   check_groups(op, x, G);
   const int B = x.extent(0), C = x.extent(1), H = x.extent(2), W = x.extent(3);
   expect_shape(op, "dy", dy, {B, C, H, W});
   expect_shape(op, "gamma", gamma, {C});
+  expect_shape(op, "beta", beta, {C});
   expect_shape(op, "mean", mean, {B, G});
   expect_shape(op, "rstd", rstd, {B, G});
   expect_shape(op, "dx", dx, {B, C, H, W});
@@ -83,12 +87,19 @@ void GroupNorm<Exec, T>::backward(const Exec& exec, const CX& dy, const CX& x, c
       "dmis::groupnorm::bwd_channel_sums", policy,
       KOKKOS_LAMBDA(const typename Policy::member_type& team) {
         const int b = team.league_rank() / C, c = team.league_rank() % C;
-        const T m = mean(b, c / cpg);
+        const T m = mean(b, c / cpg), r = rstd(b, c / cpg), gc = gamma(c), bc = beta(c);
         const T* dyc = &dy(b, c, 0, 0);
         const T* xc = &x(b, c, 0, 0);
         T* partials = team_partials<T>(team);
-        const T a = team_sum(team, HW, partials, [&](int i) { return dyc[i]; });
-        const T d = team_sum(team, HW, partials, [&](int i) { return dyc[i] * (xc[i] - m); });
+        // gradient with respect to the GroupNorm output (through SiLU when fused)
+        auto g_out = [&](int i) {
+          if (!silu) return dyc[i];
+          const T a = gc * (xc[i] - m) * r + bc;
+          const T sg = T(1) / (T(1) + compat::exp(-a));
+          return dyc[i] * sg * (T(1) + a * (T(1) - sg));
+        };
+        const T a = team_sum(team, HW, partials, [&](int i) { return g_out(i); });
+        const T d = team_sum(team, HW, partials, [&](int i) { return g_out(i) * (xc[i] - m); });
         Kokkos::single(Kokkos::PerTeam(team), [&]() {
           s1(b, c) = a;
           s2(b, c) = d;
@@ -114,14 +125,20 @@ void GroupNorm<Exec, T>::backward(const Exec& exec, const CX& dy, const CX& x, c
       "dmis::groupnorm::bwd_dx", Kokkos::RangePolicy<Exec>(exec, 0, B * C * H),
       KOKKOS_LAMBDA(int i) {
         const int h = i % H, c = (i / H) % C, b = i / (H * C), g = c / cpg;
-        const T m = mean(b, g), r = rstd(b, g), gc = gamma(c);
+        const T m = mean(b, g), r = rstd(b, g), gc = gamma(c), bc = beta(c);
         const T mdx = coef(b, 2 * g), mdxx = coef(b, 2 * g + 1);
         const T* dyr = &dy(b, c, h, 0);
         const T* xr = &x(b, c, h, 0);
         T* out = &dx(b, c, h, 0);
         for (int w = 0; w < W; ++w) {
           const T xhat = (xr[w] - m) * r;
-          const T v = r * (gc * dyr[w] - mdx - xhat * mdxx);
+          T go = dyr[w];
+          if (silu) {
+            const T a = gc * xhat + bc;
+            const T sg = T(1) / (T(1) + compat::exp(-a));
+            go *= sg * (T(1) + a * (T(1) - sg));
+          }
+          const T v = r * (gc * go - mdx - xhat * mdxx);
           out[w] = accumulate ? out[w] + v : v;
         }
       });

@@ -27,13 +27,15 @@ TYPED_TEST(GroupNormTest, ForwardMatchesReference) {
     x.randn(1, 2.0, 3.0);  // offset mean: a one-pass variance would lose accuracy here
     g.randn(2, 0.5, 1.0);
     b.randn(3);
+    const auto want = ref::groupnorm(x.values(), c.B, c.C, c.H, c.W, c.G, g.values(), b.values(),
+                                     1e-5);
     Op::forward(exec, x.t4(), g.t1(), b.t1(), c.G, 1e-5f, y.t4(), m.t2(), r.t2());
     y.download();
-    EXPECT_TRUE(all_close(y.values(),
-                          ref::groupnorm(x.values(), c.B, c.C, c.H, c.W, c.G, g.values(),
-                                         b.values(), 1e-5),
-                          1e-4, 1e-4, "groupnorm y"))
+    EXPECT_TRUE(all_close(y.values(), want, 1e-4, 1e-4, "groupnorm y"))
         << c.B << "x" << c.C << "x" << c.H << "x" << c.W << " G=" << c.G;
+    Op::forward(exec, x.t4(), g.t1(), b.t1(), c.G, 1e-5f, y.t4(), m.t2(), r.t2(), /*silu=*/true);
+    y.download();
+    EXPECT_TRUE(all_close(y.values(), ref::silu(want), 1e-4, 1e-4, "silu(groupnorm) y"));
   }
 }
 
@@ -41,7 +43,9 @@ TYPED_TEST(GroupNormTest, BackwardMatchesFiniteDifferences) {
   using E = TypeParam;
   using Op = kernels::GroupNorm<E, double>;
   E exec;
+  for (const bool silu : {false, true})
   for (const auto& c : {GnCase{2, 6, 3, 3, 3}, GnCase{1, 4, 5, 4, 2}, GnCase{2, 5, 3, 3, 5}}) {
+    SCOPED_TRACE(silu ? "fused SiLU" : "plain");
     TestTensor<double, E> x("x", {c.B, c.C, c.H, c.W}), g("g", {c.C}), b("b", {c.C}),
         y("y", {c.B, c.C, c.H, c.W}), m("m", {c.B, c.G}), rs("rs", {c.B, c.G}),
         r("r", {c.B, c.C, c.H, c.W}), dx("dx", {c.B, c.C, c.H, c.W}), dg("dg", {c.C}),
@@ -52,27 +56,27 @@ TYPED_TEST(GroupNormTest, BackwardMatchesFiniteDifferences) {
     r.randn(4);
     dg.fill(0);
     db.fill(0);
-    Op::forward(exec, x.t4(), g.t1(), b.t1(), c.G, 1e-5, y.t4(), m.t2(), rs.t2());
-    Op::backward(exec, r.t4(), x.t4(), g.t1(), m.t2(), rs.t2(), dx.t4(), GradMode::Overwrite,
-                 dg.t1(), db.t1(), s.t1());
+    Op::forward(exec, x.t4(), g.t1(), b.t1(), c.G, 1e-5, y.t4(), m.t2(), rs.t2(), silu);
+    Op::backward(exec, r.t4(), x.t4(), g.t1(), b.t1(), m.t2(), rs.t2(), dx.t4(),
+                 GradMode::Overwrite, dg.t1(), db.t1(), s.t1(), silu);
     dx.download();
     dg.download();
     db.download();
     const auto R = r.values();
     auto loss = [&]() {
-      Op::forward(exec, x.t4(), g.t1(), b.t1(), c.G, 1e-5, y.t4(), m.t2(), rs.t2());
+      Op::forward(exec, x.t4(), g.t1(), b.t1(), c.G, 1e-5, y.t4(), m.t2(), rs.t2(), silu);
       y.download();
       return dot(y, R);
     };
     expect_gradients_match<E>({{"x", &x, &dx}, {"gamma", &g, &dg}, {"beta", &b, &db}}, loss);
 
     // Accumulate
-    Op::forward(exec, x.t4(), g.t1(), b.t1(), c.G, 1e-5, y.t4(), m.t2(), rs.t2());
+    Op::forward(exec, x.t4(), g.t1(), b.t1(), c.G, 1e-5, y.t4(), m.t2(), rs.t2(), silu);
     const auto dx1 = dx.values();
     dx.randn(9);
     const auto pre = dx.values();
-    Op::backward(exec, r.t4(), x.t4(), g.t1(), m.t2(), rs.t2(), dx.t4(), GradMode::Accumulate,
-                 dg.t1(), db.t1(), s.t1());
+    Op::backward(exec, r.t4(), x.t4(), g.t1(), b.t1(), m.t2(), rs.t2(), dx.t4(),
+                 GradMode::Accumulate, dg.t1(), db.t1(), s.t1(), silu);
     dx.download();
     std::vector<double> want(pre.size());
     for (size_t i = 0; i < pre.size(); ++i) want[i] = pre[i] + dx1[i];

@@ -39,6 +39,7 @@ TYPED_TEST(KernelHotPath, NoAllocationCopyOrFenceAndDmisLabels) {
   TT cat2("cat2", {B, 2 * C, H, W});
   TT qkv("qkv", {B, 3 * C, H, W}), dqkv("dqkv", {B, 3 * C, H, W}), attn("attn", {B, N, N});
   TT gamma("gamma", {C}), beta("beta", {C}), mean("mean", {B, G}), rstd("rstd", {B, G});
+  TT dgamma("dgamma", {C}), dbeta("dbeta", {C});
   TT e("e", {B, C}), de("de", {B, C}), lin_w("lin_w", {C, D}), lin_dw("lin_dw", {C, D});
   TT emb("emb", {B, D}), demb("demb", {B, D}), cn("cn", {B}), dcn("dcn", {B});
   TT table("table", {3, D}), dtable("dtable", {3, D});
@@ -67,8 +68,12 @@ TYPED_TEST(KernelHotPath, NoAllocationCopyOrFenceAndDmisLabels) {
                   dbias.t1());
     using GN = kernels::GroupNorm<E, T>;
     GN::forward(exec, x.t4(), gamma.t1(), beta.t1(), G, T(1e-5), y.t4(), mean.t2(), rstd.t2());
-    GN::backward(exec, dy.t4(), x.t4(), gamma.t1(), mean.t2(), rstd.t2(), dx.t4(),
-                 GradMode::Overwrite, gamma.t1(), beta.t1(), scratch.t1());
+    GN::backward(exec, dy.t4(), x.t4(), gamma.t1(), beta.t1(), mean.t2(), rstd.t2(), dx.t4(),
+                 GradMode::Overwrite, dgamma.t1(), dbeta.t1(), scratch.t1());
+    GN::forward(exec, x.t4(), gamma.t1(), beta.t1(), G, T(1e-5), y.t4(), mean.t2(), rstd.t2(),
+                true);
+    GN::backward(exec, dy.t4(), x.t4(), gamma.t1(), beta.t1(), mean.t2(), rstd.t2(), dx.t4(),
+                 GradMode::Accumulate, dgamma.t1(), dbeta.t1(), scratch.t1(), true);
     kernels::SiLU<E, T>::forward(exec, x.t1(), y.t1());
     kernels::SiLU<E, T>::backward(exec, dy.t1(), x.t1(), dx.t1(), GradMode::Accumulate);
     using Att = kernels::Attention<E, T>;
