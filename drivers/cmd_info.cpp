@@ -4,19 +4,36 @@
 #include "core/error.hpp"
 #include "core/version.hpp"
 #include "dist/comm.hpp"
+#include "models/unet.hpp"
 
 namespace dmis::cli {
 
 int cmd_info(const Args& args) {
-  for (const auto& a : args) {
+  std::string preset;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
     if (a == "--help" || a == "-h") {
-      std::cout << "usage: dmis info\n\nPrints the dmis version and git hash, the Kokkos version, "
-                   "its enabled backends and\nconcurrency, Kokkos Kernels, MPI and HDF5.\n";
+      std::cout << "usage: dmis info [--preset NAME]\n\nPrints the dmis version and git hash, the "
+                   "Kokkos version, its enabled backends and\nconcurrency, Kokkos Kernels, MPI and "
+                   "HDF5. With --preset (unet-s, unet-m, ddpmpp-cifar),\nalso the network's "
+                   "parameter table: name, shape, offset in the flat buffer, and the total.\n";
       return 0;
+    } else if (a == "--preset") {
+      if (i + 1 >= args.size()) throw UsageError("--preset needs a value (unet-s, unet-m, ddpmpp-cifar)");
+      preset = args[++i];
+    } else if (a.rfind("--preset=", 0) == 0) {
+      preset = a.substr(9);
+    } else {
+      throw UsageError(cat("unknown option '", a, "'"));
     }
-    throw UsageError(cat("unknown option '", a, "'"));
   }
-  if (dist::rank() == 0) std::cout << banner();
+  models::UNetConfig cfg;
+  if (!preset.empty()) cfg = models::UNetConfig::from_preset(preset);  // fails before printing
+  if (dist::rank() != 0) return 0;
+  std::cout << banner();
+  if (!preset.empty()) {
+    std::cout << "\nnetwork " << cfg.describe() << "\n\n" << models::unet_param_table(cfg).describe();
+  }
   return 0;
 }
 

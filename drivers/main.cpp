@@ -14,7 +14,8 @@ namespace dmis::cli {
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
-      {"info", "print the version banner: dmis, Kokkos backends, MPI, HDF5", "", cmd_info},
+      {"info", "version banner; with --preset, a network's parameter table", "[--preset NAME]",
+       cmd_info},
   };
   return table;
 }

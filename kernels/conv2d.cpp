@@ -75,7 +75,7 @@ void im2col(const Exec& exec, const Conv2dGeometry& g, const Tensor4<const T, Ex
 
 template <class Exec, class T>
 void Conv2d<Exec, T>::forward(const Exec& exec, const CX& x, const CX& w, const CV1& bias,
-                              int stride, const X& y, const V1& scratch) {
+                              int stride, const X& y, const V1& scratch, bool accumulate) {
   const char* op = "dmis::conv2d::forward";
   const Conv2dGeometry g = geometry(op, x, w, stride);
   expect_shape(op, "y", y, {g.B, g.Cout, g.Ho, g.Wo});
@@ -98,7 +98,10 @@ void Conv2d<Exec, T>::forward(const Exec& exec, const CX& x, const CX& w, const 
           const T bv = has_bias ? bias(co) : T(0);
           const T* src = &tmp(co, bl * P);
           T* dst = &y(b0 + bl, co, 0, 0);
-          for (int p = 0; p < P; ++p) dst[p] = src[p] + bv;
+          if (accumulate)
+            for (int p = 0; p < P; ++p) dst[p] += src[p] + bv;
+          else
+            for (int p = 0; p < P; ++p) dst[p] = src[p] + bv;
         });
   }
 }

@@ -31,10 +31,11 @@ struct Conv2d {
   /// Scratch elements needed to process `chunk` samples per GEMM (chunk >= 1).
   static size_t scratch_size(const Conv2dGeometry& g, int chunk);
 
-  /// y (B, Cout, Ho, Wo) = conv(x (B, Cin, H, W), w (Cout, Cin, k, k)) + bias (Cout).
-  /// bias may be empty (no bias). scratch: at least scratch_size(g, 1) elements.
+  /// y (B, Cout, Ho, Wo) = conv(x (B, Cin, H, W), w (Cout, Cin, k, k)) + bias (Cout), or
+  /// y += ... with `accumulate` (a residual sum without another pass). bias may be empty (no
+  /// bias). scratch: at least scratch_size(g, 1) elements.
   static void forward(const Exec& exec, const CX& x, const CX& w, const CV1& bias, int stride,
-                      const X& y, const V1& scratch);
+                      const X& y, const V1& scratch, bool accumulate = false);
 
   /// From dy (B, Cout, Ho, Wo): dx (B, Cin, H, W) (written by `mode`; pass an empty view when
   /// not needed), dw (Cout, Cin, k, k) += , db (Cout) += (empty if no bias).

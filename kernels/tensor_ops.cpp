@@ -100,6 +100,15 @@ void Add<Exec, T>::backward(const Exec& exec, const CV& dy, const V& da, GradMod
 }
 
 template <class Exec, class T>
+void AddTo<Exec, T>::apply(const Exec& exec, const CV& x, const V& y, GradMode mode) {
+  expect_shape("dmis::add_to", "y", y, {static_cast<long>(x.extent(0))});
+  const bool accumulate = mode == GradMode::Accumulate;
+  Kokkos::parallel_for(
+      "dmis::add_to", Kokkos::RangePolicy<Exec>(exec, 0, x.extent(0)),
+      KOKKOS_LAMBDA(size_t i) { y(i) = accumulate ? y(i) + x(i) : x(i); });
+}
+
+template <class Exec, class T>
 void ChannelAdd<Exec, T>::forward(const Exec& exec, const CX& x, const CM& e, const X& y) {
   const char* op = "dmis::channel_add::forward";
   const int B = x.extent(0), C = x.extent(1), H = x.extent(2), W = x.extent(3);
@@ -138,6 +147,7 @@ void ChannelAdd<Exec, T>::backward(const Exec& exec, const CX& dy, const M& de, 
   template struct Upsample2x<E, T>;                                                              \
   template struct Concat<E, T>;                                                                  \
   template struct Add<E, T>;                                                                     \
+  template struct AddTo<E, T>;                                                                   \
   template struct ChannelAdd<E, T>;
 DMIS_FOR_EACH_EXEC_AND_SCALAR(DMIS_INST)
 #undef DMIS_INST

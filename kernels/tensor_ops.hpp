@@ -40,6 +40,15 @@ struct Add {
                        GradMode mode_b);
 };
 
+/// y (N) = x (N), or y += x with `mode` Accumulate: passes a gradient on through an identity
+/// branch (the residual of an attention block, a ResBlock without skip convolution).
+template <class Exec, class T>
+struct AddTo {
+  using V = Tensor1<T, Exec>;
+  using CV = Tensor1<const T, Exec>;
+  static void apply(const Exec& exec, const CV& x, const V& y, GradMode mode);
+};
+
 /// y (B, C, H, W) = x (B, C, H, W) + e (B, C) broadcast over H, W (the embedding projection
 /// added inside a ResBlock).
 template <class Exec, class T>
