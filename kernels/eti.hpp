@@ -37,3 +37,4 @@
 /// Expands M(ExecSpace, Scalar) for every instantiated combination.
 #define DMIS_FOR_EACH_EXEC_AND_SCALAR(M)                                                         \
   DMIS_ETI_SERIAL(M) DMIS_ETI_OPENMP(M) DMIS_ETI_THREADS(M) DMIS_ETI_CUDA(M) DMIS_ETI_HIP(M)
+

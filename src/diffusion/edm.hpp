@@ -1,0 +1,49 @@
+#pragma once
+// The EDM diffusion core (Karras et al. 2022; spec/method.md section 1) as device kernels:
+// training noise, preconditioning and the denoiser D = c_skip x + c_out F, with the loss weight
+// lambda(sigma). Everything per sample runs on the device.
+#include <cstdint>
+
+#include "core/types.hpp"
+
+namespace dmis::diffusion {
+
+struct EdmConfig {
+  double P_mean = -1.2;
+  double P_std = 1.2;
+  double sigma_data = 0.5;
+};
+
+template <class Exec, class T = float>
+struct Edm {
+  using X = Tensor4<T, Exec>;
+  using CX = Tensor4<const T, Exec>;
+  using V1 = Tensor1<T, Exec>;
+  using CV1 = Tensor1<const T, Exec>;
+
+  /// sigma (B) with ln(sigma) ~ N(P_mean, P_std^2) and noise (B, C, H, W) ~ N(0, I), keyed by
+  /// (seed, step, sample_offset + b): the same draws whatever the rank count or backend.
+  static void sample_training_noise(const Exec& exec, const EdmConfig& cfg, uint64_t seed,
+                                    uint32_t step, uint32_t sample_offset, const V1& sigma,
+                                    const X& noise);
+
+  /// x_sigma = x0 + sigma * noise, net_in = c_in(sigma) x_sigma, c_noise = ln(sigma) / 4,
+  /// weight = lambda(sigma) = (sigma^2 + sd^2) / (sigma sd)^2.
+  static void prepare_training_inputs(const Exec& exec, const EdmConfig& cfg, const CX& x0,
+                                      const CV1& sigma, const CX& noise, const X& x_sigma,
+                                      const X& net_in, const V1& c_noise, const V1& weight);
+
+  /// net_in = c_in(sigma) x and c_noise = ln(sigma) / 4 for a noisy x (samplers, classifier).
+  static void scale_input(const Exec& exec, const EdmConfig& cfg, const CX& x, const CV1& sigma,
+                          const X& net_in, const V1& c_noise);
+
+  /// D (B, C, H, W) = c_skip(sigma) x + c_out(sigma) F.
+  static void denoise(const Exec& exec, const EdmConfig& cfg, const CX& F, const CX& x,
+                      const CV1& sigma, const X& D);
+
+  /// dF = c_out(sigma) dD: the gradient through the denoiser's output scaling.
+  static void denoise_backward(const Exec& exec, const EdmConfig& cfg, const CX& dD,
+                               const CV1& sigma, const X& dF);
+};
+
+}  // namespace dmis::diffusion

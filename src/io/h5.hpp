@@ -1,0 +1,76 @@
+#pragma once
+// A thin, checked layer over the HDF5 C API: every call is checked, and a failure throws
+// dmis::InputError naming the file, the object and the operation. Files written here are
+// self-describing (named datasets, attributes), readable with h5py or h5dump.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/error.hpp"
+
+namespace dmis::h5 {
+
+/// A dataset read into memory: its shape and values.
+template <class T>
+struct Array {
+  std::vector<size_t> shape;
+  std::vector<T> data;
+  size_t size() const { return data.size(); }
+};
+
+class File {
+public:
+  enum class Mode { Read, Create };  // Create truncates
+  File(const std::string& path, Mode mode);
+  ~File();
+  File(File&& other) noexcept;
+  File& operator=(File&&) = delete;
+  File(const File&) = delete;
+  File& operator=(const File&) = delete;
+
+  const std::string& path() const { return m_path; }
+  bool exists(const std::string& object) const;
+  /// Names of the members of a group.
+  std::vector<std::string> list(const std::string& group) const;
+  /// Shape of a dataset (throws naming it if absent).
+  std::vector<size_t> shape(const std::string& dataset) const;
+
+  Array<float> read_float(const std::string& dataset) const;
+  Array<double> read_double(const std::string& dataset) const;
+  Array<int32_t> read_int(const std::string& dataset) const;
+  Array<uint8_t> read_uint8(const std::string& dataset) const;
+  /// Rows [first, first + count) along the first dimension of a uint8 dataset.
+  Array<uint8_t> read_uint8_rows(const std::string& dataset, size_t first, size_t count) const;
+
+  void write(const std::string& dataset, const std::vector<size_t>& shape, const float* data,
+             int compression = 0);
+  void write(const std::string& dataset, const std::vector<size_t>& shape, const double* data,
+             int compression = 0);
+  void write(const std::string& dataset, const std::vector<size_t>& shape, const int32_t* data,
+             int compression = 0);
+  void write(const std::string& dataset, const std::vector<size_t>& shape, const uint8_t* data,
+             int compression = 0);
+  void write(const std::string& dataset, const std::vector<size_t>& shape,
+             const std::vector<std::string>& strings);
+  std::vector<std::string> read_strings(const std::string& dataset) const;
+
+  // Attributes on an object ("/" for the file).
+  void set_attr(const std::string& object, const std::string& name, const std::string& value);
+  void set_attr(const std::string& object, const std::string& name, double value);
+  void set_attr(const std::string& object, const std::string& name, int64_t value);
+  void set_attr(const std::string& object, const std::string& name, const std::vector<int64_t>& v);
+  bool has_attr(const std::string& object, const std::string& name) const;
+  std::string attr_string(const std::string& object, const std::string& name) const;
+  double attr_double(const std::string& object, const std::string& name) const;
+  int64_t attr_int(const std::string& object, const std::string& name) const;
+  std::vector<int64_t> attr_ints(const std::string& object, const std::string& name) const;
+
+  /// Creates the groups on the way to `object` (like mkdir -p).
+  void make_groups(const std::string& object);
+
+private:
+  std::string m_path;
+  int64_t m_id = -1;
+};
+
+}  // namespace dmis::h5

@@ -1,0 +1,151 @@
+#include "methods/edm_step.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/rng.hpp"
+#include "kernels/common.hpp"
+#include "kernels/eti.hpp"
+#include "kernels/loss.hpp"
+
+namespace dmis::methods {
+
+namespace {
+template <class Exec>
+Buffer1<float, Exec> buffer(const char* name, size_t n) {
+  return Buffer1<float, Exec>(std::string("dmis::train::") + name, n);
+}
+}  // namespace
+
+template <class Exec>
+EdmTrainStep<Exec>::EdmTrainStep(const models::UNetConfig& net, const TrainStepConfig& cfg,
+                                 int local_batch, double conv_scratch_mb)
+    : m_cfg(cfg), m_batch(local_batch), m_net(net), m_store(m_net.table()) {
+  if (local_batch <= 0) throw InputError(cat("batch size must be > 0, got ", local_batch));
+  m_net.prepare(local_batch, conv_scratch_mb);
+  const size_t B = local_batch;
+  const size_t n = B * net.in_channels * net.resolution * net.resolution;
+  const size_t nout = B * net.out_channels * net.resolution * net.resolution;
+  m_sigma = buffer<Exec>("sigma", B);
+  m_weight = buffer<Exec>("loss_weight", B);
+  m_c_noise = buffer<Exec>("c_noise", B);
+  m_per_sample = buffer<Exec>("per_sample_loss", B);
+  m_loss = buffer<Exec>("loss", 1);
+  m_norm2 = buffer<Exec>("grad_norm2", 1);
+  m_norm_scratch = buffer<Exec>("grad_norm_scratch",
+                                optim::Optimizer<Exec, T>::norm_scratch_size(m_store.size()));
+  m_noise = buffer<Exec>("noise", nout);
+  m_x_sigma = buffer<Exec>("x_sigma", nout);
+  m_net_in = buffer<Exec>("net_in", n);
+  m_D = buffer<Exec>("denoised", nout);
+  m_dD = buffer<Exec>("denoised_grad", nout);
+  m_labels = Buffer1<int, Exec>("dmis::train::labels", B);
+  m_host_scalars = typename Buffer1<T, Exec>::HostMirror("dmis::train::host_scalars", 2);
+  if (net.in_channels != net.out_channels)
+    throw InputError(cat("EDM training denoises the image itself: in_channels (", net.in_channels,
+                         ") must equal out_channels (", net.out_channels, ")"));
+}
+
+template <class Exec>
+void EdmTrainStep<Exec>::initialize(models::InitScheme scheme) {
+  Exec exec;
+  models::init_params<Exec, T>(exec, m_net.config(), m_net.table(), m_store.params, m_cfg.seed,
+                               scheme);
+  using Opt = optim::Optimizer<Exec, T>;
+  Opt::fill(exec, m_store.grads, T(0));
+  Opt::fill(exec, m_store.adam_m, T(0));
+  Opt::fill(exec, m_store.adam_v, T(0));
+  Opt::copy(exec, m_store.params, m_store.ema);
+  m_step = 0;
+  exec.fence();
+}
+
+template <class Exec>
+double EdmTrainStep<Exec>::learning_rate(long step) const {
+  const double nimg = static_cast<double>(step) * global_batch();
+  const double ramp = m_cfg.lr_rampup_kimg > 0 ? std::min(1.0, nimg / (m_cfg.lr_rampup_kimg * 1e3)) : 1.0;
+  return m_cfg.opt.lr * ramp;
+}
+
+template <class Exec>
+double EdmTrainStep<Exec>::ema_beta(long step) const {
+  if (m_cfg.ema_decay > 0) return m_cfg.ema_decay;
+  double halflife = m_cfg.ema_halflife_kimg * 1e3;
+  if (m_cfg.ema_rampup_ratio > 0)
+    halflife = std::min(halflife, static_cast<double>(step) * global_batch() * m_cfg.ema_rampup_ratio);
+  return std::pow(0.5, global_batch() / std::max(halflife, 1e-8));
+}
+
+template <class Exec>
+void EdmTrainStep<Exec>::run(const Exec& exec, const Tensor4<const T, Exec>& x0,
+                             const Tensor1<const int, Exec>& labels) {
+  const auto& nc = m_net.config();
+  const int B = m_batch, C = nc.in_channels, R = nc.resolution;
+  const char* op = "dmis::train::step";
+  kernels::expect_shape(op, "x0", x0, {B, C, R, R});
+  kernels::expect_shape(op, "labels", labels, {B});
+  using Edm = diffusion::Edm<Exec, T>;
+  using Opt = optim::Optimizer<Exec, T>;
+  const uint32_t step = static_cast<uint32_t>(m_step);
+  const uint32_t offset = static_cast<uint32_t>(m_cfg.sample_offset);
+
+  // classifier-free guidance: drop labels to "no label" (row K) with probability p_uncond
+  {
+    const rng::Philox gen(m_cfg.seed, rng::kLabelDrop);
+    const T p = T(m_cfg.p_uncond);
+    const int K = nc.classes;
+    auto out = m_labels;
+    Kokkos::parallel_for(
+        "dmis::train::label_dropout", Kokkos::RangePolicy<Exec>(exec, 0, B), KOKKOS_LAMBDA(int b) {
+          out(b) = rng::uniform<T>(gen, step, offset + b, 0u) < p ? K : labels(b);
+        });
+  }
+  const X noise(m_noise.data(), B, C, R, R), xs(m_x_sigma.data(), B, C, R, R),
+      net_in(m_net_in.data(), B, C, R, R), D(m_D.data(), B, C, R, R), dD(m_dD.data(), B, C, R, R);
+  Edm::sample_training_noise(exec, m_cfg.edm, m_cfg.seed, step, offset, m_sigma, noise);
+  Edm::prepare_training_inputs(exec, m_cfg.edm, x0, m_sigma, noise, xs, net_in, m_c_noise,
+                               m_weight);
+  const models::UNetIO<Exec, T> io{net_in, m_c_noise, m_labels};
+  const models::DropoutKey key{m_cfg.seed, step, offset};
+  m_net.forward(exec, m_store.params, io, /*train=*/true, key);
+  Edm::denoise(exec, m_cfg.edm, m_net.output(), xs, m_sigma, D);
+  kernels::MSE<Exec, T>::forward(exec, D, x0, m_weight, m_per_sample, m_loss);
+
+  Opt::fill(exec, m_store.grads, T(0));
+  // The loss is a mean over the global batch: each rank's share is B_local / B_global.
+  const T dloss = T(static_cast<double>(B) / global_batch());
+  kernels::MSE<Exec, T>::backward(exec, dloss, D, x0, m_weight, dD, GradMode::Overwrite);
+  const X dF(m_D.data(), B, C, R, R);  // D is no longer needed: reuse it for dF
+  Edm::denoise_backward(exec, m_cfg.edm, dD, m_sigma, dF);
+  m_net.backward(exec, m_store.params, io, dF, m_store.grads, key);
+  if (on_gradients) on_gradients(exec, m_store.grads);
+
+  ++m_step;
+  Opt::grad_norm2(exec, m_store.grads, m_norm_scratch, m_norm2);
+  Opt::adamw(exec, m_cfg.opt, learning_rate(m_step), m_step, m_store.params, m_store.grads,
+             m_store.adam_m, m_store.adam_v, m_norm2);
+  Opt::ema_update(exec, ema_beta(m_step), m_store.params, m_store.ema);
+}
+
+template <class Exec>
+void EdmTrainStep<Exec>::read_scalars(double& loss, double& grad_norm) const {
+  Kokkos::fence();
+  Kokkos::deep_copy(Kokkos::subview(m_host_scalars, Kokkos::make_pair(0, 1)), m_loss);
+  Kokkos::deep_copy(Kokkos::subview(m_host_scalars, Kokkos::make_pair(1, 2)), m_norm2);
+  loss = m_host_scalars(0);
+  grad_norm = std::sqrt(static_cast<double>(m_host_scalars(1)));
+}
+
+template <class Exec>
+double EdmTrainStep<Exec>::flops_per_step() const {
+  return m_batch * (m_net.forward_flops_per_sample() + m_net.backward_flops_per_sample());
+}
+
+// float only: one instantiation per execution space
+#define DMIS_INST(E, T) DMIS_INST_##T(E)
+#define DMIS_INST_float(E) template class EdmTrainStep<E>;
+#define DMIS_INST_double(E)
+DMIS_FOR_EACH_EXEC_AND_SCALAR(DMIS_INST)
+#undef DMIS_INST
+
+}  // namespace dmis::methods
