@@ -10,7 +10,7 @@ void SiLU<Exec, T>::forward(const Exec& exec, const CV& x, const V& y) {
   Kokkos::parallel_for(
       "dmis::silu::fwd", Kokkos::RangePolicy<Exec>(exec, 0, x.extent(0)), KOKKOS_LAMBDA(size_t i) {
         const T v = x(i);
-        y(i) = v / (T(1) + compat::exp(-v));
+        y(i) = v * compat::sigmoid(v);
       });
 }
 
@@ -24,7 +24,7 @@ void SiLU<Exec, T>::backward(const Exec& exec, const CV& dy, const CV& x, const 
   Kokkos::parallel_for(
       "dmis::silu::bwd", Kokkos::RangePolicy<Exec>(exec, 0, x.extent(0)), KOKKOS_LAMBDA(size_t i) {
         const T v = x(i);
-        const T sg = T(1) / (T(1) + compat::exp(-v));
+        const T sg = compat::sigmoid(v);
         const T g = dy(i) * sg * (T(1) + v * (T(1) - sg));
         dx(i) = accumulate ? dx(i) + g : g;
       });

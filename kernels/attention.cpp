@@ -11,7 +11,7 @@ namespace {
 namespace kb = KokkosBatched;
 using NT = kb::Trans::NoTranspose;
 using TT = kb::Trans::Transpose;
-using Algo = kb::Algo::Gemm::Unblocked;
+using Algo = kb::Algo::Gemm::Blocked;  // register-blocked inner kernel
 
 template <class T, class Exec>
 using Mat = Kokkos::View<T**, Kokkos::LayoutRight, DeviceOf<Exec>,

@@ -27,20 +27,26 @@ Conv2dGeometry Conv2d<Exec, T>::geometry(const char* op, const CX& x, const CX& 
   return g;
 }
 
-template <class Exec, class T>
-size_t Conv2d<Exec, T>::scratch_size(const Conv2dGeometry& g, int chunk) {
-  return static_cast<size_t>(chunk) * g.P() * (static_cast<size_t>(g.K()) + g.Cout);
-}
-
 namespace {
+
+// Scratch per sample of a chunk: the unfolded input and the GEMM output, for the forward
+// convolution and for backward's transposed one (input and output channels swapped).
+inline size_t per_sample_scratch(const Conv2dGeometry& g) {
+  const size_t cmax = static_cast<size_t>(std::max(g.Cin, g.Cout));
+  return static_cast<size_t>(g.P()) * (cmax * g.k * g.k + cmax);
+}
+// The flipped weights of backward's transposed convolution, at the end of the scratch.
+inline size_t weight_scratch(const Conv2dGeometry& g) {
+  return static_cast<size_t>(g.Cin) * g.Cout * g.k * g.k;
+}
 
 // Samples per chunk that fit in the scratch.
 inline int chunk_for(const char* op, const Conv2dGeometry& g, size_t scratch_elems) {
-  const size_t per_sample = static_cast<size_t>(g.P()) * (static_cast<size_t>(g.K()) + g.Cout);
-  const size_t nb = scratch_elems / per_sample;
+  const size_t per_sample = per_sample_scratch(g), fixed = weight_scratch(g);
+  const size_t nb = scratch_elems > fixed ? (scratch_elems - fixed) / per_sample : 0;
   expect(nb >= 1, op,
          cat("scratch of ", scratch_elems, " elements is smaller than one sample needs (",
-             per_sample, ")"));
+             per_sample + fixed, ")"));
   return static_cast<int>(std::min<size_t>(nb, static_cast<size_t>(g.B)));
 }
 
@@ -50,47 +56,54 @@ void im2col(const Exec& exec, const Conv2dGeometry& g, const Tensor4<const T, Ex
             int nb, const Tensor2<T, Exec>& col) {
   const int kk = g.k * g.k, k = g.k, s = g.stride, pad = g.pad, H = g.H, W = g.W;
   const int Ho = g.Ho, Wo = g.Wo, P = g.P();
-  const int rows = g.K() * nb * Ho;  // one (tap, sample, output row) per iteration
+  // One (tap, sample) plane per iteration: the index arithmetic happens once per plane, the
+  // rows inside are plain (mostly shifted) copies.
   Kokkos::parallel_for(
-      "dmis::conv2d::im2col", Kokkos::RangePolicy<Exec>(exec, 0, rows), KOKKOS_LAMBDA(int r) {
-        const int oh = r % Ho;
-        const int bl = (r / Ho) % nb;
-        const int kidx = r / (Ho * nb);
+      "dmis::conv2d::im2col", Kokkos::RangePolicy<Exec>(exec, 0, g.K() * nb), KOKKOS_LAMBDA(int r) {
+        const int kidx = r / nb, bl = r % nb;
         const int ci = kidx / kk, t = kidx % kk, ky = t / k, kx = t % k;
-        const int ih = oh * s - pad + ky;
-        T* out = &col(kidx, bl * P + oh * Wo);
-        if (ih < 0 || ih >= H) {
-          for (int ow = 0; ow < Wo; ++ow) out[ow] = T(0);
-          return;
-        }
-        const T* in = &x(b0 + bl, ci, ih, 0);
-        for (int ow = 0; ow < Wo; ++ow) {
-          const int iw = ow * s - pad + kx;
-          out[ow] = (iw >= 0 && iw < W) ? in[iw] : T(0);
+        // valid output columns: 0 <= ow*s - pad + kx < W
+        const int lo = pad - kx > 0 ? (pad - kx + s - 1) / s : 0;
+        int hi = W - 1 + pad - kx < 0 ? 0 : (W - 1 + pad - kx) / s + 1;
+        if (hi > Wo) hi = Wo;
+        const int mid_end = hi > lo ? hi : lo;
+        const T* plane = &x(b0 + bl, ci, 0, 0);
+        T* out = &col(kidx, bl * P);
+        for (int oh = 0; oh < Ho; ++oh, out += Wo) {
+          const int ih = oh * s - pad + ky;
+          if (ih < 0 || ih >= H) {
+            for (int ow = 0; ow < Wo; ++ow) out[ow] = T(0);
+            continue;
+          }
+          const T* in = plane + ih * W;
+          for (int ow = 0; ow < lo && ow < Wo; ++ow) out[ow] = T(0);
+          if (s == 1) {
+            const int shift = kx - pad;
+            for (int ow = lo; ow < hi; ++ow) out[ow] = in[ow + shift];  // a shifted row copy
+          } else {
+            for (int ow = lo; ow < hi; ++ow) out[ow] = in[ow * s - pad + kx];
+          }
+          for (int ow = mid_end; ow < Wo; ++ow) out[ow] = T(0);
         }
       });
 }
 
-}  // namespace
-
+// y (=, or += with accumulate) conv(x) + bias through im2col + GEMM, in chunks of `chunk`
+// samples; w2 (Cout, K) are the weights as a matrix, col_space the scratch for col and tmp.
 template <class Exec, class T>
-void Conv2d<Exec, T>::forward(const Exec& exec, const CX& x, const CX& w, const CV1& bias,
-                              int stride, const X& y, const V1& scratch, bool accumulate) {
-  const char* op = "dmis::conv2d::forward";
-  const Conv2dGeometry g = geometry(op, x, w, stride);
-  expect_shape(op, "y", y, {g.B, g.Cout, g.Ho, g.Wo});
-  if (bias.extent(0) != 0) expect_shape(op, "bias", bias, {g.Cout});
-  const int chunk = chunk_for(op, g, scratch.extent(0));
+void conv_by_gemm(const Exec& exec, const Conv2dGeometry& g, const Tensor4<const T, Exec>& x,
+                  const Tensor2<const T, Exec>& w2, const Tensor1<const T, Exec>& bias,
+                  const Tensor4<T, Exec>& y, T* col_space, int chunk, bool accumulate) {
   const bool has_bias = bias.extent(0) != 0;
   const int K = g.K(), P = g.P(), Cout = g.Cout;
-  Tensor2<const T, Exec> w2(w.data(), Cout, K);  // (Cout, K)
-
   for (int b0 = 0; b0 < g.B; b0 += chunk) {
     const int nb = std::min(chunk, g.B - b0);
-    Tensor2<T, Exec> col(scratch.data(), K, static_cast<size_t>(nb) * P);                    // (K, nb*P)
-    Tensor2<T, Exec> tmp(scratch.data() + static_cast<size_t>(K) * nb * P, Cout, nb * P);  // (Cout, nb*P)
+    Tensor2<T, Exec> col(col_space, K, static_cast<size_t>(nb) * P);                    // (K, nb*P)
+    Tensor2<T, Exec> tmp(col_space + static_cast<size_t>(K) * nb * P, Cout, nb * P);  // (Cout, nb*P)
     im2col<Exec, T>(exec, g, x, b0, nb, col);
+    Kokkos::Profiling::pushRegion("dmis::conv2d::gemm_forward");
     compat::gemm(exec, "N", "N", T(1), w2, Tensor2<const T, Exec>(col), T(0), tmp);
+    Kokkos::Profiling::popRegion();
     Kokkos::parallel_for(
         "dmis::conv2d::scatter_bias", Kokkos::RangePolicy<Exec>(exec, 0, Cout * nb),
         KOKKOS_LAMBDA(int r) {
@@ -104,6 +117,25 @@ void Conv2d<Exec, T>::forward(const Exec& exec, const CX& x, const CX& w, const 
             for (int p = 0; p < P; ++p) dst[p] = src[p] + bv;
         });
   }
+}
+
+}  // namespace
+
+template <class Exec, class T>
+size_t Conv2d<Exec, T>::scratch_size(const Conv2dGeometry& g, int chunk) {
+  return static_cast<size_t>(chunk) * per_sample_scratch(g) + weight_scratch(g);
+}
+
+template <class Exec, class T>
+void Conv2d<Exec, T>::forward(const Exec& exec, const CX& x, const CX& w, const CV1& bias,
+                              int stride, const X& y, const V1& scratch, bool accumulate) {
+  const char* op = "dmis::conv2d::forward";
+  const Conv2dGeometry g = geometry(op, x, w, stride);
+  expect_shape(op, "y", y, {g.B, g.Cout, g.Ho, g.Wo});
+  if (bias.extent(0) != 0) expect_shape(op, "bias", bias, {g.Cout});
+  const int chunk = chunk_for(op, g, scratch.extent(0));
+  conv_by_gemm<Exec, T>(exec, g, x, Tensor2<const T, Exec>(w.data(), g.Cout, g.K()), bias, y,
+                        scratch.data(), chunk, accumulate);
 }
 
 template <class Exec, class T>
@@ -126,7 +158,7 @@ void Conv2d<Exec, T>::backward(const Exec& exec, const CX& dy, const CX& x, cons
   Tensor2<T, Exec> dw2(dw.data(), Cout, K);      // (Cout, K)
 
   if (has_bias) {
-    // db(co) += sum over (b, p) of dy(b, co, p), in a fixed order.
+    // db(co) += sum over b (in order) of the fixed-order sum over p of dy(b, co, p)
     using Policy = Kokkos::TeamPolicy<Exec>;
     Policy policy(exec, Cout, Kokkos::AUTO);
     policy.set_scratch_size(0, Kokkos::PerTeam(team_sum_scratch_bytes<T>()));
@@ -134,13 +166,16 @@ void Conv2d<Exec, T>::backward(const Exec& exec, const CX& dy, const CX& x, cons
         "dmis::conv2d::bias_grad", policy, KOKKOS_LAMBDA(const typename Policy::member_type& team) {
           const int co = team.league_rank();
           T* partials = team_partials<T>(team);
-          const T s = team_sum(team, B * P, partials,
-                               [&](int i) { return dy(i / P, co, (i % P) / Wo, i % Wo); });
+          T s = 0;
+          for (int b = 0; b < B; ++b) {
+            const T* row = &dy(b, co, 0, 0);
+            s += team_sum(team, P, partials, [&](int p) { return row[p]; });
+          }
           Kokkos::single(Kokkos::PerTeam(team), [&]() { db(co) += s; });
         });
   }
 
-  const bool accumulate = (mode == GradMode::Accumulate);
+  // dW (Cout, K) += dy (Cout, nb*P) x col^T (nb*P, K), chunk by chunk (fixed order)
   for (int b0 = 0; b0 < B; b0 += chunk) {
     const int nb = std::min(chunk, B - b0);
     Tensor2<T, Exec> col(scratch.data(), K, static_cast<size_t>(nb) * P);                    // (K, nb*P)
@@ -154,13 +189,51 @@ void Conv2d<Exec, T>::backward(const Exec& exec, const CX& dy, const CX& x, cons
           for (int p = 0; p < P; ++p) dst[p] = src[p];
         });
     im2col<Exec, T>(exec, g, x, b0, nb, col);
-    // dW (Cout, K) += dyp (Cout, nb*P) x col^T (nb*P, K)
+    Kokkos::Profiling::pushRegion("dmis::conv2d::gemm_weight_grad");
     compat::gemm(exec, "N", "T", T(1), Tensor2<const T, Exec>(dyp), Tensor2<const T, Exec>(col),
                  T(1), dw2);
-    if (!want_dx) continue;
-    // dcol (K, nb*P) = W^T (K, Cout) x dyp (Cout, nb*P); overwrites col, which is no longer needed
+    Kokkos::Profiling::popRegion();
+  }
+  if (!want_dx) return;
+
+  const bool accumulate = (mode == GradMode::Accumulate);
+  if (s == 1) {
+    // dx = conv(dy, w flipped by 180 degrees with in/out channels swapped), same padding: one
+    // more GEMM-shaped convolution, written straight into dx.
+    T* wt = scratch.data() + scratch.extent(0) - weight_scratch(g);  // (Cin, Cout, k, k)
+    Kokkos::parallel_for(
+        "dmis::conv2d::flip_weights", Kokkos::RangePolicy<Exec>(exec, 0, Cin * Cout * kk),
+        KOKKOS_LAMBDA(int r) {
+          const int t = r % kk, co = (r / kk) % Cout, ci = r / (kk * Cout);
+          wt[r] = w(co, ci, (k - 1) - t / k, (k - 1) - t % k);
+        });
+    Conv2dGeometry gt = g;
+    gt.Cin = g.Cout;
+    gt.Cout = g.Cin;
+    gt.H = g.Ho;
+    gt.W = g.Wo;
+    gt.Ho = g.H;
+    gt.Wo = g.W;
+    conv_by_gemm<Exec, T>(exec, gt, dy, Tensor2<const T, Exec>(wt, Cin, Cout * kk),
+                          Tensor1<const T, Exec>(), dx, scratch.data(), chunk, accumulate);
+    return;
+  }
+  // stride 2: dcol = W^T dy, then col2im as a gather (each input pixel sums its taps)
+  for (int b0 = 0; b0 < B; b0 += chunk) {
+    const int nb = std::min(chunk, B - b0);
+    Tensor2<T, Exec> col(scratch.data(), K, static_cast<size_t>(nb) * P);                    // (K, nb*P)
+    Tensor2<T, Exec> dyp(scratch.data() + static_cast<size_t>(K) * nb * P, Cout, nb * P);  // (Cout, nb*P)
+    Kokkos::parallel_for(
+        "dmis::conv2d::gather_dy", Kokkos::RangePolicy<Exec>(exec, 0, Cout * nb),
+        KOKKOS_LAMBDA(int r) {
+          const int co = r % Cout, bl = r / Cout;
+          const T* src = &dy(b0 + bl, co, 0, 0);
+          T* dst = &dyp(co, bl * P);
+          for (int p = 0; p < P; ++p) dst[p] = src[p];
+        });
+    Kokkos::Profiling::pushRegion("dmis::conv2d::gemm_input_grad");
     compat::gemm(exec, "T", "N", T(1), w2, Tensor2<const T, Exec>(dyp), T(0), col);
-    // col2im as a gather: each input pixel sums the taps that read it (no atomics).
+    Kokkos::Profiling::popRegion();
     Kokkos::parallel_for(
         "dmis::conv2d::col2im", Kokkos::RangePolicy<Exec>(exec, 0, nb * Cin * H),
         KOKKOS_LAMBDA(int r) {

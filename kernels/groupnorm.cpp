@@ -48,10 +48,20 @@ void GroupNorm<Exec, T>::forward(const Exec& exec, const CX& x, const CV1& gamma
           mean(b, g) = m;
           rstd(b, g) = r;
         });
-        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, n), [&](int i) {
-          const int c = g * cpg + i / HW;
-          const T a = gamma(c) * (xg[i] - m) * r + beta(c);
-          yg[i] = silu ? a / (T(1) + compat::exp(-a)) : a;
+        // normalise channel by channel (no index division per element)
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, cpg), [&](int cl) {
+          const int c = g * cpg + cl;
+          const T scale = gamma(c) * r, shift = beta(c) - gamma(c) * r * m;
+          const T* xc = xg + cl * HW;
+          T* yc = yg + cl * HW;
+          if (silu) {
+            for (int i = 0; i < HW; ++i) {
+              const T a = scale * xc[i] + shift;
+              yc[i] = a * compat::sigmoid(a);
+            }
+          } else {
+            for (int i = 0; i < HW; ++i) yc[i] = scale * xc[i] + shift;
+          }
         });
       });
 }
@@ -95,11 +105,17 @@ void GroupNorm<Exec, T>::backward(const Exec& exec, const CX& dy, const CX& x, c
         auto g_out = [&](int i) {
           if (!silu) return dyc[i];
           const T a = gc * (xc[i] - m) * r + bc;
-          const T sg = T(1) / (T(1) + compat::exp(-a));
+          const T sg = compat::sigmoid(a);
           return dyc[i] * sg * (T(1) + a * (T(1) - sg));
         };
-        const T a = team_sum(team, HW, partials, [&](int i) { return g_out(i); });
-        const T d = team_sum(team, HW, partials, [&](int i) { return g_out(i) * (xc[i] - m); });
+        T a, d;
+        team_sum2(
+            team, HW, partials,
+            [&](int i, T& u, T& v) {
+              u = g_out(i);
+              v = u * (xc[i] - m);
+            },
+            a, d);
         Kokkos::single(Kokkos::PerTeam(team), [&]() {
           s1(b, c) = a;
           s2(b, c) = d;
@@ -122,20 +138,19 @@ void GroupNorm<Exec, T>::backward(const Exec& exec, const CX& dy, const CX& x, c
       });
   const bool accumulate = mode == GradMode::Accumulate;
   Kokkos::parallel_for(
-      "dmis::groupnorm::bwd_dx", Kokkos::RangePolicy<Exec>(exec, 0, B * C * H),
-      KOKKOS_LAMBDA(int i) {
-        const int h = i % H, c = (i / H) % C, b = i / (H * C), g = c / cpg;
+      "dmis::groupnorm::bwd_dx", Kokkos::RangePolicy<Exec>(exec, 0, B * C), KOKKOS_LAMBDA(int i) {
+        const int c = i % C, b = i / C, g = c / cpg;
         const T m = mean(b, g), r = rstd(b, g), gc = gamma(c), bc = beta(c);
         const T mdx = coef(b, 2 * g), mdxx = coef(b, 2 * g + 1);
-        const T* dyr = &dy(b, c, h, 0);
-        const T* xr = &x(b, c, h, 0);
-        T* out = &dx(b, c, h, 0);
-        for (int w = 0; w < W; ++w) {
+        const T* dyr = &dy(b, c, 0, 0);
+        const T* xr = &x(b, c, 0, 0);
+        T* out = &dx(b, c, 0, 0);
+        for (int w = 0; w < HW; ++w) {
           const T xhat = (xr[w] - m) * r;
           T go = dyr[w];
           if (silu) {
             const T a = gc * xhat + bc;
-            const T sg = T(1) / (T(1) + compat::exp(-a));
+            const T sg = compat::sigmoid(a);
             go *= sg * (T(1) + a * (T(1) - sg));
           }
           const T v = r * (gc * go - mdx - xhat * mdxx);

@@ -343,12 +343,13 @@ void UNet<Exec, T>::layout(Alloc& a) {
   size_t scratch = 0;
   const double budget_elems = m_conv_scratch_mb * 1024.0 * 1024.0 / sizeof(T);
   auto conv_scratch = [&](const ConvRef& c, int H, int W) {
-    const int Ho = (H + 2 * ((c.k - 1) / 2) - c.k) / c.stride + 1;
-    const int Wo = (W + 2 * ((c.k - 1) / 2) - c.k) / c.stride + 1;
-    const double per_sample = static_cast<double>(Ho) * Wo * (c.cin * c.k * c.k + c.cout);
-    const int chunk =
-        std::max(1, std::min(B, static_cast<int>(std::floor(budget_elems / per_sample))));
-    scratch = std::max(scratch, static_cast<size_t>(chunk * per_sample));
+    kernels::Conv2dGeometry g{B, c.cin, H, W, c.cout, c.k, c.stride, (c.k - 1) / 2, 0, 0};
+    g.Ho = (H + 2 * g.pad - c.k) / c.stride + 1;
+    g.Wo = (W + 2 * g.pad - c.k) / c.stride + 1;
+    using Conv = kernels::Conv2d<Exec, T>;
+    const double one = static_cast<double>(Conv::scratch_size(g, 1));
+    const int chunk = std::max(1, std::min(B, static_cast<int>(std::floor(budget_elems / one))));
+    scratch = std::max(scratch, Conv::scratch_size(g, chunk));
   };
   for (size_t i = 0; i < m_nodes.size(); ++i) {
     const Node& n = m_nodes[i];

@@ -41,6 +41,13 @@ KOKKOS_INLINE_FUNCTION T fabs(T x) {
   return kmath::fabs(x);
 }
 
+/// sigmoid(x) = 1 / (1 + exp(-x)). (A polynomial exp that GCC would vectorise was measured
+/// slower than glibc's expf without -ffast-math: GCC keeps its clamps as branches.)
+template <class T>
+KOKKOS_INLINE_FUNCTION T sigmoid(T x) {
+  return T(1) / (T(1) + kmath::exp(-x));
+}
+
 /// C = alpha * op(A) * op(B) + beta * C, on `exec` where Kokkos Kernels can be told so.
 template <class Exec, class AV, class BV, class CV>
 void gemm(const Exec& exec, const char* trans_a, const char* trans_b,

@@ -1,0 +1,351 @@
+// dmis-bench: timings of the training step and the diffusion-classifier forward, with the
+// PyTorch reference of the same configuration measured in the same run (--compare-torch).
+// Prints one JSON line per measurement. A benchmark, not a test.
+#include <Kokkos_Core.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "core/error.hpp"
+#include "core/version.hpp"
+#include "diffusion/edm.hpp"
+#include "dist/comm.hpp"
+#include "dmis_config.hpp"
+#include "methods/edm_step.hpp"
+#include "models/unet.hpp"
+
+namespace {
+using namespace dmis;
+using Exec = Kokkos::DefaultExecutionSpace;
+
+const char* kUsage =
+    "usage: dmis-bench train-step  [--preset unet-s] [--batch 64] [--warmup 3] [--steps 10]\n"
+    "                              [--compare-torch] [--python PATH] [--conv-scratch-mb MB]\n"
+    "       dmis-bench classifier  [--preset unet-s] [--batch 64] [--classes K] [...same]\n"
+    "\n"
+    "train-step times the full training step (forward, backward, gradient clipping, AdamW,\n"
+    "EMA) after warm-up; classifier times the diffusion-classifier forward (B images x K\n"
+    "classes at one sigma). --compare-torch runs bench/torch_ref.py (PyTorch, same batch and\n"
+    "thread count) in the same run and adds torch_* fields and ratio = ours / torch.\n"
+    "Threads: OMP_NUM_THREADS (both sides). --profile prints the time per kernel label and\n"
+    "Kokkos Kernels GEMM region over the timed steps (host backends: kernels are synchronous).\n";
+
+struct Options {
+  std::string mode, preset = "unet-s", python = "/usr/bin/python3";
+  int batch = 64, warmup = 3, steps = 10, classes = -1;
+  bool compare_torch = false, profile = false;
+  double conv_scratch_mb = 0;
+};
+
+Options parse(int argc, char** argv) {
+  Options o;
+  if (argc < 2) throw UsageError("missing mode (train-step or classifier)");
+  o.mode = argv[1];
+  if (o.mode == "--help" || o.mode == "-h") {
+    std::cout << kUsage;
+    std::exit(0);
+  }
+  if (o.mode != "train-step" && o.mode != "classifier")
+    throw UsageError(cat("unknown mode '", o.mode, "' (train-step or classifier)"));
+  auto value = [&](int& i) -> std::string {
+    if (i + 1 >= argc) throw UsageError(cat(argv[i], " needs a value"));
+    return argv[++i];
+  };
+  auto to_int = [](const std::string& opt, const std::string& v) {
+    try {
+      size_t used = 0;
+      const int x = std::stoi(v, &used);
+      if (used != v.size() || x <= 0) throw std::invalid_argument("");
+      return x;
+    } catch (const std::exception&) {
+      throw UsageError(cat(opt, " expects a positive integer, found '", v, "'"));
+    }
+  };
+  for (int i = 2; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--preset") o.preset = value(i);
+    else if (a == "--batch") o.batch = to_int(a, value(i));
+    else if (a == "--warmup") o.warmup = to_int(a, value(i));
+    else if (a == "--steps") o.steps = to_int(a, value(i));
+    else if (a == "--classes") o.classes = to_int(a, value(i));
+    else if (a == "--python") o.python = value(i);
+    else if (a == "--conv-scratch-mb") o.conv_scratch_mb = to_int(a, value(i));
+    else if (a == "--compare-torch") o.compare_torch = true;
+    else if (a == "--profile") o.profile = true;
+    else if (a == "--help" || a == "-h") {
+      std::cout << kUsage;
+      std::exit(0);
+    } else
+      throw UsageError(cat("unknown option '", a, "'"));
+  }
+  return o;
+}
+
+// Resident memory from /proc/self/status, in MiB ("VmRSS" now, "VmHWM" peak since reset).
+double proc_mb(const char* key) {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind(key, 0) == 0) return std::atof(line.c_str() + std::string(key).size() + 1) / 1024;
+  return -1;
+}
+void reset_peak_rss() {
+  std::ofstream f("/proc/self/clear_refs");
+  f << "5";
+}
+
+// --profile: time per kernel label (and per GEMM region) through Kokkos Tools callbacks.
+struct KernelProfile {
+  std::map<std::string, double> seconds;
+  std::map<std::string, long> calls;
+  using Clock = std::chrono::steady_clock;
+  std::map<uint64_t, std::pair<std::string, Clock::time_point>> open;
+  std::vector<std::pair<std::string, Clock::time_point>> regions;
+  uint64_t next = 1;
+  bool on = false;
+};
+KernelProfile& profile() {
+  static KernelProfile p;
+  return p;
+}
+void prof_begin(const char* name, uint32_t, uint64_t* id) {
+  auto& p = profile();
+  *id = p.next++;
+  if (p.on) p.open[*id] = {name, KernelProfile::Clock::now()};
+}
+void prof_end(uint64_t id) {
+  auto& p = profile();
+  auto it = p.open.find(id);
+  if (it == p.open.end()) return;
+  p.seconds[it->second.first] +=
+      std::chrono::duration<double>(KernelProfile::Clock::now() - it->second.second).count();
+  p.calls[it->second.first] += 1;
+  p.open.erase(it);
+}
+void prof_push(const char* name) {
+  if (profile().on) profile().regions.push_back({name, KernelProfile::Clock::now()});
+}
+void prof_pop() {
+  auto& p = profile();
+  if (p.regions.empty()) return;
+  p.seconds[p.regions.back().first] +=
+      std::chrono::duration<double>(KernelProfile::Clock::now() - p.regions.back().second).count();
+  p.calls[p.regions.back().first] += 1;
+  p.regions.pop_back();
+}
+void install_profiler() {
+  namespace kt = Kokkos::Tools::Experimental;
+  kt::set_begin_parallel_for_callback(prof_begin);
+  kt::set_end_parallel_for_callback(prof_end);
+  kt::set_begin_parallel_reduce_callback(prof_begin);
+  kt::set_end_parallel_reduce_callback(prof_end);
+  kt::set_push_region_callback(prof_push);
+  kt::set_pop_region_callback(prof_pop);
+}
+void print_profile(int steps) {
+  std::vector<std::pair<double, std::string>> rows;
+  double total = 0;
+  for (const auto& [k, v] : profile().seconds) {
+    rows.push_back({v, k});
+    total += v;
+  }
+  std::sort(rows.rbegin(), rows.rend());
+  std::fprintf(stderr, "%-48s %10s %8s %6s\n", "kernel or region", "ms/step", "calls", "%");
+  for (const auto& [v, k] : rows)
+    std::fprintf(stderr, "%-48s %10.2f %8ld %6.1f\n", k.c_str(), v * 1e3 / steps,
+                 profile().calls[k] / steps, 100 * v / total);
+  std::fprintf(stderr, "%-48s %10.2f\n", "total", total * 1e3 / steps);
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+std::string threads() {
+  const char* t = std::getenv("OMP_NUM_THREADS");
+  return t ? t : std::to_string(Kokkos::DefaultHostExecutionSpace().concurrency());
+}
+
+// Runs the PyTorch side; returns its JSON fields (a flat object of numbers and strings).
+std::map<std::string, std::string> run_torch(const Options& o) {
+  const std::string script = std::string(DMIS_SOURCE_DIR) + "/bench/torch_ref.py";
+  std::ostringstream cmd;
+  cmd << o.python << " " << script << " " << o.mode << " --preset " << o.preset << " --batch "
+      << o.batch << " --warmup " << o.warmup << " --steps " << o.steps << " --threads " << threads();
+  if (o.classes > 0) cmd << " --classes " << o.classes;
+  FILE* p = popen(cmd.str().c_str(), "r");
+  if (!p) throw Error(cat("cannot run '", cmd.str(), "'"));
+  std::string out;
+  char buf[4096];
+  while (fgets(buf, sizeof buf, p)) out += buf;
+  const int rc = pclose(p);
+  if (rc != 0) throw Error(cat("the PyTorch reference failed (", cmd.str(), "): ", out));
+  std::map<std::string, std::string> kv;
+  const auto at = out.rfind('{');
+  if (at == std::string::npos) throw Error(cat("no JSON from the PyTorch reference: ", out));
+  std::string s = out.substr(at + 1, out.rfind('}') - at - 1);
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    const auto c = item.find(':');
+    auto strip = [](std::string x) {
+      x.erase(0, x.find_first_not_of(" \""));
+      x.erase(x.find_last_not_of(" \"") + 1);
+      return x;
+    };
+    kv[strip(item.substr(0, c))] = strip(item.substr(c + 1));
+  }
+  return kv;
+}
+
+void fill_batch(const Exec& exec, const Tensor4<float, Exec>& x, const Tensor1<int, Exec>& labels,
+                int classes) {
+  const int n = x.extent(1) * x.extent(2) * x.extent(3);
+  Kokkos::parallel_for(
+      "dmis::bench::fill", Kokkos::RangePolicy<Exec>(exec, 0, x.extent(0) * n),
+      KOKKOS_LAMBDA(size_t i) {
+        const size_t b = i / n;
+        (&x(b, 0, 0, 0))[i % n] = float((i * 7919) % 2001) / 1000.0f - 1.0f;
+        if (i % n == 0) labels(b) = static_cast<int>(b % (classes + 1));
+      });
+}
+
+int bench_train_step(const Options& o) {
+  const auto cfg = models::UNetConfig::from_preset(o.preset);
+  Exec exec;
+  const double rss0 = proc_mb("VmRSS:");
+  methods::TrainStepConfig tc;
+  tc.opt.grad_clip = 1.0;
+  methods::EdmTrainStep<Exec> step(cfg, tc, o.batch, o.conv_scratch_mb);
+  step.initialize(models::InitScheme::Torch);
+  Kokkos::View<float****, Kokkos::LayoutRight, Exec::memory_space> x(
+      "dmis::bench::x0", o.batch, cfg.in_channels, cfg.resolution, cfg.resolution);
+  Kokkos::View<int*, Kokkos::LayoutRight, Exec::memory_space> labels("dmis::bench::labels", o.batch);
+  fill_batch(exec, x, labels, cfg.classes);
+  reset_peak_rss();
+  if (o.profile) install_profiler();
+  for (int i = 0; i < o.warmup; ++i) step.run(exec, x, labels);
+  exec.fence();
+  profile().on = o.profile;
+  std::vector<double> ms;
+  for (int i = 0; i < o.steps; ++i) {
+    Kokkos::Timer t;
+    step.run(exec, x, labels);
+    exec.fence();
+    ms.push_back(t.seconds() * 1e3);
+  }
+  profile().on = false;
+  if (o.profile) print_profile(o.steps);
+  double loss = 0, gnorm = 0;
+  step.read_scalars(loss, gnorm);
+  const double peak = proc_mb("VmHWM:");
+  const double med = median(ms);
+  const double gflop = step.flops_per_step() / 1e9;
+  std::ostringstream js;
+  js.precision(6);
+  js << "{\"bench\": \"train-step\", \"preset\": \"" << o.preset << "\", \"batch\": " << o.batch
+     << ", \"img_per_s\": " << o.batch / (med / 1e3) << ", \"step_ms\": " << med
+     << ", \"step_ms_min\": " << *std::min_element(ms.begin(), ms.end())
+     << ", \"step_ms_max\": " << *std::max_element(ms.begin(), ms.end())
+     << ", \"gflop_per_step\": " << gflop << ", \"gflop_per_s\": " << gflop / (med / 1e3)
+     << ", \"params\": " << step.net().table().total() << ", \"backend\": \"" << Exec::name()
+     << "\", \"threads\": " << threads() << ", \"steps\": " << o.steps
+     << ", \"loss\": " << loss << ", \"peak_rss_mb\": " << peak
+     << ", \"step_mem_mb\": " << peak - rss0
+     << ", \"workspace_mb\": " << step.net().workspace_bytes() / 1048576.0;
+  if (o.compare_torch) {
+    const auto t = run_torch(o);
+    const double timg = std::atof(t.at("img_per_s").c_str());
+    js << ", \"torch_img_per_s\": " << timg << ", \"torch_step_ms\": " << t.at("step_ms")
+       << ", \"torch_peak_rss_mb\": " << t.at("peak_rss_mb")
+       << ", \"torch_step_mem_mb\": " << t.at("step_mem_mb") << ", \"torch_version\": \""
+       << t.at("torch_version") << "\", \"ratio\": " << (o.batch / (med / 1e3)) / timg;
+  }
+  js << "}";
+  std::cout << js.str() << std::endl;
+  return 0;
+}
+
+int bench_classifier(const Options& o) {
+  const auto cfg = models::UNetConfig::from_preset(o.preset);
+  const int K = o.classes > 0 ? o.classes : cfg.classes;
+  const int BK = o.batch * K;  // every image paired with every class, one forward
+  Exec exec;
+  const double rss0 = proc_mb("VmRSS:");
+  models::UNet<Exec, float> net(cfg);
+  net.prepare(BK, o.conv_scratch_mb);
+  ParamStore<Exec, float> store(net.table(), /*with_optimizer=*/false);
+  models::init_params<Exec, float>(exec, cfg, net.table(), store.params, 1, models::InitScheme::Torch);
+  const int C = cfg.in_channels, R = cfg.resolution;
+  Kokkos::View<float****, Kokkos::LayoutRight, Exec::memory_space> x("dmis::bench::x", BK, C, R, R),
+      net_in("dmis::bench::net_in", BK, C, R, R);
+  Kokkos::View<int*, Kokkos::LayoutRight, Exec::memory_space> labels("dmis::bench::labels", BK);
+  Kokkos::View<float*, Kokkos::LayoutRight, Exec::memory_space> sigma("dmis::bench::sigma", BK),
+      c_noise("dmis::bench::c_noise", BK);
+  fill_batch(exec, x, labels, K - 1);
+  Kokkos::deep_copy(sigma, 0.3f);
+  const diffusion::EdmConfig edm;
+  auto run = [&]() {
+    diffusion::Edm<Exec, float>::scale_input(exec, edm, x, sigma, net_in, c_noise);
+    net.forward(exec, store.params, {net_in, c_noise, labels}, false);
+  };
+  reset_peak_rss();
+  for (int i = 0; i < o.warmup; ++i) run();
+  exec.fence();
+  std::vector<double> ms;
+  for (int i = 0; i < o.steps; ++i) {
+    Kokkos::Timer t;
+    run();
+    exec.fence();
+    ms.push_back(t.seconds() * 1e3);
+  }
+  const double med = median(ms);
+  const double gflop = BK * net.forward_flops_per_sample() / 1e9;
+  std::ostringstream js;
+  js.precision(6);
+  js << "{\"bench\": \"classifier\", \"preset\": \"" << o.preset << "\", \"batch\": " << o.batch
+     << ", \"classes\": " << K << ", \"img_per_s\": " << o.batch / (med / 1e3)
+     << ", \"step_ms\": " << med << ", \"gflop_per_s\": " << gflop / (med / 1e3)
+     << ", \"params\": " << net.table().total() << ", \"backend\": \"" << Exec::name()
+     << "\", \"threads\": " << threads() << ", \"peak_rss_mb\": " << proc_mb("VmHWM:")
+     << ", \"step_mem_mb\": " << proc_mb("VmHWM:") - rss0;
+  if (o.compare_torch) {
+    const auto t = run_torch(o);
+    const double timg = std::atof(t.at("img_per_s").c_str());
+    js << ", \"torch_img_per_s\": " << timg << ", \"torch_step_ms\": " << t.at("step_ms")
+       << ", \"ratio\": " << (o.batch / (med / 1e3)) / timg;
+  }
+  js << "}";
+  std::cout << js.str() << std::endl;
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  setenv("OMP_PROC_BIND", "false", 0);  // see drivers/main.cpp
+  Options o;
+  try {
+    o = parse(argc, argv);
+  } catch (const dmis::UsageError& e) {
+    std::cerr << "dmis-bench: error: " << e.what() << "\n" << kUsage;
+    return 2;
+  }
+  int rc = 0;
+  dmis::dist::Runtime runtime(argc, argv);
+  try {
+    rc = o.mode == "train-step" ? bench_train_step(o) : bench_classifier(o);
+  } catch (const dmis::Error& e) {
+    std::cerr << "dmis-bench: error: " << e.what() << "\n";
+    rc = e.exit_code();
+  }
+  return rc;
+}
