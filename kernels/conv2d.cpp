@@ -69,6 +69,22 @@ void im2col(const Exec& exec, const Conv2dGeometry& g, const Tensor4<const T, Ex
         const int mid_end = hi > lo ? hi : lo;
         const T* plane = &x(b0 + bl, ci, 0, 0);
         T* out = &col(kidx, bl * P);
+        if (s == 1) {
+          // Stride 1: the plane shifted by one offset, copied in one long run, then the
+          // positions whose input column or row falls outside the image set to zero.
+          const int shift = (ky - pad) * W + (kx - pad);
+          const int p0 = shift < 0 ? -shift : 0;
+          const int p1 = shift > 0 ? P - shift : P;
+          for (int p = 0; p < p0 && p < P; ++p) out[p] = T(0);
+          for (int p = p0; p < p1; ++p) out[p] = plane[p + shift];
+          for (int p = p1 > p0 ? p1 : p0; p < P; ++p) out[p] = T(0);
+          for (int oh = 0; oh < Ho; ++oh) {
+            T* row = out + oh * Wo;
+            for (int ow = 0; ow < lo && ow < Wo; ++ow) row[ow] = T(0);
+            for (int ow = mid_end; ow < Wo; ++ow) row[ow] = T(0);
+          }
+          return;
+        }
         for (int oh = 0; oh < Ho; ++oh, out += Wo) {
           const int ih = oh * s - pad + ky;
           if (ih < 0 || ih >= H) {
@@ -77,12 +93,7 @@ void im2col(const Exec& exec, const Conv2dGeometry& g, const Tensor4<const T, Ex
           }
           const T* in = plane + ih * W;
           for (int ow = 0; ow < lo && ow < Wo; ++ow) out[ow] = T(0);
-          if (s == 1) {
-            const int shift = kx - pad;
-            for (int ow = lo; ow < hi; ++ow) out[ow] = in[ow + shift];  // a shifted row copy
-          } else {
-            for (int ow = lo; ow < hi; ++ow) out[ow] = in[ow * s - pad + kx];
-          }
+          for (int ow = lo; ow < hi; ++ow) out[ow] = in[ow * s - pad + kx];
           for (int ow = mid_end; ow < Wo; ++ow) out[ow] = T(0);
         }
       });

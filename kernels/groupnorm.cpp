@@ -51,16 +51,17 @@ void GroupNorm<Exec, T>::forward(const Exec& exec, const CX& x, const CV1& gamma
         // normalise channel by channel (no index division per element)
         Kokkos::parallel_for(Kokkos::TeamThreadRange(team, cpg), [&](int cl) {
           const int c = g * cpg + cl;
+          const int n_hw = HW;  // a local copy: the loop bound must not be reloaded (vectorises)
           const T scale = gamma(c) * r, shift = beta(c) - gamma(c) * r * m;
-          const T* xc = xg + cl * HW;
-          T* yc = yg + cl * HW;
+          const T* xc = xg + cl * n_hw;
+          T* yc = yg + cl * n_hw;
           if (silu) {
-            for (int i = 0; i < HW; ++i) {
+            for (int i = 0; i < n_hw; ++i) {
               const T a = scale * xc[i] + shift;
               yc[i] = a * compat::sigmoid(a);
             }
           } else {
-            for (int i = 0; i < HW; ++i) yc[i] = scale * xc[i] + shift;
+            for (int i = 0; i < n_hw; ++i) yc[i] = scale * xc[i] + shift;
           }
         });
       });
@@ -70,7 +71,7 @@ template <class Exec, class T>
 void GroupNorm<Exec, T>::backward(const Exec& exec, const CX& dy, const CX& x, const CV1& gamma,
                                   const CV1& beta, const CM& mean, const CM& rstd, const X& dx,
                                   GradMode mode, const V1& dgamma, const V1& dbeta,
-                                  const V1& scratch, bool silu) {
+                                  const V1& scratch, bool silu, const X& work) {
   const char* op = "dmis::groupnorm::backward";
   const int G = static_cast<int>(mean.extent(1));
   check_groups(op, x, G);
@@ -85,6 +86,8 @@ void GroupNorm<Exec, T>::backward(const Exec& exec, const CX& dy, const CX& x, c
   expect_shape(op, "dbeta", dbeta, {C});
   expect(scratch.extent(0) >= scratch_size(B, C, G), op,
          cat("scratch has ", scratch.extent(0), " elements, needs ", scratch_size(B, C, G)));
+  const bool keep = silu && work.extent(0) != 0;
+  if (keep) expect_shape(op, "work", work, {B, C, H, W});
   const int cpg = C / G, HW = H * W;
   M s1(scratch.data(), B, C);               // (B, C) sum_hw dy
   M s2(scratch.data() + B * C, B, C);       // (B, C) sum_hw dy * (x - mean)
@@ -102,6 +105,7 @@ void GroupNorm<Exec, T>::backward(const Exec& exec, const CX& dy, const CX& x, c
         const T* xc = &x(b, c, 0, 0);
         T* partials = team_partials<T>(team);
         // gradient with respect to the GroupNorm output (through SiLU when fused)
+        T* kept = keep ? &work(b, c, 0, 0) : nullptr;
         auto g_out = [&](int i) {
           if (!silu) return dyc[i];
           const T a = gc * (xc[i] - m) * r + bc;
@@ -113,6 +117,7 @@ void GroupNorm<Exec, T>::backward(const Exec& exec, const CX& dy, const CX& x, c
             team, HW, partials,
             [&](int i, T& u, T& v) {
               u = g_out(i);
+              if (keep) kept[i] = u;  // read dy[i], then write: safe when work is dy
               v = u * (xc[i] - m);
             },
             a, d);
@@ -142,13 +147,13 @@ void GroupNorm<Exec, T>::backward(const Exec& exec, const CX& dy, const CX& x, c
         const int c = i % C, b = i / C, g = c / cpg;
         const T m = mean(b, g), r = rstd(b, g), gc = gamma(c), bc = beta(c);
         const T mdx = coef(b, 2 * g), mdxx = coef(b, 2 * g + 1);
-        const T* dyr = &dy(b, c, 0, 0);
+        const T* dyr = keep ? &work(b, c, 0, 0) : &dy(b, c, 0, 0);
         const T* xr = &x(b, c, 0, 0);
         T* out = &dx(b, c, 0, 0);
         for (int w = 0; w < HW; ++w) {
           const T xhat = (xr[w] - m) * r;
           T go = dyr[w];
-          if (silu) {
+          if (silu && !keep) {
             const T a = gc * xhat + bc;
             const T sg = compat::sigmoid(a);
             go *= sg * (T(1) + a * (T(1) - sg));

