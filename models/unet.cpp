@@ -411,7 +411,9 @@ void UNet<Exec, T>::prepare(int batch, double conv_scratch_mb) {
   const bool host = Kokkos::SpaceAccessibility<Kokkos::HostSpace,
                                                typename Exec::memory_space>::accessible;
   m_batch = batch;
-  m_conv_scratch_mb = conv_scratch_mb > 0 ? conv_scratch_mb : (host ? 32.0 : 1024.0);
+  // Host: 12 MB keeps each chunk's unfolded input near the caches (measured on unet-s, batch 64:
+  // 3 MB 896 ms, 6 MB 859, 8 MB 866, 12 MB 834, 20 MB 842 per step). Device: bigger GEMMs.
+  m_conv_scratch_mb = conv_scratch_mb > 0 ? conv_scratch_mb : (host ? 12.0 : 1024.0);
   Carver<T, Exec> measure;
   measure.B = batch;
   layout(measure);
