@@ -281,7 +281,7 @@ int bench_classifier(const Options& o) {
   Exec exec;
   const double rss0 = proc_mb("VmRSS:");
   models::UNet<Exec, float> net(cfg);
-  net.prepare(BK, o.conv_scratch_mb);
+  net.prepare(BK, o.conv_scratch_mb, /*inference_only=*/true);
   ParamStore<Exec, float> store(net.table(), /*with_optimizer=*/false);
   models::init_params<Exec, float>(exec, cfg, net.table(), store.params, 1, models::InitScheme::Torch);
   const int C = cfg.in_channels, R = cfg.resolution;

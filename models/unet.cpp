@@ -336,7 +336,7 @@ void UNet<Exec, T>::layout(Alloc& a) {
   size_t max_chw = 0;
   for (const auto& s : m_shapes) {
     m_act.push_back(a.t4(s.C, s.H, s.W));
-    m_grad.push_back(a.t4(s.C, s.H, s.W));
+    m_grad.push_back(m_inference_only ? X() : a.t4(s.C, s.H, s.W));
     max_chw = std::max(max_chw, static_cast<size_t>(s.C) * s.H * s.W);
   }
   m_buf.assign(m_nodes.size(), NodeBuffers{});
@@ -399,15 +399,18 @@ void UNet<Exec, T>::layout(Alloc& a) {
   }
   m_sin = a.t2(m_cfg.base);
   m_e1 = a.t2(E), m_se1 = a.t2(E), m_emb = a.t2(E), m_semb = a.t2(E);
-  m_dsemb = a.t2(E), m_demb = a.t2(E), m_dse1 = a.t2(E);
-  m_tmp1 = Tensor4<T, Exec>(a.take(B * max_chw), B, static_cast<int>(max_chw), 1, 1);
-  m_tmp2 = Tensor4<T, Exec>(a.take(B * max_chw), B, static_cast<int>(max_chw), 1, 1);
+  if (!m_inference_only) {
+    m_dsemb = a.t2(E), m_demb = a.t2(E), m_dse1 = a.t2(E);
+    m_tmp1 = Tensor4<T, Exec>(a.take(B * max_chw), B, static_cast<int>(max_chw), 1, 1);
+    m_tmp2 = Tensor4<T, Exec>(a.take(B * max_chw), B, static_cast<int>(max_chw), 1, 1);
+  }
   m_scratch = a.t1(scratch);
 }
 
 template <class Exec, class T>
-void UNet<Exec, T>::prepare(int batch, double conv_scratch_mb) {
+void UNet<Exec, T>::prepare(int batch, double conv_scratch_mb, bool inference_only) {
   if (batch <= 0) throw InputError(cat("batch size must be > 0, got ", batch));
+  m_inference_only = inference_only;
   const bool host = Kokkos::SpaceAccessibility<Kokkos::HostSpace,
                                                typename Exec::memory_space>::accessible;
   m_batch = batch;
@@ -558,6 +561,7 @@ void UNet<Exec, T>::backward(const Exec& exec, const Tensor1<const T, Exec>& par
   const char* op = "dmis::unet::backward";
   const int B = m_batch, R = m_cfg.resolution;
   if (B == 0) throw Error("UNet::backward called before prepare(batch)");
+  if (m_inference_only) throw Error("UNet::backward called on a workspace prepared for inference");
   kernels::expect_shape(op, "params", params, {static_cast<long>(m_table.total())});
   kernels::expect_shape(op, "grads", grads, {static_cast<long>(m_table.total())});
   kernels::expect_shape(op, "dF", dF, {B, m_cfg.out_channels, R, R});

@@ -101,8 +101,9 @@ public:
   const ParamTable& table() const { return m_table; }
 
   /// Sizes and allocates the workspace for batch B (outside the hot path). `conv_scratch_mb`
-  /// caps the im2col scratch; convolutions process the batch in chunks that fit.
-  void prepare(int batch, double conv_scratch_mb = 0);
+  /// caps the im2col scratch; convolutions process the batch in chunks that fit. With
+  /// `inference_only`, no gradient buffers are allocated and backward() is refused.
+  void prepare(int batch, double conv_scratch_mb = 0, bool inference_only = false);
   int batch() const { return m_batch; }
   size_t workspace_bytes() const { return m_ws.span() * sizeof(T); }
 
@@ -148,6 +149,7 @@ private:
 
   int m_batch = 0;
   double m_conv_scratch_mb = 0;
+  bool m_inference_only = false;
   Buffer1<T, Exec> m_ws;          // the workspace: every tensor below is a view into it
   std::vector<X> m_act, m_grad;   // per activation id: value and gradient
   std::vector<NodeBuffers> m_buf; // per node
