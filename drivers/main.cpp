@@ -16,6 +16,8 @@ const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
       {"info", "version banner; with --preset, a network's parameter table", "[--preset NAME]",
        cmd_info},
+      {"check-deck", "validate a deck and print it resolved; --keys lists every key",
+       "DECK [--set key=value ...] | --keys [--markdown]", cmd_check_deck},
   };
   return table;
 }

@@ -1,0 +1,155 @@
+// The one registry of deck keys: type, default, range or choices, and one line of doc each.
+// The validator, `dmis check-deck --keys` and docs/decks.md are generated from this table.
+#include "deck/deck.hpp"
+
+namespace dmis::deck {
+
+namespace {
+constexpr double kInf = 1e300;
+
+KeySpec I(const char* path, const char* def, double lo, double hi, const char* doc,
+          const char* default_doc = "") {
+  KeySpec k;
+  k.path = path, k.type = Type::Int, k.fallback = def, k.min = lo, k.max = hi, k.doc = doc;
+  k.default_doc = default_doc;
+  return k;
+}
+KeySpec F(const char* path, const char* def, double lo, double hi, const char* doc,
+          const char* default_doc = "") {
+  KeySpec k = I(path, def, lo, hi, doc, default_doc);
+  k.type = Type::Float;
+  return k;
+}
+KeySpec B(const char* path, const char* def, const char* doc) {
+  KeySpec k;
+  k.path = path, k.type = Type::Bool, k.fallback = def, k.doc = doc;
+  return k;
+}
+KeySpec S(const char* path, const char* def, std::vector<std::string> choices, const char* doc,
+          const char* default_doc = "") {
+  KeySpec k;
+  k.path = path, k.type = Type::String, k.fallback = def, k.choices = std::move(choices);
+  k.doc = doc, k.default_doc = default_doc;
+  return k;
+}
+KeySpec L(const char* path, const char* def, double lo, double hi, const char* doc,
+          const char* default_doc = "") {
+  KeySpec k = I(path, def, lo, hi, doc, default_doc);
+  k.type = Type::IntList;
+  return k;
+}
+KeySpec required(KeySpec k) {
+  k.required = true;
+  return k;
+}
+}  // namespace
+
+const std::vector<KeySpec>& registry() {
+  static const std::vector<KeySpec> keys = {
+      // ---- run ---------------------------------------------------------------------------
+      S("run.name", "", {}, "run directory name under run.out_dir", "the deck's file name"),
+      S("run.out_dir", "runs", {}, "where run directories are created"),
+      I("run.seed", "1", 0, 4294967295.0, "seed of everything random in the run"),
+      S("run.resume", "none", {},
+        "`none` (a new run; refuses an existing run directory), `latest` (continue from the "
+        "newest complete checkpoint of this run) or a checkpoint file"),
+      I("run.log_every", "50", 1, kInf, "steps between progress lines and stats.jsonl records"),
+      I("run.checkpoint_every", "500", 0, kInf,
+        "steps between checkpoints (0: only at the end)"),
+      I("run.keep_checkpoints", "2", 1, kInf, "complete checkpoints kept (older ones are removed)"),
+      // ---- data --------------------------------------------------------------------------
+      required(S("data.path", "", {}, "HDF5 dataset written by `dmis import` (docs/datasets.md)")),
+      I("data.train_limit", "0", 0, kInf, "use only the first N training images (0: all)"),
+      I("data.test_limit", "0", 0, kInf, "evaluate on the first N test images (0: all)"),
+      // ---- supervision -------------------------------------------------------------------
+      S("supervision.kind", "clean", {"clean", "noisy", "partial", "unlabeled"},
+        "what the training labels are: clean, noisy labels, candidate sets, or mostly missing"),
+      S("supervision.source", "generate", {"generate", "dataset"},
+        "`generate`: made from the clean labels by a seeded generator and saved with the run; "
+        "`dataset`: the imprecise labels stored in the dataset file"),
+      S("supervision.noise", "symmetric", {"symmetric", "asymmetric"},
+        "noisy labels: flip to a random other class, or along the dataset's class map"),
+      F("supervision.rate", "0.4", 0, 1, "noisy labels: probability of a flip"),
+      S("supervision.partial", "random", {"random", "class50"},
+        "partial labels: each wrong class joins with probability q, or class-dependent "
+        "(0.7/0.5/0.3 by cyclic offset)"),
+      F("supervision.q", "0.5", 0, 1, "partial labels (random): inclusion probability of a wrong class"),
+      F("supervision.labeled_fraction", "0.1", 1e-6, 1,
+        "unlabeled: class-balanced fraction of the training set that keeps its label"),
+      I("supervision.seed", "-1", -1, 4294967295.0, "generator seed (-1: run.seed)"),
+      // ---- network -----------------------------------------------------------------------
+      S("network.preset", "unet-s", {"unet-s", "unet-m", "ddpmpp-cifar"},
+        "network preset (spec/unet.md); the keys below override its knobs"),
+      I("network.base", "0", 0, 4096, "channels of the first level (0: the preset's)"),
+      L("network.mults", "[]", 1, 64, "channel multiplier per level", "the preset's"),
+      I("network.n_blocks", "0", 0, 64, "ResBlocks per level (0: the preset's)"),
+      L("network.attn_res", "[]", 1, 4096, "resolutions with attention", "the preset's"),
+      I("network.groups", "0", 0, 1024, "GroupNorm groups (0: the preset's)"),
+      F("network.dropout", "0", 0, 0.99, "dropout before the second conv of every ResBlock"),
+      S("network.init", "adm", {"adm", "torch"},
+        "initialisation: PyTorch defaults, or with each block's last conv at zero (adm)"),
+      // ---- diffusion ---------------------------------------------------------------------
+      F("diffusion.P_mean", "-1.2", -10, 10, "training noise: mean of ln(sigma)"),
+      F("diffusion.P_std", "1.2", 1e-3, 10, "training noise: standard deviation of ln(sigma)"),
+      F("diffusion.sigma_data", "0.5", 1e-3, 10, "standard deviation of the data (EDM)"),
+      F("diffusion.p_uncond", "0.1", 0, 1,
+        "probability of training with the 'no label' token (classifier-free guidance)"),
+      // ---- method ------------------------------------------------------------------------
+      S("method.name", "vanilla", {"vanilla", "dmis"},
+        "vanilla: conditional EDM on the observed label; dmis: spec/method.md section 4"),
+      F("method.beta", "1", 0, 1e6, "dmis: weight of the classification loss"),
+      F("method.warmup_kimg", "0", 0, 1e9,
+        "dmis: thousands of images of plain conditional training before the DMIS terms"),
+      I("method.timesteps", "1", 1, 64,
+        "dmis: noise levels K of the diffusion classifier during training"),
+      F("method.window", "6.4", 1e-6, 1e6, "dmis: width of the classifier's sigma window (DMIS)"),
+      F("method.classifier_fraction", "0.25", 1e-6, 1,
+        "dmis: fraction of each batch that gets the classification loss"),
+      I("method.top_k", "10", 1, 4096, "dmis: classes kept in the classifier (by EMA posterior)"),
+      F("method.tau", "0.01", 0, 1,
+        "dmis: generative loss: classes with weight above tau are mixed in (without gradient)"),
+      F("method.logit_scale", "1", 1e-6, 1e6, "diffusion classifier logit scale s"),
+      S("method.prior", "uniform", {"uniform", "estimate"},
+        "class prior of the classifier; estimate: once per epoch from the EMA arg-max"),
+      F("method.prior_momentum", "0.9", 0, 1, "dmis: momentum of the estimated prior"),
+      // ---- train -------------------------------------------------------------------------
+      I("train.batch", "64", 1, 1 << 20, "images per step (over all ranks)"),
+      I("train.steps", "0", 0, kInf, "training length in steps (0: use train.kimg)"),
+      F("train.kimg", "0", 0, 1e9, "training length in thousands of images (0: use train.steps)"),
+      F("train.lr", "0.001", 0, 10, "AdamW learning rate"),
+      F("train.lr_rampup_kimg", "0", 0, 1e9, "linear learning-rate warm-up"),
+      F("train.beta1", "0.9", 0, 0.999999, "AdamW beta1"),
+      F("train.beta2", "0.999", 0, 0.99999999, "AdamW beta2"),
+      F("train.eps", "1e-8", 1e-20, 1, "AdamW epsilon"),
+      F("train.weight_decay", "0", 0, 10, "AdamW decoupled weight decay"),
+      F("train.grad_clip", "0", 0, 1e9, "maximum global gradient norm (0: no clipping)"),
+      F("train.ema_halflife_kimg", "500", 1e-6, 1e9,
+        "EMA half-life in thousands of images (DMIS: 0.5 Mimg)"),
+      F("train.ema_rampup_ratio", "0.05", 0, 1e6,
+        "EMA half-life at most images-seen times this (0: off)"),
+      F("train.ema_decay", "0", 0, 1, "per-step EMA decay; overrides the half-life when > 0"),
+      F("train.conv_scratch_mb", "0", 0, 1e6, "im2col scratch cap in MB (0: automatic)"),
+      // ---- sample ------------------------------------------------------------------------
+      I("sample.steps", "18", 1, 10000, "Heun steps"),
+      F("sample.sigma_min", "0.002", 1e-9, 1e6, "smallest noise level"),
+      F("sample.sigma_max", "80", 1e-6, 1e9, "largest noise level"),
+      F("sample.rho", "7", 1e-3, 1e3, "noise-level spacing exponent"),
+      F("sample.churn", "0", 0, 1e6, "stochastic churn S_churn (0: deterministic)"),
+      F("sample.guidance", "1", 0, 1e3, "classifier-free guidance scale w (1: plain conditional)"),
+      I("sample.per_class", "10", 1, 1 << 20, "images generated per class"),
+      I("sample.batch", "100", 1, 1 << 20, "images per sampler batch"),
+      I("sample.seed", "-1", -1, 4294967295.0, "sampler seed (-1: run.seed)"),
+      B("sample.use_ema", "true", "sample with the EMA weights"),
+      // ---- classify ----------------------------------------------------------------------
+      S("classify.timesteps", "window", {"window", "uniform"},
+        "noise levels of the diffusion classifier: DMIS window or uniform grid"),
+      I("classify.points", "4", 1, 1024, "noise levels K per class"),
+      F("classify.window", "6.4", 1e-6, 1e6, "width of the sigma window (timesteps: window)"),
+      F("classify.uniform_max", "3", 1e-6, 1e6, "largest sigma of the uniform grid"),
+      I("classify.batch", "32", 1, 1 << 20, "images per classifier batch (each x classes x K)"),
+      B("classify.use_ema", "true", "classify with the EMA weights"),
+  };
+  return keys;
+}
+
+}  // namespace dmis::deck
