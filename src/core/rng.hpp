@@ -21,6 +21,7 @@ enum Stream : uint32_t {
   kClassifier = 7,   // diffusion-classifier timesteps and noise
   kCorruption = 8,   // generated label noise, candidate sets, pixel masks
   kInit = 9,         // parameter initialisation
+  kCandidate = 10,   // vanilla training on partial labels: the candidate used this step
   kTest = 100,       // tests
 };
 

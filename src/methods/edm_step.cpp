@@ -77,54 +77,113 @@ double EdmTrainStep<Exec>::ema_beta(long step) const {
 }
 
 template <class Exec>
-void EdmTrainStep<Exec>::run(const Exec& exec, const Tensor4<const T, Exec>& x0,
-                             const Tensor1<const int, Exec>& labels) {
-  const auto& nc = m_net.config();
-  const int B = m_batch, C = nc.in_channels, R = nc.resolution;
-  const char* op = "dmis::train::step";
-  kernels::expect_shape(op, "x0", x0, {B, C, R, R});
-  kernels::expect_shape(op, "labels", labels, {B});
-  using Edm = diffusion::Edm<Exec, T>;
-  using Opt = optim::Optimizer<Exec, T>;
+void EdmTrainStep<Exec>::begin(const Exec& exec) {
+  optim::Optimizer<Exec, T>::fill(exec, m_store.grads, T(0));
+}
+
+template <class Exec>
+void EdmTrainStep<Exec>::drop_labels(const Exec& exec, const Tensor1<const int, Exec>& labels,
+                                     const Tensor1<int, Exec>& out) const {
+  kernels::expect_shape("dmis::train::drop_labels", "labels", labels, {m_batch});
+  kernels::expect_shape("dmis::train::drop_labels", "out", out, {m_batch});
+  const rng::Philox gen(m_cfg.seed, rng::kLabelDrop);
+  const T p = T(m_cfg.p_uncond);
+  const int K = m_net.config().classes;
   const uint32_t step = static_cast<uint32_t>(m_step);
   const uint32_t offset = static_cast<uint32_t>(m_cfg.sample_offset);
+  Kokkos::parallel_for(
+      "dmis::train::label_dropout", Kokkos::RangePolicy<Exec>(exec, 0, m_batch), KOKKOS_LAMBDA(int b) {
+        out(b) = rng::uniform<T>(gen, step, offset + b, 0u) < p ? K : labels(b);
+      });
+}
 
-  // classifier-free guidance: drop labels to "no label" (row K) with probability p_uncond
-  {
-    const rng::Philox gen(m_cfg.seed, rng::kLabelDrop);
-    const T p = T(m_cfg.p_uncond);
-    const int K = nc.classes;
-    auto out = m_labels;
-    Kokkos::parallel_for(
-        "dmis::train::label_dropout", Kokkos::RangePolicy<Exec>(exec, 0, B), KOKKOS_LAMBDA(int b) {
-          out(b) = rng::uniform<T>(gen, step, offset + b, 0u) < p ? K : labels(b);
-        });
-  }
+template <class Exec>
+Tensor4<float, Exec> EdmTrainStep<Exec>::x_sigma() const {
+  const auto& nc = m_net.config();
+  return X(m_x_sigma.data(), m_batch, nc.out_channels, nc.resolution, nc.resolution);
+}
+
+template <class Exec>
+void EdmTrainStep<Exec>::sample_inputs(const Exec& exec, const Tensor4<const T, Exec>& x0) {
+  const auto& nc = m_net.config();
+  const int B = m_batch, C = nc.in_channels, R = nc.resolution;
+  kernels::expect_shape("dmis::train::step", "x0", x0, {B, C, R, R});
+  using Edm = diffusion::Edm<Exec, T>;
   const X noise(m_noise.data(), B, C, R, R), xs(m_x_sigma.data(), B, C, R, R),
-      net_in(m_net_in.data(), B, C, R, R), D(m_D.data(), B, C, R, R), dD(m_dD.data(), B, C, R, R);
-  Edm::sample_training_noise(exec, m_cfg.edm, m_cfg.seed, step, offset, m_sigma, noise);
+      net_in(m_net_in.data(), B, C, R, R);
+  Edm::sample_training_noise(exec, m_cfg.edm, m_cfg.seed, static_cast<uint32_t>(m_step),
+                             static_cast<uint32_t>(m_cfg.sample_offset), m_sigma, noise);
   Edm::prepare_training_inputs(exec, m_cfg.edm, x0, m_sigma, noise, xs, net_in, m_c_noise,
                                m_weight);
-  const models::UNetIO<Exec, T> io{net_in, m_c_noise, m_labels};
-  const models::DropoutKey key{m_cfg.seed, step, offset};
+}
+
+template <class Exec>
+void EdmTrainStep<Exec>::generative_loss(const Exec& exec, const Tensor4<const T, Exec>& x0,
+                                         const Tensor1<const int, Exec>& labels,
+                                         const Tensor1<const T, Exec>& w,
+                                         const Tensor4<const T, Exec>& rest, T scale) {
+  const auto& nc = m_net.config();
+  const int B = m_batch, C = nc.in_channels, R = nc.resolution;
+  const char* op = "dmis::train::generative_loss";
+  kernels::expect_shape(op, "labels", labels, {B});
+  const bool mixed = w.extent(0) != 0;
+  if (mixed) {
+    kernels::expect_shape(op, "w", w, {B});
+    kernels::expect_shape(op, "rest", rest, {B, C, R, R});
+  }
+  using Edm = diffusion::Edm<Exec, T>;
+  const X xs(m_x_sigma.data(), B, C, R, R), net_in(m_net_in.data(), B, C, R, R),
+      D(m_D.data(), B, C, R, R), dD(m_dD.data(), B, C, R, R);
+  const models::UNetIO<Exec, T> io{net_in, m_c_noise, labels};
+  const models::DropoutKey key{m_cfg.seed, static_cast<uint32_t>(m_step),
+                               static_cast<uint32_t>(m_cfg.sample_offset)};
   m_net.forward(exec, m_store.params, io, /*train=*/true, key);
   Edm::denoise(exec, m_cfg.edm, m_net.output(), xs, m_sigma, D);
+  const int n = C * R * R;
+  if (mixed) {  // D_bar = w D + rest
+    Kokkos::parallel_for(
+        "dmis::train::mix", Kokkos::RangePolicy<Exec>(exec, 0, static_cast<size_t>(B) * n),
+        KOKKOS_LAMBDA(size_t r) {
+          const int b = static_cast<int>(r / n);
+          (&D(b, 0, 0, 0))[r % n] = w(b) * (&D(b, 0, 0, 0))[r % n] + (&rest(b, 0, 0, 0))[r % n];
+        });
+  }
   kernels::MSE<Exec, T>::forward(exec, D, x0, m_weight, m_per_sample, m_loss);
-
-  Opt::fill(exec, m_store.grads, T(0));
   // The loss is a mean over the global batch: each rank's share is B_local / B_global.
-  const T dloss = T(static_cast<double>(B) / global_batch());
+  const T dloss = scale * T(static_cast<double>(B) / global_batch());
   kernels::MSE<Exec, T>::backward(exec, dloss, D, x0, m_weight, dD, GradMode::Overwrite);
+  if (mixed) {  // only the first term carries a gradient: dD = w dD_bar
+    Kokkos::parallel_for(
+        "dmis::train::mix_bwd", Kokkos::RangePolicy<Exec>(exec, 0, static_cast<size_t>(B) * n),
+        KOKKOS_LAMBDA(size_t r) {
+          const int b = static_cast<int>(r / n);
+          (&dD(b, 0, 0, 0))[r % n] *= w(b);
+        });
+  }
   const X dF(m_D.data(), B, C, R, R);  // D is no longer needed: reuse it for dF
   Edm::denoise_backward(exec, m_cfg.edm, dD, m_sigma, dF);
   m_net.backward(exec, m_store.params, io, dF, m_store.grads, key);
-  if (on_gradients) on_gradients(exec, m_store.grads);
+}
 
+template <class Exec>
+void EdmTrainStep<Exec>::finish(const Exec& exec) {
+  using Opt = optim::Optimizer<Exec, T>;
+  if (on_gradients) on_gradients(exec, m_store.grads);
   ++m_step;
   Opt::grad_norm2(exec, m_store.grads, m_norm_scratch, m_norm2);
   Opt::adamw(exec, m_cfg.opt, learning_rate(m_step), m_step, m_store.params, m_store.grads,
              m_store.adam_m, m_store.adam_v, m_norm2);
   Opt::ema_update(exec, ema_beta(m_step), m_store.params, m_store.ema);
+}
+
+template <class Exec>
+void EdmTrainStep<Exec>::run(const Exec& exec, const Tensor4<const T, Exec>& x0,
+                             const Tensor1<const int, Exec>& labels) {
+  begin(exec);
+  drop_labels(exec, labels, m_labels);
+  sample_inputs(exec, x0);
+  generative_loss(exec, x0, m_labels, Tensor1<const T, Exec>(), Tensor4<const T, Exec>());
+  finish(exec);
 }
 
 template <class Exec>

@@ -40,8 +40,30 @@ public:
   /// Parameters from the seed; Adam moments zero; EMA = parameters; step counter 0.
   void initialize(models::InitScheme scheme);
 
-  /// One training step on x0 (B, C, H, W) in [-1, 1] and labels (B) in [0, K].
+  /// One training step on x0 (B, C, H, W) in [-1, 1] and labels (B) in [0, K]: the labels are
+  /// dropped to "no label" with probability p_uncond, then begin(), sample_inputs(),
+  /// generative_loss() and finish().
   void run(const Exec& exec, const Tensor4<const T, Exec>& x0, const Tensor1<const int, Exec>& labels);
+
+  // ---- the pieces of a step, for methods that add their own terms ---------------------------
+  /// Zeroes the gradients.
+  void begin(const Exec& exec);
+  /// out (B) = labels, or K ("no label") with probability p_uncond (keyed by step and sample).
+  void drop_labels(const Exec& exec, const Tensor1<const int, Exec>& labels,
+                   const Tensor1<int, Exec>& out) const;
+  /// Draws sigma and noise, and forms x_sigma, the network input, c_noise and lambda(sigma).
+  void sample_inputs(const Exec& exec, const Tensor4<const T, Exec>& x0);
+  /// The weighted denoising loss of the mixture D_bar = w (B) * D(x_sigma; sigma, labels) + rest
+  /// (B, C, H, W; no gradient), added to the gradients with weight `scale`. Without w and rest
+  /// (empty views) this is plain conditional EDM. Writes loss().
+  void generative_loss(const Exec& exec, const Tensor4<const T, Exec>& x0,
+                       const Tensor1<const int, Exec>& labels, const Tensor1<const T, Exec>& w,
+                       const Tensor4<const T, Exec>& rest, T scale = T(1));
+  /// Gradient hook, clipping, AdamW and EMA; advances the step counter.
+  void finish(const Exec& exec);
+  /// The inputs sample_inputs() drew (valid until the next call).
+  Tensor1<T, Exec> sigma() const { return V1(m_sigma.data(), m_batch); }
+  Tensor4<T, Exec> x_sigma() const;
 
   /// Called between backward and the optimizer with the flat gradient buffer (MPI all-reduce).
   std::function<void(const Exec&, const V1&)> on_gradients;

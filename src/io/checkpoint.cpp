@@ -1,0 +1,133 @@
+#include "io/checkpoint.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+
+#include "core/error.hpp"
+#include "core/version.hpp"
+#include "io/h5.hpp"
+
+namespace dmis::io {
+
+namespace fs = std::filesystem;
+
+std::string checkpoint_path(const std::string& dir, const std::string& prefix, long step) {
+  char name[64];
+  std::snprintf(name, sizeof name, "%s-%08ld.h5", prefix.c_str(), step);
+  return (fs::path(dir) / name).string();
+}
+
+std::vector<std::string> list_checkpoints(const std::string& dir, const std::string& prefix) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return out;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    // "<prefix>-NNNNNNNN.h5" exactly: temporary files (".h5.tmp") are never complete
+    if (name.size() == prefix.size() + 12 && name.rfind(prefix + "-", 0) == 0 &&
+        name.compare(name.size() - 3, 3, ".h5") == 0 &&
+        std::all_of(name.begin() + prefix.size() + 1, name.end() - 3, ::isdigit))
+      out.push_back(e.path().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+void write_checkpoint(const std::string& path, const CheckpointData& d) {
+  const std::string tmp = path + ".tmp";
+  {
+    h5::File f(tmp, h5::File::Mode::Create);
+    f.set_attr("/", "format", std::string("dmis-checkpoint"));
+    f.set_attr("/", "format_version", int64_t(1));
+    f.set_attr("/", "kind", d.kind);
+    f.set_attr("/", "dmis_version", std::string(version()));
+    f.set_attr("/", "git", std::string(git_hash()));
+    f.set_attr("/", "step", int64_t(d.step));
+    f.set_attr("/", "images_seen", d.images_seen);
+    f.set_attr("/", "seed", int64_t(d.seed));
+    f.set_attr("/", "preset", d.preset);
+    f.set_attr("/", "deck", d.deck);
+    const auto& entries = d.table.entries();
+    std::vector<std::string> names;
+    std::vector<int32_t> shapes(entries.size() * 4, 1);
+    std::vector<int32_t> ranks, offsets;
+    for (size_t i = 0; i < entries.size(); ++i) {
+      names.push_back(entries[i].name);
+      ranks.push_back(static_cast<int32_t>(entries[i].shape.size()));
+      offsets.push_back(static_cast<int32_t>(entries[i].offset));
+      for (size_t r = 0; r < entries[i].shape.size() && r < 4; ++r)
+        shapes[i * 4 + r] = entries[i].shape[r];
+    }
+    f.write("/layout/names", {names.size()}, names);
+    f.write("/layout/rank", {ranks.size()}, ranks.data());
+    f.write("/layout/shape", {entries.size(), 4}, shapes.data());
+    f.write("/layout/offset", {offsets.size()}, offsets.data());
+    f.set_attr("/layout", "total", int64_t(d.table.total()));
+    auto put = [&](const char* name, const std::vector<float>& v) {
+      if (!v.empty()) f.write(name, {v.size()}, v.data());
+    };
+    put("/params", d.params);
+    put("/adam_m", d.adam_m);
+    put("/adam_v", d.adam_v);
+    put("/ema", d.ema);
+    put("/method/prior", d.prior);
+    if (!d.prior_counts.empty())
+      f.write("/method/prior_counts", {d.prior_counts.size()}, d.prior_counts.data());
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    throw InputError(cat("cannot move checkpoint '", tmp, "' to '", path, "'"));
+  }
+}
+
+CheckpointData read_checkpoint(const std::string& path, const ParamTable* expect) {
+  const h5::File f(path, h5::File::Mode::Read);
+  if (!f.has_attr("/", "format") || f.attr_string("/", "format") != "dmis-checkpoint")
+    throw InputError(cat("'", path, "' is not a dmis checkpoint (its root attribute 'format' is ",
+                         f.has_attr("/", "format") ? "'" + f.attr_string("/", "format") + "'"
+                                                   : std::string("missing"),
+                         ", expected 'dmis-checkpoint')"));
+  CheckpointData d;
+  d.kind = f.attr_string("/", "kind");
+  d.step = static_cast<long>(f.attr_int("/", "step"));
+  d.images_seen = f.attr_double("/", "images_seen");
+  d.seed = static_cast<uint64_t>(f.attr_int("/", "seed"));
+  d.preset = f.attr_string("/", "preset");
+  d.deck = f.attr_string("/", "deck");
+  const auto names = f.read_strings("/layout/names");
+  const auto ranks = f.read_int("/layout/rank").data;
+  const auto shapes = f.read_int("/layout/shape").data;
+  if (ranks.size() != names.size() || shapes.size() != names.size() * 4)
+    throw InputError(cat("checkpoint '", path, "': /layout is inconsistent (", names.size(),
+                         " names, ", ranks.size(), " ranks, ", shapes.size() / 4, " shapes)"));
+  for (size_t i = 0; i < names.size(); ++i) {
+    std::vector<int> shape;
+    for (int r = 0; r < ranks[i]; ++r) shape.push_back(shapes[i * 4 + r]);
+    d.table.add(names[i], shape);
+  }
+  if (expect) {
+    const std::string diff = expect->first_difference(d.table);
+    if (!diff.empty())
+      throw InputError(cat("checkpoint '", path, "' was written for another network layout: ",
+                           diff, " (\"here\" is the network of this deck, \"there\" the checkpoint)"));
+  }
+  auto get = [&](const char* name, std::vector<float>& v) {
+    if (!f.exists(name)) return;
+    v = f.read_float(name).data;
+    if (v.size() != d.table.total())
+      throw InputError(cat("checkpoint '", path, "': ", name, " has ", v.size(),
+                           " values, its layout needs ", d.table.total()));
+  };
+  get("/params", d.params);
+  get("/adam_m", d.adam_m);
+  get("/adam_v", d.adam_v);
+  get("/ema", d.ema);
+  if (f.exists("/method/prior")) d.prior = f.read_float("/method/prior").data;
+  if (f.exists("/method/prior_counts")) d.prior_counts = f.read_int("/method/prior_counts").data;
+  if (d.ema.empty())
+    throw InputError(cat("checkpoint '", path, "' holds no /ema weights"));
+  return d;
+}
+
+}  // namespace dmis::io

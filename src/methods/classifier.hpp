@@ -1,0 +1,78 @@
+#pragma once
+// The diffusion classifier (spec/method.md section 3):
+//   logit_y = log pi_y - s * sum_k w_k * mean_pixels( D(x0 + sigma_k eps_k; sigma_k, y) - x0 )^2
+// with the same (sigma_k, eps_k) for every class, evaluated as one batched UNet forward over
+// B images x NC classes x K noise levels. Its backward (for the DMIS classification loss) goes
+// through all the evaluations. Everything per sample is a device kernel.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/types.hpp"
+#include "diffusion/edm.hpp"
+#include "models/unet.hpp"
+
+namespace dmis::methods {
+
+struct ClassifierConfig {
+  int points = 1;                     // K noise levels per class
+  std::string timesteps = "window";   // "window" (DMIS) or "uniform"
+  double window = 6.4;                // DMIS window width in sigma
+  double uniform_min = 1e-4;          // uniform grid: smallest sigma (Chen et al.)
+  double uniform_max = 3.0;           // uniform grid: largest sigma
+  double logit_scale = 1.0;           // s
+  diffusion::EdmConfig edm;
+};
+
+/// The K noise levels and their weights w_k. Window: equal-probability quantiles of the
+/// training log-normal truncated to [l, l + window] with F(l) + F(r) = 1, weights
+/// lambda(sigma_k) / K. Uniform: a linear grid on [uniform_min, uniform_max] with weights
+/// lambda(sigma) p_lognormal(sigma) d_sigma.
+void classifier_levels(const ClassifierConfig& cfg, std::vector<double>& sigma,
+                       std::vector<double>& weight);
+/// The DMIS window [l, r] for a width.
+void dmis_window(double P_mean, double width, double& l, double& r);
+/// Inverse of the standard normal CDF (Acklam's approximation, relative error < 1.2e-9).
+double normal_quantile(double p);
+
+template <class Exec>
+class DiffusionClassifier {
+public:
+  using T = float;
+  /// `net` is prepared here for batch B * NC * K (for training unless inference_only).
+  DiffusionClassifier(const models::UNetConfig& net, const ClassifierConfig& cfg, int B, int NC,
+                      bool inference_only, double conv_scratch_mb = 0);
+
+  /// logits (B, NC) for images x0 (B, C, H, W) and their candidate classes (B, NC) (ids in
+  /// [0, K]); noise keyed by (seed, step, sample_offset + b). log_prior (classes) may be empty
+  /// (uniform).
+  void forward(const Exec& exec, const Tensor1<const T, Exec>& params,
+               const Tensor4<const T, Exec>& x0, const Tensor2<const int, Exec>& classes,
+               const Tensor1<const T, Exec>& log_prior, uint64_t seed, uint32_t step,
+               uint32_t sample_offset);
+  /// grads += d/dparams of sum(dlogits * logits) for the last forward.
+  void backward(const Exec& exec, const Tensor1<const T, Exec>& params,
+                const Tensor2<const T, Exec>& dlogits, const Tensor1<T, Exec>& grads);
+
+  Tensor2<T, Exec> logits() const { return m_logits; }  // (B, NC)
+  int batch() const { return m_B; }
+  int classes_per_image() const { return m_NC; }
+  int points() const { return m_K; }
+  /// Forward passes of the UNet per call (B * NC * K).
+  int evaluations() const { return m_B * m_NC * m_K; }
+  models::UNet<Exec, T>& net() { return m_net; }
+
+private:
+  ClassifierConfig m_cfg;
+  int m_B, m_NC, m_K;
+  models::UNet<Exec, T> m_net;
+  Buffer1<T, Exec> m_sigma_k, m_weight_k;           // (K)
+  Buffer1<T, Exec> m_sigma, m_c_noise, m_err;       // (B*NC*K)
+  Buffer1<T, Exec> m_xin, m_xs, m_D;                // (B*NC*K, C, H, W)
+  Buffer1<int, Exec> m_labels;                      // (B*NC*K)
+  Kokkos::View<T**, Kokkos::LayoutRight, DeviceOf<Exec>> m_logits_buf;
+  Tensor2<T, Exec> m_logits;
+  Tensor4<const T, Exec> m_x0;                      // the last forward's images
+};
+
+}  // namespace dmis::methods

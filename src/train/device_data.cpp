@@ -1,0 +1,97 @@
+#include "train/device_data.hpp"
+
+#include "core/error.hpp"
+#include "kernels/common.hpp"
+#include "kernels/eti.hpp"
+
+namespace dmis::train {
+
+namespace {
+template <class V, class S>
+V upload(const char* name, const std::vector<S>& host, size_t n) {
+  V d(std::string("dmis::data::") + name, n);
+  auto h = Kokkos::create_mirror_view(d);
+  for (size_t i = 0; i < n; ++i) h(i) = host[i];
+  Kokkos::deep_copy(d, h);
+  return d;
+}
+}  // namespace
+
+template <class Exec>
+DeviceData<Exec>::DeviceData(int N, int C, int H, int W, int K, const std::vector<uint8_t>& images,
+                             const std::vector<int32_t>& observed,
+                             const std::vector<uint8_t>& candidates,
+                             const std::vector<uint8_t>& labeled)
+    : m_N(N), m_C(C), m_H(H), m_W(W), m_K(K) {
+  const size_t n = static_cast<size_t>(N) * C * H * W;
+  if (images.size() != n || observed.size() != static_cast<size_t>(N))
+    throw Error(cat("DeviceData: ", images.size(), " image bytes and ", observed.size(),
+                    " labels for ", N, " images of ", C, "x", H, "x", W));
+  m_images = upload<decltype(m_images)>("images", images, n);
+  m_observed = upload<decltype(m_observed)>("observed", observed, N);
+  std::vector<uint8_t> cand(candidates);
+  if (cand.empty()) {  // one-hot of the observed label (all classes when there is none)
+    cand.assign(static_cast<size_t>(N) * K, 0);
+    for (int i = 0; i < N; ++i)
+      for (int k = 0; k < K; ++k)
+        cand[static_cast<size_t>(i) * K + k] = observed[i] < 0 || observed[i] == k ? 1 : 0;
+  }
+  if (cand.size() != static_cast<size_t>(N) * K)
+    throw Error(cat("DeviceData: candidate masks of ", cand.size(), " entries for ", N, " x ", K));
+  m_candidates = upload<decltype(m_candidates)>("candidates", cand, cand.size());
+  std::vector<uint8_t> lab(labeled);
+  if (lab.empty()) {
+    lab.resize(N);
+    for (int i = 0; i < N; ++i) lab[i] = observed[i] >= 0 ? 1 : 0;
+  }
+  m_labeled = upload<decltype(m_labeled)>("labeled", lab, N);
+}
+
+template <class Exec>
+void DeviceData<Exec>::gather(const Exec& exec, uint64_t seed, uint64_t first,
+                              const Tensor4<T, Exec>& x0, const Tensor1<int, Exec>& observed,
+                              const Tensor2<uint8_t, Exec>& candidates,
+                              const Tensor1<uint8_t, Exec>& labeled,
+                              const Tensor1<int, Exec>& index) const {
+  const int B = x0.extent(0), n = m_C * m_H * m_W, K = m_K;
+  kernels::expect_shape("dmis::data::gather", "x0", x0, {B, m_C, m_H, m_W});
+  const uint32_t N = static_cast<uint32_t>(m_N);
+  auto images = m_images;
+  auto obs = m_observed;
+  auto cand = m_candidates;
+  auto lab = m_labeled;
+  Kokkos::parallel_for(
+      "dmis::data::gather", Kokkos::RangePolicy<Exec>(exec, 0, B), KOKKOS_LAMBDA(int b) {
+        const uint32_t i = index_at(first + b, N, seed);
+        index(b) = static_cast<int>(i);
+        const uint8_t* src = &images(static_cast<size_t>(i) * n);
+        T* dst = &x0(b, 0, 0, 0);
+        for (int e = 0; e < n; ++e) dst[e] = T(src[e]) / T(127.5) - T(1);
+        observed(b) = obs(i);
+        labeled(b) = lab(i);
+        for (int k = 0; k < K; ++k) candidates(b, k) = cand(static_cast<size_t>(i) * K + k);
+      });
+}
+
+template <class Exec>
+void DeviceData<Exec>::gather_range(const Exec& exec, int first, const Tensor4<T, Exec>& x0) const {
+  const int B = x0.extent(0), n = m_C * m_H * m_W;
+  kernels::expect_shape("dmis::data::gather_range", "x0", x0, {B, m_C, m_H, m_W});
+  kernels::expect(first >= 0 && first + B <= m_N, "dmis::data::gather_range",
+                  cat("samples [", first, ", ", first + B, ") of ", m_N));
+  auto images = m_images;
+  Kokkos::parallel_for(
+      "dmis::data::gather_range", Kokkos::RangePolicy<Exec>(exec, 0, static_cast<size_t>(B) * n),
+      KOKKOS_LAMBDA(size_t r) {
+        const size_t b = r / n, e = r % n;
+        (&x0(b, 0, 0, 0))[e] = T(images((first + b) * n + e)) / T(127.5) - T(1);
+      });
+}
+
+#define DMIS_INST(E, T) DMIS_INST_##T(E)
+#define DMIS_INST_float(E) template class DeviceData<E>;
+#define DMIS_INST_double(E)
+DMIS_FOR_EACH_EXEC_AND_SCALAR(DMIS_INST)
+#undef DMIS_INST
+
+}  // namespace dmis::train
