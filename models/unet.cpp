@@ -692,6 +692,8 @@ void UNet<Exec, T>::backward(const Exec& exec, const Tensor1<const T, Exec>& par
 // ---------------------------------------------------------------------------------------------
 
 namespace {
+// How init_params fills a tensor (namespace scope: CUDA lambdas cannot capture local types).
+enum InitKind : int { kInitUniform = 0, kInitConstant = 1, kInitNormal = 2 };
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
@@ -706,20 +708,20 @@ void init_params(const Exec& exec, const UNetConfig& cfg, const ParamTable& tabl
     const ParamInfo& p = entries[idx];
     const std::string stem = p.name.substr(0, p.name.rfind('.'));
     const bool is_weight = ends_with(p.name, ".weight");
-    enum Kind { Uniform, Constant, Normal } kind = Uniform;
+    InitKind kind = kInitUniform;
     double value = 0, bound = 0;
     if (stem.find("norm") != std::string::npos) {
-      kind = Constant;
+      kind = kInitConstant;
       value = is_weight ? 1.0 : 0.0;
     } else if (ends_with(stem, "class_table")) {
-      kind = Normal;
+      kind = kInitNormal;
     } else {
       const ParamInfo& w = table.at(stem + ".weight");
       const size_t fan_in = w.numel / static_cast<size_t>(w.shape[0]);
       bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
       if (scheme == InitScheme::Adm &&
           (ends_with(stem, ".conv2") || ends_with(stem, ".proj") || stem == "out.conv")) {
-        kind = Constant;
+        kind = kInitConstant;
         value = 0;
       }
     }
@@ -729,9 +731,9 @@ void init_params(const Exec& exec, const UNetConfig& cfg, const ParamTable& tabl
     const T v = static_cast<T>(value), bd = static_cast<T>(bound);
     Kokkos::parallel_for(
         "dmis::unet::init", Kokkos::RangePolicy<Exec>(exec, 0, p.numel), KOKKOS_LAMBDA(size_t i) {
-          if (kind == Constant)
+          if (kind == kInitConstant)
             dst[i] = v;
-          else if (kind == Normal)
+          else if (kind == kInitNormal)
             dst[i] = rng::normal<T>(gen, tensor, 0u, static_cast<uint32_t>(i));
           else
             dst[i] = bd * (T(2) * rng::uniform<T>(gen, tensor, 0u, static_cast<uint32_t>(i)) - T(1));
