@@ -46,6 +46,14 @@ KOKKOS_INLINE_FUNCTION int vanilla_label(int kind, int K, int b, int obs, const 
     if (cand(b, k) && pick-- == 0) return k;
   return K;
 }
+// ids(i) = i % C: every class for every image (a free function: CUDA lambdas cannot live in
+// constructors).
+template <class Exec>
+void fill_class_ids(const Buffer1<int, Exec>& ids, int C) {
+  Kokkos::parallel_for(
+      "dmis::method::classes_all", Kokkos::RangePolicy<Exec>(0, ids.extent(0)),
+      KOKKOS_LAMBDA(int i) { ids(i) = i % C; });
+}
 }  // namespace
 
 template <class Exec>
@@ -86,11 +94,7 @@ MethodStep<Exec>::MethodStep(const models::UNetConfig& net, const TrainStepConfi
     m_genw = fbuf<Exec>("gen_weights", m_Bc * m_C);
     m_classes_all = ibuf<Exec>("classes_all", m_Bc * m_C);
     m_classes_set = ibuf<Exec>("classes_set", m_Bc * m_Kc);
-    auto all = m_classes_all;
-    const int C = m_C;
-    Kokkos::parallel_for(
-        "dmis::method::classes_all", Kokkos::RangePolicy<Exec>(0, m_Bc * m_C),
-        KOKKOS_LAMBDA(int i) { all(i) = i % C; });
+    fill_class_ids<Exec>(m_classes_all, m_C);
     if (m_E > 0) {
       m_extra_net = std::make_unique<models::UNet<Exec, T>>(net);
       m_extra_net->prepare(m_E * m_Bc, conv_scratch_mb, /*inference_only=*/true);

@@ -72,7 +72,8 @@ public:
   /// Denoiser evaluations (forward passes of one image) per step, by kind.
   int evaluations_per_step(bool dmis) const;
 
-private:
+  // The two kinds of step (public only because CUDA's device lambdas cannot live in private
+  // member functions; call run()).
   void vanilla_labels(const Exec& exec, const Tensor1<const int, Exec>& observed,
                       const Tensor2<const uint8_t, Exec>& candidates,
                       const Tensor1<const uint8_t, Exec>& labeled, const Tensor1<int, Exec>& out);
@@ -81,6 +82,7 @@ private:
                 const Tensor2<const uint8_t, Exec>& candidates,
                 const Tensor1<const uint8_t, Exec>& labeled);
 
+private:
   MethodConfig m_cfg;
   TrainStepConfig m_train;
   int m_B, m_Bc, m_Kc, m_E, m_C;  // batch, classifier samples, classes kept, extras, classes
