@@ -16,6 +16,8 @@ const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
       {"info", "version banner; with --preset, a network's parameter table", "[--preset NAME]",
        cmd_info},
+      {"import", "a dataset file from Fashion-MNIST or CIFAR-10, optionally with imprecise labels",
+       "fmnist|cifar10 [--src DIR] --out FILE [--supervision SPEC]", cmd_import},
       {"check-deck", "validate a deck and print it resolved; --keys lists every key",
        "DECK [--set key=value ...] | --keys [--markdown]", cmd_check_deck},
   };

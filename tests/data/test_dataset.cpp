@@ -1,0 +1,270 @@
+// The dataset file: write/read round trip, the first-N limit, atomic writes, and every bad input
+// rejected with a message naming the file, the dataset path, the expectation and the finding.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "data/dataset.hpp"
+#include "data_test_util.hpp"
+#include "io/h5.hpp"
+
+namespace dmis::test {
+namespace {
+
+using data::Dataset;
+
+void expect_same_split(const data::Split& a, const data::Split& b) {
+  EXPECT_EQ(a.N, b.N);
+  EXPECT_EQ(a.C, b.C);
+  EXPECT_EQ(a.H, b.H);
+  EXPECT_EQ(a.W, b.W);
+  EXPECT_EQ(a.images, b.images);
+  EXPECT_EQ(a.labels, b.labels);
+  EXPECT_EQ(a.clean_labels, b.clean_labels);
+  EXPECT_EQ(a.candidates, b.candidates);
+  EXPECT_EQ(a.unlabeled, b.unlabeled);
+}
+
+TEST(Dataset, RoundTripWithEveryOptionalArray) {
+  ScratchDir dir("dataset");
+  Dataset ds = synthetic_dataset(/*N=*/12, /*C=*/3, /*H=*/4, /*W=*/5, /*K=*/4, /*N_test=*/6);
+  ds.name = "fashion-mnist";
+  ds.class_names[2] = "Pullover ünicode";
+  auto& tr = ds.train;
+  tr.clean_labels = tr.labels;
+  tr.candidates.assign(12 * 4, 0);
+  for (int i = 0; i < 12; ++i) {
+    tr.candidates[i * 4 + tr.labels[i]] = 1;
+    tr.candidates[i * 4 + (tr.labels[i] + 1) % 4] = 1;
+  }
+  tr.unlabeled.assign(12, 0);
+  tr.unlabeled[3] = tr.unlabeled[7] = 1;
+  tr.labels[3] = -1;
+  tr.labels[7] = -1;
+  const std::string path = dir.file("ds.h5");
+  data::write_dataset(path, ds);
+  EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+
+  const Dataset back = data::read_dataset(path);
+  EXPECT_EQ(back.name, ds.name);
+  EXPECT_EQ(back.source, ds.source);
+  EXPECT_EQ(back.classes, 4);
+  EXPECT_EQ(back.class_names, ds.class_names);
+  ASSERT_TRUE(back.has_test);
+  expect_same_split(back.train, ds.train);
+  expect_same_split(back.test, ds.test);
+  EXPECT_EQ(back.train.name, "train");
+  EXPECT_EQ(back.test.name, "test");
+
+  // readable as a plain, self-describing HDF5 file
+  h5::File f(path, h5::File::Mode::Read);
+  EXPECT_EQ(f.attr_string("/", "format"), "dmis-dataset");
+  EXPECT_EQ(f.attr_int("/", "format_version"), 1);
+  EXPECT_EQ(f.shape("/train/images"), (std::vector<size_t>{12, 3, 4, 5}));
+  EXPECT_EQ(f.shape("/train/candidates"), (std::vector<size_t>{12, 4}));
+}
+
+TEST(Dataset, LimitAndWithoutTest) {
+  ScratchDir dir("dataset");
+  Dataset ds = synthetic_dataset(10, 1, 3, 3, 3, 4);
+  ds.train.clean_labels = ds.train.labels;
+  ds.train.unlabeled.assign(10, 0);
+  const std::string path = dir.file("ds.h5");
+  data::write_dataset(path, ds);
+  const Dataset back = data::read_dataset(path, /*with_test=*/false, /*limit=*/4);
+  EXPECT_FALSE(back.has_test);
+  EXPECT_EQ(back.test.N, 0);
+  EXPECT_EQ(back.train.N, 4);
+  EXPECT_EQ(back.train.images,
+            std::vector<uint8_t>(ds.train.images.begin(), ds.train.images.begin() + 4 * 9));
+  EXPECT_EQ(back.train.labels,
+            std::vector<int32_t>(ds.train.labels.begin(), ds.train.labels.begin() + 4));
+  EXPECT_EQ(back.train.clean_labels.size(), 4u);
+  EXPECT_EQ(back.train.unlabeled.size(), 4u);
+  EXPECT_EQ(data::read_dataset(path, true, 1000).train.N, 10); // a limit beyond N keeps all
+}
+
+TEST(Dataset, FailedWriteLeavesTheOldFileAlone) {
+  ScratchDir dir("dataset");
+  const std::string path = dir.file("ds.h5");
+  data::write_dataset(path, synthetic_dataset(5, 1, 2, 2, 2));
+  Dataset bad = synthetic_dataset(7, 1, 2, 2, 2);
+  bad.train.labels[4] = 9;
+  const std::string msg = input_error([&] { data::write_dataset(path, bad); });
+  EXPECT_TRUE(contains_all(msg, {path, "/train/labels", "label 9 at index 4"}));
+  EXPECT_EQ(data::read_dataset(path).train.N, 5);
+  EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+  // a directory that does not exist: the error names the file, nothing is left behind
+  const std::string nowhere = dir.file("no/such/dir/ds.h5");
+  EXPECT_TRUE(contains_all(
+      input_error([&] { data::write_dataset(nowhere, synthetic_dataset(5, 1, 2, 2, 2)); }),
+      {nowhere + ".tmp", "cannot create"}));
+}
+
+// A dataset file written piece by piece, so that each piece can be broken.
+struct RawFile {
+  std::string format = "dmis-dataset";
+  int64_t version = 1, classes = 3;
+  bool with_name = true;
+  std::vector<size_t> image_shape = {4, 1, 2, 2};
+  std::vector<int32_t> labels = {0, 1, 2, 0};
+  std::vector<uint8_t> candidates; // (4, 3) when not empty
+  std::vector<uint8_t> unlabeled;
+
+  void write(const std::string& path) const {
+    h5::File f(path, h5::File::Mode::Create);
+    f.set_attr("/", "format", format);
+    f.set_attr("/", "format_version", version);
+    f.set_attr("/", "classes", classes);
+    if (with_name)
+      f.set_attr("/", "name", std::string("raw"));
+    size_t n = 1;
+    for (size_t d : image_shape)
+      n *= d;
+    std::vector<uint8_t> px(n, 17);
+    f.write("/train/images", image_shape, px.data());
+    f.write("/train/labels", {labels.size()}, labels.data());
+    if (!candidates.empty())
+      f.write("/train/candidates", {candidates.size() / 3, 3}, candidates.data());
+    if (!unlabeled.empty())
+      f.write("/train/unlabeled", {unlabeled.size()}, unlabeled.data());
+  }
+};
+
+std::string read_error(const std::string& path) {
+  return input_error([&] { data::read_dataset(path); });
+}
+
+TEST(DatasetErrors, GoodRawFileReads) {
+  ScratchDir dir("dataset");
+  const std::string path = dir.file("raw.h5");
+  RawFile().write(path);
+  const Dataset ds = data::read_dataset(path);
+  EXPECT_EQ(ds.train.N, 4);
+  EXPECT_EQ(ds.class_names, (std::vector<std::string>{"0", "1", "2"})); // default names
+}
+
+TEST(DatasetErrors, MissingFile) {
+  ScratchDir dir("dataset");
+  const std::string path = dir.file("absent.h5");
+  EXPECT_TRUE(contains_all(read_error(path), {path, "cannot open for reading"}));
+}
+
+TEST(DatasetErrors, NotHdf5) {
+  ScratchDir dir("dataset");
+  const std::string path = dir.file("text.h5");
+  std::ofstream(path) << "just some text\n";
+  EXPECT_TRUE(contains_all(read_error(path), {path, "is not an HDF5 file"}));
+}
+
+TEST(DatasetErrors, WrongFormatAttribute) {
+  ScratchDir dir("dataset");
+  const std::string path = dir.file("raw.h5");
+  RawFile raw;
+  raw.format = "dmis-checkpoint";
+  raw.write(path);
+  EXPECT_TRUE(contains_all(read_error(path), {path, "attribute 'format' is \"dmis-checkpoint\"",
+                                              "expected \"dmis-dataset\""}));
+  raw.format = "dmis-dataset";
+  raw.version = 2;
+  raw.write(path);
+  EXPECT_TRUE(contains_all(read_error(path), {path, "'format_version' is 2, expected 1"}));
+  raw.version = 1;
+  raw.with_name = false;
+  raw.write(path);
+  EXPECT_TRUE(contains_all(read_error(path), {path, "attribute 'name' missing"}));
+  raw.with_name = true;
+  raw.classes = 1;
+  raw.write(path);
+  EXPECT_TRUE(contains_all(read_error(path), {path, "'classes'", "found 1"}));
+  h5::File(path, h5::File::Mode::Create).write("/x", {1}, std::vector<int32_t>{1}.data());
+  EXPECT_TRUE(contains_all(read_error(path), {path, "attribute 'format' missing", "dmis-dataset"}));
+}
+
+TEST(DatasetErrors, ImagesOfRank3) {
+  ScratchDir dir("dataset");
+  const std::string path = dir.file("raw.h5");
+  RawFile raw;
+  raw.image_shape = {4, 2, 2};
+  raw.write(path);
+  EXPECT_TRUE(contains_all(read_error(path), {path, "/train/images", "expected rank 4 (N, C, H, W)",
+                                              "found rank 3 (4, 2, 2)"}));
+}
+
+TEST(DatasetErrors, LabelCountMismatch) {
+  ScratchDir dir("dataset");
+  const std::string path = dir.file("raw.h5");
+  RawFile raw;
+  raw.labels = {0, 1, 2};
+  raw.write(path);
+  EXPECT_TRUE(
+      contains_all(read_error(path), {path, "/train/labels", "expected shape (4,)", "found (3,)"}));
+}
+
+TEST(DatasetErrors, LabelOutOfRange) {
+  ScratchDir dir("dataset");
+  const std::string path = dir.file("raw.h5");
+  RawFile raw;
+  raw.labels = {0, 1, 7, 0};
+  raw.write(path);
+  EXPECT_TRUE(contains_all(read_error(path),
+                           {path, "/train/labels", "label 7 at index 2 is outside [0, 3)"}));
+  // -1 is only allowed where the image is marked unlabelled (or has a candidate set)
+  raw.labels = {0, -1, 2, 0};
+  raw.write(path);
+  EXPECT_TRUE(contains_all(read_error(path), {path, "/train/labels", "label -1 (none) at index 1",
+                                              "/train/unlabeled[1] is not 1"}));
+  raw.unlabeled = {0, 1, 0, 0};
+  raw.write(path);
+  EXPECT_EQ(data::read_dataset(path).train.labels[1], -1);
+}
+
+TEST(DatasetErrors, EmptyCandidateRow) {
+  ScratchDir dir("dataset");
+  const std::string path = dir.file("raw.h5");
+  RawFile raw;
+  raw.candidates = {1, 0, 0, 0, 0, 0, 1, 1, 1, 0, 1, 0};
+  raw.write(path);
+  EXPECT_TRUE(contains_all(read_error(path), {path, "/train/candidates", "row 1 is empty"}));
+  raw.candidates = {1, 0, 0, 0, 1}; // wrong shape
+  raw.write(path);
+  EXPECT_TRUE(contains_all(read_error(path), {path, "/train/candidates", "expected shape (4, 3)"}));
+}
+
+TEST(DatasetErrors, MissingTrainingImagesAndLabels) {
+  ScratchDir dir("dataset");
+  const std::string path = dir.file("raw.h5");
+  {
+    h5::File f(path, h5::File::Mode::Create);
+    f.set_attr("/", "format", std::string("dmis-dataset"));
+    f.set_attr("/", "format_version", int64_t(1));
+    f.set_attr("/", "classes", int64_t(3));
+    f.set_attr("/", "name", std::string("raw"));
+    std::vector<uint8_t> px(4 * 4, 0);
+    f.write("/train/images", {4, 1, 2, 2}, px.data());
+  }
+  EXPECT_TRUE(contains_all(read_error(path), {path, "/train/labels", "missing", "int32"}));
+}
+
+TEST(DatasetErrors, ValidateInMemory) {
+  Dataset ds = synthetic_dataset(6, 1, 2, 2, 3, 2);
+  ds.test.H = 3;
+  ds.test.images.resize(2 * 1 * 3 * 2);
+  EXPECT_TRUE(contains_all(input_error([&] { data::validate(ds, "mem.h5"); }),
+                           {"mem.h5", "/test/images", "like /train/images"}));
+  ds = synthetic_dataset(6, 1, 2, 2, 3);
+  ds.train.images.pop_back();
+  EXPECT_TRUE(contains_all(input_error([&] { data::validate(ds, "mem.h5"); }),
+                           {"/train/images", "expected 24 pixels", "found 23"}));
+  ds = synthetic_dataset(6, 1, 2, 2, 3);
+  ds.class_names.pop_back();
+  EXPECT_TRUE(contains_all(input_error([&] { data::validate(ds, "mem.h5"); }),
+                           {"/class_names", "expected 3 class names", "found 2"}));
+  ds = synthetic_dataset(6, 1, 2, 2, 3);
+  ds.train.clean_labels = {0, 1, 2, 3, 0, 1};
+  EXPECT_TRUE(contains_all(input_error([&] { data::validate(ds, "mem.h5"); }),
+                           {"/train/clean_labels", "label 3 at index 3"}));
+}
+
+} // namespace
+} // namespace dmis::test
