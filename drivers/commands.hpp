@@ -18,6 +18,9 @@ struct Command {
 int cmd_info(const Args& args);
 int cmd_check_deck(const Args& args);
 int cmd_import(const Args& args);
+int cmd_train(const Args& args);
+int cmd_sample(const Args& args);
+int cmd_classify(const Args& args);
 
 /// Every subcommand, in the order `dmis --help` lists them.
 const std::vector<Command>& commands();

@@ -16,6 +16,12 @@ const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
       {"info", "version banner; with --preset, a network's parameter table", "[--preset NAME]",
        cmd_info},
+      {"train", "train a diffusion model from a deck (vanilla or DMIS)",
+       "DECK [--set key=value ...]", cmd_train},
+      {"sample", "generate images per class with the EDM Heun sampler; samples.h5 + PNG grid",
+       "DECK|CHECKPOINT [--out FILE] [--set key=value ...]", cmd_sample},
+      {"classify", "diffusion-classifier accuracy and posteriors over a dataset split",
+       "DECK|CHECKPOINT [--data FILE] [--split S] [--limit N]", cmd_classify},
       {"import", "a dataset file from Fashion-MNIST or CIFAR-10, optionally with imprecise labels",
        "fmnist|cifar10 [--src DIR] --out FILE [--supervision SPEC]", cmd_import},
       {"check-deck", "validate a deck and print it resolved; --keys lists every key",

@@ -39,6 +39,7 @@ public:
 /// A loaded, validated deck: every registry key has a value (given or default).
 class Deck {
 public:
+  Deck() = default;  // empty: no keys (use load or parse)
   /// Parses and validates a YAML file, then applies the overrides ("key.path=value", as given
   /// by --set) before checking required keys; throws DeckError.
   static Deck load(const std::string& path, const std::vector<std::string>& overrides = {});

@@ -116,7 +116,7 @@ const std::vector<KeySpec>& registry() {
       I("train.batch", "64", 1, 1 << 20, "images per step (over all ranks)"),
       I("train.steps", "0", 0, kInf, "training length in steps (0: use train.kimg)"),
       F("train.kimg", "0", 0, 1e9, "training length in thousands of images (0: use train.steps)"),
-      F("train.lr", "0.001", 0, 10, "AdamW learning rate"),
+      F("train.lr", "0.001", 0, 1e6, "AdamW learning rate"),
       F("train.lr_rampup_kimg", "0", 0, 1e9, "linear learning-rate warm-up"),
       F("train.beta1", "0.9", 0, 0.999999, "AdamW beta1"),
       F("train.beta2", "0.999", 0, 0.99999999, "AdamW beta2"),

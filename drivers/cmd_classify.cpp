@@ -1,0 +1,186 @@
+#include <Kokkos_Core.hpp>
+#include <cmath>
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+
+#include "commands.hpp"
+#include "core/error.hpp"
+#include "data/dataset.hpp"
+#include "dist/comm.hpp"
+#include "io/h5.hpp"
+#include "methods/classifier.hpp"
+#include "model_source.hpp"
+#include "train/device_data.hpp"
+
+namespace dmis::cli {
+
+namespace fs = std::filesystem;
+using Exec = Kokkos::DefaultExecutionSpace;
+
+int cmd_classify(const Args& args) {
+  DeckArgs a = split_deck_args(args);
+  std::string data_path, out, split = "test";
+  long limit = -1;
+  for (size_t i = 0; i < a.rest.size(); ++i) {
+    const std::string& r = a.rest[i];
+    auto value = [&]() {
+      if (i + 1 >= a.rest.size()) throw UsageError(cat(r, " needs a value"));
+      return a.rest[++i];
+    };
+    if (r == "--help" || r == "-h") {
+      std::cout << "usage: dmis classify DECK|CHECKPOINT [--data FILE] [--split test|train] "
+                   "[--limit N] [--out FILE.h5]\n                     [--set key=value ...]\n\n"
+                   "The diffusion classifier of the EMA weights (classify.* keys: timesteps "
+                   "window|uniform,\npoints K, window, batch) over a dataset split (default: "
+                   "the deck's data.path, test split,\ndata.test_limit images). Prints the "
+                   "accuracy against the clean labels and writes the\nper-image posteriors "
+                   "(posteriors (N, classes), predictions, labels) to posteriors.h5.\n";
+      return 0;
+    } else if (r == "--data") {
+      data_path = value();
+    } else if (r == "--split") {
+      split = value();
+      if (split != "test" && split != "train")
+        throw UsageError(cat("--split expects test or train, found '", split, "'"));
+    } else if (r == "--limit") {
+      const std::string v = value();
+      try {
+        limit = std::stol(v);
+      } catch (const std::exception&) {
+        limit = -2;
+      }
+      if (limit < 0) throw UsageError(cat("--limit expects a count >= 0, found '", v, "'"));
+    } else if (r == "--out") {
+      out = value();
+    } else {
+      throw UsageError(cat("unknown option '", r, "'"));
+    }
+  }
+  const ModelSource m = load_model_source(a);
+  const deck::Deck& d = m.deck;
+  if (data_path.empty()) data_path = d.get_string("data.path");
+  if (limit < 0) limit = d.get_int("data.test_limit");
+  if (out.empty()) out = (fs::path(m.run_dir) / "posteriors.h5").string();
+
+  const data::Dataset ds = data::read_dataset(data_path, split == "test", split == "train" ? limit : 0);
+  if (split == "test" && !ds.has_test)
+    throw InputError(cat("dataset '", data_path, "' has no test split"));
+  const data::Split& sp = split == "test" ? ds.test : ds.train;
+  if (ds.classes != m.net.classes)
+    throw InputError(cat("dataset '", data_path, "' has ", ds.classes, " classes; the checkpoint's "
+                         "network has ", m.net.classes));
+  if (sp.C != m.net.in_channels || sp.H != m.net.resolution || sp.W != m.net.resolution)
+    throw InputError(cat("dataset '", data_path, "' has images of ", sp.C, "x", sp.H, "x", sp.W,
+                         "; the network takes ", m.net.in_channels, "x", m.net.resolution, "x",
+                         m.net.resolution));
+  const int N = limit > 0 ? static_cast<int>(std::min<long>(limit, sp.N)) : sp.N;
+  const std::vector<int32_t>& truth = sp.clean_labels.empty() ? sp.labels : sp.clean_labels;
+
+  methods::ClassifierConfig cc;
+  cc.points = static_cast<int>(d.get_int("classify.points"));
+  cc.timesteps = d.get_string("classify.timesteps");
+  cc.window = d.get_float("classify.window");
+  cc.uniform_max = d.get_float("classify.uniform_max");
+  cc.logit_scale = d.get_float("method.logit_scale");
+  cc.edm.P_mean = d.get_float("diffusion.P_mean");
+  cc.edm.P_std = d.get_float("diffusion.P_std");
+  cc.edm.sigma_data = d.get_float("diffusion.sigma_data");
+  const bool use_ema = d.get_bool("classify.use_ema");
+  const int K = m.net.classes, B = std::min<int>(static_cast<int>(d.get_int("classify.batch")), N);
+  std::vector<double> sig, wts;
+  methods::classifier_levels(cc, sig, wts);
+  const bool root = dist::rank() == 0;
+  if (root) {
+    std::cout << "dmis classify: " << N << " " << split << " images of " << data_path << ", "
+              << K << " classes x " << cc.points << " noise levels (" << cc.timesteps << ": sigma";
+    for (double s : sig) std::cout << " " << std::setprecision(4) << s;
+    std::cout << "), " << (use_ema ? "EMA" : "raw") << " weights of " << m.checkpoint << std::endl;
+  }
+
+  Exec exec;
+  methods::DiffusionClassifier<Exec> cls(m.net, cc, B, K, /*inference_only=*/true);
+  Kokkos::View<float*, Kokkos::LayoutRight, Exec::memory_space> params("dmis::classify::params",
+                                                                        m.data.table.total());
+  {
+    const auto& src = use_ema ? m.data.ema : m.data.params;
+    if (src.empty()) d.fail("classify.use_ema", "the checkpoint holds no raw parameters");
+    auto h = Kokkos::create_mirror_view(params);
+    for (size_t i = 0; i < src.size(); ++i) h(i) = src[i];
+    Kokkos::deep_copy(params, h);
+  }
+  std::vector<uint8_t> images(sp.images.begin(), sp.images.begin() + static_cast<size_t>(N) * sp.C * sp.H * sp.W);
+  std::vector<int32_t> labels(truth.begin(), truth.begin() + N);
+  train::DeviceData<Exec> dev(N, sp.C, sp.H, sp.W, K, images, labels, {}, {});
+  Kokkos::View<float****, Kokkos::LayoutRight, Exec::memory_space> x0("dmis::classify::x0", B, sp.C, sp.H, sp.W);
+  Kokkos::View<int**, Kokkos::LayoutRight, Exec::memory_space> classes("dmis::classify::classes", B, K);
+  {
+    auto h = Kokkos::create_mirror_view(classes);
+    for (int b = 0; b < B; ++b)
+      for (int k = 0; k < K; ++k) h(b, k) = k;
+    Kokkos::deep_copy(classes, h);
+  }
+  std::vector<float> post(static_cast<size_t>(N) * K);
+  std::vector<int32_t> pred(N);
+  const uint64_t seed = static_cast<uint64_t>(d.get_int("run.seed"));
+  Kokkos::Timer timer;
+  int correct = 0;
+  std::vector<int> per_class_total(K, 0), per_class_correct(K, 0);
+  for (int first = 0; first < N; first += B) {
+    const int nb = std::min(B, N - first);
+    dev.gather_range(exec, std::min(first, N - B), x0);  // the last batch overlaps the previous
+    const int base = std::min(first, N - B);
+    cls.forward(exec, params, x0, classes, Kokkos::View<const float*, Kokkos::LayoutRight, Exec::memory_space>(),
+                seed, 0u, static_cast<uint32_t>(base));
+    auto lg = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), cls.logits());
+    for (int b = first - base; b < first - base + nb; ++b) {
+      const int i = base + b;
+      double mx = lg(b, 0);
+      for (int k = 1; k < K; ++k) mx = std::max<double>(mx, lg(b, k));
+      double z = 0;
+      for (int k = 0; k < K; ++k) z += std::exp(lg(b, k) - mx);
+      int arg = 0;
+      for (int k = 0; k < K; ++k) {
+        post[static_cast<size_t>(i) * K + k] = static_cast<float>(std::exp(lg(b, k) - mx) / z);
+        if (lg(b, k) > lg(b, arg)) arg = k;
+      }
+      pred[i] = arg;
+      correct += arg == labels[i] ? 1 : 0;
+      per_class_total[labels[i]] += 1;
+      per_class_correct[labels[i]] += arg == labels[i] ? 1 : 0;
+    }
+    if (root && ((first / B) % 20 == 0 || first + nb == N))
+      std::cout << "  " << first + nb << "/" << N << " images, accuracy so far "
+                << std::setprecision(4) << 100.0 * correct / (first + nb) << " %, "
+                << static_cast<int>((first + nb) / timer.seconds()) << " img/s" << std::endl;
+  }
+  const double acc = static_cast<double>(correct) / N;
+  if (!root) return 0;
+  {
+    const std::string tmp = out + ".tmp";
+    {
+      h5::File f(tmp, h5::File::Mode::Create);
+      f.write("/posteriors", {static_cast<size_t>(N), static_cast<size_t>(K)}, post.data());
+      f.write("/predictions", {static_cast<size_t>(N)}, pred.data());
+      f.write("/labels", {static_cast<size_t>(N)}, labels.data());
+      f.set_attr("/", "accuracy", acc);
+      f.set_attr("/", "checkpoint", m.checkpoint);
+      f.set_attr("/", "step", int64_t(m.data.step));
+      f.set_attr("/", "data", data_path);
+      f.set_attr("/", "split", split);
+      f.set_attr("/", "timesteps", cc.timesteps);
+      f.set_attr("/", "points", int64_t(cc.points));
+    }
+    if (std::rename(tmp.c_str(), out.c_str()) != 0)
+      throw InputError(cat("cannot move '", tmp, "' to '", out, "'"));
+  }
+  std::cout << "dmis classify: accuracy " << std::fixed << std::setprecision(2) << 100 * acc
+            << " % (" << correct << "/" << N << ") on the " << split << " split; per class:";
+  for (int k = 0; k < K; ++k)
+    std::cout << " " << std::setprecision(1)
+              << (per_class_total[k] ? 100.0 * per_class_correct[k] / per_class_total[k] : 0.0);
+  std::cout << "\ndmis classify: posteriors in " << out << std::endl;
+  return 0;
+}
+
+}  // namespace dmis::cli

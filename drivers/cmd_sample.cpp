@@ -1,0 +1,151 @@
+#include <Kokkos_Core.hpp>
+#include <filesystem>
+#include <iostream>
+
+#include "commands.hpp"
+#include "core/error.hpp"
+#include "diffusion/sampler.hpp"
+#include "dist/comm.hpp"
+#include "io/h5.hpp"
+#include "io/png.hpp"
+#include "model_source.hpp"
+#include "train/run_files.hpp"
+
+namespace dmis::cli {
+
+namespace fs = std::filesystem;
+using Exec = Kokkos::DefaultExecutionSpace;
+
+int cmd_sample(const Args& args) {
+  DeckArgs a = split_deck_args(args);
+  std::string out, grid;
+  for (size_t i = 0; i < a.rest.size(); ++i) {
+    const std::string& r = a.rest[i];
+    auto value = [&]() {
+      if (i + 1 >= a.rest.size()) throw UsageError(cat(r, " needs a value"));
+      return a.rest[++i];
+    };
+    if (r == "--help" || r == "-h") {
+      std::cout << "usage: dmis sample DECK|CHECKPOINT [--out FILE.h5] [--grid FILE.png] "
+                   "[--set key=value ...]\n\n"
+                   "Generates sample.per_class images of every class with the EDM Heun sampler "
+                   "(sample.* keys:\nsteps, churn, guidance, seed) from the EMA weights of a "
+                   "checkpoint, or of the newest\nEMA snapshot of a deck's run. Writes "
+                   "samples.h5 (datasets images (N, C, H, W) in [-1, 1]\nand labels (N)) and a "
+                   "PNG grid with one row per class, in the run directory by default.\n";
+      return 0;
+    } else if (r == "--out") {
+      out = value();
+    } else if (r == "--grid") {
+      grid = value();
+    } else {
+      throw UsageError(cat("unknown option '", r, "'"));
+    }
+  }
+  const ModelSource m = load_model_source(a);
+  const deck::Deck& d = m.deck;
+  if (out.empty()) out = (fs::path(m.run_dir) / "samples.h5").string();
+  if (grid.empty()) grid = (fs::path(out).parent_path() / (fs::path(out).stem().string() + ".png")).string();
+
+  diffusion::SamplerConfig sc;
+  sc.steps = static_cast<int>(d.get_int("sample.steps"));
+  sc.sigma_min = d.get_float("sample.sigma_min");
+  sc.sigma_max = d.get_float("sample.sigma_max");
+  sc.rho = d.get_float("sample.rho");
+  sc.churn = d.get_float("sample.churn");
+  sc.guidance = d.get_float("sample.guidance");
+  const long sseed = d.get_int("sample.seed");
+  sc.seed = sseed >= 0 ? static_cast<uint64_t>(sseed) : static_cast<uint64_t>(d.get_int("run.seed"));
+  diffusion::EdmConfig edm;
+  edm.P_mean = d.get_float("diffusion.P_mean");
+  edm.P_std = d.get_float("diffusion.P_std");
+  edm.sigma_data = d.get_float("diffusion.sigma_data");
+  const bool use_ema = d.get_bool("sample.use_ema");
+  if (!use_ema && m.data.params.empty())
+    d.fail("sample.use_ema", cat("false, but '", m.checkpoint, "' is an EMA snapshot without "
+                                 "the raw parameters; use a ckpt-*.h5 file"));
+
+  const int K = m.net.classes, per = static_cast<int>(d.get_int("sample.per_class"));
+  const int total = K * per, Bmax = std::min<int>(static_cast<int>(d.get_int("sample.batch")), total);
+  const int C = m.net.out_channels, R = m.net.resolution;
+  const bool root = dist::rank() == 0;
+  if (root)
+    std::cout << "dmis sample: " << total << " images (" << per << " per class, " << K
+              << " classes) from " << m.checkpoint << " (step " << m.data.step << ", "
+              << (use_ema ? "EMA" : "raw") << " weights), " << sc.steps << " Heun steps, churn "
+              << sc.churn << ", guidance " << sc.guidance << std::endl;
+
+  Exec exec;
+  models::UNet<Exec, float> net(m.net);
+  net.prepare(Bmax, 0, /*inference_only=*/true);
+  Kokkos::View<float*, Kokkos::LayoutRight, Exec::memory_space> params("dmis::sample::params",
+                                                                        m.data.table.total());
+  {
+    const auto& src = use_ema ? m.data.ema : m.data.params;
+    auto h = Kokkos::create_mirror_view(params);
+    for (size_t i = 0; i < src.size(); ++i) h(i) = src[i];
+    Kokkos::deep_copy(params, h);
+  }
+  auto denoiser = diffusion::unet_denoiser<Exec>(net, params, edm);
+  diffusion::HeunSampler<Exec> sampler(Bmax, C, R, R);
+  Kokkos::View<int*, Kokkos::LayoutRight, Exec::memory_space> labels("dmis::sample::labels", Bmax);
+  Kokkos::View<float****, Kokkos::LayoutRight, Exec::memory_space> img("dmis::sample::images", Bmax, C, R, R);
+  auto hl = Kokkos::create_mirror_view(labels);
+  std::vector<float> all(static_cast<size_t>(total) * C * R * R);
+  std::vector<int32_t> all_labels(total);
+  Kokkos::Timer timer;
+  size_t clipped = 0;
+  for (int first = 0; first < total; first += Bmax) {
+    const int nb = std::min(Bmax, total - first);
+    for (int b = 0; b < Bmax; ++b) hl(b) = std::min(first + b, total - 1) / per;  // pad the last batch
+    Kokkos::deep_copy(labels, hl);
+    sampler.run(exec, sc, denoiser, labels, K, static_cast<uint32_t>(first), img);
+    auto hi = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), img);
+    const size_t n = static_cast<size_t>(C) * R * R;
+    // the sampler's output is clipped to the data range, as images are when they are saved
+    for (int b = 0; b < nb; ++b) {
+      for (size_t i = 0; i < n; ++i) {
+        const float v = hi.data()[b * n + i];
+        if (!(v >= -1.0f && v <= 1.0f)) ++clipped;
+        all[(first + b) * n + i] = v < -1.0f ? -1.0f : v > 1.0f ? 1.0f : v;
+      }
+      all_labels[first + b] = hl(b);
+    }
+    if (root)
+      std::cout << "  " << first + nb << "/" << total << " images, "
+                << static_cast<int>((first + nb) / timer.seconds()) << " img/s" << std::endl;
+  }
+  if (!root) return 0;
+  {
+    const std::string tmp = out + ".tmp";
+    {
+      h5::File f(tmp, h5::File::Mode::Create);
+      f.write("/images", {static_cast<size_t>(total), static_cast<size_t>(C), static_cast<size_t>(R),
+                          static_cast<size_t>(R)},
+              all.data());
+      f.write("/labels", {static_cast<size_t>(total)}, all_labels.data());
+      f.set_attr("/", "checkpoint", m.checkpoint);
+      f.set_attr("/", "step", int64_t(m.data.step));
+      f.set_attr("/", "weights", std::string(use_ema ? "ema" : "raw"));
+      f.set_attr("/", "sampler", std::string("edm-heun"));
+      f.set_attr("/", "steps", int64_t(sc.steps));
+      f.set_attr("/", "churn", sc.churn);
+      f.set_attr("/", "guidance", sc.guidance);
+      f.set_attr("/", "seed", int64_t(sc.seed));
+      f.set_attr("/", "classes", int64_t(K));
+      f.set_attr("/", "clipped_values", int64_t(clipped));
+    }
+    if (std::rename(tmp.c_str(), out.c_str()) != 0)
+      throw InputError(cat("cannot move '", tmp, "' to '", out, "'"));
+  }
+  png::write_grid(grid, all, total, C, R, R, K, per);
+  const double frac = static_cast<double>(clipped) / static_cast<double>(all.size());
+  if (frac > 0.01)
+    std::cout << "dmis sample: note: " << 100.0 * frac << " % of the values fell outside [-1, 1] "
+              << "and were clipped (an undertrained model?)" << std::endl;
+  std::cout << "dmis sample: wrote " << out << " and " << grid << " (" << total << " images in "
+            << timer.seconds() << " s)" << std::endl;
+  return 0;
+}
+
+}  // namespace dmis::cli

@@ -1,0 +1,97 @@
+#include "train/run_files.hpp"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "core/error.hpp"
+#include "io/checkpoint.hpp"
+
+namespace dmis::train {
+
+namespace fs = std::filesystem;
+
+void write_file_atomic(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    if (!f) throw InputError(cat("cannot write '", tmp, "': ", std::strerror(errno)));
+    f << text;
+    f.flush();
+    if (!f) throw InputError(cat("cannot write '", tmp, "': ", std::strerror(errno)));
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const std::string why = std::strerror(errno);
+    std::remove(tmp.c_str());
+    throw InputError(cat("cannot move '", tmp, "' to '", path, "': ", why));
+  }
+}
+
+RunFiles::RunFiles(const std::string& dir, bool writer) : m_dir(dir), m_writer(writer) {}
+
+bool RunFiles::holds_run() const {
+  std::error_code ec;
+  return fs::exists(fs::path(m_dir) / "deck.yaml", ec) ||
+         !io::list_checkpoints(m_dir, "ckpt").empty();
+}
+
+void RunFiles::create() {
+  if (!m_writer) return;
+  std::error_code ec;
+  fs::create_directories(m_dir, ec);
+  if (ec)
+    throw InputError(cat("cannot create the run directory '", m_dir, "': ", ec.message(),
+                         " (set run.out_dir to a writable place)"));
+  const std::string probe = (fs::path(m_dir) / ".dmis-write-test").string();
+  std::ofstream f(probe);
+  if (!f)
+    throw InputError(cat("the run directory '", m_dir, "' is not writable: ", std::strerror(errno),
+                         " (set run.out_dir to a writable place)"));
+  f.close();
+  std::remove(probe.c_str());
+}
+
+void RunFiles::log(const std::string& line) {
+  if (!m_writer) return;
+  std::cout << line << std::endl;
+  std::ofstream f(fs::path(m_dir) / "log.txt", std::ios::app);
+  f << line << "\n";
+}
+
+void RunFiles::stats(const std::string& json_line) {
+  if (!m_writer) return;
+  std::ofstream f(fs::path(m_dir) / "stats.jsonl", std::ios::app);
+  f << json_line << "\n";
+}
+
+void RunFiles::write_text(const std::string& name, const std::string& text) {
+  if (!m_writer) return;
+  write_file_atomic((fs::path(m_dir) / name).string(), text);
+}
+
+void RunFiles::truncate_stats_after(long step) {
+  if (!m_writer) return;
+  const fs::path p = fs::path(m_dir) / "stats.jsonl";
+  std::ifstream in(p);
+  if (!in) return;
+  std::string line, kept;
+  while (std::getline(in, line)) {
+    const auto at = line.find("\"step\": ");
+    const long s = at == std::string::npos ? 0 : std::atol(line.c_str() + at + 8);
+    if (s <= step) kept += line + "\n";
+  }
+  in.close();
+  write_file_atomic(p.string(), kept);
+}
+
+void RunFiles::prune(const std::string& prefix, long keep) {
+  if (!m_writer) return;
+  const auto all = io::list_checkpoints(m_dir, prefix);
+  for (size_t i = 0; i + keep < all.size(); ++i) std::remove(all[i].c_str());
+}
+
+}  // namespace dmis::train

@@ -1,0 +1,421 @@
+#include "train/trainer.hpp"
+
+#include <Kokkos_Core.hpp>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+#include "core/error.hpp"
+#include "core/version.hpp"
+#include "data/dataset.hpp"
+#include "dist/comm.hpp"
+#include "io/checkpoint.hpp"
+#include "train/device_data.hpp"
+#include "train/run_files.hpp"
+
+namespace dmis::train {
+
+namespace fs = std::filesystem;
+using Exec = Kokkos::DefaultExecutionSpace;
+
+std::string run_directory(const deck::Deck& d) {
+  std::string name = d.get_string("run.name");
+  if (name.empty()) name = fs::path(d.file()).stem().string();
+  return (fs::path(d.get_string("run.out_dir")) / name).string();
+}
+
+models::UNetConfig network_from_deck(const deck::Deck& d, int classes) {
+  models::UNetConfig c = models::UNetConfig::from_preset(d.get_string("network.preset"));
+  if (d.get_int("network.base") > 0) c.base = static_cast<int>(d.get_int("network.base"));
+  if (d.given("network.mults")) {
+    c.mults.clear();
+    for (long m : d.get_ints("network.mults")) c.mults.push_back(static_cast<int>(m));
+    if (c.mults.empty()) d.fail("network.mults", "expected at least one level, found []");
+  }
+  if (d.get_int("network.n_blocks") > 0) c.n_blocks = static_cast<int>(d.get_int("network.n_blocks"));
+  if (d.given("network.attn_res")) {
+    c.attn_res.clear();
+    for (long r : d.get_ints("network.attn_res")) c.attn_res.push_back(static_cast<int>(r));
+  }
+  if (d.get_int("network.groups") > 0) c.groups = static_cast<int>(d.get_int("network.groups"));
+  c.dropout = static_cast<float>(d.get_float("network.dropout"));
+  c.classes = classes;
+  try {
+    c.validate();
+    models::unet_param_table(c);  // checks the GroupNorm divisibility of every layer
+  } catch (const InputError& e) {
+    d.fail("network.preset", e.what());
+  }
+  return c;
+}
+
+RunPlan make_plan(const deck::Deck& d) {
+  RunPlan p;
+  p.deck_file = d.file();
+  p.out_dir = d.get_string("run.out_dir");
+  p.run_dir = run_directory(d);
+  p.name = fs::path(p.run_dir).filename().string();
+  p.resume = d.get_string("run.resume");
+  p.seed = static_cast<uint64_t>(d.get_int("run.seed"));
+  p.log_every = d.get_int("run.log_every");
+  p.checkpoint_every = d.get_int("run.checkpoint_every");
+  p.keep = d.get_int("run.keep_checkpoints");
+  p.data_path = d.get_string("data.path");
+  p.train_limit = static_cast<size_t>(d.get_int("data.train_limit"));
+  p.test_limit = static_cast<size_t>(d.get_int("data.test_limit"));
+
+  const std::string kind = d.get_string("supervision.kind");
+  p.supervision.kind = kind == "clean"   ? data::SupervisionKind::Clean
+                       : kind == "noisy" ? data::SupervisionKind::Noisy
+                       : kind == "partial" ? data::SupervisionKind::Partial
+                                           : data::SupervisionKind::Unlabeled;
+  p.supervision.noise = d.get_string("supervision.noise");
+  p.supervision.rate = d.get_float("supervision.rate");
+  p.supervision.partial = d.get_string("supervision.partial");
+  p.supervision.q = d.get_float("supervision.q");
+  p.supervision.labeled_fraction = d.get_float("supervision.labeled_fraction");
+  const long sseed = d.get_int("supervision.seed");
+  p.supervision.seed = sseed >= 0 ? static_cast<uint64_t>(sseed) : p.seed;
+  p.supervision_source = d.get_string("supervision.source");
+
+  p.batch = static_cast<int>(d.get_int("train.batch"));
+  const long steps = d.get_int("train.steps");
+  const double kimg = d.get_float("train.kimg");
+  if (steps > 0 && kimg > 0)
+    d.fail("train.steps", cat("set train.steps or train.kimg, not both (train.kimg at ",
+                              d.where("train.kimg"), ")"));
+  if (steps == 0 && kimg == 0)
+    d.fail("train.steps", "set the training length: train.steps or train.kimg (both are 0)");
+  p.steps = steps > 0 ? steps : static_cast<long>(std::ceil(kimg * 1e3 / p.batch));
+  const int ranks = dist::size();
+  if (p.batch % ranks != 0)
+    d.fail("train.batch", cat("the global batch (", p.batch, ") must divide evenly over the ",
+                              ranks, " ranks"));
+
+  p.init = d.get_string("network.init") == "torch" ? models::InitScheme::Torch : models::InitScheme::Adm;
+  p.step.edm.P_mean = d.get_float("diffusion.P_mean");
+  p.step.edm.P_std = d.get_float("diffusion.P_std");
+  p.step.edm.sigma_data = d.get_float("diffusion.sigma_data");
+  p.step.p_uncond = d.get_float("diffusion.p_uncond");
+  p.step.opt.lr = d.get_float("train.lr");
+  p.step.opt.beta1 = d.get_float("train.beta1");
+  p.step.opt.beta2 = d.get_float("train.beta2");
+  p.step.opt.eps = d.get_float("train.eps");
+  p.step.opt.weight_decay = d.get_float("train.weight_decay");
+  p.step.opt.grad_clip = d.get_float("train.grad_clip");
+  p.step.ema_decay = d.get_float("train.ema_decay");
+  p.step.ema_halflife_kimg = d.get_float("train.ema_halflife_kimg");
+  p.step.ema_rampup_ratio = d.get_float("train.ema_rampup_ratio");
+  p.step.lr_rampup_kimg = d.get_float("train.lr_rampup_kimg");
+  p.step.seed = p.seed;
+  p.step.global_batch = p.batch;
+  p.step.sample_offset = dist::rank() * (p.batch / ranks);
+  p.conv_scratch_mb = d.get_float("train.conv_scratch_mb");
+
+  p.method.name = d.get_string("method.name");
+  p.method.supervision = kind;
+  p.method.beta = d.get_float("method.beta");
+  p.method.warmup_kimg = d.get_float("method.warmup_kimg");
+  p.method.timesteps = static_cast<int>(d.get_int("method.timesteps"));
+  p.method.window = d.get_float("method.window");
+  p.method.classifier_fraction = d.get_float("method.classifier_fraction");
+  p.method.top_k = static_cast<int>(d.get_int("method.top_k"));
+  p.method.tau = d.get_float("method.tau");
+  p.method.logit_scale = d.get_float("method.logit_scale");
+  p.method.prior = d.get_string("method.prior");
+  p.method.prior_momentum = d.get_float("method.prior_momentum");
+  if (p.method.prior == "estimate" && kind != "partial" && p.method.name == "dmis")
+    d.fail("method.prior", cat("'estimate' updates the prior from candidate sets (partial labels); "
+                               "supervision.kind is '", kind, "'"));
+  return p;
+}
+
+namespace {
+
+std::string duration(double s) {
+  std::ostringstream os;
+  const long t = static_cast<long>(std::lround(s));
+  if (t >= 3600) os << t / 3600 << "h" << std::setw(2) << std::setfill('0') << (t % 3600) / 60 << "m";
+  else if (t >= 60) os << t / 60 << "m" << std::setw(2) << std::setfill('0') << t % 60 << "s";
+  else os << t << "s";
+  return os.str();
+}
+
+template <class V>
+std::vector<float> to_host(const V& v) {
+  auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), v);
+  return std::vector<float>(h.data(), h.data() + h.extent(0));
+}
+
+template <class V>
+void from_host(const V& v, const std::vector<float>& src) {
+  auto h = Kokkos::create_mirror_view(v);
+  for (size_t i = 0; i < src.size(); ++i) h(i) = src[i];
+  Kokkos::deep_copy(v, h);
+}
+
+}  // namespace
+
+int train(const deck::Deck& d) {
+  RunPlan plan = make_plan(d);
+  const bool root = dist::rank() == 0;
+  const int ranks = dist::size();
+  const int local_batch = plan.batch / ranks;
+
+  // ---- run directory -----------------------------------------------------------------------
+  RunFiles files(plan.run_dir, root);
+  std::string resume_from;
+  if (plan.resume == "none") {
+    if (files.holds_run())
+      d.fail("run.resume", cat("the run directory '", plan.run_dir, "' already holds a run; set "
+                               "run.resume: latest to continue it, or choose another run.name"));
+  } else if (plan.resume == "latest") {
+    const auto ck = io::list_checkpoints(plan.run_dir, "ckpt");
+    if (ck.empty())
+      d.fail("run.resume", cat("'latest', but '", plan.run_dir, "' holds no complete checkpoint"));
+    resume_from = ck.back();
+  } else {
+    resume_from = plan.resume;
+  }
+  files.create();  // checks that the directory is writable before any work starts
+
+  // ---- data and supervision ----------------------------------------------------------------
+  const data::Dataset ds = data::read_dataset(plan.data_path, /*with_test=*/false, plan.train_limit);
+  plan.net = network_from_deck(d, ds.classes);
+  const auto& tr = ds.train;
+  if (tr.C != plan.net.in_channels || tr.H != plan.net.resolution || tr.W != plan.net.resolution)
+    d.fail("network.preset",
+           cat("dataset '", plan.data_path, "' has images of ", tr.C, "x", tr.H, "x", tr.W,
+               " but the network '", plan.net.preset, "' takes ", plan.net.in_channels, "x",
+               plan.net.resolution, "x", plan.net.resolution,
+               " (unet-s/unet-m: 1x28x28, ddpmpp-cifar: 3x32x32)"));
+  data::Supervision sup;
+  const std::string sup_file = (fs::path(plan.run_dir) / "supervision.h5").string();
+  if (!resume_from.empty() && fs::exists(sup_file)) {
+    sup = data::read_supervision(sup_file);
+    if (sup.N != tr.N)
+      throw InputError(cat("'", sup_file, "' holds supervision for ", sup.N,
+                           " images; the training set has ", tr.N));
+  } else if (plan.supervision_source == "dataset") {
+    sup = data::supervision_from_split(tr, ds.classes, plan.supervision.kind);
+  } else {
+    // generated from the clean labels (the ground truth when the file carries one)
+    plan.supervision.dataset_name = ds.name;
+    sup = data::generate_supervision(tr.clean_labels.empty() ? tr.labels : tr.clean_labels,
+                                     ds.classes, plan.supervision);
+  }
+  if (root && resume_from.empty()) data::write_supervision(sup_file, sup);
+
+  const std::string deck_text = d.resolved_yaml();
+  if (root) {
+    files.write_text("deck.yaml", deck_text);
+    files.log(banner());
+    files.log(cat("run directory ", plan.run_dir, " (", ranks, " rank", ranks > 1 ? "s" : "",
+                  ", batch ", plan.batch, ")"));
+    files.log(cat("network ", plan.net.describe()));
+    files.log(cat("data ", plan.data_path, ": ", tr.N, " training images of ", tr.C, "x", tr.H,
+                  "x", tr.W, ", ", ds.classes, " classes"));
+    files.log(cat("supervision ", data::summary(sup)));
+  }
+
+  DeviceData<Exec> dev(tr.N, tr.C, tr.H, tr.W, ds.classes, tr.images, sup.observed, sup.candidates,
+                       sup.labeled);
+  methods::MethodStep<Exec> method(plan.net, plan.step, plan.method, local_batch,
+                                   plan.conv_scratch_mb);
+  auto& core = method.core();
+  auto& store = core.store();
+  if (root) {
+    files.log(cat("parameters ", core.net().table().total(), ", method ", plan.method.name,
+                  plan.method.name == "dmis"
+                      ? cat(" (K ", plan.method.timesteps, ", classifier fraction ",
+                            plan.method.classifier_fraction, ", top-k ", plan.method.top_k,
+                            ", warm-up ", plan.method.warmup_kimg, " kimg, beta ",
+                            plan.method.beta, ", tau ", plan.method.tau, ")")
+                      : std::string()));
+    files.log(cat("training ", plan.steps, " steps (", plan.steps * plan.batch / 1e3,
+                  " kimg); progress every ", plan.log_every, " steps; checkpoints every ",
+                  plan.checkpoint_every, " steps"));
+  }
+
+  // ---- initial or resumed state ------------------------------------------------------------
+  if (resume_from.empty()) {
+    method.initialize(plan.init);
+  } else {
+    const io::CheckpointData ck = io::read_checkpoint(resume_from, &core.net().table());
+    if (ck.kind != "training-state")
+      throw InputError(cat("cannot resume from '", resume_from, "': it is an ", ck.kind,
+                           " (no optimizer state); resume from a ckpt-*.h5 file"));
+    if (ck.params.empty() || ck.adam_m.empty() || ck.adam_v.empty())
+      throw InputError(cat("cannot resume from '", resume_from, "': parameters or Adam moments missing"));
+    from_host(store.params, ck.params);
+    from_host(store.adam_m, ck.adam_m);
+    from_host(store.adam_v, ck.adam_v);
+    from_host(store.ema, ck.ema);
+    if (!ck.prior.empty()) {
+      std::vector<double> pi(ck.prior.begin(), ck.prior.end());
+      method.set_prior(pi);
+    }
+    if (!ck.prior_counts.empty()) {
+      auto hc = Kokkos::create_mirror_view(method.prior_counts());
+      for (size_t i = 0; i < ck.prior_counts.size() && i < hc.extent(0); ++i) hc(i) = ck.prior_counts[i];
+      Kokkos::deep_copy(method.prior_counts(), hc);
+    }
+    core.set_step(ck.step);
+    if (root) {
+      files.truncate_stats_after(ck.step);
+      files.log(cat("resumed from ", resume_from, " at step ", ck.step));
+    }
+  }
+
+  // ---- buffers of one batch ----------------------------------------------------------------
+  const int C = tr.C, H = tr.H, W = tr.W, K = ds.classes;
+  Kokkos::View<float****, Kokkos::LayoutRight, Exec::memory_space> x0("dmis::train::x0", local_batch, C, H, W);
+  Kokkos::View<int*, Kokkos::LayoutRight, Exec::memory_space> obs("dmis::train::observed", local_batch),
+      idx("dmis::train::index", local_batch);
+  Kokkos::View<uint8_t**, Kokkos::LayoutRight, Exec::memory_space> cand("dmis::train::candidates",
+                                                                         local_batch, K);
+  Kokkos::View<uint8_t*, Kokkos::LayoutRight, Exec::memory_space> lab("dmis::train::labeled", local_batch);
+  Kokkos::View<float*, Kokkos::LayoutRight, Exec::memory_space> acc("dmis::train::loss_sums", 3);
+  auto acc_host = Kokkos::create_mirror_view(acc);
+  Kokkos::View<float*, Kokkos::LayoutRight, Exec::memory_space> last("dmis::train::last", 3);
+  auto last_host = Kokkos::create_mirror_view(last);
+  Kokkos::deep_copy(acc, 0.0f);
+
+  auto save = [&](long step) {
+    Kokkos::fence();
+    io::CheckpointData ck;
+    ck.kind = "training-state";
+    ck.step = step;
+    ck.images_seen = static_cast<double>(step) * plan.batch;
+    ck.seed = plan.seed;
+    ck.deck = deck_text;
+    ck.preset = plan.net.preset;
+    ck.table = core.net().table();
+    ck.params = to_host(store.params);
+    ck.adam_m = to_host(store.adam_m);
+    ck.adam_v = to_host(store.adam_v);
+    ck.ema = to_host(store.ema);
+    ck.prior = to_host(method.prior());
+    auto hc = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), method.prior_counts());
+    ck.prior_counts.assign(hc.data(), hc.data() + hc.extent(0));
+    if (!root) return std::string();
+    const std::string path = io::checkpoint_path(plan.run_dir, "ckpt", step);
+    io::write_checkpoint(path, ck);
+    io::CheckpointData snap = ck;
+    snap.kind = "ema-snapshot";
+    snap.params.clear(), snap.adam_m.clear(), snap.adam_v.clear(), snap.prior_counts.clear();
+    io::write_checkpoint(io::checkpoint_path(plan.run_dir, "ema", step), snap);
+    files.prune("ckpt", plan.keep);
+    files.prune("ema", plan.keep);
+    return path;
+  };
+
+  // ---- the loop ----------------------------------------------------------------------------
+  const long start = core.step();
+  if (start >= plan.steps) {
+    if (root) files.log(cat("nothing to do: the run is at step ", start, " of ", plan.steps));
+    return 0;
+  }
+  const uint64_t data_seed = plan.seed ^ 0xD1B54A32D192ED03ull;
+  std::string last_ckpt = resume_from.empty() ? std::string("none") : resume_from;
+  auto t_start = std::chrono::steady_clock::now();
+  auto t_log = t_start;
+  long steps_since_log = 0;
+  double ema_rate = 0;
+  const int B = local_batch;
+  const uint64_t offset = static_cast<uint64_t>(plan.step.sample_offset);
+  for (long s = start; s < plan.steps; ++s) {
+    const bool dmis_on = method.dmis_active(s);
+    if (root && plan.method.name == "dmis" && dmis_on && (s == start || !method.dmis_active(s - 1)))
+      files.log(cat("step ", s, ": DMIS terms on (", method.evaluations_per_step(true),
+                    " denoiser evaluations per step against ", method.evaluations_per_step(false),
+                    " for vanilla)"));
+    dev.gather(Exec(), data_seed, static_cast<uint64_t>(s) * plan.batch + offset, x0, obs, cand,
+               lab, idx);
+    method.run(Exec(), x0, obs, cand, lab);
+    {  // running sums of the losses (device side), and the last step's values
+      auto gen = method.loss_gen();
+      auto cls = method.loss_cls();
+      auto gn = core.grad_norm2();
+      Kokkos::parallel_for(
+          "dmis::train::loss_sums", Kokkos::RangePolicy<Exec>(0, 1), KOKKOS_LAMBDA(int) {
+            acc(0) += gen(0);
+            acc(1) += cls(0);
+            acc(2) += gn(0);
+            last(0) = gen(0);
+            last(1) = cls(0);
+            last(2) = gn(0);
+          });
+    }
+    ++steps_since_log;
+    const long done = s + 1;
+    const uint64_t n = static_cast<uint64_t>(tr.N);
+    if ((static_cast<uint64_t>(done) * plan.batch) / n != (static_cast<uint64_t>(s) * plan.batch) / n)
+      method.end_epoch(Exec());
+    const bool log_now = done % plan.log_every == 0 || done == plan.steps;
+    const bool ckpt_now =
+        done == plan.steps || (plan.checkpoint_every > 0 && done % plan.checkpoint_every == 0);
+    if (log_now || ckpt_now) {
+      Kokkos::fence();
+      Kokkos::deep_copy(acc_host, acc);
+      Kokkos::deep_copy(last_host, last);
+      const double gen = acc_host(0) / steps_since_log, cls = acc_host(1) / steps_since_log;
+      const double gnorm = std::sqrt(std::max(0.0, static_cast<double>(acc_host(2)) / steps_since_log));
+      if (!std::isfinite(gen) || !std::isfinite(cls) || !std::isfinite(acc_host(2)))
+        throw Error(cat("step ", done, ": the loss is not a number (generative ", gen,
+                        ", classification ", cls, ", gradient norm^2 ", acc_host(2),
+                        "); training stopped. Last good checkpoint: ", last_ckpt,
+                        ". Lower train.lr or set train.grad_clip, then resume from it."));
+      if (log_now) {
+        const auto now = std::chrono::steady_clock::now();
+        const double dt = std::chrono::duration<double>(now - t_log).count();
+        const double elapsed = std::chrono::duration<double>(now - t_start).count();
+        const double sps = dt / steps_since_log;
+        ema_rate = ema_rate == 0 ? sps : 0.7 * ema_rate + 0.3 * sps;
+        const double eta = ema_rate * (plan.steps - done);
+        const double kimg = done * plan.batch / 1e3;
+        if (root) {
+          std::ostringstream line;
+          line << "step " << done << "/" << plan.steps << " | kimg " << std::fixed
+               << std::setprecision(1) << kimg << " | loss " << std::setprecision(4) << gen;
+          if (plan.method.name == "dmis") line << " cls " << std::setprecision(4) << cls;
+          line << " | grad " << std::setprecision(3) << gnorm << " | " << std::setprecision(0)
+               << plan.batch / sps << " img/s | " << std::setprecision(0) << sps * 1e3
+               << " ms/step | ETA " << duration(eta);
+          files.log(line.str());
+          std::ostringstream js;
+          js << std::setprecision(9) << "{\"step\": " << done << ", \"kimg\": " << kimg
+             << ", \"loss\": " << gen << ", \"loss_cls\": " << cls
+             << ", \"loss_last\": " << last_host(0) << ", \"loss_cls_last\": " << last_host(1)
+             << ", \"grad_norm\": " << gnorm << ", \"lr\": " << core.learning_rate(done)
+             << ", \"img_per_s\": " << plan.batch / sps << ", \"sec_per_step\": " << sps
+             << ", \"dmis\": " << (dmis_on ? "true" : "false") << ", \"time\": " << elapsed << "}";
+          files.stats(js.str());
+        }
+        Kokkos::deep_copy(acc, 0.0f);
+        steps_since_log = 0;
+        t_log = now;
+      }
+      if (ckpt_now) {
+        const std::string path = save(done);
+        if (root) {
+          last_ckpt = path;
+          files.log(cat("checkpoint ", path));
+        }
+      }
+    }
+  }
+  if (root) {
+    const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+    files.log(cat("done: ", plan.steps - start, " steps in ", duration(total), "; EMA snapshot ",
+                  io::checkpoint_path(plan.run_dir, "ema", plan.steps)));
+  }
+  return 0;
+}
+
+}  // namespace dmis::train

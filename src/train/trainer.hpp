@@ -1,0 +1,45 @@
+#pragma once
+// `dmis train`: a run from a deck. Resolves the deck into a plan (every cross-key check names
+// the key and its location), prepares the run directory, the data and the supervision, then
+// trains with progress lines, stats.jsonl and atomic checkpoints; `run.resume: latest`
+// continues exactly where the last complete checkpoint left off.
+#include <cstdint>
+#include <string>
+
+#include "data/supervision.hpp"
+#include "deck/deck.hpp"
+#include "methods/method_step.hpp"
+#include "models/unet.hpp"
+
+namespace dmis::train {
+
+struct RunPlan {
+  std::string deck_file, name, out_dir, run_dir, resume;
+  uint64_t seed = 1;
+  long log_every = 50, checkpoint_every = 500, keep = 2;
+  std::string data_path;
+  size_t train_limit = 0, test_limit = 0;
+  data::SupervisionConfig supervision;
+  std::string supervision_source = "generate";
+  models::UNetConfig net;
+  models::InitScheme init = models::InitScheme::Adm;
+  methods::TrainStepConfig step;
+  methods::MethodConfig method;
+  int batch = 64;
+  long steps = 0;
+  double conv_scratch_mb = 0;
+};
+
+/// The network a deck describes (preset plus overrides), for `classes` classes.
+models::UNetConfig network_from_deck(const deck::Deck& d, int classes);
+
+/// Everything a run needs, from a validated deck. Throws DeckError located at the key.
+RunPlan make_plan(const deck::Deck& d);
+
+/// Runs (or resumes) the training described by the deck; returns the exit code.
+int train(const deck::Deck& d);
+
+/// The run directory a deck's run writes to: run.out_dir / (run.name or the deck's stem).
+std::string run_directory(const deck::Deck& d);
+
+}  // namespace dmis::train
