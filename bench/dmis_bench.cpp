@@ -6,17 +6,21 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
+#include <iomanip>
 #include <iostream>
 #include <map>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/error.hpp"
 #include "core/version.hpp"
 #include "diffusion/edm.hpp"
 #include "dist/comm.hpp"
+#include "dist/reduce.hpp"
 #include "dmis_config.hpp"
 #include "methods/edm_step.hpp"
 #include "models/unet.hpp"
@@ -29,16 +33,25 @@ const char* kUsage =
     "usage: dmis-bench train-step  [--preset unet-s] [--batch 64] [--warmup 3] [--steps 10]\n"
     "                              [--compare-torch] [--python PATH] [--conv-scratch-mb MB]\n"
     "       dmis-bench classifier  [--preset unet-s] [--batch 64] [--classes K] [...same]\n"
+    "       dmis-bench scaling     [--preset unet-s] [--batch 16] [--ranks 1,2,4]\n"
+    "                              [--threads-per-rank 1] [--launcher mpirun] [...same]\n"
     "\n"
     "train-step times the full training step (forward, backward, gradient clipping, AdamW,\n"
     "EMA) after warm-up; classifier times the diffusion-classifier forward (B images x K\n"
     "classes at one sigma). --compare-torch runs bench/torch_ref.py (PyTorch, same batch and\n"
     "thread count) in the same run and adds torch_* fields and ratio = ours / torch.\n"
     "Threads: OMP_NUM_THREADS (both sides). --profile prints the time per kernel label and\n"
-    "Kokkos Kernels GEMM region over the timed steps (host backends: kernels are synchronous).\n";
+    "Kokkos Kernels GEMM region over the timed steps (host backends: kernels are synchronous).\n"
+    "Under mpirun, train-step is data parallel: --batch images per rank, gradients summed over\n"
+    "the ranks every step (img_per_s counts all ranks). scaling runs train-step under the\n"
+    "launcher at each rank count (weak scaling: fixed per-rank batch) and prints the\n"
+    "efficiency img_per_s(R) / (R img_per_s(1)).\n";
 
 struct Options {
-  std::string mode, preset = "unet-s", python = "/usr/bin/python3";
+  std::string mode, preset = "unet-s", python = "/usr/bin/python3", launcher = "mpirun";
+  std::vector<int> ranks = {1, 2, 4};
+  int threads_per_rank = 1;
+  bool batch_set = false;
   int batch = 64, warmup = 3, steps = 10, classes = -1;
   bool compare_torch = false, profile = false;
   double conv_scratch_mb = 0;
@@ -46,14 +59,14 @@ struct Options {
 
 Options parse(int argc, char** argv) {
   Options o;
-  if (argc < 2) throw UsageError("missing mode (train-step or classifier)");
+  if (argc < 2) throw UsageError("missing mode (train-step, classifier or scaling)");
   o.mode = argv[1];
   if (o.mode == "--help" || o.mode == "-h") {
     std::cout << kUsage;
     std::exit(0);
   }
-  if (o.mode != "train-step" && o.mode != "classifier")
-    throw UsageError(cat("unknown mode '", o.mode, "' (train-step or classifier)"));
+  if (o.mode != "train-step" && o.mode != "classifier" && o.mode != "scaling")
+    throw UsageError(cat("unknown mode '", o.mode, "' (train-step, classifier or scaling)"));
   auto value = [&](int& i) -> std::string {
     if (i + 1 >= argc) throw UsageError(cat(argv[i], " needs a value"));
     return argv[++i];
@@ -71,7 +84,16 @@ Options parse(int argc, char** argv) {
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--preset") o.preset = value(i);
-    else if (a == "--batch") o.batch = to_int(a, value(i));
+    else if (a == "--batch") o.batch = to_int(a, value(i)), o.batch_set = true;
+    else if (a == "--threads-per-rank") o.threads_per_rank = to_int(a, value(i));
+    else if (a == "--launcher") o.launcher = value(i);
+    else if (a == "--ranks") {
+      o.ranks.clear();
+      std::stringstream ss(value(i));
+      std::string item;
+      while (std::getline(ss, item, ',')) o.ranks.push_back(to_int("--ranks", item));
+      if (o.ranks.empty()) throw UsageError("--ranks expects a list such as 1,2,4");
+    }
     else if (a == "--warmup") o.warmup = to_int(a, value(i));
     else if (a == "--steps") o.steps = to_int(a, value(i));
     else if (a == "--classes") o.classes = to_int(a, value(i));
@@ -174,6 +196,20 @@ std::string threads() {
   return t ? t : std::to_string(Kokkos::DefaultHostExecutionSpace().concurrency());
 }
 
+std::map<std::string, std::string> parse_json_line(const std::string& out, const std::string& from);
+
+// Runs a shell command; returns its standard output (throws naming `what` on failure).
+std::string run_command(const std::string& cmd, const std::string& what) {
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) throw Error(cat("cannot run '", cmd, "'"));
+  std::string out;
+  char buf[4096];
+  while (fgets(buf, sizeof buf, p)) out += buf;
+  const int rc = pclose(p);
+  if (rc != 0) throw Error(cat(what, " failed (", cmd, "): ", out));
+  return out;
+}
+
 // Runs the PyTorch side; returns its JSON fields (a flat object of numbers and strings).
 std::map<std::string, std::string> run_torch(const Options& o) {
   const std::string script = std::string(DMIS_SOURCE_DIR) + "/bench/torch_ref.py";
@@ -188,9 +224,14 @@ std::map<std::string, std::string> run_torch(const Options& o) {
   while (fgets(buf, sizeof buf, p)) out += buf;
   const int rc = pclose(p);
   if (rc != 0) throw Error(cat("the PyTorch reference failed (", cmd.str(), "): ", out));
+  return parse_json_line(out, "the PyTorch reference");
+}
+
+// The fields of the last flat JSON object in `out` (numbers and strings, no nesting).
+std::map<std::string, std::string> parse_json_line(const std::string& out, const std::string& from) {
   std::map<std::string, std::string> kv;
   const auto at = out.rfind('{');
-  if (at == std::string::npos) throw Error(cat("no JSON from the PyTorch reference: ", out));
+  if (at == std::string::npos) throw Error(cat("no JSON from ", from, ": ", out));
   std::string s = out.substr(at + 1, out.rfind('}') - at - 1);
   std::stringstream ss(s);
   std::string item;
@@ -224,8 +265,14 @@ int bench_train_step(const Options& o) {
   const double rss0 = proc_mb("VmRSS:");
   methods::TrainStepConfig tc;
   tc.opt.grad_clip = 1.0;
+  const int ranks = dist::size();
+  tc.global_batch = o.batch * ranks;
+  tc.sample_offset = dist::rank(), tc.sample_stride = ranks;
   methods::EdmTrainStep<Exec> step(cfg, tc, o.batch, o.conv_scratch_mb);
   step.initialize(models::InitScheme::Torch);
+  dist::DeviceReducer<Exec> reducer(step.store().grads.extent(0));
+  if (ranks > 1)
+    step.on_gradients = [&reducer](const Exec& e, const Tensor1<float, Exec>& g) { reducer.sum(e, g); };
   Kokkos::View<float****, Kokkos::LayoutRight, Exec::memory_space> x(
       "dmis::bench::x0", o.batch, cfg.in_channels, cfg.resolution, cfg.resolution);
   Kokkos::View<int*, Kokkos::LayoutRight, Exec::memory_space> labels("dmis::bench::labels", o.batch);
@@ -236,11 +283,12 @@ int bench_train_step(const Options& o) {
   exec.fence();
   profile().on = o.profile;
   std::vector<double> ms;
+  dist::barrier();
   for (int i = 0; i < o.steps; ++i) {
     Kokkos::Timer t;
     step.run(exec, x, labels);
     exec.fence();
-    ms.push_back(t.seconds() * 1e3);
+    ms.push_back(dist::allreduce_max(t.seconds() * 1e3));  // a step ends when every rank's does
   }
   profile().on = false;
   if (o.profile) print_profile(o.steps);
@@ -248,14 +296,16 @@ int bench_train_step(const Options& o) {
   step.read_scalars(loss, gnorm);
   const double peak = proc_mb("VmHWM:");
   const double med = median(ms);
+  if (dist::rank() != 0) return 0;
   const double gflop = step.flops_per_step() / 1e9;
   std::ostringstream js;
   js.precision(6);
   js << "{\"bench\": \"train-step\", \"preset\": \"" << o.preset << "\", \"batch\": " << o.batch
-     << ", \"img_per_s\": " << o.batch / (med / 1e3) << ", \"step_ms\": " << med
+     << ", \"ranks\": " << ranks << ", \"global_batch\": " << o.batch * ranks
+     << ", \"img_per_s\": " << o.batch * ranks / (med / 1e3) << ", \"step_ms\": " << med
      << ", \"step_ms_min\": " << *std::min_element(ms.begin(), ms.end())
      << ", \"step_ms_max\": " << *std::max_element(ms.begin(), ms.end())
-     << ", \"gflop_per_step\": " << gflop << ", \"gflop_per_s\": " << gflop / (med / 1e3)
+     << ", \"gflop_per_step\": " << gflop * ranks << ", \"gflop_per_s\": " << gflop * ranks / (med / 1e3)
      << ", \"params\": " << step.net().table().total() << ", \"backend\": \"" << Exec::name()
      << "\", \"threads\": " << threads() << ", \"steps\": " << o.steps
      << ", \"loss\": " << loss << ", \"peak_rss_mb\": " << peak
@@ -328,6 +378,45 @@ int bench_classifier(const Options& o) {
   return 0;
 }
 
+// Weak scaling: train-step under the launcher at each rank count, fixed per-rank batch.
+int bench_scaling(const Options& o) {
+  if (dist::size() > 1) throw UsageError("run scaling without mpirun: it launches the ranks itself");
+  const int batch = o.batch_set ? o.batch : 16;
+  const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+  std::string flags;
+  {  // Open MPI wants these to run as root or on fewer cores than ranks
+    const std::string v = run_command(o.launcher + " --version 2>&1", "the launcher");
+    if (v.find("Open MPI") != std::string::npos || v.find("OpenRTE") != std::string::npos)
+      flags = " --allow-run-as-root --oversubscribe --bind-to none";
+  }
+  double base = 0;
+  std::ostringstream summary;
+  summary << "{\"bench\": \"scaling\", \"preset\": \"" << o.preset << "\", \"batch_per_rank\": "
+          << batch << ", \"threads_per_rank\": " << o.threads_per_rank << ", \"cores\": "
+          << std::thread::hardware_concurrency();
+  std::cout << "weak scaling of the " << o.preset << " training step: " << batch
+            << " images per rank, " << o.threads_per_rank << " thread(s) per rank, "
+            << std::thread::hardware_concurrency() << " cores" << std::endl;
+  for (int r : o.ranks) {
+    std::ostringstream cmd;
+    cmd << "OMP_NUM_THREADS=" << o.threads_per_rank << " " << o.launcher << " -np " << r << flags
+        << " " << self << " train-step --preset " << o.preset << " --batch " << batch
+        << " --warmup " << o.warmup << " --steps " << o.steps << " 2>&1";
+    const auto kv = parse_json_line(run_command(cmd.str(), cat("train-step on ", r, " ranks")),
+                                    cat("train-step on ", r, " ranks"));
+    const double ips = std::atof(kv.at("img_per_s").c_str());
+    if (base == 0) base = ips / r;
+    const double eff = ips / (r * base);
+    std::cout << "  " << r << " rank" << (r > 1 ? "s" : " ") << ": " << std::setprecision(4)
+              << ips << " img/s, " << kv.at("step_ms") << " ms/step, efficiency "
+              << std::setprecision(3) << eff << std::endl;
+    summary << ", \"img_per_s_" << r << "\": " << ips << ", \"efficiency_" << r << "\": " << eff;
+  }
+  summary << "}";
+  std::cout << summary.str() << std::endl;
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -342,7 +431,12 @@ int main(int argc, char** argv) {
   int rc = 0;
   dmis::dist::Runtime runtime(argc, argv);
   try {
-    rc = o.mode == "train-step" ? bench_train_step(o) : bench_classifier(o);
+    rc = o.mode == "train-step"   ? bench_train_step(o)
+         : o.mode == "scaling"    ? bench_scaling(o)
+                                  : bench_classifier(o);
+  } catch (const dmis::UsageError& e) {
+    std::cerr << "dmis-bench: error: " << e.what() << "\n" << kUsage;
+    rc = 2;
   } catch (const dmis::Error& e) {
     std::cerr << "dmis-bench: error: " << e.what() << "\n";
     rc = e.exit_code();

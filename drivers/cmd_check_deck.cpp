@@ -4,6 +4,7 @@
 #include "core/error.hpp"
 #include "deck_args.hpp"
 #include "dist/comm.hpp"
+#include "train/trainer.hpp"
 
 namespace dmis::cli {
 
@@ -38,7 +39,9 @@ int cmd_check_deck(const Args& args) {
     return 0;
   }
   const deck::Deck d = load_deck(a);
-  if (dist::rank() == 0) std::cout << d.resolved_yaml() << "# " << d.file() << ": valid\n";
+  if (dist::rank() == 0)
+    std::cout << d.resolved_yaml() << "# run directory: " << train::run_directory(d) << "\n# "
+              << d.file() << ": valid\n";
   return 0;
 }
 

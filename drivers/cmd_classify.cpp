@@ -87,7 +87,11 @@ int cmd_classify(const Args& args) {
   cc.edm.P_std = d.get_float("diffusion.P_std");
   cc.edm.sigma_data = d.get_float("diffusion.sigma_data");
   const bool use_ema = d.get_bool("classify.use_ema");
-  const int K = m.net.classes, B = std::min<int>(static_cast<int>(d.get_int("classify.batch")), N);
+  // ranks share the images: rank r classifies [lo, hi), noise keyed by the global index
+  const auto [lo, hi] = dist::share(N);
+  const int Nr = static_cast<int>(hi - lo);
+  const int K = m.net.classes,
+            B = std::max(1, std::min<int>(static_cast<int>(d.get_int("classify.batch")), Nr));
   std::vector<double> sig, wts;
   methods::classifier_levels(cc, sig, wts);
   const bool root = dist::rank() == 0;
@@ -95,7 +99,9 @@ int cmd_classify(const Args& args) {
     std::cout << "dmis classify: " << N << " " << split << " images of " << data_path << ", "
               << K << " classes x " << cc.points << " noise levels (" << cc.timesteps << ": sigma";
     for (double s : sig) std::cout << " " << std::setprecision(4) << s;
-    std::cout << "), " << (use_ema ? "EMA" : "raw") << " weights of " << m.checkpoint << std::endl;
+    std::cout << "), " << (use_ema ? "EMA" : "raw") << " weights of " << m.checkpoint;
+    if (dist::size() > 1) std::cout << ", over " << dist::size() << " ranks";
+    std::cout << std::endl;
   }
 
   Exec exec;
@@ -109,9 +115,10 @@ int cmd_classify(const Args& args) {
     for (size_t i = 0; i < src.size(); ++i) h(i) = src[i];
     Kokkos::deep_copy(params, h);
   }
-  std::vector<uint8_t> images(sp.images.begin(), sp.images.begin() + static_cast<size_t>(N) * sp.C * sp.H * sp.W);
-  std::vector<int32_t> labels(truth.begin(), truth.begin() + N);
-  train::DeviceData<Exec> dev(N, sp.C, sp.H, sp.W, K, images, labels, {}, {});
+  const size_t n_img = static_cast<size_t>(sp.C) * sp.H * sp.W;
+  std::vector<uint8_t> images(sp.images.begin() + lo * n_img, sp.images.begin() + hi * n_img);
+  std::vector<int32_t> labels(truth.begin() + lo, truth.begin() + hi);
+  train::DeviceData<Exec> dev(Nr, sp.C, sp.H, sp.W, K, images, labels, {}, {});
   Kokkos::View<float****, Kokkos::LayoutRight, Exec::memory_space> x0("dmis::classify::x0", B, sp.C, sp.H, sp.W);
   Kokkos::View<int**, Kokkos::LayoutRight, Exec::memory_space> classes("dmis::classify::classes", B, K);
   {
@@ -120,18 +127,17 @@ int cmd_classify(const Args& args) {
       for (int k = 0; k < K; ++k) h(b, k) = k;
     Kokkos::deep_copy(classes, h);
   }
-  std::vector<float> post(static_cast<size_t>(N) * K);
-  std::vector<int32_t> pred(N);
+  std::vector<float> post(static_cast<size_t>(Nr) * K);
+  std::vector<int32_t> pred(Nr);
   const uint64_t seed = static_cast<uint64_t>(d.get_int("run.seed"));
   Kokkos::Timer timer;
   int correct = 0;
-  std::vector<int> per_class_total(K, 0), per_class_correct(K, 0);
-  for (int first = 0; first < N; first += B) {
-    const int nb = std::min(B, N - first);
-    dev.gather_range(exec, std::min(first, N - B), x0);  // the last batch overlaps the previous
-    const int base = std::min(first, N - B);
+  for (int first = 0; first < Nr; first += B) {
+    const int nb = std::min(B, Nr - first);
+    const int base = std::max(0, std::min(first, Nr - B));  // the last batch overlaps the previous
+    dev.gather_range(exec, base, x0);
     cls.forward(exec, params, x0, classes, Kokkos::View<const float*, Kokkos::LayoutRight, Exec::memory_space>(),
-                seed, 0u, static_cast<uint32_t>(base));
+                seed, 0u, static_cast<uint32_t>(lo + base));
     auto lg = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), cls.logits());
     for (int b = first - base; b < first - base + nb; ++b) {
       const int i = base + b;
@@ -146,16 +152,26 @@ int cmd_classify(const Args& args) {
       }
       pred[i] = arg;
       correct += arg == labels[i] ? 1 : 0;
-      per_class_total[labels[i]] += 1;
-      per_class_correct[labels[i]] += arg == labels[i] ? 1 : 0;
     }
-    if (root && ((first / B) % 20 == 0 || first + nb == N))
-      std::cout << "  " << first + nb << "/" << N << " images, accuracy so far "
+    if (root && ((first / B) % 20 == 0 || first + nb == Nr))
+      std::cout << "  " << first + nb << "/" << Nr << " images" << (dist::size() > 1 ? " of rank 0" : "")
+                << ", accuracy so far "
                 << std::setprecision(4) << 100.0 * correct / (first + nb) << " %, "
                 << static_cast<int>((first + nb) / timer.seconds()) << " img/s" << std::endl;
   }
-  const double acc = static_cast<double>(correct) / N;
+  // every rank's share, in order, on rank 0
+  post = dist::gather(post);
+  pred = dist::gather(pred);
+  labels = dist::gather(labels);
+  correct = 0;
+  std::vector<int> per_class_total(K, 0), per_class_correct(K, 0);
+  for (size_t i = 0; i < pred.size(); ++i) {
+    correct += pred[i] == labels[i] ? 1 : 0;
+    per_class_total[labels[i]] += 1;
+    per_class_correct[labels[i]] += pred[i] == labels[i] ? 1 : 0;
+  }
   if (!root) return 0;
+  const double acc = static_cast<double>(correct) / N;
   {
     const std::string tmp = out + ".tmp";
     {

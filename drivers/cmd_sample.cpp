@@ -66,14 +66,20 @@ int cmd_sample(const Args& args) {
                                  "the raw parameters; use a ckpt-*.h5 file"));
 
   const int K = m.net.classes, per = static_cast<int>(d.get_int("sample.per_class"));
-  const int total = K * per, Bmax = std::min<int>(static_cast<int>(d.get_int("sample.batch")), total);
+  const int total = K * per;
+  // ranks share the images: rank r generates [lo, hi), noise keyed by the global index
+  const auto [lo, hi] = dist::share(total);
+  const int mine = static_cast<int>(hi - lo);
+  const int Bmax = std::max(1, std::min<int>(static_cast<int>(d.get_int("sample.batch")), mine));
   const int C = m.net.out_channels, R = m.net.resolution;
   const bool root = dist::rank() == 0;
   if (root)
     std::cout << "dmis sample: " << total << " images (" << per << " per class, " << K
               << " classes) from " << m.checkpoint << " (step " << m.data.step << ", "
               << (use_ema ? "EMA" : "raw") << " weights), " << sc.steps << " Heun steps, churn "
-              << sc.churn << ", guidance " << sc.guidance << std::endl;
+              << sc.churn << ", guidance " << sc.guidance
+              << (dist::size() > 1 ? cat(", over ", dist::size(), " ranks") : std::string())
+              << std::endl;
 
   Exec exec;
   models::UNet<Exec, float> net(m.net);
@@ -91,15 +97,16 @@ int cmd_sample(const Args& args) {
   Kokkos::View<int*, Kokkos::LayoutRight, Exec::memory_space> labels("dmis::sample::labels", Bmax);
   Kokkos::View<float****, Kokkos::LayoutRight, Exec::memory_space> img("dmis::sample::images", Bmax, C, R, R);
   auto hl = Kokkos::create_mirror_view(labels);
-  std::vector<float> all(static_cast<size_t>(total) * C * R * R);
-  std::vector<int32_t> all_labels(total);
+  std::vector<float> all(static_cast<size_t>(mine) * C * R * R);
+  std::vector<int32_t> all_labels(mine);
   Kokkos::Timer timer;
   size_t clipped = 0;
-  for (int first = 0; first < total; first += Bmax) {
-    const int nb = std::min(Bmax, total - first);
-    for (int b = 0; b < Bmax; ++b) hl(b) = std::min(first + b, total - 1) / per;  // pad the last batch
+  for (int first = 0; first < mine; first += Bmax) {
+    const int nb = std::min(Bmax, mine - first);
+    for (int b = 0; b < Bmax; ++b)  // global image lo + first + b; the last batch is padded
+      hl(b) = static_cast<int>(std::min<long>(lo + first + b, total - 1) / per);
     Kokkos::deep_copy(labels, hl);
-    sampler.run(exec, sc, denoiser, labels, K, static_cast<uint32_t>(first), img);
+    sampler.run(exec, sc, denoiser, labels, K, static_cast<uint32_t>(lo + first), img);
     auto hi = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), img);
     const size_t n = static_cast<size_t>(C) * R * R;
     // the sampler's output is clipped to the data range, as images are when they are saved
@@ -112,8 +119,16 @@ int cmd_sample(const Args& args) {
       all_labels[first + b] = hl(b);
     }
     if (root)
-      std::cout << "  " << first + nb << "/" << total << " images, "
+      std::cout << "  " << first + nb << "/" << mine << " images"
+                << (dist::size() > 1 ? " of rank 0" : "") << ", "
                 << static_cast<int>((first + nb) / timer.seconds()) << " img/s" << std::endl;
+  }
+  all = dist::gather(all);  // every rank's share, in order, on rank 0
+  all_labels = dist::gather(all_labels);
+  {
+    double c = static_cast<double>(clipped);
+    dist::allreduce_sum(&c, 1);
+    clipped = static_cast<size_t>(c);
   }
   if (!root) return 0;
   {

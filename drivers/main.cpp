@@ -4,7 +4,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <chrono>
 #include <iostream>
+#include <thread>
 
 #include "commands.hpp"
 #include "core/error.hpp"
@@ -71,18 +73,27 @@ int main(int argc, char** argv) {
   {
     dist::Runtime runtime(argc, argv);  // Kokkos removes its own --kokkos-* arguments
     cli::Args args(argv + 2, argv + argc);
+    // An error ends the command with a message and an exit status. Over several ranks it ends
+    // the whole job (MPI_Abort), so that no rank waits forever in a collective for one that
+    // failed; ranks other than 0 wait a moment first, so that an error every rank meets is
+    // reported once, by rank 0.
+    const int ranks = dist::size(), rank = dist::rank();
+    const std::string who = ranks > 1 ? cat("dmis ", name, " (rank ", rank, " of ", ranks, ")")
+                                      : cat("dmis ", name);
+    auto fail = [&](int c, const std::string& msg) {
+      if (ranks > 1 && rank != 0) std::this_thread::sleep_for(std::chrono::seconds(2));
+      std::cerr << msg << std::flush;
+      if (ranks > 1) dist::abort_job(c);
+      code = c;
+    };
     try {
       code = cmd->run(args);
     } catch (const UsageError& e) {
-      std::cerr << "dmis " << name << ": error: " << e.what() << "\n"
-                << "usage: dmis " << name << " " << cmd->usage << "\n";
-      code = e.exit_code();
+      fail(e.exit_code(), cat(who, ": error: ", e.what(), "\nusage: dmis ", name, " ", cmd->usage, "\n"));
     } catch (const Error& e) {
-      std::cerr << "dmis " << name << ": error: " << e.what() << "\n";
-      code = e.exit_code();
+      fail(e.exit_code(), cat(who, ": error: ", e.what(), "\n"));
     } catch (const std::exception& e) {
-      std::cerr << "dmis " << name << ": internal error: " << e.what() << "\n";
-      code = 1;
+      fail(1, cat(who, ": internal error: ", e.what(), "\n"));
     }
   }
   return code;

@@ -8,7 +8,7 @@ namespace {
 template <class Exec, class T>
 void apply(const char* label, const Exec& exec, const Tensor4<const T, Exec>& in,
            const Tensor4<T, Exec>& out, bool accumulate, float p, uint64_t seed, uint32_t step,
-           uint32_t sample_offset) {
+           rng::SampleIds ids) {
   const int B = in.extent(0), n = in.extent(1) * in.extent(2) * in.extent(3);
   expect_shape(label, "output", out, {B, static_cast<long>(in.extent(1)),
                                       static_cast<long>(in.extent(2)),
@@ -21,7 +21,7 @@ void apply(const char* label, const Exec& exec, const Tensor4<const T, Exec>& in
       label, Kokkos::RangePolicy<Exec>(exec, 0, static_cast<size_t>(B) * n),
       KOKKOS_LAMBDA(size_t r) {
         const int b = static_cast<int>(r / n), i = static_cast<int>(r % n);
-        const bool keep = rng::uniform<T>(gen, step, sample_offset + b, i) >= pt;
+        const bool keep = rng::uniform<T>(gen, step, ids(b), i) >= pt;
         const T v = keep ? (&in(b, 0, 0, 0))[i] * keep_scale : T(0);
         T& o = (&out(b, 0, 0, 0))[i];
         o = accumulate ? o + v : v;
@@ -31,15 +31,15 @@ void apply(const char* label, const Exec& exec, const Tensor4<const T, Exec>& in
 
 template <class Exec, class T>
 void Dropout<Exec, T>::forward(const Exec& exec, const CX& x, const X& y, float p, uint64_t seed,
-                               uint32_t step, uint32_t sample_offset) {
-  apply<Exec, T>("dmis::dropout::fwd", exec, x, y, false, p, seed, step, sample_offset);
+                               uint32_t step, rng::SampleIds ids) {
+  apply<Exec, T>("dmis::dropout::fwd", exec, x, y, false, p, seed, step, ids);
 }
 
 template <class Exec, class T>
 void Dropout<Exec, T>::backward(const Exec& exec, const CX& dy, const X& dx, GradMode mode,
-                                float p, uint64_t seed, uint32_t step, uint32_t sample_offset) {
+                                float p, uint64_t seed, uint32_t step, rng::SampleIds ids) {
   apply<Exec, T>("dmis::dropout::bwd", exec, dy, dx, mode == GradMode::Accumulate, p, seed, step,
-                 sample_offset);
+                 ids);
 }
 
 #define DMIS_INST(E, T) template struct Dropout<E, T>;

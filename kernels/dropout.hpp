@@ -15,10 +15,10 @@ struct Dropout {
   using CX = Tensor4<const T, Exec>;
   /// y (B, C, H, W) = mask * x / (1 - p); y may alias x.
   static void forward(const Exec& exec, const CX& x, const X& y, float p, uint64_t seed,
-                      uint32_t step, uint32_t sample_offset);
+                      uint32_t step, rng::SampleIds ids);
   /// dx = mask * dy / (1 - p), by `mode`; dx may alias dy when overwriting.
   static void backward(const Exec& exec, const CX& dy, const X& dx, GradMode mode, float p,
-                       uint64_t seed, uint32_t step, uint32_t sample_offset);
+                       uint64_t seed, uint32_t step, rng::SampleIds ids);
 };
 
 }  // namespace dmis::kernels

@@ -517,7 +517,7 @@ void UNet<Exec, T>::forward(const Exec& exec, const Tensor1<const T, Exec>& para
         if (dropout)
           kernels::Dropout<Exec, T>::forward(exec, as_const(nb.s2), nb.s2, m_cfg.dropout,
                                              key.seed + 1000003ull * i, key.step,
-                                             key.sample_offset);
+                                             key.ids);
         Conv::forward(exec, as_const(nb.s2), P.w(n.conv2), P.b(n.conv2), 1, out, m_scratch);
         if (n.has_skip)
           Conv::forward(exec, x, P.w(n.skip), P.b(n.skip), 1, out, m_scratch, /*accumulate=*/true);
@@ -610,7 +610,7 @@ void UNet<Exec, T>::backward(const Exec& exec, const Tensor1<const T, Exec>& par
         if (dropout)
           kernels::Dropout<Exec, T>::backward(exec, as_const(ds2), ds2, GradMode::Overwrite,
                                               m_cfg.dropout, key.seed + 1000003ull * ii, key.step,
-                                              key.sample_offset);
+                                              key.ids);
         const X dh1 = tmp(m_tmp2, o.C, o.H, o.W);
         GN::backward(exec, as_const(ds2), as_const(nb.h1), P.g(n.gn2), P.bn(n.gn2),
                      as_const(nb.mean2), as_const(nb.rstd2), dh1, GradMode::Overwrite,

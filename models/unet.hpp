@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/params.hpp"
+#include "core/rng.hpp"
 #include "core/types.hpp"
 
 namespace dmis::models {
@@ -90,7 +91,7 @@ struct UNetIO {
 struct DropoutKey {
   uint64_t seed = 0;
   uint32_t step = 0;
-  uint32_t sample_offset = 0;  // global index of this rank's first sample
+  rng::SampleIds ids;  // global sample indices of the local batch
 };
 
 template <class Exec, class T = float>

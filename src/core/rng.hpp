@@ -29,6 +29,20 @@ struct Counter {
   uint32_t v[4];
 };
 
+/// The global index of local sample b: offset + b * stride. A rank's shard of a global batch
+/// is interleaved (rank r of R holds samples r, r + R, r + 2R, ...), so a sample keeps its index,
+/// and with it every draw keyed by it, whatever the rank count. Converts from a plain offset
+/// (stride 1: a contiguous range).
+struct SampleIds {
+  uint32_t offset = 0, stride = 1;
+  KOKKOS_INLINE_FUNCTION SampleIds() {}
+  KOKKOS_INLINE_FUNCTION SampleIds(uint32_t first) : offset(first) {}  // NOLINT: implicit
+  KOKKOS_INLINE_FUNCTION SampleIds(uint32_t first, uint32_t step_) : offset(first), stride(step_) {}
+  KOKKOS_INLINE_FUNCTION uint32_t operator()(int b) const {
+    return offset + static_cast<uint32_t>(b) * stride;
+  }
+};
+
 KOKKOS_INLINE_FUNCTION void mulhilo(uint32_t a, uint32_t b, uint32_t& hi, uint32_t& lo) {
   const uint64_t p = static_cast<uint64_t>(a) * b;
   hi = static_cast<uint32_t>(p >> 32);

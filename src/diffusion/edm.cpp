@@ -10,7 +10,7 @@ using kernels::expect_shape;
 
 template <class Exec, class T>
 void Edm<Exec, T>::sample_training_noise(const Exec& exec, const EdmConfig& cfg, uint64_t seed,
-                                         uint32_t step, uint32_t sample_offset, const V1& sigma,
+                                         uint32_t step, rng::SampleIds ids, const V1& sigma,
                                          const X& noise) {
   const int B = noise.extent(0);
   const int n = noise.extent(1) * noise.extent(2) * noise.extent(3);
@@ -19,14 +19,14 @@ void Edm<Exec, T>::sample_training_noise(const Exec& exec, const EdmConfig& cfg,
   const T pm = T(cfg.P_mean), ps = T(cfg.P_std);
   Kokkos::parallel_for(
       "dmis::edm::sample_sigma", Kokkos::RangePolicy<Exec>(exec, 0, B), KOKKOS_LAMBDA(int b) {
-        sigma(b) = compat::exp(pm + ps * rng::normal<T>(gen_sigma, step, sample_offset + b, 0u));
+        sigma(b) = compat::exp(pm + ps * rng::normal<T>(gen_sigma, step, ids(b), 0u));
       });
   const int pairs = (n + 1) / 2;
   Kokkos::parallel_for(
       "dmis::edm::sample_noise", Kokkos::RangePolicy<Exec>(exec, 0, static_cast<size_t>(B) * pairs),
       KOKKOS_LAMBDA(size_t r) {
         const int b = static_cast<int>(r / pairs), k = static_cast<int>(r % pairs);
-        const rng::Counter c = gen_noise.bits(static_cast<uint32_t>(k), sample_offset + b, step, 0u);
+        const rng::Counter c = gen_noise.bits(static_cast<uint32_t>(k), ids(b), step, 0u);
         T z0, z1;
         rng::normal2<T>(c.v[0], c.v[1], z0, z1);
         T* dst = &noise(b, 0, 0, 0);

@@ -4,6 +4,7 @@
 // lambda(sigma). Everything per sample runs on the device.
 #include <cstdint>
 
+#include "core/rng.hpp"
 #include "core/types.hpp"
 
 namespace dmis::diffusion {
@@ -22,9 +23,9 @@ struct Edm {
   using CV1 = Tensor1<const T, Exec>;
 
   /// sigma (B) with ln(sigma) ~ N(P_mean, P_std^2) and noise (B, C, H, W) ~ N(0, I), keyed by
-  /// (seed, step, sample_offset + b): the same draws whatever the rank count or backend.
+  /// (seed, step, ids(b)): the same draws whatever the rank count or backend.
   static void sample_training_noise(const Exec& exec, const EdmConfig& cfg, uint64_t seed,
-                                    uint32_t step, uint32_t sample_offset, const V1& sigma,
+                                    uint32_t step, rng::SampleIds ids, const V1& sigma,
                                     const X& noise);
 
   /// x_sigma = x0 + sigma * noise, net_in = c_in(sigma) x_sigma, c_noise = ln(sigma) / 4,

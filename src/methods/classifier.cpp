@@ -122,7 +122,7 @@ void DiffusionClassifier<Exec>::forward(const Exec& exec, const Tensor1<const T,
                                         const Tensor4<const T, Exec>& x0,
                                         const Tensor2<const int, Exec>& classes,
                                         const Tensor1<const T, Exec>& log_prior, uint64_t seed,
-                                        uint32_t step, uint32_t sample_offset) {
+                                        uint32_t step, rng::SampleIds ids) {
   const auto& nc = m_net.config();
   const int B = m_B, NC = m_NC, K = m_K, C = nc.in_channels, R = nc.resolution;
   const char* op = "dmis::classifier::forward";
@@ -154,7 +154,7 @@ void DiffusionClassifier<Exec>::forward(const Exec& exec, const Tensor1<const T,
         // the same noise for every class c of image b at level k
         for (int e = 0; e < n; e += 2) {
           const rng::Counter cnt =
-              gen.bits(static_cast<uint32_t>(k * ((n + 1) / 2) + e / 2), sample_offset + b, step, 0u);
+              gen.bits(static_cast<uint32_t>(k * ((n + 1) / 2) + e / 2), ids(b), step, 0u);
           T z0, z1;
           rng::normal2<T>(cnt.v[0], cnt.v[1], z0, z1);
           o[e] = a[e] + s * z0;

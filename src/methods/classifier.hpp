@@ -44,12 +44,12 @@ public:
                       bool inference_only, double conv_scratch_mb = 0);
 
   /// logits (B, NC) for images x0 (B, C, H, W) and their candidate classes (B, NC) (ids in
-  /// [0, K]); noise keyed by (seed, step, sample_offset + b). log_prior (classes) may be empty
+  /// [0, K]); noise keyed by (seed, step, ids(b)). log_prior (classes) may be empty
   /// (uniform).
   void forward(const Exec& exec, const Tensor1<const T, Exec>& params,
                const Tensor4<const T, Exec>& x0, const Tensor2<const int, Exec>& classes,
                const Tensor1<const T, Exec>& log_prior, uint64_t seed, uint32_t step,
-               uint32_t sample_offset);
+               rng::SampleIds ids);
   /// grads += d/dparams of sum(dlogits * logits) for the last forward.
   void backward(const Exec& exec, const Tensor1<const T, Exec>& params,
                 const Tensor2<const T, Exec>& dlogits, const Tensor1<T, Exec>& grads);

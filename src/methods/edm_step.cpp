@@ -90,10 +90,10 @@ void EdmTrainStep<Exec>::drop_labels(const Exec& exec, const Tensor1<const int, 
   const T p = T(m_cfg.p_uncond);
   const int K = m_net.config().classes;
   const uint32_t step = static_cast<uint32_t>(m_step);
-  const uint32_t offset = static_cast<uint32_t>(m_cfg.sample_offset);
+  const rng::SampleIds ids = m_cfg.ids();
   Kokkos::parallel_for(
       "dmis::train::label_dropout", Kokkos::RangePolicy<Exec>(exec, 0, m_batch), KOKKOS_LAMBDA(int b) {
-        out(b) = rng::uniform<T>(gen, step, offset + b, 0u) < p ? K : labels(b);
+        out(b) = rng::uniform<T>(gen, step, ids(b), 0u) < p ? K : labels(b);
       });
 }
 
@@ -112,7 +112,7 @@ void EdmTrainStep<Exec>::sample_inputs(const Exec& exec, const Tensor4<const T, 
   const X noise(m_noise.data(), B, C, R, R), xs(m_x_sigma.data(), B, C, R, R),
       net_in(m_net_in.data(), B, C, R, R);
   Edm::sample_training_noise(exec, m_cfg.edm, m_cfg.seed, static_cast<uint32_t>(m_step),
-                             static_cast<uint32_t>(m_cfg.sample_offset), m_sigma, noise);
+                             m_cfg.ids(), m_sigma, noise);
   Edm::prepare_training_inputs(exec, m_cfg.edm, x0, m_sigma, noise, xs, net_in, m_c_noise,
                                m_weight);
 }
@@ -135,8 +135,7 @@ void EdmTrainStep<Exec>::generative_loss(const Exec& exec, const Tensor4<const T
   const X xs(m_x_sigma.data(), B, C, R, R), net_in(m_net_in.data(), B, C, R, R),
       D(m_D.data(), B, C, R, R), dD(m_dD.data(), B, C, R, R);
   const models::UNetIO<Exec, T> io{net_in, m_c_noise, labels};
-  const models::DropoutKey key{m_cfg.seed, static_cast<uint32_t>(m_step),
-                               static_cast<uint32_t>(m_cfg.sample_offset)};
+  const models::DropoutKey key{m_cfg.seed, static_cast<uint32_t>(m_step), m_cfg.ids()};
   m_net.forward(exec, m_store.params, io, /*train=*/true, key);
   Edm::denoise(exec, m_cfg.edm, m_net.output(), xs, m_sigma, D);
   const int n = C * R * R;

@@ -25,6 +25,10 @@ struct TrainStepConfig {
   uint64_t seed = 1;
   int global_batch = 0;             // images per step over all ranks (0: the local batch)
   int sample_offset = 0;            // global index of this rank's first sample in a batch
+  int sample_stride = 1;            // and between its samples (ranks; shards are interleaved)
+  rng::SampleIds ids() const {
+    return {static_cast<uint32_t>(sample_offset), static_cast<uint32_t>(sample_stride)};
+  }
 };
 
 template <class Exec>

@@ -137,11 +137,11 @@ void MethodStep<Exec>::vanilla_labels(const Exec& exec, const Tensor1<const int,
   const int kind = kind_of(m_cfg.supervision), K = m_C;
   const rng::Philox gen(m_train.seed, rng::kCandidate);
   const uint32_t step = static_cast<uint32_t>(m_core.step());
-  const uint32_t offset = static_cast<uint32_t>(m_train.sample_offset);
+  const rng::SampleIds ids = m_train.ids();
   Kokkos::parallel_for(
       "dmis::method::vanilla_labels", Kokkos::RangePolicy<Exec>(exec, 0, m_B), KOKKOS_LAMBDA(int b) {
         out(b) = vanilla_label(kind, K, b, observed(b), candidates, labeled(b) != 0, gen, step,
-                               offset + b);
+                               ids(b));
       });
 }
 
@@ -178,7 +178,7 @@ void MethodStep<Exec>::run_dmis(const Exec& exec, const Tensor4<const T, Exec>& 
   const int Ch = nc.in_channels, R = nc.resolution, n = Ch * R * R;
   const int kind = kind_of(m_cfg.supervision);
   const uint32_t step = static_cast<uint32_t>(m_core.step());
-  const uint32_t offset = static_cast<uint32_t>(m_train.sample_offset);
+  const rng::SampleIds ids = m_train.ids();
   const uint64_t seed = m_train.seed;
   auto& store = m_core.store();
   const Tensor4<const T, Exec> x0c(x0.data(), Bc, Ch, R, R);  // the classifier's samples
@@ -187,7 +187,7 @@ void MethodStep<Exec>::run_dmis(const Exec& exec, const Tensor4<const T, Exec>& 
   // 1. pseudo-targets: the EMA diffusion classifier over every class
   m_ema_cls->forward(exec, store.ema, x0c,
                      Tensor2<const int, Exec>(m_classes_all.data(), Bc, C), m_log_prior, seed,
-                     step, offset);
+                     step, ids);
   const Tensor2<T, Exec> fphi(m_fphi.data(), Bc, C);
   {
     const auto lphi = m_ema_cls->logits();
@@ -233,7 +233,7 @@ void MethodStep<Exec>::run_dmis(const Exec& exec, const Tensor4<const T, Exec>& 
       });
   // 3. the live classifier
   m_live_cls->forward(exec, store.params, x0c, Tensor2<const int, Exec>(m_classes_set.data(), Bc, Kc),
-                      m_log_prior, seed, step, offset);
+                      m_log_prior, seed, step, ids);
   const Tensor2<T, Exec> fth(m_ftheta.data(), Bc, Kc), tgt(m_target.data(), Bc, Kc),
       genw(m_genw.data(), Bc, C);
   auto loss_cls = m_loss_cls;
@@ -328,11 +328,11 @@ void MethodStep<Exec>::run_dmis(const Exec& exec, const Tensor4<const T, Exec>& 
     const T p_uncond = T(m_train.p_uncond), tau = T(m_cfg.tau);
     Kokkos::parallel_for(
         "dmis::method::gen_classes", Kokkos::RangePolicy<Exec>(exec, 0, B), KOKKOS_LAMBDA(int b) {
-          const bool dropped = rng::uniform<T>(gdrop, step, offset + b, 0u) < p_uncond;
+          const bool dropped = rng::uniform<T>(gdrop, step, ids(b), 0u) < p_uncond;
           if (b >= Bc || dropped) {
             top(b) = dropped ? C
                              : vanilla_label(kind, C, b, observed(b), candidates, labeled(b) != 0,
-                                             gcand, step, offset + b);
+                                             gcand, step, ids(b));
             topw(b) = T(1);
             for (int e = 0; e < E; ++e) {
               if (b < Bc) xw(e, b) = T(0), xl(e, b) = top(b);

@@ -48,7 +48,7 @@ DeviceData<Exec>::DeviceData(int N, int C, int H, int W, int K, const std::vecto
 }
 
 template <class Exec>
-void DeviceData<Exec>::gather(const Exec& exec, uint64_t seed, uint64_t first,
+void DeviceData<Exec>::gather(const Exec& exec, uint64_t seed, uint64_t first, rng::SampleIds ids,
                               const Tensor4<T, Exec>& x0, const Tensor1<int, Exec>& observed,
                               const Tensor2<uint8_t, Exec>& candidates,
                               const Tensor1<uint8_t, Exec>& labeled,
@@ -62,7 +62,7 @@ void DeviceData<Exec>::gather(const Exec& exec, uint64_t seed, uint64_t first,
   auto lab = m_labeled;
   Kokkos::parallel_for(
       "dmis::data::gather", Kokkos::RangePolicy<Exec>(exec, 0, B), KOKKOS_LAMBDA(int b) {
-        const uint32_t i = index_at(first + b, N, seed);
+        const uint32_t i = index_at(first + ids(b), N, seed);
         index(b) = static_cast<int>(i);
         const uint8_t* src = &images(static_cast<size_t>(i) * n);
         T* dst = &x0(b, 0, 0, 0);

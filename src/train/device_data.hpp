@@ -50,16 +50,17 @@ public:
   int classes() const { return m_K; }
 
   /// Dataset index of the sample at `position` of the training stream (position = step *
-  /// global batch + rank offset + b).
+  /// global batch + the sample's index in the global batch).
   static KOKKOS_INLINE_FUNCTION uint32_t index_at(uint64_t position, uint32_t n, uint64_t seed) {
     const uint64_t epoch = position / n;
     return permute_index(static_cast<uint32_t>(position % n), n,
                          seed ^ (0x9E3779B97F4A7C15ull * (epoch + 1)));
   }
 
-  /// Gathers B samples starting at stream position `first`: x0 (B, C, H, W) in [-1, 1],
+  /// Gathers the B samples at stream positions first + ids(b): x0 (B, C, H, W) in [-1, 1],
   /// observed (B), candidates (B, K), labeled (B), index (B).
-  void gather(const Exec& exec, uint64_t seed, uint64_t first, const Tensor4<T, Exec>& x0,
+  void gather(const Exec& exec, uint64_t seed, uint64_t first, rng::SampleIds ids,
+              const Tensor4<T, Exec>& x0,
               const Tensor1<int, Exec>& observed, const Tensor2<uint8_t, Exec>& candidates,
               const Tensor1<uint8_t, Exec>& labeled, const Tensor1<int, Exec>& index) const;
   /// Samples [first, first + B) in dataset order (evaluation).

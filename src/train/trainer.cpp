@@ -14,6 +14,7 @@
 #include "core/version.hpp"
 #include "data/dataset.hpp"
 #include "dist/comm.hpp"
+#include "dist/reduce.hpp"
 #include "io/checkpoint.hpp"
 #include "train/device_data.hpp"
 #include "train/run_files.hpp"
@@ -114,7 +115,8 @@ RunPlan make_plan(const deck::Deck& d) {
   p.step.lr_rampup_kimg = d.get_float("train.lr_rampup_kimg");
   p.step.seed = p.seed;
   p.step.global_batch = p.batch;
-  p.step.sample_offset = dist::rank() * (p.batch / ranks);
+  p.step.sample_offset = dist::rank();  // shards are interleaved: see rng::SampleIds
+  p.step.sample_stride = ranks;
   p.conv_scratch_mb = d.get_float("train.conv_scratch_mb");
 
   p.method.name = d.get_string("method.name");
@@ -182,6 +184,7 @@ int train(const deck::Deck& d) {
   } else {
     resume_from = plan.resume;
   }
+  dist::barrier();  // every rank has looked at the directory before rank 0 writes into it
   files.create();  // checks that the directory is writable before any work starts
 
   // ---- data and supervision ----------------------------------------------------------------
@@ -229,6 +232,11 @@ int train(const deck::Deck& d) {
                                    plan.conv_scratch_mb);
   auto& core = method.core();
   auto& store = core.store();
+  // data parallelism: one sum of the flat gradient buffer over the ranks per step
+  dist::DeviceReducer<Exec> reducer(store.grads.extent(0));
+  if (ranks > 1) core.on_gradients = [&reducer](const Exec& e, const Tensor1<float, Exec>& g) {
+    reducer.sum(e, g);
+  };
   if (root) {
     files.log(cat("parameters ", core.net().table().total(), ", method ", plan.method.name,
                   plan.method.name == "dmis"
@@ -240,6 +248,9 @@ int train(const deck::Deck& d) {
     files.log(cat("training ", plan.steps, " steps (", plan.steps * plan.batch / 1e3,
                   " kimg); progress every ", plan.log_every, " steps; checkpoints every ",
                   plan.checkpoint_every, " steps"));
+    if (ranks > 1)
+      files.log(cat("data parallel over ", ranks, " ranks: ", local_batch,
+                    " images per rank and step, gradients summed ", reducer.path()));
   }
 
   // ---- initial or resumed state ------------------------------------------------------------
@@ -260,9 +271,10 @@ int train(const deck::Deck& d) {
       std::vector<double> pi(ck.prior.begin(), ck.prior.end());
       method.set_prior(pi);
     }
-    if (!ck.prior_counts.empty()) {
+    if (!ck.prior_counts.empty()) {  // the sum over ranks: rank 0 carries it
       auto hc = Kokkos::create_mirror_view(method.prior_counts());
-      for (size_t i = 0; i < ck.prior_counts.size() && i < hc.extent(0); ++i) hc(i) = ck.prior_counts[i];
+      for (size_t i = 0; i < ck.prior_counts.size() && i < hc.extent(0); ++i)
+        hc(i) = root ? ck.prior_counts[i] : 0;
       Kokkos::deep_copy(method.prior_counts(), hc);
     }
     core.set_step(ck.step);
@@ -303,6 +315,7 @@ int train(const deck::Deck& d) {
     ck.prior = to_host(method.prior());
     auto hc = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), method.prior_counts());
     ck.prior_counts.assign(hc.data(), hc.data() + hc.extent(0));
+    dist::allreduce_sum(ck.prior_counts.data(), ck.prior_counts.size());
     if (!root) return std::string();
     const std::string path = io::checkpoint_path(plan.run_dir, "ckpt", step);
     io::write_checkpoint(path, ck);
@@ -328,15 +341,14 @@ int train(const deck::Deck& d) {
   long steps_since_log = 0;
   double ema_rate = 0;
   const int B = local_batch;
-  const uint64_t offset = static_cast<uint64_t>(plan.step.sample_offset);
   for (long s = start; s < plan.steps; ++s) {
     const bool dmis_on = method.dmis_active(s);
     if (root && plan.method.name == "dmis" && dmis_on && (s == start || !method.dmis_active(s - 1)))
       files.log(cat("step ", s, ": DMIS terms on (", method.evaluations_per_step(true),
                     " denoiser evaluations per step against ", method.evaluations_per_step(false),
                     " for vanilla)"));
-    dev.gather(Exec(), data_seed, static_cast<uint64_t>(s) * plan.batch + offset, x0, obs, cand,
-               lab, idx);
+    dev.gather(Exec(), data_seed, static_cast<uint64_t>(s) * plan.batch, plan.step.ids(), x0, obs,
+               cand, lab, idx);
     method.run(Exec(), x0, obs, cand, lab);
     {  // running sums of the losses (device side), and the last step's values
       auto gen = method.loss_gen();
@@ -355,8 +367,16 @@ int train(const deck::Deck& d) {
     ++steps_since_log;
     const long done = s + 1;
     const uint64_t n = static_cast<uint64_t>(tr.N);
-    if ((static_cast<uint64_t>(done) * plan.batch) / n != (static_cast<uint64_t>(s) * plan.batch) / n)
+    if ((static_cast<uint64_t>(done) * plan.batch) / n != (static_cast<uint64_t>(s) * plan.batch) / n) {
+      if (ranks > 1) {  // the prior's counts over all ranks (once an epoch)
+        auto counts = method.prior_counts();
+        auto hc = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), counts);
+        dist::allreduce_sum(hc.data(), hc.extent(0));
+        if (!root) Kokkos::deep_copy(hc, 0);  // rank 0 carries the sum
+        Kokkos::deep_copy(counts, hc);
+      }
       method.end_epoch(Exec());
+    }
     const bool log_now = done % plan.log_every == 0 || done == plan.steps;
     const bool ckpt_now =
         done == plan.steps || (plan.checkpoint_every > 0 && done % plan.checkpoint_every == 0);
@@ -364,6 +384,12 @@ int train(const deck::Deck& d) {
       Kokkos::fence();
       Kokkos::deep_copy(acc_host, acc);
       Kokkos::deep_copy(last_host, last);
+      if (ranks > 1) {  // losses: mean over ranks; the gradient norm is already global
+        double v[4] = {acc_host(0), acc_host(1), last_host(0), last_host(1)};
+        dist::allreduce_sum(v, 4);
+        acc_host(0) = v[0] / ranks, acc_host(1) = v[1] / ranks;
+        last_host(0) = v[2] / ranks, last_host(1) = v[3] / ranks;
+      }
       const double gen = acc_host(0) / steps_since_log, cls = acc_host(1) / steps_since_log;
       const double gnorm = std::sqrt(std::max(0.0, static_cast<double>(acc_host(2)) / steps_since_log));
       if (!std::isfinite(gen) || !std::isfinite(cls) || !std::isfinite(acc_host(2)))

@@ -1,9 +1,11 @@
 # Exact resume: a run interrupted after a checkpoint and resumed with run.resume: latest must
 # log the same losses and end with the same parameters as the uninterrupted run.
 #   cmake -DDMIS=... -DDECK=... -DDATA=... -DWORK=... -DSTEPS=16 -DHALF=8 -P resume_check.cmake
+#   (-DLAUNCH="mpirun|-np|2|..." runs every step under that launcher)
+string(REPLACE "|" ";" LAUNCH "${LAUNCH}")
 file(REMOVE_RECURSE ${WORK})
 function(run)
-  execute_process(COMMAND ${DMIS} train ${DECK} --set data.path=${DATA} ${ARGN}
+  execute_process(COMMAND ${LAUNCH} ${DMIS} train ${DECK} --set data.path=${DATA} ${ARGN}
                   RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
   if(NOT rc EQUAL 0)
     message(FATAL_ERROR "dmis train ${ARGN} failed (${rc}):\n${out}\n${err}")
