@@ -380,7 +380,9 @@ int bench_classifier(const Options& o) {
 
 // Weak scaling: train-step under the launcher at each rank count, fixed per-rank batch.
 int bench_scaling(const Options& o) {
-  if (dist::size() > 1) throw UsageError("run scaling without mpirun: it launches the ranks itself");
+  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_STEP_NUM_TASKS"})
+    if (const char* n = std::getenv(v); n && std::atoi(n) > 1)
+      throw UsageError("run scaling as one process: it launches the ranks itself");
   const int batch = o.batch_set ? o.batch : 16;
   const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
   std::string flags;
@@ -399,7 +401,7 @@ int bench_scaling(const Options& o) {
             << std::thread::hardware_concurrency() << " cores" << std::endl;
   for (int r : o.ranks) {
     std::ostringstream cmd;
-    cmd << "OMP_NUM_THREADS=" << o.threads_per_rank << " " << o.launcher << " -np " << r << flags
+    cmd << "OMP_NUM_THREADS=" << o.threads_per_rank << " " << o.launcher << " -n " << r << flags
         << " " << self << " train-step --preset " << o.preset << " --batch " << batch
         << " --warmup " << o.warmup << " --steps " << o.steps << " 2>&1";
     const auto kv = parse_json_line(run_command(cmd.str(), cat("train-step on ", r, " ranks")),
@@ -429,11 +431,20 @@ int main(int argc, char** argv) {
     return 2;
   }
   int rc = 0;
+  if (o.mode == "scaling") {  // no MPI or Kokkos here: the launched ranks need a clean start
+    try {
+      return bench_scaling(o);
+    } catch (const dmis::UsageError& e) {
+      std::cerr << "dmis-bench: error: " << e.what() << "\n" << kUsage;
+      return 2;
+    } catch (const dmis::Error& e) {
+      std::cerr << "dmis-bench: error: " << e.what() << "\n";
+      return e.exit_code();
+    }
+  }
   dmis::dist::Runtime runtime(argc, argv);
   try {
-    rc = o.mode == "train-step"   ? bench_train_step(o)
-         : o.mode == "scaling"    ? bench_scaling(o)
-                                  : bench_classifier(o);
+    rc = o.mode == "train-step" ? bench_train_step(o) : bench_classifier(o);
   } catch (const dmis::UsageError& e) {
     std::cerr << "dmis-bench: error: " << e.what() << "\n" << kUsage;
     rc = 2;

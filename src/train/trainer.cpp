@@ -340,6 +340,16 @@ int train(const deck::Deck& d) {
   auto t_log = t_start;
   long steps_since_log = 0;
   double ema_rate = 0;
+  // the first step with the DMIS terms (they cost more: the ETA of a warm-up counts them in)
+  long dmis_from = plan.steps;
+  if (plan.method.name == "dmis")
+    for (long k = start; k < plan.steps; ++k)
+      if (method.dmis_active(k)) {
+        dmis_from = k;
+        break;
+      }
+  const double dmis_cost = static_cast<double>(method.evaluations_per_step(true)) /
+                           method.evaluations_per_step(false);
   const int B = local_batch;
   for (long s = start; s < plan.steps; ++s) {
     const bool dmis_on = method.dmis_active(s);
@@ -403,7 +413,12 @@ int train(const deck::Deck& d) {
         const double elapsed = std::chrono::duration<double>(now - t_start).count();
         const double sps = dt / steps_since_log;
         ema_rate = ema_rate == 0 ? sps : 0.7 * ema_rate + 0.3 * sps;
-        const double eta = ema_rate * (plan.steps - done);
+        // measured rate for the phase we are in; the DMIS phase, not yet measured during the
+        // warm-up, estimated by its denoiser evaluations per step
+        const double eta =
+            done < dmis_from
+                ? ema_rate * ((dmis_from - done) + dmis_cost * (plan.steps - dmis_from))
+                : ema_rate * (plan.steps - done);
         const double kimg = done * plan.batch / 1e3;
         if (root) {
           std::ostringstream line;
