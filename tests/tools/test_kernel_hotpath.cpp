@@ -117,6 +117,13 @@ TYPED_TEST(KernelHotPath, NoAllocationCopyOrFenceAndDmisLabels) {
       << "labels without the dmis:: prefix: " << join(foreign_labels(ev.kernels));
 }
 
+// A kernel with a label outside dmis:: (a free function: CUDA lambdas may not live in a
+// test body, which is a private member)
+template <class E>
+void launch_foreign_label() {
+  Kokkos::parallel_for("not_dmis_label", Kokkos::RangePolicy<E>(0, 1), KOKKOS_LAMBDA(int){});
+}
+
 // The recorder itself must see what it claims to: an allocation, a copy and a foreign label made
 // on purpose are all reported (so the test above cannot pass by recording nothing).
 TYPED_TEST(KernelHotPath, RecorderSeesAllocationsCopiesAndLabels) {
@@ -126,7 +133,7 @@ TYPED_TEST(KernelHotPath, RecorderSeesAllocationsCopiesAndLabels) {
   Kokkos::View<float*, DeviceOf<E>> v("dmis::test::probe", 8);
   auto h = Kokkos::create_mirror_view(v);
   Kokkos::deep_copy(h, v);
-  Kokkos::parallel_for("not_dmis_label", Kokkos::RangePolicy<E>(0, 1), KOKKOS_LAMBDA(int){});
+  launch_foreign_label<E>();
   recorder.stop();
   Kokkos::fence();
   const auto& ev = recorder.events();
