@@ -2,6 +2,7 @@
 // Sums of device buffers over all ranks: in place when MPI can read the memory (host memory, or
 // GPU memory with a GPU-aware MPI), otherwise through a host staging buffer allocated once.
 #include <Kokkos_Core.hpp>
+#include <cstdlib>
 #include <string>
 
 #include "core/types.hpp"
@@ -16,16 +17,18 @@ public:
       Kokkos::SpaceAccessibility<Kokkos::HostSpace, typename Exec::memory_space>::accessible;
 
   /// For buffers of up to `capacity` elements.
+  /// DMIS_MPI_STAGED=1 forces the staged path even for host memory (to test it on CPUs).
   explicit DeviceReducer(size_t capacity)
-      : m_ranks(size()), m_direct(host_memory || gpu_aware()) {
+      : m_ranks(size()), m_direct(!force_staged() && (host_memory || gpu_aware())) {
     if (m_ranks > 1 && !m_direct)
       m_host = Kokkos::View<float*, Kokkos::HostSpace>("dmis::dist::staging", capacity);
   }
 
-  /// "in place (host memory)", "in place (GPU-aware MPI)" or "staged through host memory".
+  /// How the sums are made, for the run log.
   std::string path() const {
-    return host_memory ? "in place (host memory)"
-                       : m_direct ? "in place (GPU-aware MPI)" : "staged through host memory";
+    return !m_direct ? "all-reduced through a host staging buffer"
+                     : host_memory ? "all-reduced in place (host memory)"
+                                   : "all-reduced in place (GPU-aware MPI)";
   }
 
   /// v <- sum over ranks of v. Waits for `exec` first: MPI reads the finished buffer.
@@ -44,6 +47,10 @@ public:
   }
 
 private:
+  static bool force_staged() {
+    const char* e = std::getenv("DMIS_MPI_STAGED");
+    return e && std::string(e) == "1";
+  }
   int m_ranks;
   bool m_direct;
   Kokkos::View<float*, Kokkos::HostSpace> m_host;

@@ -250,7 +250,7 @@ int train(const deck::Deck& d) {
                   plan.checkpoint_every, " steps"));
     if (ranks > 1)
       files.log(cat("data parallel over ", ranks, " ranks: ", local_batch,
-                    " images per rank and step, gradients summed ", reducer.path()));
+                    " images per rank and step, gradients ", reducer.path()));
   }
 
   // ---- initial or resumed state ------------------------------------------------------------
