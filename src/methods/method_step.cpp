@@ -64,7 +64,14 @@ MethodStep<Exec>::MethodStep(const models::UNetConfig& net, const TrainStepConfi
   if (m.name != "vanilla" && m.name != "dmis")
     throw InputError(cat("unknown method '", m.name, "' (vanilla or dmis)"));
   m_C = net.classes;
-  m_Bc = std::max(1, std::min(m_B, static_cast<int>(std::lround(m.classifier_fraction * m_B))));
+  // the classifier's samples: the first Bc of the global batch, which interleaved shards spread
+  // as Bc / ranks per rank (the trainer checks that it divides)
+  {
+    const int Bg = train.global_batch > 0 ? train.global_batch : local_batch;
+    const int ranks = std::max(1, Bg / local_batch);
+    const int Bcg = classifier_samples(m.classifier_fraction, Bg);
+    m_Bc = std::max(1, Bcg / ranks);
+  }
   m_Kc = std::max(1, std::min(m.top_k, m_C));
   m_E = std::max(0, std::min(m.gen_extra, m_C - 1));
   m_labels = ibuf<Exec>("labels", m_B);

@@ -10,6 +10,8 @@
 //   more classes above tau mixed in without gradient, as TDSM does).
 //
 // Every per-sample computation is a device kernel; buffers are allocated by the constructor.
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -34,6 +36,12 @@ struct MethodConfig {
   double prior_momentum = 0.9;
   int gen_extra = 2;                  // classes mixed in without gradient (besides the top one)
 };
+
+/// Samples of a global batch of B that get DMIS's classification term: round(fraction * B),
+/// at least 1.
+inline int classifier_samples(double fraction, int B) {
+  return std::max(1, std::min(B, static_cast<int>(std::lround(fraction * B))));
+}
 
 template <class Exec>
 class MethodStep {

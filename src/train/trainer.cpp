@@ -131,6 +131,13 @@ RunPlan make_plan(const deck::Deck& d) {
   p.method.logit_scale = d.get_float("method.logit_scale");
   p.method.prior = d.get_string("method.prior");
   p.method.prior_momentum = d.get_float("method.prior_momentum");
+  if (p.method.name == "dmis") {
+    const int bc = methods::classifier_samples(p.method.classifier_fraction, p.batch);
+    if (bc % ranks != 0)
+      d.fail("method.classifier_fraction",
+             cat("gives ", bc, " classifier samples per step (of train.batch ", p.batch,
+                 "), which do not divide evenly over the ", ranks, " ranks"));
+  }
   if (p.method.prior == "estimate" && kind != "partial" && p.method.name == "dmis")
     d.fail("method.prior", cat("'estimate' updates the prior from candidate sets (partial labels); "
                                "supervision.kind is '", kind, "'"));
