@@ -106,6 +106,8 @@ const std::vector<KeySpec>& registry() {
       F("method.classifier_fraction", "0.25", 1e-6, 1,
         "dmis: fraction of each batch that gets the classification loss"),
       I("method.top_k", "10", 1, 4096, "dmis: classes kept in the classifier (by EMA posterior)"),
+      I("method.gen_extra", "2", 0, 1024,
+        "dmis: classes besides the top one mixed into the generative term without gradient"),
       F("method.tau", "0.01", 0, 1,
         "dmis: generative loss: classes with weight above tau are mixed in (without gradient)"),
       F("method.logit_scale", "1", 1e-6, 1e6, "diffusion classifier logit scale s"),

@@ -128,6 +128,7 @@ RunPlan make_plan(const deck::Deck& d) {
   p.method.classifier_fraction = d.get_float("method.classifier_fraction");
   p.method.top_k = static_cast<int>(d.get_int("method.top_k"));
   p.method.tau = d.get_float("method.tau");
+  p.method.gen_extra = static_cast<int>(d.get_int("method.gen_extra"));
   p.method.logit_scale = d.get_float("method.logit_scale");
   p.method.prior = d.get_string("method.prior");
   p.method.prior_momentum = d.get_float("method.prior_momentum");
@@ -250,7 +251,7 @@ int train(const deck::Deck& d) {
                       ? cat(" (K ", plan.method.timesteps, ", classifier fraction ",
                             plan.method.classifier_fraction, ", top-k ", plan.method.top_k,
                             ", warm-up ", plan.method.warmup_kimg, " kimg, beta ",
-                            plan.method.beta, ", tau ", plan.method.tau, ")")
+                            plan.method.beta, ", tau ", plan.method.tau, ", extra classes ", plan.method.gen_extra, ")")
                       : std::string()));
     files.log(cat("training ", plan.steps, " steps (", plan.steps * plan.batch / 1e3,
                   " kimg); progress every ", plan.log_every, " steps; checkpoints every ",
