@@ -67,6 +67,7 @@ int cmd_classify(const Args& args) {
   if (split == "test" && !ds.has_test)
     throw InputError(cat("dataset '", data_path, "' has no test split"));
   const data::Split& sp = split == "test" ? ds.test : ds.train;
+  data::require_images(sp, data_path, "dmis classify");
   if (ds.classes != m.net.classes)
     throw InputError(cat("dataset '", data_path, "' has ", ds.classes, " classes; the checkpoint's "
                          "network has ", m.net.classes));

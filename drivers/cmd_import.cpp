@@ -8,6 +8,7 @@
 
 #include "commands.hpp"
 #include "core/error.hpp"
+#include "data/corruption.hpp"
 #include "data/dataset.hpp"
 #include "data/supervision.hpp"
 #include "dist/comm.hpp"
@@ -21,6 +22,7 @@ namespace {
 const char* kImportHelp =
     "usage: dmis import fmnist|cifar10 [--src DIR] --out FILE [--force]\n"
     "                   [--supervision SPEC [--seed N]]\n"
+    "                   [--corrupt SPEC [--corrupt-seed N] [--keep-clean]]\n"
     "\n"
     "Converts a published dataset into one dmis dataset file (HDF5, docs/datasets.md) and\n"
     "prints a summary: images, shape, classes, label histogram.\n"
@@ -46,11 +48,23 @@ const char* kImportHelp =
     "                  unlabeled[:FRACTION]     keep the labels of a class-balanced FRACTION\n"
     "                RATE and Q default to 0.4 and 0.5, FRACTION to 0.1\n"
     "  --seed N      seed of the generated supervision (default 1)\n"
+    "  --corrupt SPEC\n"
+    "                corrupt the training images (Ambient Diffusion, DiffEM): the split then\n"
+    "                holds observations + masks instead of images (docs/datasets.md):\n"
+    "                  mask:P                 every pixel missing with probability P\n"
+    "                  box:S | box:HxW        one missing S x S (H x W) box per image\n"
+    "                  box:FRAC               one missing square box of about FRAC of the area\n"
+    "                  blur:SIGMA[,width:K]   Gaussian blur (K x K kernel, default 6 SIGMA + 1)\n"
+    "                and optionally ,noise:SIGMA_Y (observation noise, [-1, 1] scale)\n"
+    "  --corrupt-seed N  seed of the corruption (default 1)\n"
+    "  --keep-clean  also store the clean training images as /train/clean_images (for\n"
+    "                evaluating reconstructions; training never reads them)\n"
     "\n"
     "examples:\n"
     "  dmis import fmnist --out data/fmnist.h5\n"
     "  dmis import cifar10 --src cifar-10-batches-bin --out data/cifar10.h5\n"
-    "  dmis import fmnist --out data/fmnist-sym40.h5 --supervision noisy-symmetric:0.4 --seed 7\n";
+    "  dmis import fmnist --out data/fmnist-sym40.h5 --supervision noisy-symmetric:0.4 --seed 7\n"
+    "  dmis import fmnist --out data/fmnist-mask90.h5 --corrupt mask:0.9 --keep-clean\n";
 
 double parse_unit(const std::string& spec, const std::string& value) {
   double v = 0;
@@ -104,17 +118,31 @@ data::SupervisionConfig parse_supervision(const std::string& spec) {
   return c;
 }
 
+uint64_t parse_seed(const std::string& opt, const std::string& v) {
+  size_t used = 0;
+  uint64_t seed = 0;
+  try {
+    if (!v.empty() && v[0] != '-')
+      seed = std::stoull(v, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != v.size() || v.empty())
+    throw UsageError(cat(opt, " expects an integer >= 0, found '", v, "'"));
+  return seed;
+}
+
 void print_split(std::ostream& os, const char* what, const data::Split& sp) {
   os << "  " << std::left << std::setw(8) << what << sp.N << " images of " << sp.C << "x" << sp.H
-     << "x" << sp.W << " uint8\n";
+     << "x" << sp.W << (sp.corrupted() ? " float32 observations + masks\n" : " uint8\n");
 }
 
 } // namespace
 
 int cmd_import(const Args& args) {
-  std::string which, src, out, spec;
-  uint64_t seed = 1;
-  bool force = false, seed_given = false;
+  std::string which, src, out, spec, corrupt_spec;
+  uint64_t seed = 1, corrupt_seed = 1;
+  bool force = false, seed_given = false, corrupt_seed_given = false, keep_clean = false;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     auto value = [&]() {
@@ -132,17 +160,15 @@ int cmd_import(const Args& args) {
     } else if (a == "--supervision") {
       spec = value();
     } else if (a == "--seed") {
-      const std::string v = value();
-      size_t used = 0;
-      try {
-        if (!v.empty() && v[0] != '-')
-          seed = std::stoull(v, &used);
-      } catch (const std::exception&) {
-        used = 0;
-      }
-      if (used != v.size() || v.empty())
-        throw UsageError(cat("--seed expects an integer >= 0, found '", v, "'"));
+      seed = parse_seed(a, value());
       seed_given = true;
+    } else if (a == "--corrupt") {
+      corrupt_spec = value();
+    } else if (a == "--corrupt-seed") {
+      corrupt_seed = parse_seed(a, value());
+      corrupt_seed_given = true;
+    } else if (a == "--keep-clean") {
+      keep_clean = true;
     } else if (a == "--force") {
       force = true;
     } else if (!a.empty() && a[0] == '-') {
@@ -163,6 +189,12 @@ int cmd_import(const Args& args) {
     throw UsageError("cifar10 needs --src DIR (the unpacked binary version, cifar-10-batches-bin)");
   if (seed_given && spec.empty())
     throw UsageError("--seed goes with --supervision");
+  if ((corrupt_seed_given || keep_clean) && corrupt_spec.empty())
+    throw UsageError(cat(corrupt_seed_given ? "--corrupt-seed" : "--keep-clean",
+                         " goes with --corrupt"));
+  data::Corruption corruption;
+  if (!corrupt_spec.empty())
+    corruption = data::parse_corruption(corrupt_spec);
   data::SupervisionConfig config;
   if (!spec.empty())
     config = parse_supervision(spec);
@@ -182,6 +214,18 @@ int cmd_import(const Args& args) {
     data::apply_to_split(sup, clean, ds.train);
     ds.source += cat("; training labels: ", data::summary(sup));
     sup_summary = data::summary(sup);
+  }
+  if (!corruption.none()) {
+    data::Split& tr = ds.train;
+    data::corrupt_images(corruption, corrupt_seed, tr.N, tr.C, tr.H, tr.W, tr.images,
+                         tr.observations, tr.masks);
+    tr.corruption = corruption.spec();
+    tr.corruption_seed = corrupt_seed;
+    if (keep_clean)
+      tr.clean_images = std::move(tr.images);
+    tr.images.clear();
+    tr.images.shrink_to_fit();
+    ds.source += cat("; training images corrupted: ", tr.corruption, " (seed ", corrupt_seed, ")");
   }
   if (dist::rank() != 0)
     return 0;
@@ -221,6 +265,17 @@ int cmd_import(const Args& args) {
   }
   if (!sup_summary.empty())
     os << "  supervision: " << sup_summary << "\n";
+  if (ds.train.corrupted()) {
+    double seen = 0;
+    for (uint8_t m : ds.train.masks)
+      seen += m;
+    os << "  corruption: " << ds.train.corruption << " (seed " << ds.train.corruption_seed
+       << "), pixels observed " << std::fixed << std::setprecision(4)
+       << seen / static_cast<double>(ds.train.masks.size()) << " (expected "
+       << corruption.observed_fraction(ds.train.H, ds.train.W) << ")"
+       << (ds.train.clean_images.empty() ? "" : "; clean images kept in /train/clean_images")
+       << "\n";
+  }
   std::cout << os.str();
   return 0;
 }

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -53,29 +54,52 @@ template <class T> void truncate_rows(std::vector<T>& v, size_t rows, size_t row
 Split read_split(const h5::File& f, const std::string& split, int K, size_t limit) {
   const std::string& path = f.path();
   const std::string g = "/" + split;
-  const std::string img = g + "/images";
-  if (!f.exists(img))
+  const std::string img = g + "/images", obs = g + "/observations", msk = g + "/masks";
+  const bool has_images = f.exists(img), has_obs = f.exists(obs);
+  if (has_images && has_obs)
+    fail(path, g,
+         "holds both images and observations: expected clean images or a corrupted split "
+         "(observations + masks), not both (see docs/datasets.md)");
+  if (!has_images && !has_obs)
     fail(path, img,
-         "missing: expected a dataset (N, C, H, W) of uint8 pixels (see docs/datasets.md)");
-  const auto s = f.shape(img);
+         "missing: expected a dataset (N, C, H, W) of uint8 pixels, or observations + masks of a "
+         "corrupted split (see docs/datasets.md)");
+  const std::string& data = has_images ? img : obs;
+  const auto s = f.shape(data);
   if (s.size() != 4)
-    fail(path, img,
-         cat("expected rank 4 (N, C, H, W) uint8, found rank ", s.size(), " ", shape_str(s),
+    fail(path, data,
+         cat("expected rank 4 (N, C, H, W), found rank ", s.size(), " ", shape_str(s),
              s.size() == 3 ? " (add the channel axis: images[:, None])" : ""));
   Split out;
   out.name = split;
   const size_t N = s[0];
   if (N == 0)
-    fail(path, img, "expected at least one image, found N = 0");
+    fail(path, data, "expected at least one image, found N = 0");
   for (int d = 1; d < 4; ++d)
     if (s[d] == 0)
-      fail(path, img, cat("expected C, H, W >= 1, found shape ", shape_str(s)));
+      fail(path, data, cat("expected C, H, W >= 1, found shape ", shape_str(s)));
   const size_t n = limit > 0 ? std::min(limit, N) : N;
-  out.N = to_int_extent(path, img, n);
-  out.C = to_int_extent(path, img, s[1]);
-  out.H = to_int_extent(path, img, s[2]);
-  out.W = to_int_extent(path, img, s[3]);
-  out.images = n < N ? f.read_uint8_rows(img, 0, n).data : f.read_uint8(img).data;
+  out.N = to_int_extent(path, data, n);
+  out.C = to_int_extent(path, data, s[1]);
+  out.H = to_int_extent(path, data, s[2]);
+  out.W = to_int_extent(path, data, s[3]);
+  if (has_images) {
+    out.images = n < N ? f.read_uint8_rows(img, 0, n).data : f.read_uint8(img).data;
+  } else {
+    if (!f.exists(msk))
+      fail(path, msk,
+           cat("missing: a corrupted split needs masks (N, 1, H, W) = (", N, ", 1, ", s[2], ", ",
+               s[3], ") uint8 beside ", obs));
+    expect_shape(f, msk, {N, 1, s[2], s[3]}, "uint8, 1 = pixel observed, one mask per observation");
+    out.observations = f.read_float(obs).data;
+    truncate_rows(out.observations, n, out.C * size_t(out.H) * out.W);
+    out.masks = n < N ? f.read_uint8_rows(msk, 0, n).data : f.read_uint8(msk).data;
+    out.corruption = f.has_attr(g, "corruption") ? f.attr_string(g, "corruption") : "unknown";
+    if (out.corruption.empty())
+      out.corruption = "unknown";
+    out.corruption_seed =
+        f.has_attr(g, "corruption_seed") ? static_cast<uint64_t>(f.attr_int(g, "corruption_seed")) : 0;
+  }
 
   const std::string lab = g + "/labels";
   if (!f.exists(lab))
@@ -113,10 +137,33 @@ void validate_split(const Split& sp, int K, const std::string& path, const std::
          cat("expected C, H, W >= 1, found (", sp.N, ", ", sp.C, ", ", sp.H, ", ", sp.W, ")"));
   const size_t N = static_cast<size_t>(sp.N);
   const size_t npix = N * sp.C * sp.H * sp.W;
-  if (sp.images.size() != npix)
+  if (sp.corrupted()) {
+    if (!sp.images.empty())
+      fail(path, g + "/images", "a corrupted split holds observations, not images");
+    if (sp.observations.size() != npix)
+      fail(path, g + "/observations",
+           cat("expected ", npix, " values for (", sp.N, ", ", sp.C, ", ", sp.H, ", ", sp.W,
+               "), found ", sp.observations.size()));
+    if (sp.masks.size() != N * sp.H * sp.W)
+      fail(path, g + "/masks",
+           cat("expected ", N * sp.H * sp.W, " flags for (", sp.N, ", 1, ", sp.H, ", ", sp.W,
+               "), found ", sp.masks.size()));
+    for (size_t i = 0; i < sp.masks.size(); ++i)
+      if (sp.masks[i] > 1)
+        fail(path, g + "/masks", cat("expected flags 0 or 1, found ", int(sp.masks[i]),
+                                     " at flat index ", i));
+    for (size_t i = 0; i < sp.observations.size(); ++i)
+      if (!std::isfinite(sp.observations[i]))
+        fail(path, g + "/observations",
+             cat("expected finite values, found ", sp.observations[i], " at flat index ", i));
+    if (!sp.clean_images.empty() && sp.clean_images.size() != npix)
+      fail(path, g + "/clean_images",
+           cat("expected ", npix, " pixels, found ", sp.clean_images.size()));
+  } else if (sp.images.size() != npix) {
     fail(path, g + "/images",
          cat("expected ", npix, " pixels for (", sp.N, ", ", sp.C, ", ", sp.H, ", ", sp.W,
              "), found ", sp.images.size()));
+  }
   if (sp.labels.size() != N)
     fail(path, g + "/labels",
          cat("expected ", N, " labels (one per image), found ", sp.labels.size()));
@@ -176,7 +223,18 @@ void validate_split(const Split& sp, int K, const std::string& path, const std::
 
 void write_split(h5::File& f, const Split& sp, int K, const std::string& g) {
   const size_t N = static_cast<size_t>(sp.N);
-  f.write(g + "/images", {N, size_t(sp.C), size_t(sp.H), size_t(sp.W)}, sp.images.data(), 4);
+  if (sp.corrupted()) {
+    f.write(g + "/observations", {N, size_t(sp.C), size_t(sp.H), size_t(sp.W)},
+            sp.observations.data(), 4);
+    f.write(g + "/masks", {N, 1, size_t(sp.H), size_t(sp.W)}, sp.masks.data(), 4);
+    if (!sp.clean_images.empty())
+      f.write(g + "/clean_images", {N, size_t(sp.C), size_t(sp.H), size_t(sp.W)},
+              sp.clean_images.data(), 4);
+    f.set_attr(g, "corruption", sp.corruption);
+    f.set_attr(g, "corruption_seed", static_cast<int64_t>(sp.corruption_seed));
+  } else {
+    f.write(g + "/images", {N, size_t(sp.C), size_t(sp.H), size_t(sp.W)}, sp.images.data(), 4);
+  }
   f.write(g + "/labels", {N}, sp.labels.data());
   if (!sp.candidates.empty())
     f.write(g + "/candidates", {N, size_t(K)}, sp.candidates.data(), 4);
@@ -436,6 +494,28 @@ Dataset read_dataset(const std::string& path, bool with_test, size_t limit) {
   }
   validate(ds, path);
   return ds;
+}
+
+void require_images(const Split& sp, const std::string& path, const std::string& who) {
+  if (!sp.corrupted())
+    return;
+  fail(path, "/" + sp.name,
+       cat("holds corrupted observations (corruption '", sp.corruption, "'), but ", who,
+           " needs clean images in /", sp.name, "/images"));
+}
+
+std::vector<uint8_t> read_clean_images(const std::string& path, size_t limit) {
+  h5::File f(path, h5::File::Mode::Read);
+  const std::string obj = "/train/clean_images";
+  if (!f.exists(obj))
+    fail(path, obj,
+         "missing: the ground truth of a corrupted split is only kept by dmis import --corrupt "
+         "... --keep-clean");
+  const auto s = f.shape(obj);
+  if (s.size() != 4 || s[0] == 0)
+    fail(path, obj, cat("expected (N, C, H, W) uint8, found ", shape_str(s)));
+  const size_t n = limit > 0 ? std::min(limit, s[0]) : s[0];
+  return n < s[0] ? f.read_uint8_rows(obj, 0, n).data : f.read_uint8(obj).data;
 }
 
 void write_dataset(const std::string& path, const Dataset& ds) {

@@ -11,6 +11,15 @@
 //   /<split>/unlabeled     (N) uint8, optional: 1 = no label observed
 //   /<split>/clean_labels  (N) int32, optional: the ground truth, for auditing only
 //
+// A corrupted training split (dmis import --corrupt; src/data/corruption.hpp) holds, instead of
+// /train/images:
+//
+//   /train/observations    (N, C, H, W) float32 in the [-1, 1] scale, 0 where a pixel is missing
+//   /train/masks           (N, 1, H, W) uint8, 1 = pixel observed
+//   /train/clean_images    (N, C, H, W) uint8, optional (--keep-clean): the ground truth, for
+//                          evaluating reconstructions only; training never reads it
+//   /train attributes      corruption (the spec), corruption_seed
+//
 // and the importers that make such files from the published Fashion-MNIST and CIFAR-10 files.
 #include <cstddef>
 #include <cstdint>
@@ -29,6 +38,13 @@ struct Split {
   std::vector<uint8_t> candidates;   // (N, K) candidate sets, or empty
   std::vector<uint8_t> unlabeled;    // (N) 1 = no label observed, or empty
   std::string name;                  // "train" or "test" (names the split in messages)
+  // a corrupted split holds observations and masks instead of images
+  std::vector<float> observations;   // (N, C, H, W) in [-1, 1], 0 where missing
+  std::vector<uint8_t> masks;        // (N, 1, H, W) 1 = observed
+  std::vector<uint8_t> clean_images; // (N, C, H, W) ground truth, or empty (never read by training)
+  std::string corruption;            // the corruption spec, or empty
+  uint64_t corruption_seed = 0;
+  bool corrupted() const { return !corruption.empty(); }
 };
 
 struct Dataset {
@@ -46,6 +62,14 @@ inline constexpr int kDatasetFormatVersion = 1;
 /// only the first `limit` training images (0 = all). Throws InputError naming the file, the
 /// dataset path, what was expected and what was found.
 Dataset read_dataset(const std::string& path, bool with_test = true, size_t limit = 0);
+
+/// Throws InputError unless `sp` holds clean images: `who` names what needs them (e.g.
+/// "dmis classify"), and the message says which file and what it holds instead.
+void require_images(const Split& sp, const std::string& path, const std::string& who);
+
+/// Reads /train/clean_images of a corrupted dataset (for evaluating reconstructions); throws
+/// InputError naming the file when it has none (import with --keep-clean).
+std::vector<uint8_t> read_clean_images(const std::string& path, size_t limit = 0);
 
 /// Validates, then writes to `path`.tmp and renames it to `path`, so that a failure never damages
 /// an existing file.

@@ -24,10 +24,37 @@ DeviceData<Exec>::DeviceData(int N, int C, int H, int W, int K, const std::vecto
                              const std::vector<uint8_t>& labeled)
     : m_N(N), m_C(C), m_H(H), m_W(W), m_K(K) {
   const size_t n = static_cast<size_t>(N) * C * H * W;
-  if (images.size() != n || observed.size() != static_cast<size_t>(N))
-    throw Error(cat("DeviceData: ", images.size(), " image bytes and ", observed.size(),
-                    " labels for ", N, " images of ", C, "x", H, "x", W));
+  if (images.size() != n)
+    throw Error(cat("DeviceData: ", images.size(), " image bytes for ", N, " images of ", C, "x",
+                    H, "x", W));
   m_images = upload<decltype(m_images)>("images", images, n);
+  upload_supervision(observed, candidates, labeled);
+}
+
+template <class Exec>
+DeviceData<Exec>::DeviceData(int N, int C, int H, int W, int K,
+                             const std::vector<float>& observations,
+                             const std::vector<uint8_t>& masks,
+                             const std::vector<int32_t>& observed,
+                             const std::vector<uint8_t>& candidates,
+                             const std::vector<uint8_t>& labeled)
+    : m_N(N), m_C(C), m_H(H), m_W(W), m_K(K) {
+  const size_t n = static_cast<size_t>(N) * C * H * W, nm = static_cast<size_t>(N) * H * W;
+  if (observations.size() != n || masks.size() != nm)
+    throw Error(cat("DeviceData: ", observations.size(), " observed values and ", masks.size(),
+                    " mask flags for ", N, " images of ", C, "x", H, "x", W));
+  m_obs = upload<decltype(m_obs)>("observations", observations, n);
+  m_masks = upload<decltype(m_masks)>("masks", masks, nm);
+  upload_supervision(observed, candidates, labeled);
+}
+
+template <class Exec>
+void DeviceData<Exec>::upload_supervision(const std::vector<int32_t>& observed,
+                                          const std::vector<uint8_t>& candidates,
+                                          const std::vector<uint8_t>& labeled) {
+  const int N = m_N, K = m_K;
+  if (observed.size() != static_cast<size_t>(N))
+    throw Error(cat("DeviceData: ", observed.size(), " labels for ", N, " images"));
   m_observed = upload<decltype(m_observed)>("observed", observed, N);
   std::vector<uint8_t> cand(candidates);
   if (cand.empty()) {  // one-hot of the observed label (all classes when there is none)
@@ -52,11 +79,16 @@ void DeviceData<Exec>::gather(const Exec& exec, uint64_t seed, uint64_t first, r
                               const Tensor4<T, Exec>& x0, const Tensor1<int, Exec>& observed,
                               const Tensor2<uint8_t, Exec>& candidates,
                               const Tensor1<uint8_t, Exec>& labeled,
-                              const Tensor1<int, Exec>& index) const {
-  const int B = x0.extent(0), n = m_C * m_H * m_W, K = m_K;
+                              const Tensor1<int, Exec>& index, const Tensor4<T, Exec>& mask) const {
+  const int B = x0.extent(0), n = m_C * m_H * m_W, K = m_K, hw = m_H * m_W;
   kernels::expect_shape("dmis::data::gather", "x0", x0, {B, m_C, m_H, m_W});
+  const bool want_mask = mask.extent(0) > 0;
+  if (want_mask) kernels::expect_shape("dmis::data::gather", "mask", mask, {B, 1, m_H, m_W});
+  const bool corrupt = corrupted();
   const uint32_t N = static_cast<uint32_t>(m_N);
   auto images = m_images;
+  auto values = m_obs;
+  auto masks = m_masks;
   auto obs = m_observed;
   auto cand = m_candidates;
   auto lab = m_labeled;
@@ -64,9 +96,19 @@ void DeviceData<Exec>::gather(const Exec& exec, uint64_t seed, uint64_t first, r
       "dmis::data::gather", Kokkos::RangePolicy<Exec>(exec, 0, B), KOKKOS_LAMBDA(int b) {
         const uint32_t i = index_at(first + ids(b), N, seed);
         index(b) = static_cast<int>(i);
-        const uint8_t* src = &images(static_cast<size_t>(i) * n);
         T* dst = &x0(b, 0, 0, 0);
-        for (int e = 0; e < n; ++e) dst[e] = T(src[e]) / T(127.5) - T(1);
+        if (corrupt) {
+          const float* src = &values(static_cast<size_t>(i) * n);
+          for (int e = 0; e < n; ++e) dst[e] = src[e];
+        } else {
+          const uint8_t* src = &images(static_cast<size_t>(i) * n);
+          for (int e = 0; e < n; ++e) dst[e] = T(src[e]) / T(127.5) - T(1);
+        }
+        if (want_mask) {
+          T* m = &mask(b, 0, 0, 0);
+          for (int e = 0; e < hw; ++e)
+            m[e] = corrupt ? T(masks(static_cast<size_t>(i) * hw + e)) : T(1);
+        }
         observed(b) = obs(i);
         labeled(b) = lab(i);
         for (int k = 0; k < K; ++k) candidates(b, k) = cand(static_cast<size_t>(i) * K + k);
@@ -79,6 +121,8 @@ void DeviceData<Exec>::gather_range(const Exec& exec, int first, const Tensor4<T
   kernels::expect_shape("dmis::data::gather_range", "x0", x0, {B, m_C, m_H, m_W});
   kernels::expect(first >= 0 && first + B <= m_N, "dmis::data::gather_range",
                   cat("samples [", first, ", ", first + B, ") of ", m_N));
+  kernels::expect(!corrupted(), "dmis::data::gather_range",
+                  "a corrupted set holds observations, not images");
   auto images = m_images;
   Kokkos::parallel_for(
       "dmis::data::gather_range", Kokkos::RangePolicy<Exec>(exec, 0, static_cast<size_t>(B) * n),

@@ -45,6 +45,13 @@ public:
   DeviceData(int N, int C, int H, int W, int K, const std::vector<uint8_t>& images,
              const std::vector<int32_t>& observed, const std::vector<uint8_t>& candidates,
              const std::vector<uint8_t>& labeled);
+  /// A corrupted training set: observations (N, C, H, W) in [-1, 1] (0 where missing) and
+  /// masks (N, 1, H, W), 1 = observed, instead of images.
+  DeviceData(int N, int C, int H, int W, int K, const std::vector<float>& observations,
+             const std::vector<uint8_t>& masks, const std::vector<int32_t>& observed,
+             const std::vector<uint8_t>& candidates, const std::vector<uint8_t>& labeled);
+
+  bool corrupted() const { return m_obs.extent(0) > 0; }
 
   int size() const { return m_N; }
   int classes() const { return m_K; }
@@ -57,18 +64,25 @@ public:
                          seed ^ (0x9E3779B97F4A7C15ull * (epoch + 1)));
   }
 
-  /// Gathers the B samples at stream positions first + ids(b): x0 (B, C, H, W) in [-1, 1],
-  /// observed (B), candidates (B, K), labeled (B), index (B).
+  /// Gathers the B samples at stream positions first + ids(b): x0 (B, C, H, W) in [-1, 1]
+  /// (the observations of a corrupted set), observed (B), candidates (B, K), labeled (B),
+  /// index (B), and, when `mask` (B, 1, H, W) is not empty, the pixel masks (all ones for a
+  /// clean set).
   void gather(const Exec& exec, uint64_t seed, uint64_t first, rng::SampleIds ids,
               const Tensor4<T, Exec>& x0,
               const Tensor1<int, Exec>& observed, const Tensor2<uint8_t, Exec>& candidates,
-              const Tensor1<uint8_t, Exec>& labeled, const Tensor1<int, Exec>& index) const;
+              const Tensor1<uint8_t, Exec>& labeled, const Tensor1<int, Exec>& index,
+              const Tensor4<T, Exec>& mask = Tensor4<T, Exec>()) const;
   /// Samples [first, first + B) in dataset order (evaluation).
   void gather_range(const Exec& exec, int first, const Tensor4<T, Exec>& x0) const;
 
 private:
+  void upload_supervision(const std::vector<int32_t>& observed,
+                          const std::vector<uint8_t>& candidates,
+                          const std::vector<uint8_t>& labeled);
   int m_N, m_C, m_H, m_W, m_K;
-  Kokkos::View<uint8_t*, Kokkos::LayoutRight, DeviceOf<Exec>> m_images;
+  Kokkos::View<uint8_t*, Kokkos::LayoutRight, DeviceOf<Exec>> m_images, m_masks;
+  Kokkos::View<float*, Kokkos::LayoutRight, DeviceOf<Exec>> m_obs;
   Kokkos::View<int*, Kokkos::LayoutRight, DeviceOf<Exec>> m_observed;
   Kokkos::View<uint8_t*, Kokkos::LayoutRight, DeviceOf<Exec>> m_candidates, m_labeled;
 };

@@ -230,12 +230,18 @@ int train(const deck::Deck& d) {
                   ", batch ", plan.batch, ")"));
     files.log(cat("network ", plan.net.describe()));
     files.log(cat("data ", plan.data_path, ": ", tr.N, " training images of ", tr.C, "x", tr.H,
-                  "x", tr.W, ", ", ds.classes, " classes"));
+                  "x", tr.W, ", ", ds.classes, " classes",
+                  tr.corrupted() ? cat("; corrupted: ", tr.corruption, " (seed ",
+                                       tr.corruption_seed, "), observations and masks only")
+                                 : std::string()));
     files.log(cat("supervision ", data::summary(sup)));
   }
 
-  DeviceData<Exec> dev(tr.N, tr.C, tr.H, tr.W, ds.classes, tr.images, sup.observed, sup.candidates,
-                       sup.labeled);
+  const DeviceData<Exec> dev =
+      tr.corrupted() ? DeviceData<Exec>(tr.N, tr.C, tr.H, tr.W, ds.classes, tr.observations,
+                                        tr.masks, sup.observed, sup.candidates, sup.labeled)
+                     : DeviceData<Exec>(tr.N, tr.C, tr.H, tr.W, ds.classes, tr.images,
+                                        sup.observed, sup.candidates, sup.labeled);
   methods::MethodStep<Exec> method(plan.net, plan.step, plan.method, local_batch,
                                    plan.conv_scratch_mb);
   auto& core = method.core();
