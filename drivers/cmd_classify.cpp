@@ -68,6 +68,9 @@ int cmd_classify(const Args& args) {
     throw InputError(cat("dataset '", data_path, "' has no test split"));
   const data::Split& sp = split == "test" ? ds.test : ds.train;
   data::require_images(sp, data_path, "dmis classify");
+  if (m.net.in_channels != m.net.out_channels)
+    throw InputError(cat("'", m.checkpoint, "' is an Ambient Diffusion model (a mask input "
+                         "channel): the diffusion classifier needs a vanilla or dmis model"));
   if (ds.classes != m.net.classes)
     throw InputError(cat("dataset '", data_path, "' has ", ds.classes, " classes; the checkpoint's "
                          "network has ", m.net.classes));

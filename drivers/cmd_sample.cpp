@@ -4,6 +4,8 @@
 
 #include "commands.hpp"
 #include "core/error.hpp"
+#include "data/corruption.hpp"
+#include "data/dataset.hpp"
 #include "diffusion/sampler.hpp"
 #include "dist/comm.hpp"
 #include "io/h5.hpp"
@@ -73,6 +75,22 @@ int cmd_sample(const Args& args) {
   const int Bmax = std::max(1, std::min<int>(static_cast<int>(d.get_int("sample.batch")), mine));
   const int C = m.net.out_channels, R = m.net.resolution;
   const bool root = dist::rank() == 0;
+  // Ambient Diffusion: every sample gets a fixed mask that keeps a pixel with the probability the
+  // training inputs had, (1 - p)(1 - delta), p the dataset's missing rate
+  const bool ambient = m.net.in_channels == m.net.out_channels + 1;
+  double keep = 1;
+  if (ambient) {
+    const std::string data_path = d.get_string("data.path");
+    const std::string spec = data::read_train_corruption(data_path);
+    data::Corruption c;
+    if (!spec.empty() && spec != "unknown") c = data::parse_corruption(spec);
+    keep = (c.none() ? 1.0 : c.observed_fraction(R, R)) * (1.0 - d.get_float("method.delta"));
+    if (root)
+      std::cout << "dmis sample: Ambient sampler, fixed masks keeping " << keep
+                << " of the pixels (data '" << data_path << "': "
+                << (spec.empty() ? "clean" : spec) << ", method.delta "
+                << d.get_float("method.delta") << ")" << std::endl;
+  }
   if (root)
     std::cout << "dmis sample: " << total << " images (" << per << " per class, " << K
               << " classes) from " << m.checkpoint << " (step " << m.data.step << ", "
@@ -92,7 +110,10 @@ int cmd_sample(const Args& args) {
     for (size_t i = 0; i < src.size(); ++i) h(i) = src[i];
     Kokkos::deep_copy(params, h);
   }
-  auto denoiser = diffusion::unet_denoiser<Exec>(net, params, edm);
+  Kokkos::View<float****, Kokkos::LayoutRight, Exec::memory_space> amask(
+      "dmis::sample::ambient_mask", ambient ? Bmax : 0, 1, R, R);
+  auto denoiser = ambient ? diffusion::ambient_denoiser<Exec>(net, params, edm, amask)
+                          : diffusion::unet_denoiser<Exec>(net, params, edm);
   diffusion::HeunSampler<Exec> sampler(Bmax, C, R, R);
   Kokkos::View<int*, Kokkos::LayoutRight, Exec::memory_space> labels("dmis::sample::labels", Bmax);
   Kokkos::View<float****, Kokkos::LayoutRight, Exec::memory_space> img("dmis::sample::images", Bmax, C, R, R);
@@ -106,6 +127,7 @@ int cmd_sample(const Args& args) {
     for (int b = 0; b < Bmax; ++b)  // global image lo + first + b; the last batch is padded
       hl(b) = static_cast<int>(std::min<long>(lo + first + b, total - 1) / per);
     Kokkos::deep_copy(labels, hl);
+    if (ambient) diffusion::ambient_masks<Exec>(exec, sc.seed, keep, static_cast<uint32_t>(lo + first), amask);
     sampler.run(exec, sc, denoiser, labels, K, static_cast<uint32_t>(lo + first), img);
     auto hi = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), img);
     const size_t n = static_cast<size_t>(C) * R * R;

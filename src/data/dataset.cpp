@@ -504,6 +504,13 @@ void require_images(const Split& sp, const std::string& path, const std::string&
            " needs clean images in /", sp.name, "/images"));
 }
 
+std::string read_train_corruption(const std::string& path) {
+  h5::File f(path, h5::File::Mode::Read);
+  if (!f.exists("/train/observations"))
+    return "";
+  return f.has_attr("/train", "corruption") ? f.attr_string("/train", "corruption") : "unknown";
+}
+
 std::vector<uint8_t> read_clean_images(const std::string& path, size_t limit) {
   h5::File f(path, h5::File::Mode::Read);
   const std::string obj = "/train/clean_images";

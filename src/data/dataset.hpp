@@ -71,6 +71,10 @@ void require_images(const Split& sp, const std::string& path, const std::string&
 /// InputError naming the file when it has none (import with --keep-clean).
 std::vector<uint8_t> read_clean_images(const std::string& path, size_t limit = 0);
 
+/// The corruption spec of a dataset's training split ("" when it holds clean images), from the
+/// file's attributes only.
+std::string read_train_corruption(const std::string& path);
+
 /// Validates, then writes to `path`.tmp and renames it to `path`, so that a failure never damages
 /// an existing file.
 void write_dataset(const std::string& path, const Dataset& ds);

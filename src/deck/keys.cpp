@@ -95,8 +95,11 @@ const std::vector<KeySpec>& registry() {
       F("diffusion.p_uncond", "0.1", 0, 1,
         "probability of training with the 'no label' token (classifier-free guidance)"),
       // ---- method ------------------------------------------------------------------------
-      S("method.name", "vanilla", {"vanilla", "dmis"},
-        "vanilla: conditional EDM on the observed label; dmis: spec/method.md section 4"),
+      S("method.name", "vanilla", {"vanilla", "dmis", "ambient"},
+        "vanilla: conditional EDM on the observed label; dmis: spec/method.md section 4; "
+        "ambient: Ambient Diffusion on corrupted images (section 5)"),
+      F("method.delta", "0.1", 0, 0.99,
+        "ambient: rate of the further corruption of the seen pixels (fixed per image)"),
       F("method.beta", "1", 0, 1e6, "dmis: weight of the classification loss"),
       F("method.warmup_kimg", "0", 0, 1e9,
         "dmis: thousands of images of plain conditional training before the DMIS terms"),

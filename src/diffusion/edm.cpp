@@ -88,6 +88,33 @@ void Edm<Exec, T>::scale_input(const Exec& exec, const EdmConfig& cfg, const CX&
 }
 
 template <class Exec, class T>
+void Edm<Exec, T>::masked_input(const Exec& exec, const EdmConfig& cfg, const CX& x,
+                                const CX& mask, const CV1& sigma, const X& xm, const X& net_in,
+                                const V1& c_noise) {
+  const char* op = "dmis::edm::masked_input";
+  const int B = x.extent(0), C = x.extent(1), H = x.extent(2), W = x.extent(3);
+  expect_shape(op, "mask", mask, {B, 1, H, W});
+  expect_shape(op, "sigma", sigma, {B});
+  expect_shape(op, "xm", xm, {B, C, H, W});
+  expect_shape(op, "net_in", net_in, {B, C + 1, H, W});
+  expect_shape(op, "c_noise", c_noise, {B});
+  const T sd = T(cfg.sigma_data);
+  Kokkos::parallel_for(
+      "dmis::edm::masked_input",
+      Kokkos::MDRangePolicy<Exec, Kokkos::Rank<3>>(exec, {0, 0, 0}, {B, H, W}),
+      KOKKOS_LAMBDA(int b, int h, int w) {
+        const T s = sigma(b), m = mask(b, 0, h, w), c_in = T(1) / compat::sqrt(s * s + sd * sd);
+        for (int c = 0; c < C; ++c) {
+          const T v = m * x(b, c, h, w);
+          xm(b, c, h, w) = v;
+          net_in(b, c, h, w) = c_in * v;
+        }
+        net_in(b, C, h, w) = m;
+        if (h == 0 && w == 0) c_noise(b) = compat::log(s) / T(4);
+      });
+}
+
+template <class Exec, class T>
 void Edm<Exec, T>::denoise(const Exec& exec, const EdmConfig& cfg, const CX& F, const CX& x,
                            const CV1& sigma, const X& D) {
   const char* op = "dmis::edm::denoise";

@@ -38,6 +38,12 @@ struct Edm {
   static void scale_input(const Exec& exec, const EdmConfig& cfg, const CX& x, const CV1& sigma,
                           const X& net_in, const V1& c_noise);
 
+  /// The masked input of Ambient Diffusion (spec/method.md section 5): xm = mask * x (may be x
+  /// itself), net_in (B, C + 1, H, W) = [c_in(sigma) xm, mask], c_noise = ln(sigma) / 4.
+  /// mask is (B, 1, H, W), 1 = pixel seen; D is then c_skip xm + c_out F.
+  static void masked_input(const Exec& exec, const EdmConfig& cfg, const CX& x, const CX& mask,
+                           const CV1& sigma, const X& xm, const X& net_in, const V1& c_noise);
+
   /// D (B, C, H, W) = c_skip(sigma) x + c_out(sigma) F.
   static void denoise(const Exec& exec, const EdmConfig& cfg, const CX& F, const CX& x,
                       const CV1& sigma, const X& D);

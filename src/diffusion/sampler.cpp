@@ -213,8 +213,69 @@ Denoiser<Exec> unet_denoiser(models::UNet<Exec, float>& net,
   };
 }
 
+template <class Exec>
+Denoiser<Exec> ambient_denoiser(models::UNet<Exec, float>& net,
+                                const Tensor1<const float, Exec>& params, const EdmConfig& edm,
+                                const Tensor4<const float, Exec>& mask) {
+  const char* op = "dmis::sampler::ambient_denoiser";
+  const models::UNetConfig& nc = net.config();
+  const int B = net.batch(), C = nc.out_channels, R = nc.resolution;
+  if (B == 0)
+    throw Error(cat(op, ": the UNet must be prepared for the sampler's batch first"));
+  if (nc.in_channels != C + 1)
+    throw ShapeError(cat(op, ": the UNet takes ", nc.in_channels, " channels and returns ", C,
+                         "; Ambient needs one mask channel more than it returns"));
+  expect_shape(op, "mask", mask, {B, 1, R, R});
+  struct Scratch {
+    Buffer1<float, Exec> net_in;  // (B, C + 1, R, R)
+    Buffer1<float, Exec> xm;      // (B, C, R, R) A x
+    Buffer1<float, Exec> c_noise; // (B)
+  };
+  auto scratch = std::make_shared<Scratch>();
+  scratch->net_in =
+      Buffer1<float, Exec>("dmis::sampler::net_in", static_cast<size_t>(B) * (C + 1) * R * R);
+  scratch->xm = Buffer1<float, Exec>("dmis::sampler::masked_x", static_cast<size_t>(B) * C * R * R);
+  scratch->c_noise = Buffer1<float, Exec>("dmis::sampler::c_noise", B);
+  models::UNet<Exec, float>* pnet = &net;
+  return [pnet, params, edm, scratch, mask, B, C, R,
+          op](const Exec& exec, const Tensor4<const float, Exec>& x,
+              const Tensor1<const float, Exec>& sigma, const Tensor1<const int, Exec>& labels,
+              const Tensor4<float, Exec>& D) {
+    expect_shape(op, "x", x, {B, C, R, R});
+    const Tensor4<float, Exec> net_in(scratch->net_in.data(), B, C + 1, R, R),
+        xm(scratch->xm.data(), B, C, R, R);
+    const Tensor1<float, Exec> c_noise(scratch->c_noise.data(), B);
+    Edm<Exec, float>::masked_input(exec, edm, x, mask, sigma, xm, net_in, c_noise);
+    pnet->forward(exec, params,
+                  models::UNetIO<Exec, float>{Tensor4<const float, Exec>(net_in),
+                                              Tensor1<const float, Exec>(c_noise), labels},
+                  false);
+    Edm<Exec, float>::denoise(exec, edm, Tensor4<const float, Exec>(pnet->output()),
+                              Tensor4<const float, Exec>(xm), sigma, D);
+  };
+}
+
+template <class Exec>
+void ambient_masks(const Exec& exec, uint64_t seed, double keep, uint32_t first_index,
+                   const Tensor4<float, Exec>& mask) {
+  const rng::Philox gen(seed, rng::kAmbient);
+  const float drop = static_cast<float>(1.0 - keep);
+  const int hw = static_cast<int>(mask.extent(2) * mask.extent(3));
+  Kokkos::parallel_for(
+      "dmis::sampler::ambient_masks", Kokkos::RangePolicy<Exec>(exec, 0, mask.span()),
+      KOKKOS_LAMBDA(size_t r) {
+        const uint32_t b = static_cast<uint32_t>(r / hw), p = static_cast<uint32_t>(r % hw);
+        // round 1: the training masks use round 0 of the same stream
+        mask.data()[r] = rng::uniform<float>(gen, 1u, first_index + b, p) >= drop ? 1.f : 0.f;
+      });
+}
+
 #define DMIS_INST(E, T) DMIS_INST_##T(E)
 #define DMIS_INST_float(E)                                                                         \
+  template Denoiser<E> ambient_denoiser<E>(models::UNet<E, float>&,                                \
+                                           const Tensor1<const float, E>&, const EdmConfig&,       \
+                                           const Tensor4<const float, E>&);                        \
+  template void ambient_masks<E>(const E&, uint64_t, double, uint32_t, const Tensor4<float, E>&);  \
   template class HeunSampler<E>;                                                                   \
   template Denoiser<E> unet_denoiser<E>(models::UNet<E, float>&, const Tensor1<const float, E>&,   \
                                         const EdmConfig&);

@@ -86,4 +86,18 @@ template <class Exec>
 Denoiser<Exec> unet_denoiser(models::UNet<Exec, float>& net,
                              const Tensor1<const float, Exec>& params, const EdmConfig& edm);
 
+/// The Ambient Diffusion denoiser (spec/method.md section 5): the UNet (in_channels =
+/// out_channels + 1) sees [c_in(sigma) A x, A] with a fixed mask A (B, 1, H, W) per sample, and
+/// D = c_skip A x + c_out F. `mask` must outlive the callback; fill it with ambient_masks.
+template <class Exec>
+Denoiser<Exec> ambient_denoiser(models::UNet<Exec, float>& net,
+                                const Tensor1<const float, Exec>& params, const EdmConfig& edm,
+                                const Tensor4<const float, Exec>& mask);
+
+/// The sampler's masks of Ambient Diffusion: pixel p of sample b is seen with probability
+/// `keep`, keyed by (seed, first_index + b, p).
+template <class Exec>
+void ambient_masks(const Exec& exec, uint64_t seed, double keep, uint32_t first_index,
+                   const Tensor4<float, Exec>& mask);
+
 } // namespace dmis::diffusion

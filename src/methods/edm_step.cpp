@@ -15,6 +15,31 @@ template <class Exec>
 Buffer1<float, Exec> buffer(const char* name, size_t n) {
   return Buffer1<float, Exec>(std::string("dmis::train::") + name, n);
 }
+
+// v (B, C, H, W) *= mask (B, 1, H, W)
+template <class Exec>
+void mask_pixels(const Exec& exec, const char* label, const Tensor4<float, Exec>& v,
+                 const Tensor4<const float, Exec>& mask) {
+  const int C = v.extent(1), hw = v.extent(2) * v.extent(3), n = C * hw;
+  Kokkos::parallel_for(
+      label, Kokkos::RangePolicy<Exec>(exec, 0, v.span()), KOKKOS_LAMBDA(size_t r) {
+        const size_t b = r / n;
+        v.data()[r] *= mask.data()[b * hw + (r % n) % hw];
+      });
+}
+
+// D = mask D + (1 - mask) x0: D - x0 becomes mask (D - x0), whatever x0 holds where unseen
+template <class Exec>
+void keep_seen(const Exec& exec, const Tensor4<float, Exec>& D, const Tensor4<const float, Exec>& x0,
+               const Tensor4<const float, Exec>& mask) {
+  const int C = D.extent(1), hw = D.extent(2) * D.extent(3), n = C * hw;
+  Kokkos::parallel_for(
+      "dmis::train::loss_mask", Kokkos::RangePolicy<Exec>(exec, 0, D.span()), KOKKOS_LAMBDA(size_t r) {
+        const size_t b = r / n;
+        const float m = mask.data()[b * hw + (r % n) % hw];
+        D.data()[r] = m * D.data()[r] + (1.f - m) * x0.data()[r];
+      });
+}
 }  // namespace
 
 template <class Exec>
@@ -41,9 +66,10 @@ EdmTrainStep<Exec>::EdmTrainStep(const models::UNetConfig& net, const TrainStepC
   m_dD = buffer<Exec>("denoised_grad", nout);
   m_labels = Buffer1<int, Exec>("dmis::train::labels", B);
   m_host_scalars = typename Buffer1<T, Exec>::HostMirror("dmis::train::host_scalars", 2);
-  if (net.in_channels != net.out_channels)
+  if (net.in_channels != net.out_channels && net.in_channels != net.out_channels + 1)
     throw InputError(cat("EDM training denoises the image itself: in_channels (", net.in_channels,
-                         ") must equal out_channels (", net.out_channels, ")"));
+                         ") must equal out_channels (", net.out_channels,
+                         "), or exceed it by the one mask channel of Ambient Diffusion"));
 }
 
 template <class Exec>
@@ -104,26 +130,41 @@ Tensor4<float, Exec> EdmTrainStep<Exec>::x_sigma() const {
 }
 
 template <class Exec>
-void EdmTrainStep<Exec>::sample_inputs(const Exec& exec, const Tensor4<const T, Exec>& x0) {
+void EdmTrainStep<Exec>::sample_inputs(const Exec& exec, const Tensor4<const T, Exec>& x0,
+                                       const Tensor4<const T, Exec>& mask) {
   const auto& nc = m_net.config();
-  const int B = m_batch, C = nc.in_channels, R = nc.resolution;
-  kernels::expect_shape("dmis::train::step", "x0", x0, {B, C, R, R});
+  const int B = m_batch, C = nc.out_channels, R = nc.resolution;
+  const char* op = "dmis::train::step";
+  kernels::expect_shape(op, "x0", x0, {B, C, R, R});
+  const bool masked = masked_input();
+  kernels::expect(masked == (mask.extent(0) > 0), op,
+                  masked ? "the network takes a mask channel: pass the input mask"
+                         : "an input mask needs a network with one more input channel");
   using Edm = diffusion::Edm<Exec, T>;
-  const X noise(m_noise.data(), B, C, R, R), xs(m_x_sigma.data(), B, C, R, R),
-      net_in(m_net_in.data(), B, C, R, R);
+  const X noise(m_noise.data(), B, C, R, R), xs(m_x_sigma.data(), B, C, R, R);
   Edm::sample_training_noise(exec, m_cfg.edm, m_cfg.seed, static_cast<uint32_t>(m_step),
                              m_cfg.ids(), m_sigma, noise);
-  Edm::prepare_training_inputs(exec, m_cfg.edm, x0, m_sigma, noise, xs, net_in, m_c_noise,
-                               m_weight);
+  if (!masked) {
+    Edm::prepare_training_inputs(exec, m_cfg.edm, x0, m_sigma, noise, xs,
+                                 X(m_net_in.data(), B, C, R, R), m_c_noise, m_weight);
+    return;
+  }
+  // Ambient: x_sigma = mask * (x0 + sigma n), net_in = [c_in x_sigma, mask]; the unmasked
+  // scaled input goes to the D buffer, which is free until the forward pass
+  Edm::prepare_training_inputs(exec, m_cfg.edm, x0, m_sigma, noise, xs,
+                               X(m_D.data(), B, C, R, R), m_c_noise, m_weight);
+  Edm::masked_input(exec, m_cfg.edm, xs, mask, m_sigma, xs, X(m_net_in.data(), B, C + 1, R, R),
+                    m_c_noise);
 }
 
 template <class Exec>
 void EdmTrainStep<Exec>::generative_loss(const Exec& exec, const Tensor4<const T, Exec>& x0,
                                          const Tensor1<const int, Exec>& labels,
                                          const Tensor1<const T, Exec>& w,
-                                         const Tensor4<const T, Exec>& rest, T scale) {
+                                         const Tensor4<const T, Exec>& rest, T scale,
+                                         const Tensor4<const T, Exec>& loss_mask) {
   const auto& nc = m_net.config();
-  const int B = m_batch, C = nc.in_channels, R = nc.resolution;
+  const int B = m_batch, C = nc.out_channels, Cin = nc.in_channels, R = nc.resolution;
   const char* op = "dmis::train::generative_loss";
   kernels::expect_shape(op, "labels", labels, {B});
   const bool mixed = w.extent(0) != 0;
@@ -131,8 +172,10 @@ void EdmTrainStep<Exec>::generative_loss(const Exec& exec, const Tensor4<const T
     kernels::expect_shape(op, "w", w, {B});
     kernels::expect_shape(op, "rest", rest, {B, C, R, R});
   }
+  const bool masked_loss = loss_mask.extent(0) != 0;
+  if (masked_loss) kernels::expect_shape(op, "loss_mask", loss_mask, {B, 1, R, R});
   using Edm = diffusion::Edm<Exec, T>;
-  const X xs(m_x_sigma.data(), B, C, R, R), net_in(m_net_in.data(), B, C, R, R),
+  const X xs(m_x_sigma.data(), B, C, R, R), net_in(m_net_in.data(), B, Cin, R, R),
       D(m_D.data(), B, C, R, R), dD(m_dD.data(), B, C, R, R);
   const models::UNetIO<Exec, T> io{net_in, m_c_noise, labels};
   const models::DropoutKey key{m_cfg.seed, static_cast<uint32_t>(m_step), m_cfg.ids()};
@@ -147,10 +190,13 @@ void EdmTrainStep<Exec>::generative_loss(const Exec& exec, const Tensor4<const T
           (&D(b, 0, 0, 0))[r % n] = w(b) * (&D(b, 0, 0, 0))[r % n] + (&rest(b, 0, 0, 0))[r % n];
         });
   }
+  // Ambient: the loss sees observed pixels only
+  if (masked_loss) keep_seen(exec, D, x0, loss_mask);
   kernels::MSE<Exec, T>::forward(exec, D, x0, m_weight, m_per_sample, m_loss);
   // The loss is a mean over the global batch: each rank's share is B_local / B_global.
   const T dloss = scale * T(static_cast<double>(B) / global_batch());
   kernels::MSE<Exec, T>::backward(exec, dloss, D, x0, m_weight, dD, GradMode::Overwrite);
+  if (masked_loss) mask_pixels(exec, "dmis::train::loss_mask_bwd", dD, loss_mask);  // dD/dD_net
   if (mixed) {  // only the first term carries a gradient: dD = w dD_bar
     Kokkos::parallel_for(
         "dmis::train::mix_bwd", Kokkos::RangePolicy<Exec>(exec, 0, static_cast<size_t>(B) * n),

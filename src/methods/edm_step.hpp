@@ -56,13 +56,21 @@ public:
   void drop_labels(const Exec& exec, const Tensor1<const int, Exec>& labels,
                    const Tensor1<int, Exec>& out) const;
   /// Draws sigma and noise, and forms x_sigma, the network input, c_noise and lambda(sigma).
-  void sample_inputs(const Exec& exec, const Tensor4<const T, Exec>& x0);
+  /// A network with a mask channel (Ambient Diffusion, masked_input()) takes the input mask
+  /// (B, 1, H, W): x_sigma = mask * (x0 + sigma n), net_in = [c_in x_sigma, mask].
+  void sample_inputs(const Exec& exec, const Tensor4<const T, Exec>& x0,
+                     const Tensor4<const T, Exec>& mask = Tensor4<const T, Exec>());
+  /// Whether the network takes the mask as an extra input channel.
+  bool masked_input() const { return m_net.config().in_channels == m_net.config().out_channels + 1; }
   /// The weighted denoising loss of the mixture D_bar = w (B) * D(x_sigma; sigma, labels) + rest
   /// (B, C, H, W; no gradient), added to the gradients with weight `scale`. Without w and rest
-  /// (empty views) this is plain conditional EDM. Writes loss().
+  /// (empty views) this is plain conditional EDM. With loss_mask (B, 1, H, W) the squared error
+  /// counts only where the mask is 1 (Ambient: x0 is the observation, 0 where missing).
+  /// Writes loss().
   void generative_loss(const Exec& exec, const Tensor4<const T, Exec>& x0,
                        const Tensor1<const int, Exec>& labels, const Tensor1<const T, Exec>& w,
-                       const Tensor4<const T, Exec>& rest, T scale = T(1));
+                       const Tensor4<const T, Exec>& rest, T scale = T(1),
+                       const Tensor4<const T, Exec>& loss_mask = Tensor4<const T, Exec>());
   /// Gradient hook, clipping, AdamW and EMA; advances the step counter.
   void finish(const Exec& exec);
   /// The inputs sample_inputs() drew (valid until the next call).

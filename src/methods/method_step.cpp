@@ -61,8 +61,14 @@ MethodStep<Exec>::MethodStep(const models::UNetConfig& net, const TrainStepConfi
                              const MethodConfig& m, int local_batch, double conv_scratch_mb)
     : m_cfg(m), m_train(train), m_B(local_batch), m_core(net, train, local_batch, conv_scratch_mb) {
   kind_of(m.supervision);
-  if (m.name != "vanilla" && m.name != "dmis")
-    throw InputError(cat("unknown method '", m.name, "' (vanilla or dmis)"));
+  if (m.name != "vanilla" && m.name != "dmis" && m.name != "ambient")
+    throw InputError(cat("unknown method '", m.name, "' (vanilla, dmis or ambient)"));
+  if ((m.name == "ambient") != m_core.masked_input())
+    throw InputError(cat("method '", m.name, "' ", m.name == "ambient" ? "needs" : "does not take",
+                         " a network with a mask input channel (in_channels = out_channels + 1), "
+                         "found ", net.in_channels, " -> ", net.out_channels));
+  if (!(m.delta >= 0 && m.delta < 1))
+    throw InputError(cat("method.delta: expected a rate in [0, 1), found ", m.delta));
   m_C = net.classes;
   // the classifier's samples: the first Bc of the global batch, which interleaved shards spread
   // as Bc / ranks per rank (the trainer checks that it divides)
@@ -85,6 +91,8 @@ MethodStep<Exec>::MethodStep(const models::UNetConfig& net, const TrainStepConfi
   set_prior(std::vector<double>(m_C, 1.0 / m_C));
   const size_t n = static_cast<size_t>(net.in_channels) * net.resolution * net.resolution;
   m_rest = fbuf<Exec>("mix_rest", m_B * n);
+  if (m.name == "ambient")
+    m_mask_tilde = fbuf<Exec>("ambient_mask", static_cast<size_t>(m_B) * net.resolution * net.resolution);
   if (m.name == "dmis") {
     ClassifierConfig cc;
     cc.points = m.timesteps;
@@ -156,7 +164,9 @@ template <class Exec>
 void MethodStep<Exec>::run(const Exec& exec, const Tensor4<const T, Exec>& x0,
                            const Tensor1<const int, Exec>& observed,
                            const Tensor2<const uint8_t, Exec>& candidates,
-                           const Tensor1<const uint8_t, Exec>& labeled) {
+                           const Tensor1<const uint8_t, Exec>& labeled,
+                           const Tensor4<const T, Exec>& mask,
+                           const Tensor1<const int, Exec>& index) {
   const char* op = "dmis::method::run";
   kernels::expect_shape(op, "observed", observed, {m_B});
   kernels::expect_shape(op, "candidates", candidates, {m_B, m_C});
@@ -169,10 +179,38 @@ void MethodStep<Exec>::run(const Exec& exec, const Tensor4<const T, Exec>& x0,
   m_core.begin(exec);
   vanilla_labels(exec, observed, candidates, labeled, labels);
   m_core.drop_labels(exec, labels, labels);
-  m_core.sample_inputs(exec, x0);
-  m_core.generative_loss(exec, x0, labels, V1(), Tensor4<const T, Exec>());
+  if (needs_masks()) {  // Ambient Diffusion: the network sees A B x_sigma, the loss A (D - x0)
+    const int R = m_core.net().config().resolution;
+    kernels::expect_shape(op, "mask", mask, {m_B, 1, R, R});
+    kernels::expect_shape(op, "index", index, {m_B});
+    const Tensor4<T, Exec> tilde(m_mask_tilde.data(), m_B, 1, R, R);
+    further_mask(exec, mask, index, tilde);
+    m_core.sample_inputs(exec, x0, tilde);
+    m_core.generative_loss(exec, x0, labels, V1(), Tensor4<const T, Exec>(), T(1), mask);
+  } else {
+    m_core.sample_inputs(exec, x0);
+    m_core.generative_loss(exec, x0, labels, V1(), Tensor4<const T, Exec>());
+  }
   optim::Optimizer<Exec, T>::fill(exec, V1(m_loss_cls.data(), 1), T(0));
   m_core.finish(exec);
+}
+
+template <class Exec>
+void MethodStep<Exec>::further_mask(const Exec& exec, const Tensor4<const T, Exec>& mask,
+                                    const Tensor1<const int, Exec>& index,
+                                    const Tensor4<T, Exec>& out) const {
+  const rng::Philox gen(m_train.seed, rng::kAmbient);
+  const T delta = T(m_cfg.delta);
+  const int hw = static_cast<int>(mask.extent(2) * mask.extent(3));
+  Kokkos::parallel_for(
+      "dmis::method::ambient_mask",
+      Kokkos::RangePolicy<Exec>(exec, 0, static_cast<size_t>(mask.extent(0)) * hw),
+      KOKKOS_LAMBDA(size_t r) {
+        const int b = static_cast<int>(r / hw), p = static_cast<int>(r % hw);
+        const bool keep = rng::uniform<T>(gen, 0u, static_cast<uint32_t>(index(b)),
+                                          static_cast<uint32_t>(p)) >= delta;
+        out.data()[r] = keep ? mask.data()[r] : T(0);
+      });
 }
 
 template <class Exec>

@@ -22,7 +22,8 @@
 namespace dmis::methods {
 
 struct MethodConfig {
-  std::string name = "vanilla";       // vanilla | dmis
+  std::string name = "vanilla";       // vanilla | dmis | ambient
+  double delta = 0.1;                 // ambient: further-corruption rate of the seen pixels
   std::string supervision = "clean";  // clean | noisy | partial | unlabeled
   double beta = 1.0;                  // weight of the classification loss
   double warmup_kimg = 0;             // vanilla steps before the DMIS terms switch on
@@ -55,9 +56,14 @@ public:
   void initialize(models::InitScheme scheme) { m_core.initialize(scheme); }
 
   /// One step on a gathered batch: images x0 (B, C, H, W), observed labels (B; -1: none),
-  /// candidate masks (B, K) and labelled flags (B).
+  /// candidate masks (B, K) and labelled flags (B). Ambient also takes the pixel masks
+  /// (B, 1, H, W) of the observations x0 and the samples' dataset indices (B).
   void run(const Exec& exec, const Tensor4<const T, Exec>& x0, const Tensor1<const int, Exec>& observed,
-           const Tensor2<const uint8_t, Exec>& candidates, const Tensor1<const uint8_t, Exec>& labeled);
+           const Tensor2<const uint8_t, Exec>& candidates, const Tensor1<const uint8_t, Exec>& labeled,
+           const Tensor4<const T, Exec>& mask = Tensor4<const T, Exec>(),
+           const Tensor1<const int, Exec>& index = Tensor1<const int, Exec>());
+  /// Whether the method needs the pixel masks and indices (ambient).
+  bool needs_masks() const { return m_cfg.name == "ambient"; }
 
   /// Whether step `s` uses the DMIS terms (dmis, after the warm-up).
   bool dmis_active(long s) const;
@@ -85,6 +91,9 @@ public:
   void vanilla_labels(const Exec& exec, const Tensor1<const int, Exec>& observed,
                       const Tensor2<const uint8_t, Exec>& candidates,
                       const Tensor1<const uint8_t, Exec>& labeled, const Tensor1<int, Exec>& out);
+  /// Ambient's input mask: out = mask * [u(seed, image index, pixel) >= delta], fixed per image.
+  void further_mask(const Exec& exec, const Tensor4<const T, Exec>& mask,
+                    const Tensor1<const int, Exec>& index, const Tensor4<T, Exec>& out) const;
   void run_dmis(const Exec& exec, const Tensor4<const T, Exec>& x0,
                 const Tensor1<const int, Exec>& observed,
                 const Tensor2<const uint8_t, Exec>& candidates,
@@ -98,7 +107,7 @@ private:
   std::unique_ptr<DiffusionClassifier<Exec>> m_ema_cls, m_live_cls;
   std::unique_ptr<models::UNet<Exec, T>> m_extra_net;  // no-grad forwards of extra classes
   Buffer1<T, Exec> m_prior, m_log_prior, m_loss_cls, m_fphi, m_ftheta, m_target, m_genw,
-      m_top_w, m_rest, m_extra_w, m_extra_in, m_extra_cn, m_extra_sigma, m_extra_D;
+      m_top_w, m_rest, m_mask_tilde, m_extra_w, m_extra_in, m_extra_cn, m_extra_sigma, m_extra_D;
   Buffer1<int, Exec> m_labels, m_classes_all, m_classes_set, m_top, m_extra_labels;
   Kokkos::View<int*, Kokkos::LayoutRight, DeviceOf<Exec>> m_counts;
 };

@@ -46,6 +46,7 @@ models::UNetConfig network_from_deck(const deck::Deck& d, int classes) {
   if (d.get_int("network.groups") > 0) c.groups = static_cast<int>(d.get_int("network.groups"));
   c.dropout = static_cast<float>(d.get_float("network.dropout"));
   c.classes = classes;
+  if (d.get_string("method.name") == "ambient") c.in_channels = c.out_channels + 1;  // the mask
   try {
     c.validate();
     models::unet_param_table(c);  // checks the GroupNorm divisibility of every layer
@@ -120,6 +121,7 @@ RunPlan make_plan(const deck::Deck& d) {
   p.conv_scratch_mb = d.get_float("train.conv_scratch_mb");
 
   p.method.name = d.get_string("method.name");
+  p.method.delta = d.get_float("method.delta");
   p.method.supervision = kind;
   p.method.beta = d.get_float("method.beta");
   p.method.warmup_kimg = d.get_float("method.warmup_kimg");
@@ -199,10 +201,10 @@ int train(const deck::Deck& d) {
   const data::Dataset ds = data::read_dataset(plan.data_path, /*with_test=*/false, plan.train_limit);
   plan.net = network_from_deck(d, ds.classes);
   const auto& tr = ds.train;
-  if (tr.C != plan.net.in_channels || tr.H != plan.net.resolution || tr.W != plan.net.resolution)
+  if (tr.C != plan.net.out_channels || tr.H != plan.net.resolution || tr.W != plan.net.resolution)
     d.fail("network.preset",
            cat("dataset '", plan.data_path, "' has images of ", tr.C, "x", tr.H, "x", tr.W,
-               " but the network '", plan.net.preset, "' takes ", plan.net.in_channels, "x",
+               " but the network '", plan.net.preset, "' takes ", plan.net.out_channels, "x",
                plan.net.resolution, "x", plan.net.resolution,
                " (unet-s/unet-m: 1x28x28, ddpmpp-cifar: 3x32x32)"));
   data::Supervision sup;
@@ -253,7 +255,10 @@ int train(const deck::Deck& d) {
   };
   if (root) {
     files.log(cat("parameters ", core.net().table().total(), ", method ", plan.method.name,
-                  plan.method.name == "dmis"
+                  plan.method.name == "ambient"
+                      ? cat(" (delta ", plan.method.delta, ": the network sees ",
+                            1 - plan.method.delta, " of the observed pixels)")
+                  : plan.method.name == "dmis"
                       ? cat(" (K ", plan.method.timesteps, ", classifier fraction ",
                             plan.method.classifier_fraction, ", top-k ", plan.method.top_k,
                             ", warm-up ", plan.method.warmup_kimg, " kimg, beta ",
@@ -301,6 +306,9 @@ int train(const deck::Deck& d) {
   // ---- buffers of one batch ----------------------------------------------------------------
   const int C = tr.C, H = tr.H, W = tr.W, K = ds.classes;
   Kokkos::View<float****, Kokkos::LayoutRight, Exec::memory_space> x0("dmis::train::x0", local_batch, C, H, W);
+  // the pixel masks of the observations (Ambient); empty for the other methods
+  Kokkos::View<float****, Kokkos::LayoutRight, Exec::memory_space> pixel_mask(
+      "dmis::train::pixel_mask", method.needs_masks() ? local_batch : 0, 1, H, W);
   Kokkos::View<int*, Kokkos::LayoutRight, Exec::memory_space> obs("dmis::train::observed", local_batch),
       idx("dmis::train::index", local_batch);
   Kokkos::View<uint8_t**, Kokkos::LayoutRight, Exec::memory_space> cand("dmis::train::candidates",
@@ -364,7 +372,6 @@ int train(const deck::Deck& d) {
       }
   const double dmis_cost = static_cast<double>(method.evaluations_per_step(true)) /
                            method.evaluations_per_step(false);
-  const int B = local_batch;
   for (long s = start; s < plan.steps; ++s) {
     const bool dmis_on = method.dmis_active(s);
     if (root && plan.method.name == "dmis" && dmis_on && (s == start || !method.dmis_active(s - 1)))
@@ -372,8 +379,8 @@ int train(const deck::Deck& d) {
                     " denoiser evaluations per step against ", method.evaluations_per_step(false),
                     " for vanilla)"));
     dev.gather(Exec(), data_seed, static_cast<uint64_t>(s) * plan.batch, plan.step.ids(), x0, obs,
-               cand, lab, idx);
-    method.run(Exec(), x0, obs, cand, lab);
+               cand, lab, idx, pixel_mask);
+    method.run(Exec(), x0, obs, cand, lab, pixel_mask, idx);
     {  // running sums of the losses (device side), and the last step's values
       auto gen = method.loss_gen();
       auto cls = method.loss_cls();
