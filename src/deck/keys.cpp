@@ -95,9 +95,9 @@ const std::vector<KeySpec>& registry() {
       F("diffusion.p_uncond", "0.1", 0, 1,
         "probability of training with the 'no label' token (classifier-free guidance)"),
       // ---- method ------------------------------------------------------------------------
-      S("method.name", "vanilla", {"vanilla", "dmis", "ambient"},
+      S("method.name", "vanilla", {"vanilla", "dmis", "ambient", "diffem"},
         "vanilla: conditional EDM on the observed label; dmis: spec/method.md section 4; "
-        "ambient: Ambient Diffusion on corrupted images (section 5)"),
+        "ambient: Ambient Diffusion on corrupted images; diffem: DiffEM (section 5)"),
       F("method.delta", "0.1", 0, 0.99,
         "ambient: rate of the further corruption of the seen pixels (fixed per image)"),
       F("method.beta", "1", 0, 1e6, "dmis: weight of the classification loss"),
@@ -117,6 +117,17 @@ const std::vector<KeySpec>& registry() {
       S("method.prior", "uniform", {"uniform", "estimate"},
         "class prior of the classifier; estimate: once per epoch from the EMA arg-max"),
       F("method.prior_momentum", "0.9", 0, 1, "dmis: momentum of the estimated prior"),
+      // ---- diffem -------------------------------------------------------------------------
+      I("diffem.laps", "3", 1, 1000, "diffem: EM laps (M-step, then E-step over the whole dataset)"),
+      F("diffem.lap_kimg", "16", 1e-3, 1e9,
+        "diffem: training of the posterior denoiser per lap, in thousands of images"),
+      F("diffem.final_kimg", "0", 0, 1e9,
+        "diffem: training of the final model on the last reconstructions (0: train.kimg/steps)"),
+      S("diffem.start", "mean", {"mean", "observation"},
+        "diffem: lap-0 reconstruction: mean (observed pixels, the per-pixel mean of the observed "
+        "values elsewhere: the posterior mean under a diagonal Gaussian prior) or the observation"),
+      I("diffem.sample_steps", "12", 1, 10000, "diffem: Heun steps of the E-step sampler"),
+      I("diffem.sample_batch", "100", 1, 1 << 20, "diffem: images per E-step sampler batch"),
       // ---- train -------------------------------------------------------------------------
       I("train.batch", "64", 1, 1 << 20, "images per step (over all ranks)"),
       I("train.steps", "0", 0, kInf, "training length in steps (0: use train.kimg)"),

@@ -8,6 +8,7 @@
 #include "core/rng.hpp"
 #include "kernels/common.hpp"
 #include "kernels/eti.hpp"
+#include "kernels/tensor_ops.hpp"
 
 namespace dmis::diffusion {
 
@@ -256,6 +257,49 @@ Denoiser<Exec> ambient_denoiser(models::UNet<Exec, float>& net,
 }
 
 template <class Exec>
+Denoiser<Exec> conditional_denoiser(models::UNet<Exec, float>& net,
+                                    const Tensor1<const float, Exec>& params, const EdmConfig& edm,
+                                    const Tensor4<const float, Exec>& cond) {
+  const char* op = "dmis::sampler::conditional_denoiser";
+  const models::UNetConfig& nc = net.config();
+  const int B = net.batch(), C = nc.out_channels, R = nc.resolution;
+  const int Cc = static_cast<int>(cond.extent(1));
+  if (B == 0)
+    throw Error(cat(op, ": the UNet must be prepared for the sampler's batch first"));
+  if (nc.in_channels != C + Cc)
+    throw ShapeError(cat(op, ": the UNet takes ", nc.in_channels, " channels; the image has ", C,
+                         " and the condition ", Cc));
+  expect_shape(op, "cond", cond, {B, Cc, R, R});
+  struct Scratch {
+    Buffer1<float, Exec> scaled;  // (B, C, R, R) c_in x
+    Buffer1<float, Exec> net_in;  // (B, C + Cc, R, R)
+    Buffer1<float, Exec> c_noise; // (B)
+  };
+  auto scratch = std::make_shared<Scratch>();
+  scratch->scaled = Buffer1<float, Exec>("dmis::sampler::scaled", static_cast<size_t>(B) * C * R * R);
+  scratch->net_in =
+      Buffer1<float, Exec>("dmis::sampler::net_in", static_cast<size_t>(B) * (C + Cc) * R * R);
+  scratch->c_noise = Buffer1<float, Exec>("dmis::sampler::c_noise", B);
+  models::UNet<Exec, float>* pnet = &net;
+  return [pnet, params, edm, scratch, cond, B, C, Cc, R,
+          op](const Exec& exec, const Tensor4<const float, Exec>& x,
+              const Tensor1<const float, Exec>& sigma, const Tensor1<const int, Exec>& labels,
+              const Tensor4<float, Exec>& D) {
+    expect_shape(op, "x", x, {B, C, R, R});
+    const Tensor4<float, Exec> scaled(scratch->scaled.data(), B, C, R, R),
+        net_in(scratch->net_in.data(), B, C + Cc, R, R);
+    const Tensor1<float, Exec> c_noise(scratch->c_noise.data(), B);
+    Edm<Exec, float>::scale_input(exec, edm, x, sigma, scaled, c_noise);
+    kernels::Concat<Exec, float>::forward(exec, scaled, cond, net_in);
+    pnet->forward(exec, params,
+                  models::UNetIO<Exec, float>{Tensor4<const float, Exec>(net_in),
+                                              Tensor1<const float, Exec>(c_noise), labels},
+                  false);
+    Edm<Exec, float>::denoise(exec, edm, Tensor4<const float, Exec>(pnet->output()), x, sigma, D);
+  };
+}
+
+template <class Exec>
 void ambient_masks(const Exec& exec, uint64_t seed, double keep, uint32_t first_index,
                    const Tensor4<float, Exec>& mask) {
   const rng::Philox gen(seed, rng::kAmbient);
@@ -275,6 +319,9 @@ void ambient_masks(const Exec& exec, uint64_t seed, double keep, uint32_t first_
   template Denoiser<E> ambient_denoiser<E>(models::UNet<E, float>&,                                \
                                            const Tensor1<const float, E>&, const EdmConfig&,       \
                                            const Tensor4<const float, E>&);                        \
+  template Denoiser<E> conditional_denoiser<E>(models::UNet<E, float>&,                            \
+                                               const Tensor1<const float, E>&, const EdmConfig&,   \
+                                               const Tensor4<const float, E>&);                    \
   template void ambient_masks<E>(const E&, uint64_t, double, uint32_t, const Tensor4<float, E>&);  \
   template class HeunSampler<E>;                                                                   \
   template Denoiser<E> unet_denoiser<E>(models::UNet<E, float>&, const Tensor1<const float, E>&,   \

@@ -94,6 +94,14 @@ Denoiser<Exec> ambient_denoiser(models::UNet<Exec, float>& net,
                                 const Tensor1<const float, Exec>& params, const EdmConfig& edm,
                                 const Tensor4<const float, Exec>& mask);
 
+/// A conditional denoiser (DiffEM's posterior q(x | y)): the UNet (in_channels = out_channels +
+/// Cc) sees [c_in(sigma) x, cond] with cond (B, Cc, H, W) fixed during a run, and D = c_skip x +
+/// c_out F. `cond` must outlive the callback.
+template <class Exec>
+Denoiser<Exec> conditional_denoiser(models::UNet<Exec, float>& net,
+                                    const Tensor1<const float, Exec>& params, const EdmConfig& edm,
+                                    const Tensor4<const float, Exec>& cond);
+
 /// The sampler's masks of Ambient Diffusion: pixel p of sample b is seen with probability
 /// `keep`, keyed by (seed, first_index + b, p).
 template <class Exec>

@@ -7,6 +7,7 @@
 #include "kernels/common.hpp"
 #include "kernels/eti.hpp"
 #include "kernels/loss.hpp"
+#include "kernels/tensor_ops.hpp"
 
 namespace dmis::methods {
 
@@ -66,10 +67,10 @@ EdmTrainStep<Exec>::EdmTrainStep(const models::UNetConfig& net, const TrainStepC
   m_dD = buffer<Exec>("denoised_grad", nout);
   m_labels = Buffer1<int, Exec>("dmis::train::labels", B);
   m_host_scalars = typename Buffer1<T, Exec>::HostMirror("dmis::train::host_scalars", 2);
-  if (net.in_channels != net.out_channels && net.in_channels != net.out_channels + 1)
+  if (net.in_channels < net.out_channels)
     throw InputError(cat("EDM training denoises the image itself: in_channels (", net.in_channels,
-                         ") must equal out_channels (", net.out_channels,
-                         "), or exceed it by the one mask channel of Ambient Diffusion"));
+                         ") must be out_channels (", net.out_channels,
+                         ") plus any conditioning channels"));
 }
 
 template <class Exec>
@@ -131,19 +132,30 @@ Tensor4<float, Exec> EdmTrainStep<Exec>::x_sigma() const {
 
 template <class Exec>
 void EdmTrainStep<Exec>::sample_inputs(const Exec& exec, const Tensor4<const T, Exec>& x0,
-                                       const Tensor4<const T, Exec>& mask) {
+                                       const Tensor4<const T, Exec>& mask,
+                                       const Tensor4<const T, Exec>& cond) {
   const auto& nc = m_net.config();
   const int B = m_batch, C = nc.out_channels, R = nc.resolution;
   const char* op = "dmis::train::step";
   kernels::expect_shape(op, "x0", x0, {B, C, R, R});
-  const bool masked = masked_input();
-  kernels::expect(masked == (mask.extent(0) > 0), op,
-                  masked ? "the network takes a mask channel: pass the input mask"
-                         : "an input mask needs a network with one more input channel");
+  const bool masked = mask.extent(0) > 0, conditional = cond.extent(0) > 0;
+  const int Cc = conditional ? static_cast<int>(cond.extent(1)) : 0;
+  kernels::expect(!(masked && conditional), op, "an input mask or conditioning channels, not both");
+  kernels::expect(nc.in_channels == C + (masked ? 1 : 0) + Cc, op,
+                  cat("the network takes ", nc.in_channels, " input channels; the image has ", C,
+                      masked ? ", the mask 1" : "", conditional ? cat(", the condition ", Cc) : ""));
+  if (conditional) kernels::expect_shape(op, "cond", cond, {B, Cc, R, R});
   using Edm = diffusion::Edm<Exec, T>;
   const X noise(m_noise.data(), B, C, R, R), xs(m_x_sigma.data(), B, C, R, R);
   Edm::sample_training_noise(exec, m_cfg.edm, m_cfg.seed, static_cast<uint32_t>(m_step),
                              m_cfg.ids(), m_sigma, noise);
+  if (conditional) {  // net_in = [c_in x_sigma, cond]; the scaled input goes through the D buffer
+    const X scaled(m_D.data(), B, C, R, R);
+    Edm::prepare_training_inputs(exec, m_cfg.edm, x0, m_sigma, noise, xs, scaled, m_c_noise,
+                                 m_weight);
+    kernels::Concat<Exec, T>::forward(exec, scaled, cond, X(m_net_in.data(), B, C + Cc, R, R));
+    return;
+  }
   if (!masked) {
     Edm::prepare_training_inputs(exec, m_cfg.edm, x0, m_sigma, noise, xs,
                                  X(m_net_in.data(), B, C, R, R), m_c_noise, m_weight);

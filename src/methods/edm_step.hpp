@@ -57,9 +57,12 @@ public:
                    const Tensor1<int, Exec>& out) const;
   /// Draws sigma and noise, and forms x_sigma, the network input, c_noise and lambda(sigma).
   /// A network with a mask channel (Ambient Diffusion, masked_input()) takes the input mask
-  /// (B, 1, H, W): x_sigma = mask * (x0 + sigma n), net_in = [c_in x_sigma, mask].
+  /// (B, 1, H, W): x_sigma = mask * (x0 + sigma n), net_in = [c_in x_sigma, mask]. A conditional
+  /// denoiser (DiffEM's posterior) takes conditioning channels cond (B, Cc, H, W): net_in =
+  /// [c_in x_sigma, cond]. The network's in_channels must match.
   void sample_inputs(const Exec& exec, const Tensor4<const T, Exec>& x0,
-                     const Tensor4<const T, Exec>& mask = Tensor4<const T, Exec>());
+                     const Tensor4<const T, Exec>& mask = Tensor4<const T, Exec>(),
+                     const Tensor4<const T, Exec>& cond = Tensor4<const T, Exec>());
   /// Whether the network takes the mask as an extra input channel.
   bool masked_input() const { return m_net.config().in_channels == m_net.config().out_channels + 1; }
   /// The weighted denoising loss of the mixture D_bar = w (B) * D(x_sigma; sigma, labels) + rest

@@ -174,6 +174,7 @@ void from_host(const V& v, const std::vector<float>& src) {
 }  // namespace
 
 int train(const deck::Deck& d) {
+  if (d.get_string("method.name") == "diffem") return train_diffem(d);
   RunPlan plan = make_plan(d);
   const bool root = dist::rank() == 0;
   const int ranks = dist::size();

@@ -36,8 +36,13 @@ models::UNetConfig network_from_deck(const deck::Deck& d, int classes);
 /// Everything a run needs, from a validated deck. Throws DeckError located at the key.
 RunPlan make_plan(const deck::Deck& d);
 
-/// Runs (or resumes) the training described by the deck; returns the exit code.
+/// Runs (or resumes) the training described by the deck; returns the exit code. method.name:
+/// diffem goes to train_diffem.
 int train(const deck::Deck& d);
+
+/// DiffEM (src/train/diffem.cpp): EM laps of a posterior denoiser on corrupted images, then the
+/// final model on the last reconstructions (through train()).
+int train_diffem(const deck::Deck& d);
 
 /// The run directory a deck's run writes to: run.out_dir / (run.name or the deck's stem).
 std::string run_directory(const deck::Deck& d);
