@@ -53,7 +53,7 @@ TEST(Deck, TypeRangeAndChoiceErrorsSayExpectedAndFound) {
   EXPECT_HAS(error_of("data:\n  path: d.h5\nsupervision:\n  rate: 1.5\n"),
              "supervision.rate: expected a number in [0, 1], found 1.5");
   EXPECT_HAS(error_of("data:\n  path: d.h5\nmethod:\n  name: dmiss\n"),
-             "method.name: expected one of vanilla, dmis, found 'dmiss' (did you mean 'dmis'?)");
+             "method.name: expected one of vanilla, dmis, ambient, diffem, found 'dmiss' (did you mean 'dmis'?)");
   EXPECT_HAS(error_of("data:\n  path: d.h5\nnetwork:\n  mults: 2\n"),
              "network.mults: expected a list of integers each in [1, 64], found '2'");
   EXPECT_HAS(error_of("data:\n  path: d.h5\nnetwork:\n  mults: [1, x]\n"),
