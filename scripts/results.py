@@ -212,8 +212,8 @@ def main():
         if "evaluator_test_accuracy" in ev:
             L.append(f"Evaluator (the project's CNN, trained on the clean training split): test accuracy "
                      f"{100 * ev['evaluator_test_accuracy']:.2f} %. Samples: "
-                     f"{ev.get('n_samples', '?')} per run (`dmis sample`, 18 Heun steps, no guidance).\n")
-        cols = [("sample_accuracy", "generated-sample accuracy %", 100, 1, +1),
+                     f"{ev.get('n_generated', '?')} per run (`dmis sample`, 18 Heun steps, no guidance).\n")
+        cols = [("accuracy", "generated-sample accuracy %", 100, 1, +1),
                 ("fd", "FD", 1, 2, -1), ("cw_fd", "CW-FD", 1, 2, -1),
                 ("density", "density", 1, 3, +1), ("coverage", "coverage", 1, 3, +1),
                 ("cas", "CAS %", 100, 1, +1)]

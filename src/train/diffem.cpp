@@ -417,8 +417,13 @@ int train_diffem(const deck::Deck& d) {
     final_deck.set("train.steps=0");
     final_deck.set(cat("train.kimg=", final_kimg));
   }
-  final_deck.set(std::string("run.resume=") +
-                 (io::list_checkpoints(plan.run_dir, "ckpt").empty() ? "none" : "latest"));
+  const bool final_started = !io::list_checkpoints(plan.run_dir, "ckpt").empty();
+  if (!final_started && root) {  // killed before the final model's first checkpoint: start it again
+    std::error_code ec;
+    fs::remove(fs::path(plan.run_dir) / "deck.yaml", ec);
+  }
+  dist::barrier();
+  final_deck.set(std::string("run.resume=") + (final_started ? "latest" : "none"));
   final_deck.set("run.out_dir=" + fs::path(plan.run_dir).parent_path().string());
   final_deck.set("run.name=" + fs::path(plan.run_dir).filename().string());
   return train(final_deck);
