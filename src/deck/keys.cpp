@@ -98,6 +98,9 @@ const std::vector<KeySpec>& registry() {
       S("method.name", "vanilla", {"vanilla", "dmis", "ambient", "diffem"},
         "vanilla: conditional EDM on the observed label; dmis: spec/method.md section 4; "
         "ambient: Ambient Diffusion on corrupted images; diffem: DiffEM (section 5)"),
+      B("method.ambient", "false",
+        "dmis on corrupted images: Ambient's mask channel and masked objective, with the "
+        "label posterior of DMIS (noisy labels and missing pixels in one run)"),
       F("method.delta", "0.1", 0, 0.99,
         "ambient: rate of the further corruption of the seen pixels (fixed per image)"),
       F("method.beta", "1", 0, 1e6, "dmis: weight of the classification loss"),

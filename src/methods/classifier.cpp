@@ -109,6 +109,7 @@ DiffusionClassifier<Exec>::DiffusionClassifier(const models::UNetConfig& net,
   m_sigma = buf<Exec>("sigma", J);
   m_c_noise = buf<Exec>("c_noise", J);
   m_err = buf<Exec>("errors", J);
+  m_seen = buf<Exec>("seen_values", J);
   m_xin = buf<Exec>("net_in", J * n);
   m_xs = buf<Exec>("x_noisy", J * n);
   m_D = buf<Exec>("denoised", J * n);
@@ -122,11 +123,19 @@ void DiffusionClassifier<Exec>::forward(const Exec& exec, const Tensor1<const T,
                                         const Tensor4<const T, Exec>& x0,
                                         const Tensor2<const int, Exec>& classes,
                                         const Tensor1<const T, Exec>& log_prior, uint64_t seed,
-                                        uint32_t step, rng::SampleIds ids) {
+                                        uint32_t step, rng::SampleIds ids,
+                                        const Tensor4<const T, Exec>& mask) {
   const auto& nc = m_net.config();
-  const int B = m_B, NC = m_NC, K = m_K, C = nc.in_channels, R = nc.resolution;
+  const int B = m_B, NC = m_NC, K = m_K, C = nc.out_channels, Cin = nc.in_channels,
+            R = nc.resolution, HW = R * R;
   const char* op = "dmis::classifier::forward";
   kernels::expect_shape(op, "x0", x0, {B, C, R, R});
+  const bool masked = Cin == C + 1;
+  kernels::expect(masked == (mask.extent(0) > 0), op,
+                  masked ? "the network takes a mask channel: pass the pixel masks"
+                         : "pixel masks need a network with a mask channel");
+  if (masked) kernels::expect_shape(op, "mask", mask, {B, 1, R, R});
+  m_mask = mask;
   kernels::expect_shape(op, "classes", classes, {B, NC});
   const bool with_prior = log_prior.extent(0) != 0;
   if (with_prior) kernels::expect_shape(op, "log_prior", log_prior, {nc.classes + 1});
@@ -138,7 +147,7 @@ void DiffusionClassifier<Exec>::forward(const Exec& exec, const Tensor1<const T,
   auto sigma = m_sigma;
   auto c_noise = m_c_noise;
   auto labels = m_labels;
-  const Tensor4<T, Exec> xin(m_xin.data(), J, C, R, R), xs(m_xs.data(), J, C, R, R),
+  const Tensor4<T, Exec> xin(m_xin.data(), J, Cin, R, R), xs(m_xs.data(), J, C, R, R),
       D(m_D.data(), J, C, R, R);
   Kokkos::parallel_for(
       "dmis::classifier::inputs", Kokkos::RangePolicy<Exec>(exec, 0, J), KOKKOS_LAMBDA(int j) {
@@ -151,19 +160,22 @@ void DiffusionClassifier<Exec>::forward(const Exec& exec, const Tensor1<const T,
         const T* a = &x0(b, 0, 0, 0);
         T* o = &xs(j, 0, 0, 0);
         T* q = &xin(j, 0, 0, 0);
+        const T* m = masked ? &mask(b, 0, 0, 0) : nullptr;
         // the same noise for every class c of image b at level k
         for (int e = 0; e < n; e += 2) {
           const rng::Counter cnt =
               gen.bits(static_cast<uint32_t>(k * ((n + 1) / 2) + e / 2), ids(b), step, 0u);
           T z0, z1;
           rng::normal2<T>(cnt.v[0], cnt.v[1], z0, z1);
-          o[e] = a[e] + s * z0;
+          o[e] = (masked ? m[e % HW] : T(1)) * (a[e] + s * z0);
           q[e] = c_in * o[e];
           if (e + 1 < n) {
-            o[e + 1] = a[e + 1] + s * z1;
+            o[e + 1] = (masked ? m[(e + 1) % HW] : T(1)) * (a[e + 1] + s * z1);
             q[e + 1] = c_in * o[e + 1];
           }
         }
+        if (masked)
+          for (int p = 0; p < HW; ++p) q[n + p] = m[p];  // the mask channel
       });
   const models::UNetIO<Exec, T> io{xin, m_c_noise, m_labels};
   m_net.forward(exec, params, io, /*train=*/false);
@@ -172,16 +184,33 @@ void DiffusionClassifier<Exec>::forward(const Exec& exec, const Tensor1<const T,
   Policy policy(exec, J, Kokkos::AUTO);
   policy.set_scratch_size(0, Kokkos::PerTeam(kernels::team_sum_scratch_bytes<T>()));
   auto err = m_err;
+  auto seen = m_seen;
   Kokkos::parallel_for(
       "dmis::classifier::errors", policy, KOKKOS_LAMBDA(const typename Policy::member_type& team) {
         const int j = team.league_rank(), b = j / (NC * K);
         const T* d = &D(j, 0, 0, 0);
         const T* a = &x0(b, 0, 0, 0);
-        const T s = kernels::team_sum(team, n, kernels::team_partials<T>(team), [&](int i) {
-          const T t = d[i] - a[i];
-          return t * t;
+        if (!masked) {
+          const T s = kernels::team_sum(team, n, kernels::team_partials<T>(team), [&](int i) {
+            const T t = d[i] - a[i];
+            return t * t;
+          });
+          Kokkos::single(Kokkos::PerTeam(team), [&]() { err(j) = s / T(n), seen(j) = T(n); });
+          return;
+        }
+        const T* m = &mask(b, 0, 0, 0);
+        T s = 0, cnt = 0;
+        kernels::team_sum2(team, n, kernels::team_partials<T>(team),
+                           [&](int i, T& sq, T& one) {
+                             const T t = m[i % HW] * (d[i] - a[i]);
+                             sq = t * t;
+                             one = m[i % HW];
+                           },
+                           s, cnt);
+        Kokkos::single(Kokkos::PerTeam(team), [&]() {
+          const T c = cnt > T(0) ? cnt : T(1);
+          err(j) = s / c, seen(j) = c;
         });
-        Kokkos::single(Kokkos::PerTeam(team), [&]() { err(j) = s / T(n); });
       });
   auto weight_k = m_weight_k;
   auto logits = m_logits;
@@ -200,27 +229,35 @@ void DiffusionClassifier<Exec>::backward(const Exec& exec, const Tensor1<const T
                                          const Tensor2<const T, Exec>& dlogits,
                                          const Tensor1<T, Exec>& grads) {
   const auto& nc = m_net.config();
-  const int B = m_B, NC = m_NC, K = m_K, C = nc.in_channels, R = nc.resolution;
+  const int B = m_B, NC = m_NC, K = m_K, C = nc.out_channels, Cin = nc.in_channels,
+            R = nc.resolution, HW = R * R;
   kernels::expect_shape("dmis::classifier::backward", "dlogits", dlogits, {B, NC});
   const int J = B * NC * K, n = C * R * R;
   const Tensor4<T, Exec> D(m_D.data(), J, C, R, R), dF(m_xs.data(), J, C, R, R);
-  const Tensor4<const T, Exec> x0 = m_x0;
+  const Tensor4<const T, Exec> x0 = m_x0, mask = m_mask;
+  const bool masked = mask.extent(0) > 0;
   auto weight_k = m_weight_k;
   auto sigma = m_sigma;
+  auto seen = m_seen;
   const T scale = T(m_cfg.logit_scale), sd = T(m_cfg.edm.sigma_data);
-  // d logit / d err_j = -s w_k;  d err_j / dD = 2 (D - x0) / n;  dD / dF = c_out(sigma)
+  // d logit / d err_j = -s w_k;  d err_j / dD = 2 m (D - x0) / seen_j;  dD / dF = c_out(sigma)
   Kokkos::parallel_for(
       "dmis::classifier::bwd_errors", Kokkos::RangePolicy<Exec>(exec, 0, J), KOKKOS_LAMBDA(int j) {
         const int b = j / (NC * K), c = (j / K) % NC, k = j % K;
         const T s = sigma(j);
         const T c_out = s * sd / compat::sqrt(s * s + sd * sd);
-        const T g = -scale * weight_k(k) * dlogits(b, c) * T(2) / T(n) * c_out;
+        const T g = -scale * weight_k(k) * dlogits(b, c) * T(2) / seen(j) * c_out;
         const T* d = &D(j, 0, 0, 0);
         const T* a = &x0(b, 0, 0, 0);
         T* o = &dF(j, 0, 0, 0);
-        for (int i = 0; i < n; ++i) o[i] = g * (d[i] - a[i]);
+        if (masked) {
+          const T* m = &mask(b, 0, 0, 0);
+          for (int i = 0; i < n; ++i) o[i] = g * m[i % HW] * (d[i] - a[i]);
+        } else {
+          for (int i = 0; i < n; ++i) o[i] = g * (d[i] - a[i]);
+        }
       });
-  const models::UNetIO<Exec, T> io{Tensor4<T, Exec>(m_xin.data(), J, C, R, R), m_c_noise, m_labels};
+  const models::UNetIO<Exec, T> io{Tensor4<T, Exec>(m_xin.data(), J, Cin, R, R), m_c_noise, m_labels};
   m_net.backward(exec, params, io, dF, grads);
 }
 

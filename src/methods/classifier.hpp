@@ -45,11 +45,13 @@ public:
 
   /// logits (B, NC) for images x0 (B, C, H, W) and their candidate classes (B, NC) (ids in
   /// [0, K]); noise keyed by (seed, step, ids(b)). log_prior (classes) may be empty
-  /// (uniform).
+  /// (uniform). A network with a mask channel (Ambient) takes the pixel masks (B, 1, H, W) of
+  /// x0: it sees [c_in mask x_sigma, mask], and the error of a class is the mean squared error
+  /// over the seen pixels only.
   void forward(const Exec& exec, const Tensor1<const T, Exec>& params,
                const Tensor4<const T, Exec>& x0, const Tensor2<const int, Exec>& classes,
                const Tensor1<const T, Exec>& log_prior, uint64_t seed, uint32_t step,
-               rng::SampleIds ids);
+               rng::SampleIds ids, const Tensor4<const T, Exec>& mask = Tensor4<const T, Exec>());
   /// grads += d/dparams of sum(dlogits * logits) for the last forward.
   void backward(const Exec& exec, const Tensor1<const T, Exec>& params,
                 const Tensor2<const T, Exec>& dlogits, const Tensor1<T, Exec>& grads);
@@ -67,12 +69,12 @@ private:
   int m_B, m_NC, m_K;
   models::UNet<Exec, T> m_net;
   Buffer1<T, Exec> m_sigma_k, m_weight_k;           // (K)
-  Buffer1<T, Exec> m_sigma, m_c_noise, m_err;       // (B*NC*K)
+  Buffer1<T, Exec> m_sigma, m_c_noise, m_err, m_seen;  // (B*NC*K); m_seen: values counted
   Buffer1<T, Exec> m_xin, m_xs, m_D;                // (B*NC*K, C, H, W)
   Buffer1<int, Exec> m_labels;                      // (B*NC*K)
   Kokkos::View<T**, Kokkos::LayoutRight, DeviceOf<Exec>> m_logits_buf;
   Tensor2<T, Exec> m_logits;
-  Tensor4<const T, Exec> m_x0;                      // the last forward's images
+  Tensor4<const T, Exec> m_x0, m_mask;              // the last forward's images and masks
 };
 
 }  // namespace dmis::methods

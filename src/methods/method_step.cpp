@@ -63,8 +63,12 @@ MethodStep<Exec>::MethodStep(const models::UNetConfig& net, const TrainStepConfi
   kind_of(m.supervision);
   if (m.name != "vanilla" && m.name != "dmis" && m.name != "ambient")
     throw InputError(cat("unknown method '", m.name, "' (vanilla, dmis or ambient)"));
-  if ((m.name == "ambient") != m_core.masked_input())
-    throw InputError(cat("method '", m.name, "' ", m.name == "ambient" ? "needs" : "does not take",
+  if (m.ambient && m.name != "dmis")
+    throw InputError(cat("method.ambient goes with method.name dmis (found '", m.name,
+                         "'; method.name ambient is Ambient Diffusion with the observed labels)"));
+  if (needs_masks() != m_core.masked_input())
+    throw InputError(cat("method '", m.name, m.ambient ? "' with ambient" : "'",
+                         needs_masks() ? " needs" : " does not take",
                          " a network with a mask input channel (in_channels = out_channels + 1), "
                          "found ", net.in_channels, " -> ", net.out_channels));
   if (!(m.delta >= 0 && m.delta < 1))
@@ -91,7 +95,7 @@ MethodStep<Exec>::MethodStep(const models::UNetConfig& net, const TrainStepConfi
   set_prior(std::vector<double>(m_C, 1.0 / m_C));
   const size_t n = static_cast<size_t>(net.in_channels) * net.resolution * net.resolution;
   m_rest = fbuf<Exec>("mix_rest", m_B * n);
-  if (m.name == "ambient")
+  if (needs_masks())
     m_mask_tilde = fbuf<Exec>("ambient_mask", static_cast<size_t>(m_B) * net.resolution * net.resolution);
   if (m.name == "dmis") {
     ClassifierConfig cc;
@@ -171,8 +175,13 @@ void MethodStep<Exec>::run(const Exec& exec, const Tensor4<const T, Exec>& x0,
   kernels::expect_shape(op, "observed", observed, {m_B});
   kernels::expect_shape(op, "candidates", candidates, {m_B, m_C});
   kernels::expect_shape(op, "labeled", labeled, {m_B});
+  if (needs_masks()) {
+    const int R = m_core.net().config().resolution;
+    kernels::expect_shape(op, "mask", mask, {m_B, 1, R, R});
+    kernels::expect_shape(op, "index", index, {m_B});
+  }
   if (dmis_active(m_core.step())) {
-    run_dmis(exec, x0, observed, candidates, labeled);
+    run_dmis(exec, x0, observed, candidates, labeled, mask, index);
     return;
   }
   const Tensor1<int, Exec> labels(m_labels.data(), m_B);
@@ -181,8 +190,6 @@ void MethodStep<Exec>::run(const Exec& exec, const Tensor4<const T, Exec>& x0,
   m_core.drop_labels(exec, labels, labels);
   if (needs_masks()) {  // Ambient Diffusion: the network sees A B x_sigma, the loss A (D - x0)
     const int R = m_core.net().config().resolution;
-    kernels::expect_shape(op, "mask", mask, {m_B, 1, R, R});
-    kernels::expect_shape(op, "index", index, {m_B});
     const Tensor4<T, Exec> tilde(m_mask_tilde.data(), m_B, 1, R, R);
     further_mask(exec, mask, index, tilde);
     m_core.sample_inputs(exec, x0, tilde);
@@ -217,10 +224,18 @@ template <class Exec>
 void MethodStep<Exec>::run_dmis(const Exec& exec, const Tensor4<const T, Exec>& x0,
                                 const Tensor1<const int, Exec>& observed,
                                 const Tensor2<const uint8_t, Exec>& candidates,
-                                const Tensor1<const uint8_t, Exec>& labeled) {
+                                const Tensor1<const uint8_t, Exec>& labeled,
+                                const Tensor4<const T, Exec>& mask,
+                                const Tensor1<const int, Exec>& index) {
   const auto& nc = m_core.net().config();
   const int B = m_B, Bc = m_Bc, Kc = m_Kc, C = m_C, E = m_E;
-  const int Ch = nc.in_channels, R = nc.resolution, n = Ch * R * R;
+  const int Ch = nc.out_channels, R = nc.resolution, n = Ch * R * R, HW = R * R;
+  // DMIS with Ambient's masked objective (noisy labels and missing pixels): the classifiers see
+  // the observation masks A, the generative term the further-masked A B, its loss A
+  const bool masked = needs_masks();
+  const Tensor4<const T, Exec> maskc(masked ? mask.data() : nullptr, masked ? Bc : 0, 1, R, R);
+  const Tensor4<T, Exec> tilde(masked ? m_mask_tilde.data() : nullptr, masked ? B : 0, 1, R, R);
+  if (masked) further_mask(exec, mask, index, tilde);
   const int kind = kind_of(m_cfg.supervision);
   const uint32_t step = static_cast<uint32_t>(m_core.step());
   const rng::SampleIds ids = m_train.ids();
@@ -232,7 +247,7 @@ void MethodStep<Exec>::run_dmis(const Exec& exec, const Tensor4<const T, Exec>& 
   // 1. pseudo-targets: the EMA diffusion classifier over every class
   m_ema_cls->forward(exec, store.ema, x0c,
                      Tensor2<const int, Exec>(m_classes_all.data(), Bc, C), m_log_prior, seed,
-                     step, ids);
+                     step, ids, maskc);
   const Tensor2<T, Exec> fphi(m_fphi.data(), Bc, C);
   {
     const auto lphi = m_ema_cls->logits();
@@ -278,7 +293,7 @@ void MethodStep<Exec>::run_dmis(const Exec& exec, const Tensor4<const T, Exec>& 
       });
   // 3. the live classifier
   m_live_cls->forward(exec, store.params, x0c, Tensor2<const int, Exec>(m_classes_set.data(), Bc, Kc),
-                      m_log_prior, seed, step, ids);
+                      m_log_prior, seed, step, ids, maskc);
   const Tensor2<T, Exec> fth(m_ftheta.data(), Bc, Kc), tgt(m_target.data(), Bc, Kc),
       genw(m_genw.data(), Bc, C);
   auto loss_cls = m_loss_cls;
@@ -403,7 +418,7 @@ void MethodStep<Exec>::run_dmis(const Exec& exec, const Tensor4<const T, Exec>& 
           for (int e = 0; e < E; ++e) xw(e, b) /= total;
         });
   }
-  m_core.sample_inputs(exec, x0);
+  m_core.sample_inputs(exec, x0, tilde);
   const auto xs = m_core.x_sigma();
   const auto sig = m_core.sigma();
   const Tensor4<T, Exec> rest(m_rest.data(), B, Ch, R, R);
@@ -411,7 +426,7 @@ void MethodStep<Exec>::run_dmis(const Exec& exec, const Tensor4<const T, Exec>& 
                                   T(0));
   if (E > 0) {
     const int J = E * Bc;
-    const Tensor4<T, Exec> xin(m_extra_in.data(), J, Ch, R, R);
+    const Tensor4<T, Exec> xin(m_extra_in.data(), J, nc.in_channels, R, R);
     auto cn = m_extra_cn;
     auto xsig = m_extra_sigma;
     auto xlab = m_extra_labels;
@@ -426,6 +441,8 @@ void MethodStep<Exec>::run_dmis(const Exec& exec, const Tensor4<const T, Exec>& 
           const T* a = &xs(b, 0, 0, 0);
           T* o = &xin(j, 0, 0, 0);
           for (int i = 0; i < n; ++i) o[i] = c_in * a[i];
+          if (masked)
+            for (int p = 0; p < HW; ++p) o[n + p] = tilde(b, 0, p / R, p % R);  // mask channel
         });
     m_extra_net->forward(exec, store.params,
                          {xin, m_extra_cn, Tensor1<const int, Exec>(m_extra_labels.data(), J)},
@@ -445,7 +462,7 @@ void MethodStep<Exec>::run_dmis(const Exec& exec, const Tensor4<const T, Exec>& 
           }
         });
   }
-  m_core.generative_loss(exec, x0, top, topw, rest);
+  m_core.generative_loss(exec, x0, top, topw, rest, T(1), masked ? Tensor4<const T, Exec>(mask) : Tensor4<const T, Exec>());
   m_core.finish(exec);
 }
 

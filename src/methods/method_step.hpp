@@ -24,6 +24,7 @@ namespace dmis::methods {
 struct MethodConfig {
   std::string name = "vanilla";       // vanilla | dmis | ambient
   double delta = 0.1;                 // ambient: further-corruption rate of the seen pixels
+  bool ambient = false;               // dmis: Ambient's masked objective on corrupted images
   std::string supervision = "clean";  // clean | noisy | partial | unlabeled
   double beta = 1.0;                  // weight of the classification loss
   double warmup_kimg = 0;             // vanilla steps before the DMIS terms switch on
@@ -63,7 +64,9 @@ public:
            const Tensor4<const T, Exec>& mask = Tensor4<const T, Exec>(),
            const Tensor1<const int, Exec>& index = Tensor1<const int, Exec>());
   /// Whether the method needs the pixel masks and indices (ambient).
-  bool needs_masks() const { return m_cfg.name == "ambient"; }
+  bool needs_masks() const {
+    return m_cfg.name == "ambient" || (m_cfg.name == "dmis" && m_cfg.ambient);
+  }
 
   /// Whether step `s` uses the DMIS terms (dmis, after the warm-up).
   bool dmis_active(long s) const;
@@ -97,7 +100,8 @@ public:
   void run_dmis(const Exec& exec, const Tensor4<const T, Exec>& x0,
                 const Tensor1<const int, Exec>& observed,
                 const Tensor2<const uint8_t, Exec>& candidates,
-                const Tensor1<const uint8_t, Exec>& labeled);
+                const Tensor1<const uint8_t, Exec>& labeled, const Tensor4<const T, Exec>& mask,
+                const Tensor1<const int, Exec>& index);
 
 private:
   MethodConfig m_cfg;

@@ -102,7 +102,7 @@ std::string num(double v, int prec = 4) {
 int train_diffem(const deck::Deck& d) {
   RunPlan plan = make_plan(d);
   const bool root = dist::rank() == 0;
-  const int ranks = dist::size(), rank = dist::rank();
+  const int ranks = dist::size();
   const int local_batch = plan.batch / ranks;
   const std::string dir = (fs::path(plan.run_dir) / "diffem").string();
   const int laps = static_cast<int>(d.get_int("diffem.laps"));

@@ -46,7 +46,9 @@ models::UNetConfig network_from_deck(const deck::Deck& d, int classes) {
   if (d.get_int("network.groups") > 0) c.groups = static_cast<int>(d.get_int("network.groups"));
   c.dropout = static_cast<float>(d.get_float("network.dropout"));
   c.classes = classes;
-  if (d.get_string("method.name") == "ambient") c.in_channels = c.out_channels + 1;  // the mask
+  const std::string method = d.get_string("method.name");
+  if (method == "ambient" || (method == "dmis" && d.get_bool("method.ambient")))
+    c.in_channels = c.out_channels + 1;  // the mask channel
   try {
     c.validate();
     models::unet_param_table(c);  // checks the GroupNorm divisibility of every layer
@@ -122,6 +124,10 @@ RunPlan make_plan(const deck::Deck& d) {
 
   p.method.name = d.get_string("method.name");
   p.method.delta = d.get_float("method.delta");
+  p.method.ambient = d.get_bool("method.ambient");
+  if (p.method.ambient && p.method.name != "dmis")
+    d.fail("method.ambient", cat("true goes with method.name dmis, found '", p.method.name,
+                                 "' (method.name ambient is Ambient Diffusion on the observed labels)"));
   p.method.supervision = kind;
   p.method.beta = d.get_float("method.beta");
   p.method.warmup_kimg = d.get_float("method.warmup_kimg");
@@ -255,16 +261,17 @@ int train(const deck::Deck& d) {
     reducer.sum(e, g);
   };
   if (root) {
+    std::string detail;
+    if (plan.method.name == "dmis")
+      detail = cat("K ", plan.method.timesteps, ", classifier fraction ",
+                   plan.method.classifier_fraction, ", top-k ", plan.method.top_k, ", warm-up ",
+                   plan.method.warmup_kimg, " kimg, beta ", plan.method.beta, ", tau ",
+                   plan.method.tau, ", extra classes ", plan.method.gen_extra);
+    if (method.needs_masks())
+      detail += cat(detail.empty() ? "" : "; ", "ambient: delta ", plan.method.delta,
+                    ", the network sees ", 1 - plan.method.delta, " of the observed pixels");
     files.log(cat("parameters ", core.net().table().total(), ", method ", plan.method.name,
-                  plan.method.name == "ambient"
-                      ? cat(" (delta ", plan.method.delta, ": the network sees ",
-                            1 - plan.method.delta, " of the observed pixels)")
-                  : plan.method.name == "dmis"
-                      ? cat(" (K ", plan.method.timesteps, ", classifier fraction ",
-                            plan.method.classifier_fraction, ", top-k ", plan.method.top_k,
-                            ", warm-up ", plan.method.warmup_kimg, " kimg, beta ",
-                            plan.method.beta, ", tau ", plan.method.tau, ", extra classes ", plan.method.gen_extra, ")")
-                      : std::string()));
+                  detail.empty() ? std::string() : " (" + detail + ")"));
     files.log(cat("training ", plan.steps, " steps (", plan.steps * plan.batch / 1e3,
                   " kimg); progress every ", plan.log_every, " steps; checkpoints every ",
                   plan.checkpoint_every, " steps"));

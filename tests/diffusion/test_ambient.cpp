@@ -156,6 +156,67 @@ TEST(Ambient, LossAndGradientsIgnoreUnseenPixels) {
   EXPECT_NE(a.loss[0], c.loss[0]);
 }
 
+// One full DMIS step with Ambient's masked objective (noisy labels and missing pixels): the
+// parameters after it, from the same start, for an observation x0 with seen-pixel mask A.
+std::vector<float> combined_step(const std::vector<float>& x0, const std::vector<float>& A,
+                                 double* loss_cls = nullptr) {
+  const int B = 8, R = 8;
+  methods::TrainStepConfig tc;
+  tc.global_batch = B;
+  methods::MethodConfig mc;
+  mc.name = "dmis";
+  mc.ambient = true;
+  mc.supervision = "noisy";
+  mc.classifier_fraction = 0.5;
+  mc.top_k = 3;
+  mc.gen_extra = 1;
+  methods::MethodStep<Exec> step(tiny_ambient_net(), tc, mc, B);
+  step.initialize(models::InitScheme::Adm);
+  DView<float****> x("x0", B, 1, R, R), mask("mask", B, 1, R, R);
+  DView<int*> obs("obs", B), idx("idx", B);
+  DView<uint8_t**> cand("cand", B, 10);
+  DView<uint8_t*> lab("lab", B);
+  upload(x, x0);
+  upload(mask, A);
+  auto hi = Kokkos::create_mirror_view(idx);
+  auto ho = Kokkos::create_mirror_view(obs);
+  auto hc = Kokkos::create_mirror_view(cand);
+  auto hl = Kokkos::create_mirror_view(lab);
+  for (int b = 0; b < B; ++b) {
+    hi(b) = 100 + 7 * b;
+    ho(b) = (3 * b) % 10;
+    hl(b) = 1;
+    for (int k = 0; k < 10; ++k) hc(b, k) = k == ho(b);
+  }
+  Kokkos::deep_copy(idx, hi);
+  Kokkos::deep_copy(obs, ho);
+  Kokkos::deep_copy(cand, hc);
+  Kokkos::deep_copy(lab, hl);
+  EXPECT_TRUE(step.dmis_active(0));
+  step.run(Exec(), x, obs, cand, lab, mask, idx);
+  if (loss_cls) *loss_cls = host(step.loss_cls())[0];
+  return host(step.core().store().params);
+}
+
+TEST(Ambient, CombinedDmisStepIgnoresUnseenPixels) {
+  const int n = 8 * 8 * 8;
+  const auto A = mask_of(n, 11, 0.4f);
+  auto x0 = pattern(n, 12);
+  for (int i = 0; i < n; ++i) x0[i] *= A[i];
+  double cls = 0;
+  const auto a = combined_step(x0, A, &cls);
+  EXPECT_TRUE(std::isfinite(cls) && cls > 0) << cls;
+  auto other = x0;
+  for (int i = 0; i < n; ++i)
+    if (A[i] == 0.f) other[i] = -0.7f;
+  EXPECT_EQ(a, combined_step(other, A)) << "unseen pixels changed the DMIS + Ambient step";
+  int seen = 0;
+  while (A[seen] == 0.f) ++seen;
+  other = x0;
+  other[seen] += 0.5f;
+  EXPECT_NE(a, combined_step(other, A));
+}
+
 TEST(Ambient, FurtherMaskIsFixedPerImageAndDropsDelta) {
   const int B = 6, R = 28, hw = R * R;
   methods::TrainStepConfig tc;

@@ -49,7 +49,7 @@ message(STATUS "corrupted runs agree (${a}); clean run differs (${c})")
 dmis(train ${DECK} --set data.path=${WORK}/only.h5 --set run.out_dir=${WORK}/ambient
      --set train.steps=8 --set method.name=ambient --set method.delta=0.2)
 file(READ ${WORK}/ambient/tiny-train/log.txt log)
-if(NOT log MATCHES "method ambient \\(delta 0.2")
+if(NOT log MATCHES "method ambient \\(ambient: delta 0.2")
   message(FATAL_ERROR "the Ambient run log does not name the method:\n${log}")
 endif()
 dmis(sample ${WORK}/ambient/tiny-train/ckpt-00000008.h5 --out ${WORK}/ambient/samples.h5)
@@ -60,3 +60,19 @@ if(NOT EXISTS ${WORK}/ambient/samples.h5)
   message(FATAL_ERROR "no samples written")
 endif()
 message(STATUS "Ambient trains and samples")
+
+# Combined: noisy labels (the deck's symmetric 40 %) and missing pixels, DMIS with Ambient's
+# masked objective, the DMIS terms on from the first step
+dmis(train ${DECK} --set data.path=${WORK}/only.h5 --set run.out_dir=${WORK}/combined
+     --set train.steps=8 --set method.name=dmis --set method.ambient=true --set method.warmup_kimg=0)
+file(READ ${WORK}/combined/tiny-train/log.txt log)
+if(NOT log MATCHES "method dmis \\(K 1, .*; ambient: delta 0.1")
+  message(FATAL_ERROR "the combined run log does not name both:\n${log}")
+endif()
+file(STRINGS ${WORK}/combined/tiny-train/stats.jsonl lines)
+list(GET lines -1 l)
+string(JSON cls GET "${l}" loss_cls)
+if(cls EQUAL 0 OR NOT cls MATCHES "^[0-9]")
+  message(FATAL_ERROR "the combined run has no classification loss: ${l}")
+endif()
+message(STATUS "DMIS + Ambient trains (loss_cls ${cls})")
