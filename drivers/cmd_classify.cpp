@@ -68,15 +68,12 @@ int cmd_classify(const Args& args) {
     throw InputError(cat("dataset '", data_path, "' has no test split"));
   const data::Split& sp = split == "test" ? ds.test : ds.train;
   data::require_images(sp, data_path, "dmis classify");
-  if (m.net.in_channels != m.net.out_channels)
-    throw InputError(cat("'", m.checkpoint, "' is an Ambient Diffusion model (a mask input "
-                         "channel): the diffusion classifier needs a vanilla or dmis model"));
   if (ds.classes != m.net.classes)
     throw InputError(cat("dataset '", data_path, "' has ", ds.classes, " classes; the checkpoint's "
                          "network has ", m.net.classes));
-  if (sp.C != m.net.in_channels || sp.H != m.net.resolution || sp.W != m.net.resolution)
+  if (sp.C != m.net.out_channels || sp.H != m.net.resolution || sp.W != m.net.resolution)
     throw InputError(cat("dataset '", data_path, "' has images of ", sp.C, "x", sp.H, "x", sp.W,
-                         "; the network takes ", m.net.in_channels, "x", m.net.resolution, "x",
+                         "; the network takes ", m.net.out_channels, "x", m.net.resolution, "x",
                          m.net.resolution));
   const int N = limit > 0 ? static_cast<int>(std::min<long>(limit, sp.N)) : sp.N;
   const std::vector<int32_t>& truth = sp.clean_labels.empty() ? sp.labels : sp.clean_labels;
@@ -124,6 +121,11 @@ int cmd_classify(const Args& args) {
   std::vector<int32_t> labels(truth.begin() + lo, truth.begin() + hi);
   train::DeviceData<Exec> dev(Nr, sp.C, sp.H, sp.W, K, images, labels, {}, {});
   Kokkos::View<float****, Kokkos::LayoutRight, Exec::memory_space> x0("dmis::classify::x0", B, sp.C, sp.H, sp.W);
+  // a model with Ambient's mask channel sees the clean test images fully: masks of ones
+  const bool masked = m.net.in_channels == m.net.out_channels + 1;
+  Kokkos::View<float****, Kokkos::LayoutRight, Exec::memory_space> ones("dmis::classify::mask",
+                                                                        masked ? B : 0, 1, sp.H, sp.W);
+  Kokkos::deep_copy(ones, 1.0f);
   Kokkos::View<int**, Kokkos::LayoutRight, Exec::memory_space> classes("dmis::classify::classes", B, K);
   {
     auto h = Kokkos::create_mirror_view(classes);
@@ -141,7 +143,7 @@ int cmd_classify(const Args& args) {
     const int base = std::max(0, std::min(first, Nr - B));  // the last batch overlaps the previous
     dev.gather_range(exec, base, x0);
     cls.forward(exec, params, x0, classes, Kokkos::View<const float*, Kokkos::LayoutRight, Exec::memory_space>(),
-                seed, 0u, static_cast<uint32_t>(lo + base));
+                seed, 0u, static_cast<uint32_t>(lo + base), ones);
     auto lg = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), cls.logits());
     for (int b = first - base; b < first - base + nb; ++b) {
       const int i = base + b;
