@@ -25,7 +25,7 @@ DATA = {
 METHOD = {
     "vanilla": "vanilla EDM on the data as given",
     "ambient": "Ambient Diffusion (delta 0.1)",
-    "diffem": "DiffEM (3 laps, 5000 observations), final model",
+    "diffem": "DiffEM (3 laps of 16 kimg, 5000 observations), final model (32 kimg)",
     "dmis": "DMIS on the observations",
     "dmisambient": "DMIS with Ambient's masked objective (method.ambient)",
 }
