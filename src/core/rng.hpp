@@ -22,6 +22,7 @@ enum Stream : uint32_t {
   kCorruption = 8,   // generated label noise, candidate sets, pixel masks
   kInit = 9,         // parameter initialisation
   kCandidate = 10,   // vanilla training on partial labels: the candidate used this step
+  kAugment = 11,     // evaluator / classifier training: random horizontal flips
   kTest = 100,       // tests
 };
 
