@@ -22,16 +22,16 @@ using Exec = Kokkos::DefaultExecutionSpace;
 
 const char* kEvalUsage =
     "usage: dmis eval train-evaluator --data FILE.h5 --out EVALUATOR.h5 [--epochs N] [--batch B]\n"
-    "                 [--lr X] [--seed S] [--limit N] [--test-limit N] [--no-flip]\n"
+    "                 [--lr X] [--seed S] [--limit N] [--test-limit N] [--flip]\n"
     "       dmis eval [metrics] SAMPLES.h5 --evaluator EVALUATOR.h5 --data FILE.h5 [--json FILE]\n"
     "                 [--k K] [--no-cas] [--cas-steps N] [--cas-batch B] [--cas-seed S]\n"
     "                 [--test-limit N]\n";
 
 int train_evaluator(const Args& args) {
   std::string data_path, out;
-  double epochs = 3, lr = 2e-3;
-  long batch = 128, seed = 0, limit = 0, test_limit = 0;
-  bool flip = true;
+  double epochs = 3, lr = 5e-3;
+  long batch = 64, seed = 0, limit = 0, test_limit = 0;
+  bool flip = false;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& r = args[i];
     auto value = [&]() {
@@ -44,7 +44,7 @@ int train_evaluator(const Args& args) {
                 << ")\non the training split of a dataset file, with its clean_labels when it has "
                    "them (else labels),\nthen measures its accuracy on the test split and writes "
                    "weights, configuration and test\naccuracy to EVALUATOR.h5. Defaults: 3 epochs, "
-                   "batch 128, AdamW lr 2e-3 (cosine), seed 0,\nrandom horizontal flips.\n";
+                   "batch 64, AdamW lr 5e-3 (cosine), seed 0;\n--flip adds random horizontal flips.\n";
       return 0;
     } else if (r == "--data") {
       data_path = value();
@@ -62,8 +62,8 @@ int train_evaluator(const Args& args) {
       limit = parse_long(r, value(), 1);
     } else if (r == "--test-limit") {
       test_limit = parse_long(r, value(), 1);
-    } else if (r == "--no-flip") {
-      flip = false;
+    } else if (r == "--flip") {
+      flip = true;
     } else {
       throw UsageError(cat("unknown option '", r, "'"));
     }
