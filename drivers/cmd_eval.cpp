@@ -35,16 +35,18 @@ int train_evaluator(const Args& args) {
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& r = args[i];
     auto value = [&]() {
-      if (i + 1 >= args.size()) throw UsageError(cat(r, " needs a value"));
+      if (i + 1 >= args.size())
+        throw UsageError(cat(r, " needs a value"));
       return args[++i];
     };
     if (r == "--help" || r == "-h") {
-      std::cout << kEvalUsage
-                << "\ntrain-evaluator trains the evaluator classifier (" << models::EvaluatorConfig().describe()
-                << ")\non the training split of a dataset file, with its clean_labels when it has "
-                   "them (else labels),\nthen measures its accuracy on the test split and writes "
-                   "weights, configuration and test\naccuracy to EVALUATOR.h5. Defaults: 3 epochs, "
-                   "batch 64, AdamW lr 5e-3 (cosine), seed 0;\n--flip adds random horizontal flips.\n";
+      std::cout
+          << kEvalUsage << "\ntrain-evaluator trains the evaluator classifier ("
+          << models::EvaluatorConfig().describe()
+          << ")\non the training split of a dataset file, with its clean_labels when it has "
+             "them (else labels),\nthen measures its accuracy on the test split and writes "
+             "weights, configuration and test\naccuracy to EVALUATOR.h5. Defaults: 3 epochs, "
+             "batch 64, AdamW lr 5e-3 (cosine), seed 0;\n--flip adds random horizontal flips.\n";
       return 0;
     } else if (r == "--data") {
       data_path = value();
@@ -68,12 +70,15 @@ int train_evaluator(const Args& args) {
       throw UsageError(cat("unknown option '", r, "'"));
     }
   }
-  if (data_path.empty()) throw UsageError("--data FILE.h5 is required");
-  if (out.empty()) throw UsageError("--out EVALUATOR.h5 is required");
+  if (data_path.empty())
+    throw UsageError("--data FILE.h5 is required");
+  if (out.empty())
+    throw UsageError("--out EVALUATOR.h5 is required");
 
   const data::Dataset ds = data::read_dataset(data_path, /*with_test=*/true, limit);
   if (!ds.has_test)
-    throw InputError(cat("dataset '", data_path, "' has no test split (/test/images); the "
+    throw InputError(cat("dataset '", data_path,
+                         "' has no test split (/test/images); the "
                          "evaluator's accuracy is measured there"));
   const data::Split& tr = ds.train;
   const bool clean = !tr.clean_labels.empty();
@@ -82,7 +87,8 @@ int train_evaluator(const Args& args) {
   for (int i = 0; i < tr.N; ++i)
     if (labels[i] < 0)
       throw InputError(cat("dataset '", data_path, "' /train/", labels_name, ": image ", i,
-                           " has no label (", labels[i], "); the evaluator needs every training "
+                           " has no label (", labels[i],
+                           "); the evaluator needs every training "
                            "image labelled (import the dataset without supervision, or keep "
                            "/train/clean_labels)"));
   models::EvaluatorConfig cfg;
@@ -94,9 +100,9 @@ int train_evaluator(const Args& args) {
                          "; the evaluator takes square images"));
   cfg.validate();
   Exec exec;
-  const auto train = eval::upload_images<Exec>(tr.images, labels, tr.N, tr.C, tr.H, tr.W,
-                                               ds.classes, cat("dataset '", data_path, "' /train/",
-                                                               labels_name));
+  const auto train =
+      eval::upload_images<Exec>(tr.images, labels, tr.N, tr.C, tr.H, tr.W, ds.classes,
+                                cat("dataset '", data_path, "' /train/", labels_name));
   std::string test_labels;
   const auto test = load_test_split(data_path, test_limit, ds.classes, &test_labels);
 
@@ -122,7 +128,8 @@ int train_evaluator(const Args& args) {
             << s.seconds << " s (" << std::setprecision(0) << s.images_per_second
             << " img/s); test accuracy " << std::setprecision(2) << 100 * acc.overall << " % on "
             << test.N << " test images (" << test_labels << ")\n  per class:";
-  for (int k = 0; k < cfg.classes; ++k) std::cout << " " << std::setprecision(1) << 100 * acc.per_class[k];
+  for (int k = 0; k < cfg.classes; ++k)
+    std::cout << " " << std::setprecision(1) << 100 * acc.per_class[k];
   std::cout << std::defaultfloat << std::endl;
 
   eval::EvaluatorFile e;
@@ -156,35 +163,40 @@ eval::ImageSet<Exec> load_samples(const std::string& path, const models::Evaluat
   const h5::File f(path, h5::File::Mode::Read);
   for (const char* name : {"/images", "/labels"})
     if (!f.exists(name))
-      throw InputError(cat("samples file '", path, "': dataset ", name, " is missing (expected "
-                           "images (N, C, H, W) in [-1, 1] and labels (N), as dmis sample writes)"));
+      throw InputError(
+          cat("samples file '", path, "': dataset ", name,
+              " is missing (expected "
+              "images (N, C, H, W) in [-1, 1] and labels (N), as dmis sample writes)"));
   const auto img = f.read_float("/images");
   const auto lab = f.read_int("/labels");
   const auto& s = img.shape;
   if (s.size() != 4 || s[1] != static_cast<size_t>(cfg.in_channels) ||
       s[2] != static_cast<size_t>(cfg.resolution) || s[3] != static_cast<size_t>(cfg.resolution)) {
     std::string found = "(";
-    for (size_t i = 0; i < s.size(); ++i) found += (i ? ", " : "") + std::to_string(s[i]);
+    for (size_t i = 0; i < s.size(); ++i)
+      found += (i ? ", " : "") + std::to_string(s[i]);
     throw InputError(cat("samples file '", path, "': /images has shape ", found, "), expected (N, ",
                          cfg.in_channels, ", ", cfg.resolution, ", ", cfg.resolution,
                          ") for the evaluator"));
   }
   if (lab.shape.size() != 1 || lab.shape[0] != s[0])
-    throw InputError(cat("samples file '", path, "': /labels has ", lab.size(), " entries, /images ",
-                         s[0], " images"));
+    throw InputError(cat("samples file '", path, "': /labels has ", lab.size(),
+                         " entries, /images ", s[0], " images"));
   if (s[0] < 2)
-    throw InputError(cat("samples file '", path, "': ", s[0], " images; the metrics need at least 2"));
+    throw InputError(
+        cat("samples file '", path, "': ", s[0], " images; the metrics need at least 2"));
   return eval::upload_images<Exec>(img.data, lab.data, static_cast<int>(s[0]), cfg.in_channels,
                                    cfg.resolution, cfg.resolution, cfg.classes,
                                    cat("samples file '", path, "' /labels"));
 }
 
-std::vector<int> rows_of_class(const Kokkos::View<int*, Kokkos::LayoutRight, DeviceOf<Exec>>& labels,
-                               int k) {
+std::vector<int>
+rows_of_class(const Kokkos::View<int*, Kokkos::LayoutRight, DeviceOf<Exec>>& labels, int k) {
   auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), labels);
   std::vector<int> rows;
   for (size_t i = 0; i < h.extent(0); ++i)
-    if (h(i) == k) rows.push_back(static_cast<int>(i));
+    if (h(i) == k)
+      rows.push_back(static_cast<int>(i));
   return rows;
 }
 
@@ -195,7 +207,8 @@ int metrics(const Args& args) {
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& r = args[i];
     auto value = [&]() {
-      if (i + 1 >= args.size()) throw UsageError(cat(r, " needs a value"));
+      if (i + 1 >= args.size())
+        throw UsageError(cat(r, " needs a value"));
       return args[++i];
     };
     if (r == "--help" || r == "-h") {
@@ -236,9 +249,12 @@ int metrics(const Args& args) {
       throw UsageError(cat("one samples file expected, found '", samples, "' and '", r, "'"));
     }
   }
-  if (samples.empty()) throw UsageError("which samples? SAMPLES.h5 (written by dmis sample) is required");
-  if (evaluator.empty()) throw UsageError("--evaluator EVALUATOR.h5 is required");
-  if (data_path.empty()) throw UsageError("--data FILE.h5 (the real test split) is required");
+  if (samples.empty())
+    throw UsageError("which samples? SAMPLES.h5 (written by dmis sample) is required");
+  if (evaluator.empty())
+    throw UsageError("--evaluator EVALUATOR.h5 is required");
+  if (data_path.empty())
+    throw UsageError("--data FILE.h5 (the real test split) is required");
 
   const eval::EvaluatorFile ef = eval::read_evaluator(evaluator);
   const auto& cfg = ef.config;
@@ -255,17 +271,18 @@ int metrics(const Args& args) {
   models::Evaluator<Exec, float> net(cfg);
   net.prepare(256, /*inference_only=*/true);
   Kokkos::View<float*, Kokkos::LayoutRight, Exec::memory_space> pbuf("dmis::eval::params",
-                                                                      ef.params.size());
+                                                                     ef.params.size());
   {
     auto h = Kokkos::create_mirror_view(pbuf);
-    for (size_t i = 0; i < ef.params.size(); ++i) h(i) = ef.params[i];
+    for (size_t i = 0; i < ef.params.size(); ++i)
+      h(i) = ef.params[i];
     Kokkos::deep_copy(pbuf, h);
   }
   const Tensor1<const float, Exec> params(pbuf.data(), pbuf.extent(0));
-  const std::string common = cat("\"samples\": ", json_string(samples), ", \"evaluator\": ",
-                                 json_string(evaluator), ", \"evaluator_test_accuracy\": ",
-                                 json_number(ef.test_accuracy), ", \"n_generated\": ", fake.N,
-                                 ", \"n_real\": ", real.N);
+  const std::string common =
+      cat("\"samples\": ", json_string(samples), ", \"evaluator\": ", json_string(evaluator),
+          ", \"evaluator_test_accuracy\": ", json_number(ef.test_accuracy),
+          ", \"n_generated\": ", fake.N, ", \"n_real\": ", real.N);
 
   // generated-sample accuracy
   const eval::Accuracy acc = eval::classifier_accuracy(exec, net, params, fake);
@@ -277,22 +294,24 @@ int metrics(const Args& args) {
   Kokkos::Timer timer;
   const auto freal = eval::extract_features(exec, net, params, real);
   const auto ffake = eval::extract_features(exec, net, params, fake);
-  const double fd = eval::frechet_distance(eval::fit_gaussian(exec, ffake), eval::fit_gaussian(exec, freal));
+  const double fd =
+      eval::frechet_distance(eval::fit_gaussian(exec, ffake), eval::fit_gaussian(exec, freal));
   std::vector<double> per_class(K, std::nan(""));
   double cw_sum = 0;
   int cw_n = 0;
   for (int c = 0; c < K; ++c) {
     const auto rf = rows_of_class(fake.labels, c), rr = rows_of_class(real.labels, c);
-    if (rf.size() < 2 || rr.size() < 2) continue;  // no covariance: reported as null
-    per_class[c] = eval::frechet_distance(
-        eval::fit_gaussian(exec, eval::select_rows(exec, ffake, rf)),
-        eval::fit_gaussian(exec, eval::select_rows(exec, freal, rr)));
+    if (rf.size() < 2 || rr.size() < 2)
+      continue; // no covariance: reported as null
+    per_class[c] =
+        eval::frechet_distance(eval::fit_gaussian(exec, eval::select_rows(exec, ffake, rf)),
+                               eval::fit_gaussian(exec, eval::select_rows(exec, freal, rr)));
     cw_sum += per_class[c];
     ++cw_n;
   }
-  emit_json(cat("{\"metric\": \"fd\", ", common, ", \"fd\": ", json_number(fd), ", \"cw_fd\": ",
-                json_number(cw_n ? cw_sum / cw_n : std::nan("")), ", \"cw_fd_classes\": ", cw_n,
-                ", \"per_class\": ", json_array(per_class), "}"),
+  emit_json(cat("{\"metric\": \"fd\", ", common, ", \"fd\": ", json_number(fd),
+                ", \"cw_fd\": ", json_number(cw_n ? cw_sum / cw_n : std::nan("")),
+                ", \"cw_fd_classes\": ", cw_n, ", \"per_class\": ", json_array(per_class), "}"),
             json);
 
   // density and coverage
@@ -322,10 +341,11 @@ int metrics(const Args& args) {
   }
   return 0;
 }
-}  // namespace
+} // namespace
 
 int cmd_eval(const Args& args) {
-  if (args.empty()) throw UsageError("which evaluation? train-evaluator or metrics");
+  if (args.empty())
+    throw UsageError("which evaluation? train-evaluator or metrics");
   const std::string& sub = args[0];
   if (sub == "--help" || sub == "-h") {
     std::cout << kEvalUsage
@@ -333,12 +353,17 @@ int cmd_eval(const Args& args) {
                  "each; docs/evaluation.md\ndefines the metrics.\n";
     return 0;
   }
-  if (sub == "train-evaluator") return train_evaluator(Args(args.begin() + 1, args.end()));
-  if (sub == "metrics") return metrics(Args(args.begin() + 1, args.end()));
-  if (!sub.empty() && sub[0] == '-') return metrics(args);  // options before the samples file
-  if (sub.size() > 3 && sub.substr(sub.size() - 3) == ".h5") return metrics(args);
-  throw UsageError(cat("unknown evaluation '", sub, "' (known: train-evaluator, metrics, or a "
+  if (sub == "train-evaluator")
+    return train_evaluator(Args(args.begin() + 1, args.end()));
+  if (sub == "metrics")
+    return metrics(Args(args.begin() + 1, args.end()));
+  if (!sub.empty() && sub[0] == '-')
+    return metrics(args); // options before the samples file
+  if (sub.size() > 3 && sub.substr(sub.size() - 3) == ".h5")
+    return metrics(args);
+  throw UsageError(cat("unknown evaluation '", sub,
+                       "' (known: train-evaluator, metrics, or a "
                        "samples .h5 file)"));
 }
 
-}  // namespace dmis::cli
+} // namespace dmis::cli

@@ -14,8 +14,8 @@ double parse_double(const std::string& option, const std::string& v, double min_
 
 /// The test split of a dataset file (clean_labels when present), at most `limit` images
 /// (0 = all), on the device. `labels_used` says which labels were taken.
-eval::ImageSet<Kokkos::DefaultExecutionSpace> load_test_split(const std::string& path, long limit,
-                                                             int classes, std::string* labels_used);
+eval::ImageSet<Kokkos::DefaultExecutionSpace>
+load_test_split(const std::string& path, long limit, int classes, std::string* labels_used);
 
 /// A JSON number (null for NaN or infinity).
 std::string json_number(double v);
@@ -27,4 +27,4 @@ std::string json_array(const std::vector<double>& v);
 /// Prints one JSON line to stdout and, when `path` is not empty, appends it to that file.
 void emit_json(const std::string& line, const std::string& path);
 
-}  // namespace dmis::cli
+} // namespace dmis::cli

@@ -6,8 +6,7 @@ namespace dmis::kernels {
 
 template <class Exec, class T>
 void SoftmaxCrossEntropy<Exec, T>::forward(const Exec& exec, const CM& logits, const L& labels,
-                                           const M& probs, const V1& per_sample,
-                                           const V1& total) {
+                                           const M& probs, const V1& per_sample, const V1& total) {
   const char* op = "dmis::xent::forward";
   const int B = logits.extent(0), K = logits.extent(1);
   expect(B > 0 && K > 0, op, cat("empty tensor logits ", detail::shape_string(logits)));
@@ -18,18 +17,22 @@ void SoftmaxCrossEntropy<Exec, T>::forward(const Exec& exec, const CM& logits, c
   Kokkos::parallel_for(
       "dmis::xent::fwd_softmax", Kokkos::RangePolicy<Exec>(exec, 0, B), KOKKOS_LAMBDA(int b) {
         T mx = logits(b, 0);
-        for (int k = 1; k < K; ++k) mx = logits(b, k) > mx ? logits(b, k) : mx;
+        for (int k = 1; k < K; ++k)
+          mx = logits(b, k) > mx ? logits(b, k) : mx;
         T z = 0;
-        for (int k = 0; k < K; ++k) z += compat::exp(logits(b, k) - mx);
+        for (int k = 0; k < K; ++k)
+          z += compat::exp(logits(b, k) - mx);
         const T log_z = compat::log(z);
         // -log p[label] = log z - (logit[label] - max), without forming p[label] first
         per_sample(b) = log_z - (logits(b, labels(b)) - mx);
-        for (int k = 0; k < K; ++k) probs(b, k) = compat::exp(logits(b, k) - mx - log_z);
+        for (int k = 0; k < K; ++k)
+          probs(b, k) = compat::exp(logits(b, k) - mx - log_z);
       });
   Kokkos::parallel_for(
       "dmis::xent::fwd_total", Kokkos::RangePolicy<Exec>(exec, 0, 1), KOKKOS_LAMBDA(int) {
         T s = 0;
-        for (int b = 0; b < B; ++b) s += per_sample(b);
+        for (int b = 0; b < B; ++b)
+          s += per_sample(b);
         total(0) = s / T(B);
       });
 }
@@ -65,7 +68,8 @@ void SoftmaxCrossEntropy<Exec, T>::argmax(const Exec& exec, const CM& scores,
       "dmis::xent::argmax", Kokkos::RangePolicy<Exec>(exec, 0, B), KOKKOS_LAMBDA(int b) {
         int best = 0;
         for (int k = 1; k < K; ++k)
-          if (scores(b, k) > scores(b, best)) best = k;
+          if (scores(b, k) > scores(b, best))
+            best = k;
         predictions(b) = best;
       });
 }
@@ -83,4 +87,4 @@ int SoftmaxCrossEntropy<Exec, T>::count_out_of_range(const Exec& exec, const L& 
 DMIS_FOR_EACH_EXEC_AND_SCALAR(DMIS_INST)
 #undef DMIS_INST
 
-}  // namespace dmis::kernels
+} // namespace dmis::kernels

@@ -7,8 +7,7 @@
 
 namespace dmis::kernels {
 
-template <class Exec, class T>
-struct SoftmaxCrossEntropy {
+template <class Exec, class T> struct SoftmaxCrossEntropy {
   using M = Tensor2<T, Exec>;
   using CM = Tensor2<const T, Exec>;
   using V1 = Tensor1<T, Exec>;
@@ -32,4 +31,4 @@ struct SoftmaxCrossEntropy {
   static int count_out_of_range(const Exec& exec, const L& labels, int K);
 };
 
-}  // namespace dmis::kernels
+} // namespace dmis::kernels

@@ -16,7 +16,8 @@ void GlobalAvgPool<Exec, T>::forward(const Exec& exec, const CX& x, const M& y) 
       "dmis::avgpool::fwd", Kokkos::RangePolicy<Exec>(exec, 0, B * C), KOKKOS_LAMBDA(int r) {
         const T* p = &x(r / C, r % C, 0, 0);
         T s = 0;
-        for (int i = 0; i < n; ++i) s += p[i];  // fixed order: deterministic
+        for (int i = 0; i < n; ++i)
+          s += p[i]; // fixed order: deterministic
         y(r / C, r % C) = s * inv;
       });
 }
@@ -34,7 +35,8 @@ void GlobalAvgPool<Exec, T>::backward(const Exec& exec, const CM& dy, const X& d
       "dmis::avgpool::bwd", Kokkos::RangePolicy<Exec>(exec, 0, B * C), KOKKOS_LAMBDA(int r) {
         const T g = dy(r / C, r % C) * inv;
         T* out = &dx(r / C, r % C, 0, 0);
-        for (int i = 0; i < n; ++i) out[i] = accumulate ? out[i] + g : g;
+        for (int i = 0; i < n; ++i)
+          out[i] = accumulate ? out[i] + g : g;
       });
 }
 
@@ -42,4 +44,4 @@ void GlobalAvgPool<Exec, T>::backward(const Exec& exec, const CM& dy, const X& d
 DMIS_FOR_EACH_EXEC_AND_SCALAR(DMIS_INST)
 #undef DMIS_INST
 
-}  // namespace dmis::kernels
+} // namespace dmis::kernels

@@ -6,8 +6,7 @@
 
 namespace dmis::kernels {
 
-template <class Exec, class T>
-struct GlobalAvgPool {
+template <class Exec, class T> struct GlobalAvgPool {
   using X = Tensor4<T, Exec>;
   using CX = Tensor4<const T, Exec>;
   using M = Tensor2<T, Exec>;
@@ -20,4 +19,4 @@ struct GlobalAvgPool {
   static void backward(const Exec& exec, const CM& dy, const X& dx, GradMode mode);
 };
 
-}  // namespace dmis::kernels
+} // namespace dmis::kernels

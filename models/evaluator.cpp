@@ -18,22 +18,28 @@ void EvaluatorConfig::validate() const {
   auto bad = [](const std::string& field, const std::string& why) {
     throw InputError(cat("evaluator config: ", field, " ", why));
   };
-  if (in_channels < 1) bad("in_channels", cat("must be >= 1, found ", in_channels));
-  if (resolution < 1) bad("resolution", cat("must be >= 1, found ", resolution));
-  if (classes < 2) bad("classes", cat("must be >= 2, found ", classes));
-  if (groups < 1) bad("groups", cat("must be >= 1, found ", groups));
-  if (channels.empty()) bad("channels", "must list at least one stage");
+  if (in_channels < 1)
+    bad("in_channels", cat("must be >= 1, found ", in_channels));
+  if (resolution < 1)
+    bad("resolution", cat("must be >= 1, found ", resolution));
+  if (classes < 2)
+    bad("classes", cat("must be >= 2, found ", classes));
+  if (groups < 1)
+    bad("groups", cat("must be >= 1, found ", groups));
+  if (channels.empty())
+    bad("channels", "must list at least one stage");
   if (strides.size() != channels.size())
-    bad("strides", cat("must have one entry per stage (", channels.size(), "), found ",
-                       strides.size()));
+    bad("strides",
+        cat("must have one entry per stage (", channels.size(), "), found ", strides.size()));
   for (size_t i = 0; i < channels.size(); ++i) {
     if (channels[i] < 1 || channels[i] % groups != 0)
-      bad(cat("channels[", i, "]"), cat("must be a positive multiple of groups (", groups,
-                                         "), found ", channels[i]));
+      bad(cat("channels[", i, "]"),
+          cat("must be a positive multiple of groups (", groups, "), found ", channels[i]));
     if (strides[i] != 1 && strides[i] != 2)
       bad(cat("strides[", i, "]"), cat("must be 1 or 2, found ", strides[i]));
   }
-  if (!(gn_eps > 0)) bad("gn_eps", cat("must be > 0, found ", gn_eps));
+  if (!(gn_eps > 0))
+    bad("gn_eps", cat("must be > 0, found ", gn_eps));
 }
 
 std::string EvaluatorConfig::describe() const {
@@ -41,8 +47,8 @@ std::string EvaluatorConfig::describe() const {
   int cin = in_channels, r = resolution;
   for (size_t i = 0; i < channels.size(); ++i) {
     r = (r - 1) / strides[i] + 1;
-    os << "conv3x3 " << cin << "->" << channels[i] << (strides[i] == 2 ? " /2" : "")
-       << " GN SiLU (" << r << "x" << r << "), ";
+    os << "conv3x3 " << cin << "->" << channels[i] << (strides[i] == 2 ? " /2" : "") << " GN SiLU ("
+       << r << "x" << r << "), ";
     cin = channels[i];
   }
   os << "avgpool, linear " << cin << "->" << classes;
@@ -89,9 +95,10 @@ void init_evaluator_params(const Exec& exec, const ParamTable& table,
     Kokkos::parallel_for(
         "dmis::evaluator::init", Kokkos::RangePolicy<Exec>(exec, 0, p.numel),
         KOKKOS_LAMBDA(size_t i) {
-          dst[i] = is_norm ? constant
-                           : bd * (T(2) * rng::uniform<T>(gen, tensor, 0u, static_cast<uint32_t>(i)) -
-                                   T(1));
+          dst[i] =
+              is_norm
+                  ? constant
+                  : bd * (T(2) * rng::uniform<T>(gen, tensor, 0u, static_cast<uint32_t>(i)) - T(1));
         });
   }
 }
@@ -110,7 +117,7 @@ Evaluator<Exec, T>::Evaluator(const EvaluatorConfig& cfg)
     s.cout = cfg.channels[i];
     s.stride = cfg.strides[i];
     s.Hin = r;
-    s.Ho = (r - 1) / s.stride + 1;  // pad 1, kernel 3
+    s.Ho = (r - 1) / s.stride + 1; // pad 1, kernel 3
     m_stages.push_back(s);
     cin = s.cout;
     r = s.Ho;
@@ -119,9 +126,9 @@ Evaluator<Exec, T>::Evaluator(const EvaluatorConfig& cfg)
   m_fc_b = m_table.at("fc.bias").offset;
 }
 
-template <class Exec, class T>
-void Evaluator<Exec, T>::prepare(int batch, bool inference_only) {
-  if (batch <= 0) throw InputError(cat("evaluator: batch size must be > 0, got ", batch));
+template <class Exec, class T> void Evaluator<Exec, T>::prepare(int batch, bool inference_only) {
+  if (batch <= 0)
+    throw InputError(cat("evaluator: batch size must be > 0, got ", batch));
   m_batch = batch;
   m_inference_only = inference_only;
   const bool host =
@@ -132,7 +139,7 @@ void Evaluator<Exec, T>::prepare(int batch, bool inference_only) {
   size_t used = 0;
   auto take = [&](size_t n) {
     const size_t at = used;
-    used += (n + 63) / 64 * 64;  // 256-byte aligned slices
+    used += (n + 63) / 64 * 64; // 256-byte aligned slices
     return at;
   };
   size_t scratch = 0, max_act = 0;
@@ -163,13 +170,11 @@ void Evaluator<Exec, T>::prepare(int batch, bool inference_only) {
       Kokkos::view_alloc(Kokkos::WithoutInitializing, "dmis::evaluator::workspace"), used);
 }
 
-template <class Exec, class T>
-Tensor2<T, Exec> Evaluator<Exec, T>::logits(int n) const {
+template <class Exec, class T> Tensor2<T, Exec> Evaluator<Exec, T>::logits(int n) const {
   return ws2(m_logits, n, m_cfg.classes);
 }
 
-template <class Exec, class T>
-Tensor2<T, Exec> Evaluator<Exec, T>::features(int n) const {
+template <class Exec, class T> Tensor2<T, Exec> Evaluator<Exec, T>::features(int n) const {
   return ws2(m_feat, n, m_cfg.features());
 }
 
@@ -189,8 +194,8 @@ void Evaluator<Exec, T>::forward(const Exec& exec, const CV1& params, const CX& 
     const auto c = ws4(s.conv, n, s.cout, s.Ho), a = ws4(s.act, n, s.cout, s.Ho);
     kernels::Conv2d<Exec, T>::forward(exec, in, CX(p + s.w, s.cout, s.cin, 3, 3),
                                       CV1(p + s.b, s.cout), s.stride, c, scratch);
-    kernels::GroupNorm<Exec, T>::forward(exec, c, CV1(p + s.g, s.cout), CV1(p + s.beta, s.cout),
-                                         G, static_cast<T>(m_cfg.gn_eps), a, ws2(s.mean, n, G),
+    kernels::GroupNorm<Exec, T>::forward(exec, c, CV1(p + s.g, s.cout), CV1(p + s.beta, s.cout), G,
+                                         static_cast<T>(m_cfg.gn_eps), a, ws2(s.mean, n, G),
                                          ws2(s.rstd, n, G), /*silu=*/true);
     in = a;
   }
@@ -219,10 +224,9 @@ void Evaluator<Exec, T>::backward(const Exec& exec, const CV1& params, const CX&
   T* gp = grads.data();
   const Tensor1<T, Exec> scratch(m_ws.data() + m_scratch, m_scratch_n);
   const auto dfeat = ws2(m_dfeat, n, F);
-  kernels::Linear<Exec, T>::backward(exec, dlogits, features(n),
-                                     Tensor2<const T, Exec>(p + m_fc_w, K, F), dfeat,
-                                     GradMode::Overwrite, Tensor2<T, Exec>(gp + m_fc_w, K, F),
-                                     Tensor1<T, Exec>(gp + m_fc_b, K));
+  kernels::Linear<Exec, T>::backward(
+      exec, dlogits, features(n), Tensor2<const T, Exec>(p + m_fc_w, K, F), dfeat,
+      GradMode::Overwrite, Tensor2<T, Exec>(gp + m_fc_w, K, F), Tensor1<T, Exec>(gp + m_fc_b, K));
   const Stage& last = m_stages.back();
   kernels::GlobalAvgPool<Exec, T>::backward(exec, dfeat, ws4(m_ga, n, last.cout, last.Ho),
                                             GradMode::Overwrite);
@@ -237,25 +241,25 @@ void Evaluator<Exec, T>::backward(const Exec& exec, const CV1& params, const CX&
         /*silu=*/true, ga);
     const CX in = i == 0 ? x : CX(ws4(m_stages[i - 1].act, n, s.cin, s.Hin));
     const auto dx = i == 0 ? Tensor4<T, Exec>() : ws4(m_ga, n, s.cin, s.Hin);
-    kernels::Conv2d<Exec, T>::backward(exec, gb, in, CX(p + s.w, s.cout, s.cin, 3, 3), s.stride,
-                                       dx, GradMode::Overwrite,
+    kernels::Conv2d<Exec, T>::backward(exec, gb, in, CX(p + s.w, s.cout, s.cin, 3, 3), s.stride, dx,
+                                       GradMode::Overwrite,
                                        Tensor4<T, Exec>(gp + s.w, s.cout, s.cin, 3, 3),
                                        Tensor1<T, Exec>(gp + s.b, s.cout), scratch);
   }
 }
 
-template <class Exec, class T>
-double Evaluator<Exec, T>::forward_flops_per_sample() const {
+template <class Exec, class T> double Evaluator<Exec, T>::forward_flops_per_sample() const {
   double f = 0;
-  for (const Stage& s : m_stages) f += 2.0 * s.cout * s.cin * 9 * s.Ho * s.Ho;
+  for (const Stage& s : m_stages)
+    f += 2.0 * s.cout * s.cin * 9 * s.Ho * s.Ho;
   return f + 2.0 * m_cfg.features() * m_cfg.classes;
 }
 
-#define DMIS_INST(E, T)                                                                          \
-  template class Evaluator<E, T>;                                                                \
-  template void init_evaluator_params<E, T>(const E&, const ParamTable&, const Tensor1<T, E>&,   \
+#define DMIS_INST(E, T)                                                                            \
+  template class Evaluator<E, T>;                                                                  \
+  template void init_evaluator_params<E, T>(const E&, const ParamTable&, const Tensor1<T, E>&,     \
                                             uint64_t);
 DMIS_FOR_EACH_EXEC_AND_SCALAR(DMIS_INST)
 #undef DMIS_INST
 
-}  // namespace dmis::models
+} // namespace dmis::models

@@ -26,9 +26,9 @@ struct EvaluatorConfig {
   int in_channels = 1;
   int resolution = 28;
   int classes = 10;
-  int groups = 8;                        // GroupNorm groups (divides every stage's channels)
+  int groups = 8; // GroupNorm groups (divides every stage's channels)
   std::vector<int> channels{32, 64, 64, 128};
-  std::vector<int> strides{1, 2, 1, 2};  // 1 or 2 per stage
+  std::vector<int> strides{1, 2, 1, 2}; // 1 or 2 per stage
   float gn_eps = 1e-5f;
 
   /// Throws InputError naming the offending field and why.
@@ -47,8 +47,7 @@ template <class Exec, class T>
 void init_evaluator_params(const Exec& exec, const ParamTable& table,
                            const Tensor1<T, Exec>& params, uint64_t seed);
 
-template <class Exec, class T = float>
-class Evaluator {
+template <class Exec, class T = float> class Evaluator {
 public:
   using CX = Tensor4<const T, Exec>;
   using CV1 = Tensor1<const T, Exec>;
@@ -77,9 +76,9 @@ public:
 
 private:
   struct Stage {
-    size_t w = 0, b = 0, g = 0, beta = 0;  // parameter offsets
+    size_t w = 0, b = 0, g = 0, beta = 0; // parameter offsets
     int cin = 0, cout = 0, stride = 1, Hin = 0, Ho = 0;
-    size_t conv = 0, act = 0, mean = 0, rstd = 0;  // workspace offsets (per batch() rows)
+    size_t conv = 0, act = 0, mean = 0, rstd = 0; // workspace offsets (per batch() rows)
   };
   Tensor4<T, Exec> ws4(size_t off, int n, int C, int H) const {
     return Tensor4<T, Exec>(m_ws.data() + off, n, C, H, H);
@@ -99,4 +98,4 @@ private:
   size_t m_scratch_n = 0;
 };
 
-}  // namespace dmis::models
+} // namespace dmis::models

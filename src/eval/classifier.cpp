@@ -22,16 +22,16 @@ ImageSet<Exec> upload(const std::vector<S>& images, const std::vector<int32_t>& 
   const size_t n = static_cast<size_t>(N) * C * H * W;
   if (N < 1 || images.size() != n || labels.size() != static_cast<size_t>(N))
     throw InputError(cat(what, ": ", images.size(), " pixel values and ", labels.size(),
-                         " labels, expected ", n, " and ", N, " for ", N, " images of ", C, "x",
-                         H, "x", W));
+                         " labels, expected ", n, " and ", N, " for ", N, " images of ", C, "x", H,
+                         "x", W));
   for (int i = 0; i < N; ++i)
     if (labels[i] < 0 || labels[i] >= K)
-      throw InputError(cat(what, ": label of image ", i, " is ", labels[i], ", expected a class in [0, ",
-                           K, ")"));
+      throw InputError(cat(what, ": label of image ", i, " is ", labels[i],
+                           ", expected a class in [0, ", K, ")"));
   ImageSet<Exec> s;
   s.N = N, s.C = C, s.H = H, s.W = W, s.K = K;
-  s.images = decltype(s.images)(
-      Kokkos::view_alloc(Kokkos::WithoutInitializing, "dmis::eval::images"), n);
+  s.images =
+      decltype(s.images)(Kokkos::view_alloc(Kokkos::WithoutInitializing, "dmis::eval::images"), n);
   s.labels = decltype(s.labels)("dmis::eval::labels", N);
   auto hi = Kokkos::create_mirror_view(s.images);
   auto hl = Kokkos::create_mirror_view(s.labels);
@@ -46,7 +46,8 @@ ImageSet<Exec> upload(const std::vector<S>& images, const std::vector<int32_t>& 
         throw InputError(cat(what, ": pixel value ", i, " is not a finite number"));
     hi(i) = v;
   }
-  for (int i = 0; i < N; ++i) hl(i) = labels[i];
+  for (int i = 0; i < N; ++i)
+    hl(i) = labels[i];
   Kokkos::deep_copy(s.images, hi);
   Kokkos::deep_copy(s.labels, hl);
   return s;
@@ -68,13 +69,14 @@ void gather_batch(const Exec& exec, const ImageSet<Exec>& d, uint64_t seed, uint
         const int b = r / (C * H), row = r % (C * H);
         const uint64_t pos = first + static_cast<uint64_t>(b);
         const uint32_t i = train::DeviceData<Exec>::index_at(pos, N, seed);
-        const bool mirror =
-            flip && rng::uniform<float>(gen, static_cast<uint32_t>(pos >> 32),
-                                        static_cast<uint32_t>(pos), 0u) < 0.5f;
+        const bool mirror = flip && rng::uniform<float>(gen, static_cast<uint32_t>(pos >> 32),
+                                                        static_cast<uint32_t>(pos), 0u) < 0.5f;
         const float* src = &images(i * n + static_cast<size_t>(row) * W);
         float* dst = &x(b, 0, 0, 0) + static_cast<size_t>(row) * W;
-        for (int w = 0; w < W; ++w) dst[w] = src[mirror ? W - 1 - w : w];
-        if (row == 0) y(b) = labels(i);
+        for (int w = 0; w < W; ++w)
+          dst[w] = src[mirror ? W - 1 - w : w];
+        if (row == 0)
+          y(b) = labels(i);
       });
 }
 
@@ -87,7 +89,8 @@ void accumulate_stats(const Exec& exec, const Tensor1<const float, Exec>& loss,
   Kokkos::parallel_for(
       "dmis::eval::stats", Kokkos::RangePolicy<Exec>(exec, 0, 1), KOKKOS_LAMBDA(int) {
         int right = 0;
-        for (int b = 0; b < B; ++b) right += pred(b) == y(b) ? 1 : 0;
+        for (int b = 0; b < B; ++b)
+          right += pred(b) == y(b) ? 1 : 0;
         stats(0) += loss(0);
         stats(1) += right;
       });
@@ -101,8 +104,9 @@ void count_right(const Exec& exec, const Tensor1<const int, Exec>& pred,
   Kokkos::parallel_for(
       "dmis::eval::count_right", Kokkos::RangePolicy<Exec>(exec, 0, pred.extent(0)),
       KOKKOS_LAMBDA(int b) {
-        Kokkos::atomic_add(&counts(K + y(b)), 1L);  // integers: the order does not matter
-        if (pred(b) == y(b)) Kokkos::atomic_add(&counts(y(b)), 1L);
+        Kokkos::atomic_add(&counts(K + y(b)), 1L); // integers: the order does not matter
+        if (pred(b) == y(b))
+          Kokkos::atomic_add(&counts(y(b)), 1L);
       });
 }
 
@@ -118,13 +122,16 @@ void copy_features(const Exec& exec, const Tensor2<const float, Exec>& f, int fi
 std::string duration(double s) {
   const long t = static_cast<long>(s + 0.5);
   std::ostringstream os;
-  if (t >= 3600) os << t / 3600 << "h" << std::setw(2) << std::setfill('0') << (t / 60) % 60 << "m";
-  else if (t >= 60) os << t / 60 << "m" << std::setw(2) << std::setfill('0') << t % 60 << "s";
-  else os << t << "s";
+  if (t >= 3600)
+    os << t / 3600 << "h" << std::setw(2) << std::setfill('0') << (t / 60) % 60 << "m";
+  else if (t >= 60)
+    os << t / 60 << "m" << std::setw(2) << std::setfill('0') << t % 60 << "s";
+  else
+    os << t << "s";
   return os.str();
 }
 
-}  // namespace
+} // namespace
 
 template <class Exec>
 ImageSet<Exec> upload_images(const std::vector<uint8_t>& images, const std::vector<int32_t>& labels,
@@ -151,11 +158,13 @@ TrainSummary train_classifier(const Exec& exec, models::Evaluator<Exec, float>& 
   const auto& cfg = net.config();
   if (data.C != cfg.in_channels || data.H != cfg.resolution || data.W != cfg.resolution ||
       data.K != cfg.classes)
-    throw InputError(cat(opt.what, ": images of ", data.C, "x", data.H, "x", data.W, " in ",
-                         data.K, " classes; the classifier takes ", cfg.in_channels, "x",
-                         cfg.resolution, "x", cfg.resolution, " in ", cfg.classes));
-  if (opt.steps < 1) throw InputError(cat(opt.what, ": steps must be >= 1, got ", opt.steps));
-  if (!(opt.lr > 0)) throw InputError(cat(opt.what, ": learning rate must be > 0, got ", opt.lr));
+    throw InputError(cat(opt.what, ": images of ", data.C, "x", data.H, "x", data.W, " in ", data.K,
+                         " classes; the classifier takes ", cfg.in_channels, "x", cfg.resolution,
+                         "x", cfg.resolution, " in ", cfg.classes));
+  if (opt.steps < 1)
+    throw InputError(cat(opt.what, ": steps must be >= 1, got ", opt.steps));
+  if (!(opt.lr > 0))
+    throw InputError(cat(opt.what, ": learning rate must be > 0, got ", opt.lr));
   const int B = std::min(opt.batch, data.N), K = cfg.classes;
   net.prepare(B);
   // every buffer of the loop, allocated once
@@ -181,8 +190,9 @@ TrainSummary train_classifier(const Exec& exec, models::Evaluator<Exec, float>& 
   ac.lr = opt.lr;
   ac.weight_decay = opt.weight_decay;
   const long warm = std::min<long>(200, std::max<long>(1, opt.steps / 20));
-  auto lr_at = [&](long step) {  // step counts from 0
-    if (step < warm) return opt.lr * static_cast<double>(step + 1) / warm;
+  auto lr_at = [&](long step) { // step counts from 0
+    if (step < warm)
+      return opt.lr * static_cast<double>(step + 1) / warm;
     const double t = static_cast<double>(step - warm) / std::max<long>(1, opt.steps - warm);
     return opt.lr * 0.5 * (1.0 + std::cos(3.14159265358979323846 * t));
   };
@@ -201,29 +211,30 @@ TrainSummary train_classifier(const Exec& exec, models::Evaluator<Exec, float>& 
     Xent::forward(exec, net.logits(B), cy, P, per_sample, total);
     Xent::argmax(exec, net.logits(B), pred);
     accumulate_stats<Exec>(exec, total, pred, cy, stats);
-    Xent::backward(exec, 1.0f, P, cy, P, GradMode::Overwrite);  // probs become dlogits
+    Xent::backward(exec, 1.0f, P, cy, P, GradMode::Overwrite); // probs become dlogits
     Opt::fill(exec, grads, 0.0f);
     net.backward(exec, params, cx, P, grads);
     Opt::adamw(exec, ac, lr_at(step), step + 1, params, grads, m, v, Tensor1<const float, Exec>());
     ++since;
     const bool last = step + 1 == opt.steps;
     if (opt.log_seconds >= 0 && (last || timer.seconds() - t_log >= opt.log_seconds)) {
-      Kokkos::deep_copy(stats_h, stats);  // waits for the step
+      Kokkos::deep_copy(stats_h, stats); // waits for the step
       const double now = timer.seconds();
       sum.final_loss = stats_h(0) / since;
       sum.final_accuracy = stats_h(1) / (static_cast<double>(since) * B);
-      Kokkos::deep_copy(stats, 0.0);  // (stats_h may be stats itself on a host backend)
+      Kokkos::deep_copy(stats, 0.0); // (stats_h may be stats itself on a host backend)
       if (!std::isfinite(sum.final_loss))
-        throw Error(cat(opt.what, ": step ", step + 1, ": the loss is not a number; lower the "
+        throw Error(cat(opt.what, ": step ", step + 1,
+                        ": the loss is not a number; lower the "
                         "learning rate (--lr)"));
       const double rate = (step + 1) * static_cast<double>(B) / now;
       if (progress) {
         *progress << opt.what << ": epoch " << step / per_epoch + 1 << "/" << epochs << " | step "
                   << step + 1 << "/" << opt.steps << " | loss " << std::fixed
                   << std::setprecision(4) << sum.final_loss << " | acc " << std::setprecision(3)
-                  << sum.final_accuracy << " | " << std::setprecision(0) << rate
-                  << " img/s | lr " << std::defaultfloat << std::setprecision(3) << lr_at(step)
-                  << " | ETA " << duration((opt.steps - step - 1) * B / rate) << std::endl;
+                  << sum.final_accuracy << " | " << std::setprecision(0) << rate << " img/s | lr "
+                  << std::defaultfloat << std::setprecision(3) << lr_at(step) << " | ETA "
+                  << duration((opt.steps - step - 1) * B / rate) << std::endl;
       }
       t_log = now;
       since = 0;
@@ -266,9 +277,9 @@ Accuracy classifier_accuracy(const Exec& exec, models::Evaluator<Exec, float>& n
 }
 
 template <class Exec>
-Kokkos::View<double**, Kokkos::LayoutRight, DeviceOf<Exec>> extract_features(
-    const Exec& exec, models::Evaluator<Exec, float>& net, const Tensor1<const float, Exec>& params,
-    const ImageSet<Exec>& data) {
+Kokkos::View<double**, Kokkos::LayoutRight, DeviceOf<Exec>>
+extract_features(const Exec& exec, models::Evaluator<Exec, float>& net,
+                 const Tensor1<const float, Exec>& params, const ImageSet<Exec>& data) {
   const int B = net.batch(), F = net.config().features();
   Kokkos::View<double**, Kokkos::LayoutRight, DeviceOf<Exec>> out(
       Kokkos::view_alloc(Kokkos::WithoutInitializing, "dmis::eval::features"), data.N, F);
@@ -283,20 +294,20 @@ Kokkos::View<double**, Kokkos::LayoutRight, DeviceOf<Exec>> extract_features(
 
 #define DMIS_INST(E, T) DMIS_INST_##T(E)
 #define DMIS_INST_double(E)
-#define DMIS_INST_float(E)                                                                       \
-  template struct ImageSet<E>;                                                                   \
-  template ImageSet<E> upload_images<E>(const std::vector<uint8_t>&, const std::vector<int32_t>&, \
-                                        int, int, int, int, int, const std::string&);            \
-  template ImageSet<E> upload_images<E>(const std::vector<float>&, const std::vector<int32_t>&,   \
-                                        int, int, int, int, int, const std::string&);            \
-  template TrainSummary train_classifier<E>(const E&, models::Evaluator<E, float>&,              \
-                                            ParamStore<E, float>&, const ImageSet<E>&,            \
-                                            const TrainOptions&, std::ostream*);                 \
-  template Accuracy classifier_accuracy<E>(const E&, models::Evaluator<E, float>&,               \
-                                           const Tensor1<const float, E>&, const ImageSet<E>&);   \
-  template Kokkos::View<double**, Kokkos::LayoutRight, DeviceOf<E>> extract_features<E>(         \
+#define DMIS_INST_float(E)                                                                         \
+  template struct ImageSet<E>;                                                                     \
+  template ImageSet<E> upload_images<E>(const std::vector<uint8_t>&, const std::vector<int32_t>&,  \
+                                        int, int, int, int, int, const std::string&);              \
+  template ImageSet<E> upload_images<E>(const std::vector<float>&, const std::vector<int32_t>&,    \
+                                        int, int, int, int, int, const std::string&);              \
+  template TrainSummary train_classifier<E>(const E&, models::Evaluator<E, float>&,                \
+                                            ParamStore<E, float>&, const ImageSet<E>&,             \
+                                            const TrainOptions&, std::ostream*);                   \
+  template Accuracy classifier_accuracy<E>(const E&, models::Evaluator<E, float>&,                 \
+                                           const Tensor1<const float, E>&, const ImageSet<E>&);    \
+  template Kokkos::View<double**, Kokkos::LayoutRight, DeviceOf<E>> extract_features<E>(           \
       const E&, models::Evaluator<E, float>&, const Tensor1<const float, E>&, const ImageSet<E>&);
 DMIS_FOR_EACH_EXEC_AND_SCALAR(DMIS_INST)
 #undef DMIS_INST
 
-}  // namespace dmis::eval
+} // namespace dmis::eval

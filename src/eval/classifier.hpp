@@ -19,8 +19,7 @@
 namespace dmis::eval {
 
 /// Labelled images on the device: images (N, C, H, W) in [-1, 1], labels (N) in [0, K).
-template <class Exec>
-struct ImageSet {
+template <class Exec> struct ImageSet {
   int N = 0, C = 0, H = 0, W = 0, K = 0;
   Kokkos::View<float*, Kokkos::LayoutRight, DeviceOf<Exec>> images;
   Kokkos::View<int*, Kokkos::LayoutRight, DeviceOf<Exec>> labels;
@@ -45,14 +44,14 @@ ImageSet<Exec> upload_images(const std::vector<float>& images, const std::vector
                              int N, int C, int H, int W, int K, const std::string& what);
 
 struct TrainOptions {
-  long steps = 0;               // optimizer steps
-  int batch = 128;              // images per step (capped at the set size)
-  double lr = 2e-3;             // peak AdamW learning rate: linear warm-up, then cosine to 0
-  double weight_decay = 5e-4;   // decoupled
-  uint64_t seed = 0;            // initialisation, data order and flips
-  bool flip = true;             // random horizontal flips
-  double log_seconds = 5;       // progress every this many seconds (and at the end); <0: never
-  std::string what = "train";   // names the run in progress lines
+  long steps = 0;             // optimizer steps
+  int batch = 128;            // images per step (capped at the set size)
+  double lr = 2e-3;           // peak AdamW learning rate: linear warm-up, then cosine to 0
+  double weight_decay = 5e-4; // decoupled
+  uint64_t seed = 0;          // initialisation, data order and flips
+  bool flip = true;           // random horizontal flips
+  double log_seconds = 5;     // progress every this many seconds (and at the end); <0: never
+  std::string what = "train"; // names the run in progress lines
 };
 
 /// Steps for `epochs` passes over `n` images at batch `batch` (at least 1).
@@ -61,7 +60,7 @@ long steps_for_epochs(double epochs, long n, int batch);
 struct TrainSummary {
   long steps = 0;
   double seconds = 0, images_per_second = 0;
-  double final_loss = 0, final_accuracy = 0;  // running means since the last progress line
+  double final_loss = 0, final_accuracy = 0; // running means since the last progress line
 };
 
 /// Initialises store.params from opt.seed and trains `net` (prepared here for
@@ -74,8 +73,8 @@ TrainSummary train_classifier(const Exec& exec, models::Evaluator<Exec, float>& 
 struct Accuracy {
   long n = 0;
   double overall = 0;
-  std::vector<double> per_class;  // (K) share right among images of class k (NaN: none)
-  std::vector<long> count;        // (K) images of class k
+  std::vector<double> per_class; // (K) share right among images of class k (NaN: none)
+  std::vector<long> count;       // (K) images of class k
 };
 
 /// Accuracy of argmax(logits) against data.labels; net must be prepared (any batch).
@@ -85,8 +84,8 @@ Accuracy classifier_accuracy(const Exec& exec, models::Evaluator<Exec, float>& n
 
 /// Evaluator features (N, F) in double of every image of `data`, in order.
 template <class Exec>
-Kokkos::View<double**, Kokkos::LayoutRight, DeviceOf<Exec>> extract_features(
-    const Exec& exec, models::Evaluator<Exec, float>& net, const Tensor1<const float, Exec>& params,
-    const ImageSet<Exec>& data);
+Kokkos::View<double**, Kokkos::LayoutRight, DeviceOf<Exec>>
+extract_features(const Exec& exec, models::Evaluator<Exec, float>& net,
+                 const Tensor1<const float, Exec>& params, const ImageSet<Exec>& data);
 
-}  // namespace dmis::eval
+} // namespace dmis::eval

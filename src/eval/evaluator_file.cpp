@@ -11,10 +11,11 @@ namespace dmis::eval {
 namespace {
 std::string shape_string(const std::vector<size_t>& s) {
   std::string out = "(";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  for (size_t i = 0; i < s.size(); ++i)
+    out += (i ? ", " : "") + std::to_string(s[i]);
   return out + ")";
 }
-}  // namespace
+} // namespace
 
 void write_evaluator(const std::string& path, const EvaluatorFile& e) {
   const ParamTable table = models::evaluator_param_table(e.config);
@@ -118,4 +119,4 @@ EvaluatorFile read_evaluator(const std::string& path) {
   return e;
 }
 
-}  // namespace dmis::eval
+} // namespace dmis::eval

@@ -23,7 +23,7 @@ namespace dmis::eval {
 
 struct EvaluatorFile {
   models::EvaluatorConfig config;
-  std::vector<float> params;  // flat, in evaluator_param_table(config) order
+  std::vector<float> params; // flat, in evaluator_param_table(config) order
   double test_accuracy = -1;
   std::vector<double> test_per_class;
   // how it was trained
@@ -41,4 +41,4 @@ void write_evaluator(const std::string& path, const EvaluatorFile& e);
 /// expected and what was found.
 EvaluatorFile read_evaluator(const std::string& path);
 
-}  // namespace dmis::eval
+} // namespace dmis::eval

@@ -11,13 +11,12 @@
 namespace dmis::eval {
 
 namespace {
-template <class Exec>
-using Vec = Kokkos::View<double*, Kokkos::LayoutRight, DeviceOf<Exec>>;
+template <class Exec> using Vec = Kokkos::View<double*, Kokkos::LayoutRight, DeviceOf<Exec>>;
 template <class Exec>
 using Block = Kokkos::View<double**, Kokkos::LayoutRight, DeviceOf<Exec>,
                            Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
 
-constexpr int kMaxK = 64;  // neighbours kept per row by the k-th-distance kernel
+constexpr int kMaxK = 64; // neighbours kept per row by the k-th-distance kernel
 
 template <class Exec>
 void row_norms2(const Exec& exec, const Features<Exec>& f, const Vec<Exec>& out) {
@@ -26,7 +25,8 @@ void row_norms2(const Exec& exec, const Features<Exec>& f, const Vec<Exec>& out)
       "dmis::eval::row_norms2", Kokkos::RangePolicy<Exec>(exec, 0, f.extent(0)),
       KOKKOS_LAMBDA(int r) {
         double s = 0;
-        for (int c = 0; c < F; ++c) s += f(r, c) * f(r, c);
+        for (int c = 0; c < F; ++c)
+          s += f(r, c) * f(r, c);
         out(r) = s;
       });
 }
@@ -37,15 +37,15 @@ Block<Exec> distance_gemm(const Exec& exec, const Features<Exec>& a, int row0, i
                           const Features<Exec>& b, const Vec<Exec>& buf) {
   const auto a_blk = Kokkos::subview(a, Kokkos::make_pair(row0, row0 + rows), Kokkos::ALL());
   Block<Exec> dot(buf.data(), rows, b.extent(0));
-  compat::gemm(exec, "N", "T", 1.0, a_blk, b, 0.0, dot);  // (rows, N) = a_blk b^T
+  compat::gemm(exec, "N", "T", 1.0, a_blk, b, 0.0, dot); // (rows, N) = a_blk b^T
   return dot;
 }
 
 // radius2(row0 + r) = the (k+1)-th smallest squared distance from real row row0 + r to the real
 // rows (the first is the row itself): its k-th nearest other real sample.
 template <class Exec>
-void kth_distance(const Exec& exec, const Block<Exec>& dot, int row0, const Vec<Exec>& norms,
-                  int k, const Vec<Exec>& radius2) {
+void kth_distance(const Exec& exec, const Block<Exec>& dot, int row0, const Vec<Exec>& norms, int k,
+                  const Vec<Exec>& radius2) {
   const int N = dot.extent(1);
   Kokkos::parallel_for(
       "dmis::eval::kth_distance", Kokkos::RangePolicy<Exec>(exec, 0, dot.extent(0)),
@@ -56,8 +56,9 @@ void kth_distance(const Exec& exec, const Block<Exec>& dot, int row0, const Vec<
         for (int j = 0; j < N; ++j) {
           double d = nr + norms(j) - 2 * dot(r, j);
           d = d > 0 ? d : 0;
-          if (kept == k + 1 && d >= best[k]) continue;
-          int at = kept < k + 1 ? kept++ : k;  // insertion into the sorted list
+          if (kept == k + 1 && d >= best[k])
+            continue;
+          int at = kept < k + 1 ? kept++ : k; // insertion into the sorted list
           while (at > 0 && best[at - 1] > d) {
             best[at] = best[at - 1];
             --at;
@@ -106,7 +107,8 @@ void column_means(const Exec& exec, const Features<Exec>& f, const Vec<Exec>& me
       "dmis::eval::column_means", Kokkos::RangePolicy<Exec>(exec, 0, f.extent(1)),
       KOKKOS_LAMBDA(int c) {
         double s = 0;
-        for (int r = 0; r < N; ++r) s += f(r, c);  // fixed order
+        for (int r = 0; r < N; ++r)
+          s += f(r, c); // fixed order
         mean(c) = s / N;
       });
 }
@@ -135,16 +137,17 @@ std::vector<double> matmul(const std::vector<double>& a, const std::vector<doubl
   for (int i = 0; i < n; ++i)
     for (int l = 0; l < n; ++l) {
       const double ail = a[i * n + l];
-      for (int j = 0; j < n; ++j) c[i * n + j] += ail * b[l * n + j];
+      for (int j = 0; j < n; ++j)
+        c[i * n + j] += ail * b[l * n + j];
     }
   return c;
 }
-}  // namespace
+} // namespace
 
-template <class Exec>
-Gaussian fit_gaussian(const Exec& exec, const Features<Exec>& f) {
+template <class Exec> Gaussian fit_gaussian(const Exec& exec, const Features<Exec>& f) {
   const int N = f.extent(0), F = f.extent(1);
-  if (N < 2) throw InputError(cat("a Gaussian needs at least 2 feature vectors, got ", N));
+  if (N < 2)
+    throw InputError(cat("a Gaussian needs at least 2 feature vectors, got ", N));
   Vec<Exec> mean("dmis::eval::mean", F);
   Features<Exec> centered(Kokkos::view_alloc(Kokkos::WithoutInitializing, "dmis::eval::centered"),
                           N, F);
@@ -160,12 +163,14 @@ Gaussian fit_gaussian(const Exec& exec, const Features<Exec>& f) {
   g.mean.assign(hm.data(), hm.data() + F);
   g.cov.resize(static_cast<size_t>(F) * F);
   for (int i = 0; i < F; ++i)
-    for (int j = 0; j < F; ++j) g.cov[i * F + j] = 0.5 * (hc(i, j) + hc(j, i));
+    for (int j = 0; j < F; ++j)
+      g.cov[i * F + j] = 0.5 * (hc(i, j) + hc(j, i));
   return g;
 }
 
 template <class Exec>
-Features<Exec> select_rows(const Exec& exec, const Features<Exec>& f, const std::vector<int>& rows) {
+Features<Exec> select_rows(const Exec& exec, const Features<Exec>& f,
+                           const std::vector<int>& rows) {
   Kokkos::View<int*, Kokkos::LayoutRight, DeviceOf<Exec>> idx("dmis::eval::rows", rows.size());
   auto h = Kokkos::create_mirror_view(idx);
   for (size_t i = 0; i < rows.size(); ++i) {
@@ -176,7 +181,8 @@ Features<Exec> select_rows(const Exec& exec, const Features<Exec>& f, const std:
   Kokkos::deep_copy(idx, h);
   Features<Exec> out(Kokkos::view_alloc(Kokkos::WithoutInitializing, "dmis::eval::selected"),
                      rows.size(), f.extent(1));
-  if (!rows.empty()) gather_rows(exec, f, idx, out);
+  if (!rows.empty())
+    gather_rows(exec, f, idx, out);
   exec.fence();
   return out;
 }
@@ -188,28 +194,34 @@ void symmetric_eigen(const std::vector<double>& a_in, int n, std::vector<double>
   std::vector<double> a(a_in);
   std::vector<double>& v = vectors;
   v.assign(static_cast<size_t>(n) * n, 0.0);
-  for (int i = 0; i < n; ++i) v[i * n + i] = 1;
+  for (int i = 0; i < n; ++i)
+    v[i * n + i] = 1;
   double scale = 0;
-  for (double x : a) scale = std::max(scale, std::fabs(x));
+  for (double x : a)
+    scale = std::max(scale, std::fabs(x));
   for (int sweep = 0; sweep < 100; ++sweep) {
     double off = 0;
     for (int p = 0; p < n; ++p)
-      for (int q = p + 1; q < n; ++q) off += a[p * n + q] * a[p * n + q];
-    if (off <= 1e-30 * scale * scale * n * n || scale == 0) break;
+      for (int q = p + 1; q < n; ++q)
+        off += a[p * n + q] * a[p * n + q];
+    if (off <= 1e-30 * scale * scale * n * n || scale == 0)
+      break;
     for (int p = 0; p < n; ++p)
       for (int q = p + 1; q < n; ++q) {
         const double apq = a[p * n + q];
-        if (std::fabs(apq) <= 1e-300) continue;
+        if (std::fabs(apq) <= 1e-300)
+          continue;
         // rotation that zeroes a[p][q] (Golub & Van Loan, Algorithm 8.5.1)
         const double theta = (a[q * n + q] - a[p * n + p]) / (2 * apq);
-        const double t = (theta >= 0 ? 1.0 : -1.0) / (std::fabs(theta) + std::sqrt(theta * theta + 1));
+        const double t =
+            (theta >= 0 ? 1.0 : -1.0) / (std::fabs(theta) + std::sqrt(theta * theta + 1));
         const double c = 1 / std::sqrt(t * t + 1), s = t * c;
-        for (int k = 0; k < n; ++k) {  // columns p, q
+        for (int k = 0; k < n; ++k) { // columns p, q
           const double akp = a[k * n + p], akq = a[k * n + q];
           a[k * n + p] = c * akp - s * akq;
           a[k * n + q] = s * akp + c * akq;
         }
-        for (int k = 0; k < n; ++k) {  // rows p, q
+        for (int k = 0; k < n; ++k) { // rows p, q
           const double apk = a[p * n + k], aqk = a[q * n + k];
           a[p * n + k] = c * apk - s * aqk;
           a[q * n + k] = s * apk + c * aqk;
@@ -223,13 +235,15 @@ void symmetric_eigen(const std::vector<double>& a_in, int n, std::vector<double>
   }
   // sort ascending, columns with them
   std::vector<int> order(n);
-  for (int i = 0; i < n; ++i) order[i] = i;
+  for (int i = 0; i < n; ++i)
+    order[i] = i;
   std::sort(order.begin(), order.end(), [&](int x, int y) { return a[x * n + x] < a[y * n + y]; });
   values.resize(n);
   std::vector<double> sorted(static_cast<size_t>(n) * n);
   for (int j = 0; j < n; ++j) {
     values[j] = a[order[j] * n + order[j]];
-    for (int k = 0; k < n; ++k) sorted[k * n + j] = v[k * n + order[j]];
+    for (int k = 0; k < n; ++k)
+      sorted[k * n + j] = v[k * n + order[j]];
   }
   v.swap(sorted);
 }
@@ -250,16 +264,19 @@ double frechet_distance(const Gaussian& a, const Gaussian& b) {
   for (int i = 0; i < n; ++i)
     for (int j = 0; j < n; ++j) {
       double s = 0;
-      for (int k = 0; k < n; ++k) s += V[i * n + k] * std::sqrt(std::max(lam[k], 0.0)) * V[j * n + k];
+      for (int k = 0; k < n; ++k)
+        s += V[i * n + k] * std::sqrt(std::max(lam[k], 0.0)) * V[j * n + k];
       root[i * n + j] = s;
     }
   std::vector<double> m = matmul(matmul(root, b.cov, n), root, n);
   for (int i = 0; i < n; ++i)
-    for (int j = i + 1; j < n; ++j) m[i * n + j] = m[j * n + i] = 0.5 * (m[i * n + j] + m[j * n + i]);
+    for (int j = i + 1; j < n; ++j)
+      m[i * n + j] = m[j * n + i] = 0.5 * (m[i * n + j] + m[j * n + i]);
   std::vector<double> mu, W;
   symmetric_eigen(m, n, mu, W);
   double tr_root = 0;
-  for (double x : mu) tr_root += std::sqrt(std::max(x, 0.0));
+  for (double x : mu)
+    tr_root += std::sqrt(std::max(x, 0.0));
   return d2 + tr - 2 * tr_root;
 }
 
@@ -267,9 +284,12 @@ template <class Exec>
 DensityCoverage density_coverage(const Exec& exec, const Features<Exec>& real,
                                  const Features<Exec>& fake, int k) {
   const int N = real.extent(0), M = fake.extent(0), F = real.extent(1);
-  if (k < 1 || k > kMaxK) throw InputError(cat("density/coverage: k must be in [1, ", kMaxK, "], got ", k));
-  if (N <= k) throw InputError(cat("density/coverage: ", N, " real samples, need more than k = ", k));
-  if (M < 1) throw InputError("density/coverage: no generated samples");
+  if (k < 1 || k > kMaxK)
+    throw InputError(cat("density/coverage: k must be in [1, ", kMaxK, "], got ", k));
+  if (N <= k)
+    throw InputError(cat("density/coverage: ", N, " real samples, need more than k = ", k));
+  if (M < 1)
+    throw InputError("density/coverage: no generated samples");
   if (static_cast<int>(fake.extent(1)) != F)
     throw Error(cat("density/coverage: features of ", F, " and ", fake.extent(1), " dimensions"));
   Vec<Exec> rn("dmis::eval::real_norms", N), fn("dmis::eval::fake_norms", M),
@@ -307,12 +327,12 @@ DensityCoverage density_coverage(const Exec& exec, const Features<Exec>& real,
 
 #define DMIS_INST(E, T) DMIS_INST_##T(E)
 #define DMIS_INST_float(E)
-#define DMIS_INST_double(E)                                                                      \
-  template Gaussian fit_gaussian<E>(const E&, const Features<E>&);                               \
-  template Features<E> select_rows<E>(const E&, const Features<E>&, const std::vector<int>&);    \
-  template DensityCoverage density_coverage<E>(const E&, const Features<E>&, const Features<E>&, \
+#define DMIS_INST_double(E)                                                                        \
+  template Gaussian fit_gaussian<E>(const E&, const Features<E>&);                                 \
+  template Features<E> select_rows<E>(const E&, const Features<E>&, const std::vector<int>&);      \
+  template DensityCoverage density_coverage<E>(const E&, const Features<E>&, const Features<E>&,   \
                                                int);
 DMIS_FOR_EACH_EXEC_AND_SCALAR(DMIS_INST)
 #undef DMIS_INST
 
-}  // namespace dmis::eval
+} // namespace dmis::eval

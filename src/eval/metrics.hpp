@@ -20,18 +20,17 @@
 namespace dmis::eval {
 
 template <class Exec>
-using Features = Kokkos::View<double**, Kokkos::LayoutRight, DeviceOf<Exec>>;  // (N, F)
+using Features = Kokkos::View<double**, Kokkos::LayoutRight, DeviceOf<Exec>>; // (N, F)
 
 /// A Gaussian fitted to N feature vectors: mean (F), covariance (F, F) with divisor N - 1.
 struct Gaussian {
   int dim = 0;
   long n = 0;
-  std::vector<double> mean, cov;  // cov row-major
+  std::vector<double> mean, cov; // cov row-major
 };
 
 /// Mean and covariance of the rows of `f` (N >= 2), on the device (GEMM), returned to the host.
-template <class Exec>
-Gaussian fit_gaussian(const Exec& exec, const Features<Exec>& f);
+template <class Exec> Gaussian fit_gaussian(const Exec& exec, const Features<Exec>& f);
 
 /// The rows of `f` whose index is listed, in that order (a new device array).
 template <class Exec>
@@ -55,4 +54,4 @@ template <class Exec>
 DensityCoverage density_coverage(const Exec& exec, const Features<Exec>& real,
                                  const Features<Exec>& fake, int k);
 
-}  // namespace dmis::eval
+} // namespace dmis::eval

@@ -29,8 +29,7 @@ models::EvaluatorConfig tiny_config() {
   return c;
 }
 
-template <class E>
-class EvaluatorTest : public ::testing::Test {};
+template <class E> class EvaluatorTest : public ::testing::Test {};
 TYPED_TEST_SUITE(EvaluatorTest, ExecSpaces, ExecSpaceNames);
 
 TYPED_TEST(EvaluatorTest, ParameterTableAndDefaultArchitecture) {
@@ -48,7 +47,8 @@ TYPED_TEST(EvaluatorTest, ParameterTableAndDefaultArchitecture) {
     bad.validate();
     FAIL() << "60 channels in 8 groups accepted";
   } catch (const InputError& e) {
-    EXPECT_NE(std::string(e.what()).find("channels[1] must be a positive multiple of groups (8), found 60"),
+    EXPECT_NE(std::string(e.what()).find(
+                  "channels[1] must be a positive multiple of groups (8), found 60"),
               std::string::npos)
         << e.what();
   }
@@ -70,7 +70,8 @@ TYPED_TEST(EvaluatorTest, BackwardMatchesFiniteDifferences) {
       probs("probs", {B, K}), ps("ps", {B}), tot("tot", {1});
   models::init_evaluator_params(exec, net.table(), params.t1(), 7);
   params.download();
-  for (size_t i = 0; i < params.size(); ++i) params[i] *= 1.5;  // larger weights: larger signals
+  for (size_t i = 0; i < params.size(); ++i)
+    params[i] *= 1.5; // larger weights: larger signals
   params.upload();
   x.randn(2);
   Kokkos::View<int*, Kokkos::LayoutRight, DeviceOf<E>> labels("dmis::test::labels", B);
@@ -86,7 +87,8 @@ TYPED_TEST(EvaluatorTest, BackwardMatchesFiniteDifferences) {
   net.backward(exec, cp, x.t4(), probs.t2(), grads.t1());
   grads.download();
   double gmax = 0;
-  for (size_t i = 0; i < grads.size(); ++i) gmax = std::max(gmax, std::fabs(grads[i]));
+  for (size_t i = 0; i < grads.size(); ++i)
+    gmax = std::max(gmax, std::fabs(grads[i]));
   EXPECT_GT(gmax, 1e-3) << "gradients vanish: the check would prove nothing";
   expect_gradients_match<E>({{"params", &params, &grads}}, [&]() {
     net.forward(exec, cp, x.t4());
@@ -112,15 +114,16 @@ TYPED_TEST(EvaluatorTest, PartialBatchEqualsTheFirstRowsOfAFullOne) {
   net.forward(exec, cp, Tensor4<const float, E>(x.dev.data(), 2, 1, 6, 6));
   auto part = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), net.features(2));
   for (int b = 0; b < 2; ++b)
-    for (int f = 0; f < 8; ++f) EXPECT_EQ(part(b, f), full(b, f)) << b << " " << f;
+    for (int f = 0; f < 8; ++f)
+      EXPECT_EQ(part(b, f), full(b, f)) << b << " " << f;
   TestTensor<float, E> big("big", {6, 1, 6, 6});
   EXPECT_THROW(net.forward(exec, cp, big.t4()), ShapeError);
   TestTensor<float, E> wrong("wrong", {2, 1, 7, 7});
   EXPECT_THROW(net.forward(exec, cp, wrong.t4()), ShapeError);
   TestTensor<float, E> g("g", {P}), dl("dl", {2, 3});
-  EXPECT_THROW(net.backward(exec, cp, Tensor4<const float, E>(x.dev.data(), 2, 1, 6, 6), dl.t2(),
-                            g.t1()),
-               ShapeError);  // prepared for inference only
+  EXPECT_THROW(
+      net.backward(exec, cp, Tensor4<const float, E>(x.dev.data(), 2, 1, 6, 6), dl.t2(), g.t1()),
+      ShapeError); // prepared for inference only
 }
 
 // Three classes told apart by where a bright band lies; random pixel noise on top.
@@ -201,12 +204,14 @@ TYPED_TEST(EvaluatorTest, RejectsBadLabelsAndShapes) {
 
 TEST(EvaluatorFile, RoundTripAndErrors) {
   namespace fs = std::filesystem;
-  const fs::path dir = fs::temp_directory_path() / ("dmis-test-evaluator-" + std::to_string(::getpid()));
+  const fs::path dir =
+      fs::temp_directory_path() / ("dmis-test-evaluator-" + std::to_string(::getpid()));
   fs::create_directories(dir);
   eval::EvaluatorFile e;
   e.config = tiny_config();
   const ParamTable t = models::evaluator_param_table(e.config);
-  for (size_t i = 0; i < t.total(); ++i) e.params.push_back(0.001f * static_cast<float>(i));
+  for (size_t i = 0; i < t.total(); ++i)
+    e.params.push_back(0.001f * static_cast<float>(i));
   e.test_accuracy = 0.9125;
   e.test_per_class = {0.9, 0.8, 1.0};
   e.dataset = "fmnist.h5";
@@ -227,7 +232,7 @@ TEST(EvaluatorFile, RoundTripAndErrors) {
   EXPECT_EQ(r.test_per_class, e.test_per_class);
   EXPECT_EQ(r.steps, 42);
   EXPECT_EQ(r.labels, "clean_labels");
-  {  // the tensors are named and shaped datasets, readable without this code
+  { // the tensors are named and shaped datasets, readable without this code
     h5::File f(path, h5::File::Mode::Read);
     EXPECT_EQ(f.shape("/params/conv1.weight"), (std::vector<size_t>{8, 8, 3, 3}));
   }
@@ -241,8 +246,9 @@ TEST(EvaluatorFile, RoundTripAndErrors) {
     eval::read_evaluator(other);
     FAIL() << "a dataset file read as an evaluator";
   } catch (const InputError& err) {
-    EXPECT_NE(std::string(err.what()).find("is not a dmis evaluator (its root attribute 'format' "
-                                           "is 'dmis-dataset', expected 'dmis-evaluator'"),
+    EXPECT_NE(std::string(err.what())
+                  .find("is not a dmis evaluator (its root attribute 'format' "
+                        "is 'dmis-dataset', expected 'dmis-evaluator'"),
               std::string::npos)
         << err.what();
   }
@@ -272,12 +278,13 @@ TEST(EvaluatorFile, RoundTripAndErrors) {
     eval::read_evaluator((dir / "mixed.h5").string());
     FAIL() << "a tensor of the wrong shape accepted";
   } catch (const InputError& err) {
-    EXPECT_NE(std::string(err.what()).find("/params/conv1.weight has shape (16, 8, 3, 3), expected "
-                                           "(8, 8, 3, 3)"),
+    EXPECT_NE(std::string(err.what())
+                  .find("/params/conv1.weight has shape (16, 8, 3, 3), expected "
+                        "(8, 8, 3, 3)"),
               std::string::npos)
         << err.what();
   }
   fs::remove_all(dir);
 }
 
-}  // namespace
+} // namespace

@@ -12,14 +12,14 @@
 namespace {
 using namespace dmis;
 
-std::string g_reference;  // the numpy reference file (argv[1]); empty: that test is skipped
+std::string g_reference; // the numpy reference file (argv[1]); empty: that test is skipped
 
-template <class E>
-eval::Features<E> to_device(const std::vector<double>& v, int rows, int cols) {
+template <class E> eval::Features<E> to_device(const std::vector<double>& v, int rows, int cols) {
   eval::Features<E> d("dmis::test::features", rows, cols);
   auto h = Kokkos::create_mirror_view(d);
   for (int r = 0; r < rows; ++r)
-    for (int c = 0; c < cols; ++c) h(r, c) = v[static_cast<size_t>(r) * cols + c];
+    for (int c = 0; c < cols; ++c)
+      h(r, c) = v[static_cast<size_t>(r) * cols + c];
   Kokkos::deep_copy(d, h);
   return d;
 }
@@ -28,16 +28,21 @@ std::vector<double> random_orthogonal(int n, std::mt19937_64& rng) {
   // Gram-Schmidt of a random matrix: the columns of q
   std::normal_distribution<double> nd;
   std::vector<double> q(static_cast<size_t>(n) * n);
-  for (auto& x : q) x = nd(rng);
+  for (auto& x : q)
+    x = nd(rng);
   for (int j = 0; j < n; ++j) {
     for (int p = 0; p < j; ++p) {
       double d = 0;
-      for (int i = 0; i < n; ++i) d += q[i * n + j] * q[i * n + p];
-      for (int i = 0; i < n; ++i) q[i * n + j] -= d * q[i * n + p];
+      for (int i = 0; i < n; ++i)
+        d += q[i * n + j] * q[i * n + p];
+      for (int i = 0; i < n; ++i)
+        q[i * n + j] -= d * q[i * n + p];
     }
     double s = 0;
-    for (int i = 0; i < n; ++i) s += q[i * n + j] * q[i * n + j];
-    for (int i = 0; i < n; ++i) q[i * n + j] /= std::sqrt(s);
+    for (int i = 0; i < n; ++i)
+      s += q[i * n + j] * q[i * n + j];
+    for (int i = 0; i < n; ++i)
+      q[i * n + j] /= std::sqrt(s);
   }
   return q;
 }
@@ -48,7 +53,8 @@ std::vector<double> with_eigen(const std::vector<double>& q, const std::vector<d
   std::vector<double> a(static_cast<size_t>(n) * n, 0.0);
   for (int i = 0; i < n; ++i)
     for (int j = 0; j < n; ++j)
-      for (int k = 0; k < n; ++k) a[i * n + j] += q[i * n + k] * d[k] * q[j * n + k];
+      for (int k = 0; k < n; ++k)
+        a[i * n + j] += q[i * n + k] * d[k] * q[j * n + k];
   return a;
 }
 
@@ -57,19 +63,22 @@ TEST(Metrics, JacobiEigenDecomposition) {
   const int n = 40;
   const auto q = random_orthogonal(n, rng);
   std::vector<double> d(n);
-  for (int i = 0; i < n; ++i) d[i] = 0.1 * (i - 10) * (i % 3 + 1);  // negatives and repeats
+  for (int i = 0; i < n; ++i)
+    d[i] = 0.1 * (i - 10) * (i % 3 + 1); // negatives and repeats
   const auto a = with_eigen(q, d);
   std::vector<double> vals, vecs;
   eval::symmetric_eigen(a, n, vals, vecs);
   auto sorted = d;
   std::sort(sorted.begin(), sorted.end());
-  for (int i = 0; i < n; ++i) EXPECT_NEAR(vals[i], sorted[i], 1e-10) << i;
+  for (int i = 0; i < n; ++i)
+    EXPECT_NEAR(vals[i], sorted[i], 1e-10) << i;
   // A v = lambda v for every column
   double worst = 0;
   for (int j = 0; j < n; ++j)
     for (int i = 0; i < n; ++i) {
       double av = 0;
-      for (int k = 0; k < n; ++k) av += a[i * n + k] * vecs[k * n + j];
+      for (int k = 0; k < n; ++k)
+        av += a[i * n + k] * vecs[k * n + j];
       worst = std::max(worst, std::fabs(av - vals[j] * vecs[i * n + j]));
     }
   EXPECT_LT(worst, 1e-10);
@@ -105,8 +114,7 @@ TEST(Metrics, FrechetDistanceClosedForms) {
   EXPECT_NEAR(eval::frechet_distance(s, t), 2 + 2 - 2 * std::sqrt(2.0), 1e-12);
 }
 
-template <class E>
-class MetricsDevice : public ::testing::Test {};
+template <class E> class MetricsDevice : public ::testing::Test {};
 TYPED_TEST_SUITE(MetricsDevice, dmis::test::ExecSpaces, dmis::test::ExecSpaceNames);
 
 TYPED_TEST(MetricsDevice, GaussianFitAndFdOfASetWithItself) {
@@ -117,27 +125,32 @@ TYPED_TEST(MetricsDevice, GaussianFitAndFdOfASetWithItself) {
   const int N = 500, F = 6;
   std::vector<double> v(N * F);
   for (int r = 0; r < N; ++r)
-    for (int c = 0; c < F; ++c) v[r * F + c] = nd(rng) * (c + 1) + (c == 2 ? 0.5 * v[r * F] : 0) + c;
+    for (int c = 0; c < F; ++c)
+      v[r * F + c] = nd(rng) * (c + 1) + (c == 2 ? 0.5 * v[r * F] : 0) + c;
   const auto f = to_device<E>(v, N, F);
   const eval::Gaussian g = eval::fit_gaussian(exec, f);
   // against a plain two-pass host computation
   for (int c = 0; c < F; ++c) {
     double m = 0;
-    for (int r = 0; r < N; ++r) m += v[r * F + c];
+    for (int r = 0; r < N; ++r)
+      m += v[r * F + c];
     m /= N;
     EXPECT_NEAR(g.mean[c], m, 1e-12 * (1 + std::fabs(m)));
     for (int c2 = 0; c2 < F; ++c2) {
       double m2 = 0, s = 0;
-      for (int r = 0; r < N; ++r) m2 += v[r * F + c2];
+      for (int r = 0; r < N; ++r)
+        m2 += v[r * F + c2];
       m2 /= N;
-      for (int r = 0; r < N; ++r) s += (v[r * F + c] - m) * (v[r * F + c2] - m2);
+      for (int r = 0; r < N; ++r)
+        s += (v[r * F + c] - m) * (v[r * F + c2] - m2);
       EXPECT_NEAR(g.cov[c * F + c2], s / (N - 1), 1e-10) << c << " " << c2;
     }
   }
   EXPECT_NEAR(eval::frechet_distance(g, g), 0.0, 1e-9);
   // a shifted copy: FD = |shift|^2
   std::vector<double> w(v);
-  for (int r = 0; r < N; ++r) w[r * F + 1] += 2.0, w[r * F + 4] -= 1.0;
+  for (int r = 0; r < N; ++r)
+    w[r * F + 1] += 2.0, w[r * F + 4] -= 1.0;
   const eval::Gaussian h = eval::fit_gaussian(exec, to_device<E>(w, N, F));
   EXPECT_NEAR(eval::frechet_distance(g, h), 5.0, 1e-8);
   // select_rows picks rows in the order given
@@ -160,38 +173,42 @@ TYPED_TEST(MetricsDevice, DensityCoverageByHand) {
   const auto dc = eval::density_coverage(exec, real, fake, 1);
   EXPECT_DOUBLE_EQ(dc.density, 1.0);
   EXPECT_DOUBLE_EQ(dc.coverage, 0.6);
-  // k = 2, radii (distance to the second nearest other real): 0 -> {1, 2} = 2; 1 -> {0, 2} = 1; 2 -> {1, 3} = 1; 3 -> {2, 1} = 2; 10 -> {3, 2} = 8
-  // fake 0.5: 0 (0.5 < 2), 1 (0.5 < 1), 2 (1.5 < 1 no), 3 (2.5 < 2 no), 10 (9.5 < 8 no) = 2
-  // fake 9: 10 (1 < 8) = 1; fake 20: none. density = 3 / (2 * 3) = 0.5.
-  // covered: 0 (0.5 < 2), 1 (0.5 < 1), 2 (1.5 < 1 no), 3 (2.5 < 2 no), 10 (1 < 8): 3 / 5
+  // k = 2, radii (distance to the second nearest other real): 0 -> {1, 2} = 2; 1 -> {0, 2} = 1; 2
+  // -> {1, 3} = 1; 3 -> {2, 1} = 2; 10 -> {3, 2} = 8 fake 0.5: 0 (0.5 < 2), 1 (0.5 < 1), 2 (1.5 < 1
+  // no), 3 (2.5 < 2 no), 10 (9.5 < 8 no) = 2 fake 9: 10 (1 < 8) = 1; fake 20: none. density = 3 /
+  // (2 * 3) = 0.5. covered: 0 (0.5 < 2), 1 (0.5 < 1), 2 (1.5 < 1 no), 3 (2.5 < 2 no), 10 (1 < 8): 3
+  // / 5
   const auto dc2 = eval::density_coverage(exec, real, fake, 2);
   EXPECT_DOUBLE_EQ(dc2.density, 0.5);
   EXPECT_DOUBLE_EQ(dc2.coverage, 0.6);
   // the same set against itself covers everything
   EXPECT_DOUBLE_EQ(eval::density_coverage(exec, real, real, 1).coverage, 1.0);
-  EXPECT_THROW(eval::density_coverage(exec, real, fake, 5), InputError);  // N must exceed k
+  EXPECT_THROW(eval::density_coverage(exec, real, fake, 5), InputError); // N must exceed k
 }
 
 TYPED_TEST(MetricsDevice, MatchesNumpyReference) {
   using E = TypeParam;
-  if (g_reference.empty()) GTEST_SKIP() << "no reference file given (tests/fixtures/eval_reference.py)";
+  if (g_reference.empty())
+    GTEST_SKIP() << "no reference file given (tests/fixtures/eval_reference.py)";
   E exec;
   h5::File f(g_reference, h5::File::Mode::Read);
   const auto r = f.read_double("/real"), k = f.read_double("/fake");
   const int N = r.shape[0], M = k.shape[0], F = r.shape[1];
   const auto real = to_device<E>(r.data, N, F), fake = to_device<E>(k.data, M, F);
-  const double fd = eval::frechet_distance(eval::fit_gaussian(exec, fake), eval::fit_gaussian(exec, real));
+  const double fd =
+      eval::frechet_distance(eval::fit_gaussian(exec, fake), eval::fit_gaussian(exec, real));
   EXPECT_NEAR(fd, f.attr_double("/", "fd"), 1e-7 * (1 + fd));
   const auto dc = eval::density_coverage(exec, real, fake, static_cast<int>(f.attr_int("/", "k")));
   EXPECT_NEAR(dc.density, f.attr_double("/", "density"), 1e-12);
   EXPECT_NEAR(dc.coverage, f.attr_double("/", "coverage"), 1e-12);
 }
 
-}  // namespace
+} // namespace
 
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
   Kokkos::ScopeGuard kokkos(argc, argv);
-  if (argc > 1 && std::filesystem::exists(argv[1])) g_reference = argv[1];
+  if (argc > 1 && std::filesystem::exists(argv[1]))
+    g_reference = argv[1];
   return RUN_ALL_TESTS();
 }

@@ -11,20 +11,18 @@ namespace {
 using namespace dmis;
 using namespace dmis::test;
 
-template <class E>
-using IntView = Kokkos::View<int*, Kokkos::LayoutRight, DeviceOf<E>>;
+template <class E> using IntView = Kokkos::View<int*, Kokkos::LayoutRight, DeviceOf<E>>;
 
-template <class E>
-IntView<E> upload_labels(const std::vector<int>& v) {
+template <class E> IntView<E> upload_labels(const std::vector<int>& v) {
   IntView<E> d("dmis::test::labels", v.size());
   auto h = Kokkos::create_mirror_view(d);
-  for (size_t i = 0; i < v.size(); ++i) h(i) = v[i];
+  for (size_t i = 0; i < v.size(); ++i)
+    h(i) = v[i];
   Kokkos::deep_copy(d, h);
   return d;
 }
 
-template <class E>
-class PoolXentTest : public ::testing::Test {};
+template <class E> class PoolXentTest : public ::testing::Test {};
 TYPED_TEST_SUITE(PoolXentTest, ExecSpaces, ExecSpaceNames);
 
 TYPED_TEST(PoolXentTest, AvgPoolForwardMatchesReference) {
@@ -63,7 +61,8 @@ TYPED_TEST(PoolXentTest, AvgPoolBackwardMatchesFiniteDifferences) {
   Op::backward(exec, r.t2(), dx.t4(), GradMode::Accumulate);
   dx.download();
   std::vector<double> twice(once.size());
-  for (size_t i = 0; i < once.size(); ++i) twice[i] = 2 * once[i];
+  for (size_t i = 0; i < once.size(); ++i)
+    twice[i] = 2 * once[i];
   EXPECT_TRUE(all_close(dx.values(), twice, 1e-14, 1e-14, "dx accumulate"));
 }
 
@@ -94,7 +93,7 @@ TYPED_TEST(PoolXentTest, CrossEntropyForwardMatchesReference) {
   TestTensor<float, E> logits("logits", {B, K}), probs("probs", {B, K}), ps("ps", {B}),
       tot("tot", {1});
   logits.randn(1, 3.0);
-  logits[7] = 80.0f;  // a large logit: the max subtraction keeps exp finite
+  logits[7] = 80.0f; // a large logit: the max subtraction keeps exp finite
   logits.upload();
   Op::forward(exec, logits.t2(), L, probs.t2(), ps.t1(), tot.t1());
   probs.download();
@@ -105,7 +104,8 @@ TYPED_TEST(PoolXentTest, CrossEntropyForwardMatchesReference) {
   EXPECT_TRUE(all_close(probs.values(), ref_probs, 1e-5, 1e-7, "softmax"));
   EXPECT_TRUE(all_close(ps.values(), ref_loss, 1e-5, 1e-5, "loss per sample"));
   double mean = 0;
-  for (double v : ref_loss) mean += v / B;
+  for (double v : ref_loss)
+    mean += v / B;
   EXPECT_NEAR(tot[0], mean, 1e-5 * (1 + mean));
 
   Kokkos::View<int*, Kokkos::LayoutRight, DeviceOf<E>> pred("dmis::test::pred", B);
@@ -114,12 +114,13 @@ TYPED_TEST(PoolXentTest, CrossEntropyForwardMatchesReference) {
   for (int b = 0; b < B; ++b) {
     int best = 0;
     for (int k = 1; k < K; ++k)
-      if (logits[b * K + k] > logits[b * K + best]) best = k;
+      if (logits[b * K + k] > logits[b * K + best])
+        best = k;
     EXPECT_EQ(hp(b), best) << "sample " << b;
   }
   EXPECT_EQ(hp(0), 7);
   EXPECT_EQ(Op::count_out_of_range(exec, L, K), 0);
-  EXPECT_EQ(Op::count_out_of_range(exec, L, 9), 1);  // label 9 is outside [0, 9)
+  EXPECT_EQ(Op::count_out_of_range(exec, L, 9), 1); // label 9 is outside [0, 9)
 }
 
 TYPED_TEST(PoolXentTest, CrossEntropyBackwardMatchesFiniteDifferences) {
@@ -147,7 +148,8 @@ TYPED_TEST(PoolXentTest, CrossEntropyBackwardMatchesFiniteDifferences) {
   Op::backward(exec, dloss, probs.t2(), L, dl.t2(), GradMode::Accumulate);
   dl.download();
   std::vector<double> twice(once.size());
-  for (size_t i = 0; i < once.size(); ++i) twice[i] = 2 * once[i];
+  for (size_t i = 0; i < once.size(); ++i)
+    twice[i] = 2 * once[i];
   EXPECT_TRUE(all_close(dl.values(), twice, 1e-14, 1e-14, "dlogits accumulate"));
 }
 
@@ -168,11 +170,10 @@ TYPED_TEST(PoolXentTest, CrossEntropyRejectsBadShapes) {
         << e.what();
   }
   TestTensor<float, E> probs_ok("probs_ok", {3, 4});
-  EXPECT_THROW(Op::forward(exec, logits.t2(), L, probs_ok.t2(), ps_bad.t1(), tot.t1()),
-               ShapeError);
+  EXPECT_THROW(Op::forward(exec, logits.t2(), L, probs_ok.t2(), ps_bad.t1(), tot.t1()), ShapeError);
   Tensor1<const int, E> L2(labels.data(), 2);
   EXPECT_THROW(Op::backward(exec, 1.0f, probs_ok.t2(), L2, probs_ok.t2(), GradMode::Overwrite),
                ShapeError);
 }
 
-}  // namespace
+} // namespace
