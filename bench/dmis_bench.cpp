@@ -23,7 +23,10 @@
 #include "dist/reduce.hpp"
 #include "dmis_config.hpp"
 #include "methods/edm_step.hpp"
+#include "kernels/cross_entropy.hpp"
+#include "models/evaluator.hpp"
 #include "models/unet.hpp"
+#include "optim/optimizer.hpp"
 
 namespace {
 using namespace dmis;
@@ -33,6 +36,7 @@ const char* kUsage =
     "usage: dmis-bench train-step  [--preset unet-s] [--batch 64] [--warmup 3] [--steps 10]\n"
     "                              [--compare-torch] [--python PATH] [--conv-scratch-mb MB]\n"
     "       dmis-bench classifier  [--preset unet-s] [--batch 64] [--classes K] [...same]\n"
+    "       dmis-bench evaluator   [--batch 128] [--warmup 3] [--steps 10] [--profile]\n"
     "       dmis-bench scaling     [--preset unet-s] [--batch 16] [--ranks 1,2,4]\n"
     "                              [--threads-per-rank 1] [--launcher mpirun] [...same]\n"
     "\n"
@@ -45,7 +49,8 @@ const char* kUsage =
     "Under mpirun, train-step is data parallel: --batch images per rank, gradients summed over\n"
     "the ranks every step (img_per_s counts all ranks). scaling runs train-step under the\n"
     "launcher at each rank count (weak scaling: fixed per-rank batch) and prints the\n"
-    "efficiency img_per_s(R) / (R img_per_s(1)).\n";
+    "efficiency img_per_s(R) / (R img_per_s(1)). evaluator times one training step of the\n"
+    "evaluator classifier (forward, cross-entropy, backward, AdamW; models/evaluator.hpp).\n";
 
 struct Options {
   std::string mode, preset = "unet-s", python = "/usr/bin/python3", launcher = "mpirun";
@@ -65,8 +70,9 @@ Options parse(int argc, char** argv) {
     std::cout << kUsage;
     std::exit(0);
   }
-  if (o.mode != "train-step" && o.mode != "classifier" && o.mode != "scaling")
-    throw UsageError(cat("unknown mode '", o.mode, "' (train-step, classifier or scaling)"));
+  if (o.mode != "train-step" && o.mode != "classifier" && o.mode != "scaling" &&
+      o.mode != "evaluator")
+    throw UsageError(cat("unknown mode '", o.mode, "' (train-step, classifier, evaluator or scaling)"));
   auto value = [&](int& i) -> std::string {
     if (i + 1 >= argc) throw UsageError(cat(argv[i], " needs a value"));
     return argv[++i];
@@ -419,6 +425,57 @@ int bench_scaling(const Options& o) {
   return 0;
 }
 
+int bench_evaluator(const Options& o) {
+  using Xent = kernels::SoftmaxCrossEntropy<Exec, float>;
+  using Opt = optim::Optimizer<Exec, float>;
+  const int B = o.batch_set ? o.batch : 128;
+  models::EvaluatorConfig cfg;
+  models::Evaluator<Exec, float> net(cfg);
+  net.prepare(B);
+  ParamStore<Exec, float> store(net.table());
+  Exec exec;
+  const Tensor1<float, Exec> params(store.params.data(), store.size()),
+      grads(store.grads.data(), store.size()), m(store.adam_m.data(), store.size()),
+      v(store.adam_v.data(), store.size());
+  models::init_evaluator_params(exec, net.table(), params, 1);
+  Kokkos::View<float****, Kokkos::LayoutRight, Exec::memory_space> x(
+      "dmis::bench::x0", B, cfg.in_channels, cfg.resolution, cfg.resolution);
+  Kokkos::View<int*, Kokkos::LayoutRight, Exec::memory_space> labels("dmis::bench::labels", B);
+  Kokkos::View<float*, Kokkos::LayoutRight, Exec::memory_space> probs("dmis::bench::probs", B * cfg.classes),
+      ps("dmis::bench::ps", B), tot("dmis::bench::tot", 1);
+  fill_batch(exec, x, labels, cfg.classes - 1);
+  const Tensor2<float, Exec> P(probs.data(), B, cfg.classes);
+  optim::AdamWConfig ac;
+  auto step = [&](long s) {
+    net.forward(exec, params, x);
+    Xent::forward(exec, net.logits(B), labels, P, ps, tot);
+    Xent::backward(exec, 1.0f, P, labels, P, GradMode::Overwrite);
+    Opt::fill(exec, grads, 0.0f);
+    net.backward(exec, params, x, P, grads);
+    Opt::adamw(exec, ac, 1e-3, s, params, grads, m, v, Tensor1<const float, Exec>());
+  };
+  if (o.profile) install_profiler();
+  for (int i = 0; i < o.warmup; ++i) step(i + 1);
+  exec.fence();
+  profile().on = o.profile;
+  std::vector<double> ms;
+  for (int i = 0; i < o.steps; ++i) {
+    Kokkos::Timer t;
+    step(o.warmup + i + 1);
+    exec.fence();
+    ms.push_back(t.seconds() * 1e3);
+  }
+  profile().on = false;
+  if (o.profile) print_profile(o.steps);
+  const double med = median(ms), gflop = 3 * net.forward_flops_per_sample() * B / 1e9;
+  std::cout << "{\"bench\": \"evaluator\", \"batch\": " << B << ", \"img_per_s\": "
+            << B / (med / 1e3) << ", \"step_ms\": " << med << ", \"gflop_per_step\": " << gflop
+            << ", \"gflop_per_s\": " << gflop / (med / 1e3) << ", \"params\": "
+            << net.table().total() << ", \"backend\": \"" << Exec::name()
+            << "\", \"threads\": " << threads() << "}" << std::endl;
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -444,7 +501,9 @@ int main(int argc, char** argv) {
   }
   dmis::dist::Runtime runtime(argc, argv);
   try {
-    rc = o.mode == "train-step" ? bench_train_step(o) : bench_classifier(o);
+    rc = o.mode == "train-step"  ? bench_train_step(o)
+         : o.mode == "evaluator" ? bench_evaluator(o)
+                                 : bench_classifier(o);
   } catch (const dmis::UsageError& e) {
     std::cerr << "dmis-bench: error: " << e.what() << "\n" << kUsage;
     rc = 2;

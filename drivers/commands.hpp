@@ -21,6 +21,7 @@ int cmd_import(const Args& args);
 int cmd_train(const Args& args);
 int cmd_sample(const Args& args);
 int cmd_classify(const Args& args);
+int cmd_eval(const Args& args);
 
 /// Every subcommand, in the order `dmis --help` lists them.
 const std::vector<Command>& commands();

@@ -24,6 +24,8 @@ const std::vector<Command>& commands() {
        "DECK|CHECKPOINT [--out FILE] [--set key=value ...]", cmd_sample},
       {"classify", "diffusion-classifier accuracy and posteriors over a dataset split",
        "DECK|CHECKPOINT [--data FILE] [--split S] [--limit N]", cmd_classify},
+      {"eval", "the evaluator classifier, and sample metrics in its features (FD, CAS, ...)",
+       "train-evaluator --data F --out E | [metrics] SAMPLES --evaluator E --data F", cmd_eval},
       {"import", "a dataset file from Fashion-MNIST or CIFAR-10, optionally with imprecise labels",
        "fmnist|cifar10 [--src DIR] --out FILE [--supervision SPEC]", cmd_import},
       {"check-deck", "validate a deck and print it resolved; --keys lists every key",

@@ -23,6 +23,7 @@ enum Stream : uint32_t {
   kInit = 9,         // parameter initialisation
   kCandidate = 10,   // vanilla training on partial labels: the candidate used this step
   kAmbient = 11,     // Ambient Diffusion: the further mask of each image and the sampler's masks
+  kAugment = 12,     // evaluator / classifier training: random horizontal flips
   kTest = 100,       // tests
 };
 

@@ -148,4 +148,34 @@ inline Vec mse_per_sample(const Vec& p, const Vec& t, const Vec& w, int B) {
   return out;
 }
 
+/// y (B, C) = mean over the n = H*W positions of x (B, C, H, W).
+inline Vec global_avg_pool(const Vec& x, int B, int C, int n) {
+  Vec y(static_cast<size_t>(B) * C, 0.0);
+  for (int b = 0; b < B; ++b)
+    for (int c = 0; c < C; ++c) {
+      double s = 0;
+      for (int i = 0; i < n; ++i) s += x[(static_cast<size_t>(b) * C + c) * n + i];
+      y[b * C + c] = s / n;
+    }
+  return y;
+}
+
+/// softmax probabilities (B, K) and per-sample -log p[label] (B), straight from the definition
+/// (in long double, so that a large logit does not overflow the reference either).
+inline void softmax_xent(const Vec& logits, int B, int K, const std::vector<int>& labels,
+                         Vec& probs, Vec& loss) {
+  probs.assign(static_cast<size_t>(B) * K, 0.0);
+  loss.assign(B, 0.0);
+  for (int b = 0; b < B; ++b) {
+    long double mx = logits[b * K];
+    for (int k = 1; k < K; ++k) mx = std::max<long double>(mx, logits[b * K + k]);
+    long double z = 0;
+    for (int k = 0; k < K; ++k) z += std::exp(static_cast<long double>(logits[b * K + k]) - mx);
+    for (int k = 0; k < K; ++k)
+      probs[b * K + k] =
+          static_cast<double>(std::exp(static_cast<long double>(logits[b * K + k]) - mx) / z);
+    loss[b] = static_cast<double>(-std::log(probs[b * K + labels[b]]));
+  }
+}
+
 }  // namespace dmis::test::ref

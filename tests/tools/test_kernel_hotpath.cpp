@@ -8,10 +8,12 @@
 #include "kernels/activation.hpp"
 #include "kernels/attention.hpp"
 #include "kernels/conv2d.hpp"
+#include "kernels/cross_entropy.hpp"
 #include "kernels/embedding.hpp"
 #include "kernels/groupnorm.hpp"
 #include "kernels/linear.hpp"
 #include "kernels/loss.hpp"
+#include "kernels/pool.hpp"
 #include "kernels/tensor_ops.hpp"
 
 namespace {
@@ -52,6 +54,8 @@ TYPED_TEST(KernelHotPath, NoAllocationCopyOrFenceAndDmisLabels) {
     t->randn(1, 0.5);
   Kokkos::View<int*, Kokkos::LayoutRight, DeviceOf<E>> labels("dmis::test::labels", B);
   Tensor1<const int, E> L(labels.data(), B);
+  Kokkos::View<int*, Kokkos::LayoutRight, DeviceOf<E>> predictions("dmis::test::pred", B);
+  Tensor1<int, E> pred(predictions.data(), B);
   Kokkos::fence();
 
   auto run_all = [&]() {
@@ -99,6 +103,12 @@ TYPED_TEST(KernelHotPath, NoAllocationCopyOrFenceAndDmisLabels) {
                                 tot.t1());
     kernels::MSE<E, T>::backward(exec, T(1), x.t4(), y.t4(), none<Tensor1<const T, E>>(),
                                  dx.t4(), GradMode::Overwrite);
+    kernels::GlobalAvgPool<E, T>::forward(exec, x.t4(), e.t2());
+    kernels::GlobalAvgPool<E, T>::backward(exec, de.t2(), dx.t4(), GradMode::Accumulate);
+    using Xent = kernels::SoftmaxCrossEntropy<E, T>;
+    Xent::forward(exec, e.t2(), L, de.t2(), ps.t1(), tot.t1());
+    Xent::backward(exec, T(1), de.t2(), L, de.t2(), GradMode::Overwrite);
+    Xent::argmax(exec, e.t2(), pred);
   };
 
   ToolRecorder recorder;
