@@ -22,6 +22,7 @@ int cmd_train(const Args& args);
 int cmd_sample(const Args& args);
 int cmd_classify(const Args& args);
 int cmd_eval(const Args& args);
+int cmd_condense(const Args& args);
 
 /// Every subcommand, in the order `dmis --help` lists them.
 const std::vector<Command>& commands();

@@ -18,7 +18,7 @@ const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
       {"info", "version banner; with --preset, a network's parameter table", "[--preset NAME]",
        cmd_info},
-      {"train", "train a diffusion model from a deck (vanilla or DMIS)",
+      {"train", "train a diffusion model from a deck (vanilla, dmis, ambient, diffem)",
        "DECK [--set key=value ...]", cmd_train},
       {"sample", "generate images per class with the EDM Heun sampler; samples.h5 + PNG grid",
        "DECK|CHECKPOINT [--out FILE] [--set key=value ...]", cmd_sample},
@@ -26,8 +26,10 @@ const std::vector<Command>& commands() {
        "DECK|CHECKPOINT [--data FILE] [--split S] [--limit N]", cmd_classify},
       {"eval", "the evaluator classifier, and sample metrics in its features (FD, CAS, ...)",
        "train-evaluator --data F --out E | [metrics] SAMPLES --evaluator E --data F", cmd_eval},
-      {"import", "a dataset file from Fashion-MNIST or CIFAR-10, optionally with imprecise labels",
-       "fmnist|cifar10 [--src DIR] --out FILE [--supervision SPEC]", cmd_import},
+      {"condense", "noisy dataset condensation: a classifier trained on IPC generated images per class",
+       "DECK|CHECKPOINT [--ipc 1,10,50,100] [--seeds N]", cmd_condense},
+      {"import", "a dataset file from Fashion-MNIST or CIFAR-10, with imprecise labels or corrupted images",
+       "fmnist|cifar10 [--src DIR] --out FILE [--supervision SPEC] [--corrupt SPEC]", cmd_import},
       {"check-deck", "validate a deck and print it resolved; --keys lists every key",
        "DECK [--set key=value ...] | --keys [--markdown]", cmd_check_deck},
   };
