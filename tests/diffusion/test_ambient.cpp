@@ -86,6 +86,36 @@ models::UNetConfig tiny_ambient_net() {
   return c;
 }
 
+// A batch on the device: observations x0 (B, 1, R, R), masks, labels (one-hot candidates, all
+// labelled) and dataset indices.
+struct Batch {
+  DView<float****> x, mask;
+  DView<int*> obs, idx;
+  DView<uint8_t**> cand;
+  DView<uint8_t*> lab;
+  Batch(int B, int R, const std::vector<float>& x0, const std::vector<float>& A,
+        const std::vector<int>& index, const std::vector<int>& labels)
+      : x("x0", B, 1, R, R), mask("mask", B, 1, R, R), obs("obs", B), idx("idx", B),
+        cand("cand", B, 10), lab("lab", B) {
+    upload(x, x0);
+    upload(mask, A);
+    auto hi = Kokkos::create_mirror_view(idx);
+    auto ho = Kokkos::create_mirror_view(obs);
+    auto hc = Kokkos::create_mirror_view(cand);
+    auto hl = Kokkos::create_mirror_view(lab);
+    for (int b = 0; b < B; ++b) {
+      hi(b) = index[b];
+      ho(b) = labels[b];
+      hl(b) = 1;
+      for (int k = 0; k < 10; ++k) hc(b, k) = k == labels[b];
+    }
+    Kokkos::deep_copy(idx, hi);
+    Kokkos::deep_copy(obs, ho);
+    Kokkos::deep_copy(cand, hc);
+    Kokkos::deep_copy(lab, hl);
+  }
+};
+
 // Loss and gradients of one Ambient step on observation x0 with seen-pixel mask A.
 struct StepResult {
   std::vector<float> loss, grads;
@@ -99,26 +129,11 @@ StepResult ambient_step(const std::vector<float>& x0, const std::vector<float>& 
   mc.delta = 0.2;
   methods::MethodStep<Exec> step(tiny_ambient_net(), tc, mc, B);
   step.initialize(models::InitScheme::Adm);
-  DView<float****> x("x0", B, 1, R, R), mask("mask", B, 1, R, R);
-  DView<int*> obs("obs", B), idx("idx", B);
-  DView<uint8_t**> cand("cand", B, 10);
-  DView<uint8_t*> lab("lab", B);
-  upload(x, x0);
-  upload(mask, A);
-  auto hi = Kokkos::create_mirror_view(idx);
-  auto ho = Kokkos::create_mirror_view(obs);
-  auto hc = Kokkos::create_mirror_view(cand);
-  auto hl = Kokkos::create_mirror_view(lab);
-  for (int b = 0; b < B; ++b) {
-    hi(b) = index[b];
-    ho(b) = b % 10;
-    hl(b) = 1;
-    for (int k = 0; k < 10; ++k) hc(b, k) = k == b % 10;
-  }
-  Kokkos::deep_copy(idx, hi);
-  Kokkos::deep_copy(obs, ho);
-  Kokkos::deep_copy(cand, hc);
-  Kokkos::deep_copy(lab, hl);
+  const Batch in(B, R, x0, A, index, {0, 1, 2, 3});
+  const auto& x = in.x;
+  const auto& mask = in.mask;
+  const auto& idx = in.idx;
+  const auto& obs = in.obs;
   auto& core = step.core();
   // the step's pieces, so that the gradients can be read before the optimizer uses them
   core.begin(Exec());
@@ -172,28 +187,11 @@ std::vector<float> combined_step(const std::vector<float>& x0, const std::vector
   mc.gen_extra = 1;
   methods::MethodStep<Exec> step(tiny_ambient_net(), tc, mc, B);
   step.initialize(models::InitScheme::Adm);
-  DView<float****> x("x0", B, 1, R, R), mask("mask", B, 1, R, R);
-  DView<int*> obs("obs", B), idx("idx", B);
-  DView<uint8_t**> cand("cand", B, 10);
-  DView<uint8_t*> lab("lab", B);
-  upload(x, x0);
-  upload(mask, A);
-  auto hi = Kokkos::create_mirror_view(idx);
-  auto ho = Kokkos::create_mirror_view(obs);
-  auto hc = Kokkos::create_mirror_view(cand);
-  auto hl = Kokkos::create_mirror_view(lab);
-  for (int b = 0; b < B; ++b) {
-    hi(b) = 100 + 7 * b;
-    ho(b) = (3 * b) % 10;
-    hl(b) = 1;
-    for (int k = 0; k < 10; ++k) hc(b, k) = k == ho(b);
-  }
-  Kokkos::deep_copy(idx, hi);
-  Kokkos::deep_copy(obs, ho);
-  Kokkos::deep_copy(cand, hc);
-  Kokkos::deep_copy(lab, hl);
+  std::vector<int> index(B), labels(B);
+  for (int b = 0; b < B; ++b) index[b] = 100 + 7 * b, labels[b] = (3 * b) % 10;
+  const Batch in(B, R, x0, A, index, labels);
   EXPECT_TRUE(step.dmis_active(0));
-  step.run(Exec(), x, obs, cand, lab, mask, idx);
+  step.run(Exec(), in.x, in.obs, in.cand, in.lab, in.mask, in.idx);
   if (loss_cls) *loss_cls = host(step.loss_cls())[0];
   return host(step.core().store().params);
 }
