@@ -106,6 +106,12 @@ def main():
         L.append("Against the clean training images (kept in the dataset file with `--keep-clean`, "
                  "never read by training). Lap 0 is the start (observed pixels, per-pixel mean "
                  "elsewhere).\n")
+        rm = merged(os.path.join(d, "recon_metrics.jsonl"))
+        if rm:
+            L.append(f"The last reconstructions in the evaluator's features against the real test "
+                     f"set: FD {f(rm.get('fd'))}, CW-FD {f(rm.get('cw_fd'))}, accuracy of their labels "
+                     f"{f(rm.get('accuracy'), 1, 100)} %, density {f(rm.get('density'), 3)}, coverage "
+                     f"{f(rm.get('coverage'), 3)} ({rm.get('n_generated', '?')} images).\n")
         L.append("| lap | M-step loss | PSNR dB ↑ | MSE ↓ | MSE on missing pixels ↓ | lap time |")
         L.append("|---:|---:|---:|---:|---:|---:|")
         for r in laps:
