@@ -29,7 +29,7 @@ const char* kEvalUsage =
 
 int train_evaluator(const Args& args) {
   std::string data_path, out;
-  double epochs = 3, lr = 5e-3;
+  double epochs = 5, lr = 5e-3;
   long batch = 64, seed = 0, limit = 0, test_limit = 0;
   bool flip = false;
   for (size_t i = 0; i < args.size(); ++i) {
@@ -45,7 +45,7 @@ int train_evaluator(const Args& args) {
           << models::EvaluatorConfig().describe()
           << ")\non the training split of a dataset file, with its clean_labels when it has "
              "them (else labels),\nthen measures its accuracy on the test split and writes "
-             "weights, configuration and test\naccuracy to EVALUATOR.h5. Defaults: 3 epochs, "
+             "weights, configuration and test\naccuracy to EVALUATOR.h5. Defaults: 5 epochs, "
              "batch 64, AdamW lr 5e-3 (cosine), seed 0;\n--flip adds random horizontal flips.\n";
       return 0;
     } else if (r == "--data") {
