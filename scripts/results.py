@@ -146,7 +146,7 @@ def main():
             fig.tight_layout()
             path = os.path.join(img_dir, "accuracy-vs-steps.png")
             fig.savefig(path, dpi=110)
-            figures.append(("Diffusion-classifier accuracy (500 test images, 1 noise level) of the "
+            figures.append(("Diffusion-classifier accuracy (250 test images, 1 noise level) of the "
                             "EMA snapshots against training steps", path))
     except ImportError:
         print("results.py: matplotlib missing: no figures", file=sys.stderr)
