@@ -116,40 +116,54 @@ void Edm<Exec, T>::masked_input(const Exec& exec, const EdmConfig& cfg, const CX
 
 template <class Exec, class T>
 void Edm<Exec, T>::denoise(const Exec& exec, const EdmConfig& cfg, const CX& F, const CX& x,
-                           const CV1& sigma, const X& D) {
+                           const CV1& sigma, const X& D, const CX& mask) {
   const char* op = "dmis::edm::denoise";
   const int B = x.extent(0), C = x.extent(1), H = x.extent(2), W = x.extent(3);
   expect_shape(op, "F", F, {B, C, H, W});
   expect_shape(op, "sigma", sigma, {B});
   expect_shape(op, "D", D, {B, C, H, W});
+  const bool masked = mask.extent(0) > 0;
+  if (masked) expect_shape(op, "mask", mask, {B, 1, H, W});
   const T sd = T(cfg.sigma_data);
-  const int n = C * H * W;
+  const int n = C * H * W, hw = H * W;
   Kokkos::parallel_for(
       "dmis::edm::denoise", Kokkos::RangePolicy<Exec>(exec, 0, static_cast<size_t>(B) * n),
       KOKKOS_LAMBDA(size_t r) {
         const int b = static_cast<int>(r / n), i = static_cast<int>(r % n);
         const T s = sigma(b), q = s * s + sd * sd;
         const T c_skip = sd * sd / q, c_out = s * sd / compat::sqrt(q);
-        (&D(b, 0, 0, 0))[i] = c_skip * (&x(b, 0, 0, 0))[i] + c_out * (&F(b, 0, 0, 0))[i];
+        const T d = c_skip * (&x(b, 0, 0, 0))[i] + c_out * (&F(b, 0, 0, 0))[i];
+        if (!masked) {
+          (&D(b, 0, 0, 0))[i] = d;
+          return;
+        }
+        const T m = (&mask(b, 0, 0, 0))[i % hw];
+        (&D(b, 0, 0, 0))[i] = m * d + (T(1) - m) * sd * (&F(b, 0, 0, 0))[i];
       });
 }
 
 template <class Exec, class T>
 void Edm<Exec, T>::denoise_backward(const Exec& exec, const EdmConfig& cfg, const CX& dD,
-                                    const CV1& sigma, const X& dF) {
+                                    const CV1& sigma, const X& dF, const CX& mask) {
   const char* op = "dmis::edm::denoise_backward";
   const int B = dD.extent(0), C = dD.extent(1), H = dD.extent(2), W = dD.extent(3);
   expect_shape(op, "sigma", sigma, {B});
   expect_shape(op, "dF", dF, {B, C, H, W});
+  const bool masked = mask.extent(0) > 0;
+  if (masked) expect_shape(op, "mask", mask, {B, 1, H, W});
   const T sd = T(cfg.sigma_data);
-  const int n = C * H * W;
+  const int n = C * H * W, hw = H * W;
   Kokkos::parallel_for(
       "dmis::edm::denoise_bwd", Kokkos::RangePolicy<Exec>(exec, 0, static_cast<size_t>(B) * n),
       KOKKOS_LAMBDA(size_t r) {
         const int b = static_cast<int>(r / n), i = static_cast<int>(r % n);
         const T s = sigma(b);
-        const T c_out = s * sd / compat::sqrt(s * s + sd * sd);
-        (&dF(b, 0, 0, 0))[i] = c_out * (&dD(b, 0, 0, 0))[i];
+        T c = s * sd / compat::sqrt(s * s + sd * sd);
+        if (masked) {
+          const T m = (&mask(b, 0, 0, 0))[i % hw];
+          c = m * c + (T(1) - m) * sd;
+        }
+        (&dF(b, 0, 0, 0))[i] = c * (&dD(b, 0, 0, 0))[i];
       });
 }
 

@@ -44,13 +44,17 @@ struct Edm {
   static void masked_input(const Exec& exec, const EdmConfig& cfg, const CX& x, const CX& mask,
                            const CV1& sigma, const X& xm, const X& net_in, const V1& c_noise);
 
-  /// D (B, C, H, W) = c_skip(sigma) x + c_out(sigma) F.
+  /// D (B, C, H, W) = c_skip(sigma) x + c_out(sigma) F. With an input mask (B, 1, H, W) of
+  /// Ambient Diffusion: D = m (c_skip x + c_out F) + (1 - m) sigma_data F. A pixel the network
+  /// does not see has no skip term, and EDM's rule (unit-variance training target) then gives
+  /// it c_out = sigma_data: its prediction does not vanish as sigma -> 0.
   static void denoise(const Exec& exec, const EdmConfig& cfg, const CX& F, const CX& x,
-                      const CV1& sigma, const X& D);
+                      const CV1& sigma, const X& D, const CX& mask = CX());
 
-  /// dF = c_out(sigma) dD: the gradient through the denoiser's output scaling.
+  /// dF = c_out(sigma) dD (masked: (m c_out + (1 - m) sigma_data) dD): the gradient through the
+  /// denoiser's output scaling.
   static void denoise_backward(const Exec& exec, const EdmConfig& cfg, const CX& dD,
-                               const CV1& sigma, const X& dF);
+                               const CV1& sigma, const X& dF, const CX& mask = CX());
 };
 
 }  // namespace dmis::diffusion

@@ -252,7 +252,7 @@ Denoiser<Exec> ambient_denoiser(models::UNet<Exec, float>& net,
                                               Tensor1<const float, Exec>(c_noise), labels},
                   false);
     Edm<Exec, float>::denoise(exec, edm, Tensor4<const float, Exec>(pnet->output()),
-                              Tensor4<const float, Exec>(xm), sigma, D);
+                              Tensor4<const float, Exec>(xm), sigma, D, mask);
   };
 }
 

@@ -88,7 +88,8 @@ Denoiser<Exec> unet_denoiser(models::UNet<Exec, float>& net,
 
 /// The Ambient Diffusion denoiser (spec/method.md section 5): the UNet (in_channels =
 /// out_channels + 1) sees [c_in(sigma) A x, A] with a fixed mask A (B, 1, H, W) per sample, and
-/// D = c_skip A x + c_out F. `mask` must outlive the callback; fill it with ambient_masks.
+/// D = A (c_skip x + c_out F) + (1 - A) sigma_data F (Edm::denoise). `mask` must outlive the
+/// callback; fill it with ambient_masks.
 template <class Exec>
 Denoiser<Exec> ambient_denoiser(models::UNet<Exec, float>& net,
                                 const Tensor1<const float, Exec>& params, const EdmConfig& edm,

@@ -156,6 +156,7 @@ void EdmTrainStep<Exec>::sample_inputs(const Exec& exec, const Tensor4<const T, 
     kernels::Concat<Exec, T>::forward(exec, scaled, cond, X(m_net_in.data(), B, C + Cc, R, R));
     return;
   }
+  m_input_mask = Tensor4<const T, Exec>();
   if (!masked) {
     Edm::prepare_training_inputs(exec, m_cfg.edm, x0, m_sigma, noise, xs,
                                  X(m_net_in.data(), B, C, R, R), m_c_noise, m_weight);
@@ -167,6 +168,7 @@ void EdmTrainStep<Exec>::sample_inputs(const Exec& exec, const Tensor4<const T, 
                                X(m_D.data(), B, C, R, R), m_c_noise, m_weight);
   Edm::masked_input(exec, m_cfg.edm, xs, mask, m_sigma, xs, X(m_net_in.data(), B, C + 1, R, R),
                     m_c_noise);
+  m_input_mask = mask;  // the denoiser's output scaling depends on it (Edm::denoise)
 }
 
 template <class Exec>
@@ -192,7 +194,7 @@ void EdmTrainStep<Exec>::generative_loss(const Exec& exec, const Tensor4<const T
   const models::UNetIO<Exec, T> io{net_in, m_c_noise, labels};
   const models::DropoutKey key{m_cfg.seed, static_cast<uint32_t>(m_step), m_cfg.ids()};
   m_net.forward(exec, m_store.params, io, /*train=*/true, key);
-  Edm::denoise(exec, m_cfg.edm, m_net.output(), xs, m_sigma, D);
+  Edm::denoise(exec, m_cfg.edm, m_net.output(), xs, m_sigma, D, m_input_mask);
   const int n = C * R * R;
   if (mixed) {  // D_bar = w D + rest
     Kokkos::parallel_for(
@@ -218,7 +220,7 @@ void EdmTrainStep<Exec>::generative_loss(const Exec& exec, const Tensor4<const T
         });
   }
   const X dF(m_D.data(), B, C, R, R);  // D is no longer needed: reuse it for dF
-  Edm::denoise_backward(exec, m_cfg.edm, dD, m_sigma, dF);
+  Edm::denoise_backward(exec, m_cfg.edm, dD, m_sigma, dF, m_input_mask);
   m_net.backward(exec, m_store.params, io, dF, m_store.grads, key);
 }
 

@@ -115,6 +115,7 @@ private:
   Buffer1<T, Exec> m_sigma, m_weight, m_c_noise, m_per_sample, m_loss, m_norm2, m_norm_scratch;
   Buffer1<T, Exec> m_noise, m_x_sigma, m_net_in, m_D, m_dD;
   Buffer1<int, Exec> m_labels;
+  Tensor4<const T, Exec> m_input_mask;  // Ambient: the mask the last sample_inputs() applied
   typename Buffer1<T, Exec>::HostMirror m_host_scalars;
 };
 

@@ -458,7 +458,15 @@ void MethodStep<Exec>::run_dmis(const Exec& exec, const Tensor4<const T, Exec>& 
             const T w = xw(e, b);
             if (w == T(0)) continue;
             const T* f = &F(e * Bc + b, 0, 0, 0);
-            for (int i = 0; i < n; ++i) o[i] += w * (c_skip * a[i] + c_out * f[i]);
+            for (int i = 0; i < n; ++i) {
+              const T d = c_skip * a[i] + c_out * f[i];
+              if (!masked) {
+                o[i] += w * d;
+              } else {  // Ambient's output scaling (Edm::denoise)
+                const T m = tilde(b, 0, (i % HW) / R, (i % HW) % R);
+                o[i] += w * (m * d + (T(1) - m) * sd * f[i]);
+              }
+            }
           }
         });
   }

@@ -73,6 +73,40 @@ TEST(Ambient, MaskedInputScalesTheSeenPixelsAndAppendsTheMask) {
   }
 }
 
+TEST(Ambient, UnseenPixelsKeepTheirPredictionAsSigmaVanishes) {
+  // D = m (c_skip x + c_out F) + (1 - m) sigma_d F, and the backward applies the same factors
+  const int B = 2, C = 1, H = 3, W = 4, n = C * H * W;
+  DView<float****> x("x", B, C, H, W), F("F", B, C, H, W), D("D", B, C, H, W), mask("m", B, 1, H, W),
+      ones("ones", B, C, H, W), dF("dF", B, C, H, W), coef("coef", B, C, H, W);
+  DView<float*> sigma("sigma", B);
+  const auto hx = pattern(B * n, 3), hF = pattern(B * n, 4), hm = mask_of(B * H * W, 5, 0.5f);
+  const std::vector<float> hs = {0.002f, 3.f};
+  upload(x, hx);
+  upload(F, hF);
+  upload(mask, hm);
+  upload(sigma, hs);
+  Kokkos::deep_copy(ones, 1.0f);
+  diffusion::EdmConfig cfg;
+  using Edm = diffusion::Edm<Exec, float>;
+  Edm::denoise(Exec(), cfg, F, x, sigma, D, mask);
+  const auto gD = host(D);
+  const double sd = cfg.sigma_data;
+  for (int b = 0; b < B; ++b) {
+    const double s = hs[b], q = s * s + sd * sd, c_skip = sd * sd / q, c_out = s * sd / std::sqrt(q);
+    for (int i = 0; i < n; ++i) {
+      const size_t r = b * n + i;
+      const double want = hm[b * H * W + i % (H * W)] > 0 ? c_skip * hx[r] + c_out * hF[r] : sd * hF[r];
+      ASSERT_NEAR(gD[r], want, 1e-6) << "b " << b << " i " << i;
+    }
+  }
+  // at sigma = 0.002 an unseen pixel's prediction is sigma_d F, not ~0.004 F
+  // backward: dF = dD * (the factor of F in D): with x = 0, D(F = 1) is that factor
+  DView<float****> zero("zero", B, C, H, W);
+  Edm::denoise(Exec(), cfg, ones, zero, sigma, coef, mask);
+  Edm::denoise_backward(Exec(), cfg, ones, sigma, dF, mask);
+  EXPECT_EQ(host(coef), host(dF));
+}
+
 models::UNetConfig tiny_ambient_net() {
   auto c = models::UNetConfig::from_preset("unet-s");
   c.base = 8;
