@@ -205,6 +205,10 @@ def main():
     if worse:
         L.append("DMIS does **not** beat vanilla here in: " + ", ".join(TITLES[s] for s in worse) + ".\n")
 
+    not_run = [s for s in settings if runs[(s, "vanilla")].get("acc") is None or runs[(s, "dmis")].get("acc") is None]
+    if not_run:
+        L.append("**Not run yet** at this budget: " + ", ".join(TITLES.get(s, s) for s in not_run) +
+                 f" (`scripts/experiments --budget {a.budget} --settings \"{' '.join(not_run)}\"`).\n")
     have_metrics = any(r["metrics"] for r in runs.values())
     if have_metrics:
         L.append("## Generated samples, judged in the evaluator's features\n")
