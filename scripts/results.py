@@ -249,8 +249,9 @@ def main():
                     cond[(m, r["ipc"])] = (100 * r["mean"], 100 * r["std"], r["seeds"])
     if cond:
         L.append("## Noisy dataset condensation, symmetric 40 % (the paper's Table 3 measure)\n")
-        L.append("`dmis condense` (docs/evaluation.md): IPC generated images per class train the "
-                 "evaluator architecture alone; accuracy on the real test set, mean ± std over seeds.\n")
+        L.append("`dmis condense` (docs/evaluation.md) on the final EMA snapshot: IPC generated images "
+                 "per class train the evaluator architecture alone; accuracy on the real test set, "
+                 "mean ± std over seeds.\n")
         L.append("| IPC | vanilla | dmis | paper dmis |")
         L.append("|---:|---:|---:|---:|")
         paper = {10: 70.18, 50: 80.73, 100: 84.26}
@@ -274,6 +275,8 @@ def main():
     L.append("build/bin/dmis train inputs/quickstart.yaml --set run.name=sym40-dmis --set method.name=dmis \\")
     L.append(f"    --set run.out_dir={a.runs} --set data.path=data/fmnist.h5 --set run.keep_checkpoints=20")
     L.append(f"build/bin/dmis classify {a.runs}/sym40-dmis/deck.yaml      # or the deck + the same --set")
+    L.append(f"build/bin/dmis eval metrics {a.runs}/sym40-dmis/samples.h5 --evaluator {a.runs}/evaluator.h5 --data data/fmnist.h5")
+    L.append(f"build/bin/dmis condense {a.runs}/sym40-dmis/deck.yaml --ipc 10,50 --seeds 2   # quick budget")
     L.append("```\n")
     text = "\n".join(L) + "\n"
     tmp = a.out + ".tmp"
