@@ -88,6 +88,10 @@ def deck_value(run_dir, key):
     return None
 
 
+def minutes(run):
+    return "–" if not run.get("seconds") else f"{run['seconds'] / 60:.1f}"
+
+
 def fmt(v, nd=1):
     return "–" if v is None else f"{v:.{nd}f}"
 
@@ -185,20 +189,20 @@ def main():
     if secs:
         L.append(f"- wall time of training: {min(secs)/60:.1f} to {max(secs)/60:.1f} min a run, "
                  f"{sum(secs)/3600:.2f} h in all")
-    L.append("- machine: " + machine())
+    L.append("- machine: " + machine(runs))
     L.append("- the paper: a 55.7 M network, 200k steps at batch 128 (about 25 600 kimg, 350x this "
              "budget), on GPUs\n")
 
     L.append("## Diffusion-classifier accuracy on the real test set (the paper's Table 7 measure)\n")
-    L.append("| setting | vanilla | dmis | gap | paper vanilla | paper dmis |")
-    L.append("|---|---:|---:|---:|---:|---:|")
+    L.append("| setting | vanilla | dmis | gap | paper vanilla | paper dmis | training min (vanilla / dmis) |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|")
     worse = []
     for s in settings:
         v, d = runs[(s, "vanilla")].get("acc"), runs[(s, "dmis")].get("acc")
         gap = None if v is None or d is None else d - v
         pv, pd = PAPER.get(s, (None, None))
         L.append(f"| {TITLES.get(s, s)} | {fmt(v)} | {fmt(d)} | {'' if gap is None else f'{gap:+.1f}'} | "
-                 f"{fmt(pv, 2)} | {fmt(pd, 2)} |")
+                 f"{fmt(pv, 2)} | {fmt(pd, 2)} | {minutes(runs[(s, 'vanilla')])} / {minutes(runs[(s, 'dmis')])} |")
         if s in NOISY and gap is not None and gap <= 0:
             worse.append(s)
     L.append("")
@@ -225,15 +229,16 @@ def main():
             if not any(key in r["metrics"] for r in runs.values()):
                 continue
             L.append(f"### {title} ({'higher' if better > 0 else 'lower'} is better)\n")
-            L.append("| setting | vanilla | dmis | dmis better? |")
-            L.append("|---|---:|---:|:---:|")
+            L.append("| setting | vanilla | dmis | gap (dmis - vanilla) | dmis better? |")
+            L.append("|---|---:|---:|---:|:---:|")
             for s in settings:
                 v = runs[(s, "vanilla")]["metrics"].get(key)
                 d = runs[(s, "dmis")]["metrics"].get(key)
                 v = None if v is None else scale * v
                 d = None if d is None else scale * d
+                gap = "" if v is None or d is None else f"{d - v:+.{nd}f}"
                 ok = "" if v is None or d is None else ("yes" if (d - v) * better > 0 else "**no**")
-                L.append(f"| {TITLES.get(s, s)} | {fmt(v, nd)} | {fmt(d, nd)} | {ok} |")
+                L.append(f"| {TITLES.get(s, s)} | {fmt(v, nd)} | {fmt(d, nd)} | {gap} | {ok} |")
             L.append("")
     else:
         L.append("Generative measures: not computed (no `metrics.jsonl` in the runs; "
@@ -262,6 +267,11 @@ def main():
                 cells.append("–" if v is None else f"{v[0]:.1f} ± {v[1]:.1f} ({v[2]} seeds)")
             L.append(f"| {ipc} | {cells[0]} | {cells[1]} | {fmt(paper.get(ipc), 2)} |")
         L.append("")
+    discussion = os.path.join(os.path.dirname(a.out), f"results-discussion-{a.budget}.md")
+    if os.path.exists(discussion):
+        L.append("## Discussion\n")
+        L.append(f"Where DMIS does not win, and why: [{os.path.basename(discussion)}]"
+                 f"({rel(discussion)}) (written by hand from the numbers above).\n")
     if figures or grids:
         L.append("## Figures\n")
         for cap, p in figures:
@@ -286,12 +296,39 @@ def main():
     print(f"results.py: wrote {a.out}")
 
 
-def machine():
+def threads(run_dir):
+    """The OpenMP concurrency a run had, from the banner of its log.txt."""
+    path = os.path.join(run_dir, "log.txt")
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                m = re.match(r"^\s*concurrency\s+(\d+)", line)
+                if m:
+                    return int(m.group(1))
+    return None
+
+
+def machine(runs):
     try:
         model = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
     except Exception:
         model = "unknown CPU"
-    return f"{os.cpu_count()} cores ({model}), OpenMP backend, OMP_NUM_THREADS=2"
+    by_threads = {}
+    for (s, m), r in runs.items():
+        t = threads(r["dir"])
+        if t is not None:
+            by_threads.setdefault(t, []).append(f"{s}-{m}")
+    text = f"{os.cpu_count()} cores ({model}), OpenMP backend"
+    if by_threads:
+        parts = []
+        for t in sorted(by_threads, reverse=True):
+            names = by_threads[t]
+            parts.append(f"{t} thread{'s' if t > 1 else ''}: {', '.join(sorted(names))}")
+        text += "; threads per run (log.txt banner): " + "; ".join(parts)
+        if 1 in by_threads and os.cpu_count() and os.cpu_count() > 1:
+            text += (" (the one-thread runs ran two at a time, one per core, so their wall times "
+                     "are not comparable with the two-thread runs)")
+    return text
 
 
 if __name__ == "__main__":
