@@ -22,6 +22,8 @@ import sys
 import h5py
 import numpy as np
 
+from results_common import machine, merged_jsonl
+
 # DMIS paper, Fashion-MNIST (spec/method.md section 6): diffusion-classifier accuracy (Table 7)
 PAPER = {
     "sym40": (90.11, 93.40),
@@ -60,16 +62,7 @@ def curve(run_dir):
 
 def metrics(run_dir):
     """The last metric line of each kind in metrics.jsonl, merged."""
-    out = {}
-    path = os.path.join(run_dir, "metrics.jsonl")
-    if not os.path.exists(path):
-        return out
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if line:
-                out.update(json.loads(line))
-    return out
+    return merged_jsonl(os.path.join(run_dir, "metrics.jsonl"))
 
 
 def deck_value(run_dir, key):
@@ -189,7 +182,7 @@ def main():
     if secs:
         L.append(f"- wall time of training: {min(secs)/60:.1f} to {max(secs)/60:.1f} min a run, "
                  f"{sum(secs)/3600:.2f} h in all")
-    L.append("- machine: " + machine(runs))
+    L.append("- machine: " + machine({f"{s}-{m}": r["dir"] for (s, m), r in runs.items()}))
     L.append("- the paper: a 55.7 M network, 200k steps at batch 128 (about 25 600 kimg, 350x this "
              "budget), on GPUs\n")
 
@@ -294,41 +287,6 @@ def main():
         f.write(text)
     os.replace(tmp, a.out)
     print(f"results.py: wrote {a.out}")
-
-
-def threads(run_dir):
-    """The OpenMP concurrency a run had, from the banner of its log.txt."""
-    path = os.path.join(run_dir, "log.txt")
-    if os.path.exists(path):
-        with open(path) as f:
-            for line in f:
-                m = re.match(r"^\s*concurrency\s+(\d+)", line)
-                if m:
-                    return int(m.group(1))
-    return None
-
-
-def machine(runs):
-    try:
-        model = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except Exception:
-        model = "unknown CPU"
-    by_threads = {}
-    for (s, m), r in runs.items():
-        t = threads(r["dir"])
-        if t is not None:
-            by_threads.setdefault(t, []).append(f"{s}-{m}")
-    text = f"{os.cpu_count()} cores ({model}), OpenMP backend"
-    if by_threads:
-        parts = []
-        for t in sorted(by_threads, reverse=True):
-            names = by_threads[t]
-            parts.append(f"{t} thread{'s' if t > 1 else ''}: {', '.join(sorted(names))}")
-        text += "; threads per run (log.txt banner): " + "; ".join(parts)
-        if 1 in by_threads and os.cpu_count() and os.cpu_count() > 1:
-            text += (" (the one-thread runs ran two at a time, one per core, so their wall times "
-                     "are not comparable with the two-thread runs)")
-    return text
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ import shutil
 
 import numpy as np
 
+from results_common import machine, merged_jsonl
+
 DATA = {
     "clean": "clean images",
     "mask90": "90 % of pixels missing (mask:0.9)",
@@ -30,15 +32,6 @@ METHOD = {
     "dmis": "DMIS on the observations",
     "dmisambient": "DMIS with Ambient's masked objective (method.ambient)",
 }
-
-
-def merged(path):
-    out = {}
-    if os.path.exists(path):
-        for line in open(path):
-            if line.strip():
-                out.update(json.loads(line))
-    return out
 
 
 def f(v, nd=2, scale=1):
@@ -56,7 +49,7 @@ def main():
         data, method = name.rsplit("-", 1)
         if data not in DATA or method not in METHOD:
             continue
-        m = merged(os.path.join(d, "metrics.jsonl"))
+        m = merged_jsonl(os.path.join(d, "metrics.jsonl"))
         ts = os.path.join(d, "train_seconds")
         secs = float(open(ts).read()) if os.path.exists(ts) else None
         post = os.path.join(d, "posteriors.h5")
@@ -74,7 +67,7 @@ def main():
          "Budget: the quickstart network (unet-s base 16, mults [1, 2, 2], one block, no attention, "
          "268k parameters), 72 kimg a model at batch 64, lr 0.002; samples: 50 per class, 18 Heun "
          "steps; measures in the features of the project's evaluator CNN against the real test set "
-         "(docs/evaluation.md). Machine: " + machine() + ".\n"]
+         "(docs/evaluation.md). Machine: " + machine({f"{r[0]}-{r[1]}": r[4] for r in rows}) + ".\n"]
     ev = next((r[2] for r in rows if r[2]), None)
     if ev and "evaluator_test_accuracy" in ev:
         L.append(f"Evaluator test accuracy: {100 * ev['evaluator_test_accuracy']:.2f} %.\n")
@@ -129,7 +122,7 @@ def main():
         L.append("Against the clean training images (kept in the dataset file with `--keep-clean`, "
                  "never read by training). Lap 0 is the start (observed pixels, per-pixel mean "
                  "elsewhere).\n")
-        rm = merged(os.path.join(d, "recon_metrics.jsonl"))
+        rm = merged_jsonl(os.path.join(d, "recon_metrics.jsonl"))
         if rm:
             L.append(f"The last reconstructions in the evaluator's features against the real test "
                      f"set: FD {f(rm.get('fd'))}, CW-FD {f(rm.get('cw_fd'))}, accuracy of their labels "
@@ -164,14 +157,6 @@ def main():
     open(tmp, "w").write("\n".join(L) + "\n")
     os.replace(tmp, a.out)
     print(f"results_corrupted.py: wrote {a.out}")
-
-
-def machine():
-    try:
-        model = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except Exception:
-        model = "unknown CPU"
-    return f"{os.cpu_count()} cores ({model}), OpenMP, OMP_NUM_THREADS=2"
 
 
 if __name__ == "__main__":
