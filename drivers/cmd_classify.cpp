@@ -24,10 +24,7 @@ int cmd_classify(const Args& args) {
   long limit = -1;
   for (size_t i = 0; i < a.rest.size(); ++i) {
     const std::string& r = a.rest[i];
-    auto value = [&]() {
-      if (i + 1 >= a.rest.size()) throw UsageError(cat(r, " needs a value"));
-      return a.rest[++i];
-    };
+    auto value = [&]() -> const std::string& { return option_value(a.rest, i); };
     if (r == "--help" || r == "-h") {
       std::cout << "usage: dmis classify DECK|CHECKPOINT [--data FILE] [--split test|train] "
                    "[--limit N] [--out FILE.h5]\n                     [--set key=value ...]\n\n"

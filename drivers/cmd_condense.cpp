@@ -57,10 +57,7 @@ int cmd_condense(const Args& args) {
   std::string data_path, json;
   for (size_t i = 0; i < a.rest.size(); ++i) {
     const std::string& r = a.rest[i];
-    auto value = [&]() {
-      if (i + 1 >= a.rest.size()) throw UsageError(cat(r, " needs a value"));
-      return a.rest[++i];
-    };
+    auto value = [&]() -> const std::string& { return option_value(a.rest, i); };
     if (r == "--help" || r == "-h") {
       std::cout << kHelp;
       return 0;

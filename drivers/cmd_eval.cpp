@@ -34,11 +34,7 @@ int train_evaluator(const Args& args) {
   bool flip = false;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& r = args[i];
-    auto value = [&]() {
-      if (i + 1 >= args.size())
-        throw UsageError(cat(r, " needs a value"));
-      return args[++i];
-    };
+    auto value = [&]() -> const std::string& { return option_value(args, i); };
     if (r == "--help" || r == "-h") {
       std::cout
           << kEvalUsage << "\ntrain-evaluator trains the evaluator classifier ("
@@ -206,11 +202,7 @@ int metrics(const Args& args) {
   bool cas = true;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& r = args[i];
-    auto value = [&]() {
-      if (i + 1 >= args.size())
-        throw UsageError(cat(r, " needs a value"));
-      return args[++i];
-    };
+    auto value = [&]() -> const std::string& { return option_value(args, i); };
     if (r == "--help" || r == "-h") {
       std::cout << kEvalUsage
                 << "\nmetrics judges generated images (a samples.h5 of dmis sample) in the "

@@ -145,11 +145,7 @@ int cmd_import(const Args& args) {
   bool force = false, seed_given = false, corrupt_seed_given = false, keep_clean = false;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
-    auto value = [&]() {
-      if (i + 1 >= args.size())
-        throw UsageError(cat(a, " needs a value"));
-      return args[++i];
-    };
+    auto value = [&]() -> const std::string& { return option_value(args, i); };
     if (a == "--help" || a == "-h") {
       std::cout << kImportHelp;
       return 0;

@@ -24,10 +24,7 @@ int cmd_sample(const Args& args) {
   std::string out, grid;
   for (size_t i = 0; i < a.rest.size(); ++i) {
     const std::string& r = a.rest[i];
-    auto value = [&]() {
-      if (i + 1 >= a.rest.size()) throw UsageError(cat(r, " needs a value"));
-      return a.rest[++i];
-    };
+    auto value = [&]() -> const std::string& { return option_value(a.rest, i); };
     if (r == "--help" || r == "-h") {
       std::cout << "usage: dmis sample DECK|CHECKPOINT [--out FILE.h5] [--grid FILE.png] "
                    "[--set key=value ...]\n\n"

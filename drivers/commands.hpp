@@ -4,9 +4,18 @@
 #include <string>
 #include <vector>
 
+#include "core/error.hpp"
+
 namespace dmis::cli {
 
 using Args = std::vector<std::string>;
+
+/// The value of the option at args[i] (args[i + 1]); moves i onto it. A missing value is a
+/// UsageError that names the option.
+inline const std::string& option_value(const Args& args, size_t& i) {
+  if (i + 1 >= args.size()) throw UsageError(cat(args[i], " needs a value"));
+  return args[++i];
+}
 
 struct Command {
   const char* name;

@@ -130,15 +130,10 @@ void Edm<Exec, T>::denoise(const Exec& exec, const EdmConfig& cfg, const CX& F, 
       "dmis::edm::denoise", Kokkos::RangePolicy<Exec>(exec, 0, static_cast<size_t>(B) * n),
       KOKKOS_LAMBDA(size_t r) {
         const int b = static_cast<int>(r / n), i = static_cast<int>(r % n);
-        const T s = sigma(b), q = s * s + sd * sd;
-        const T c_skip = sd * sd / q, c_out = s * sd / compat::sqrt(q);
-        const T d = c_skip * (&x(b, 0, 0, 0))[i] + c_out * (&F(b, 0, 0, 0))[i];
-        if (!masked) {
-          (&D(b, 0, 0, 0))[i] = d;
-          return;
-        }
-        const T m = (&mask(b, 0, 0, 0))[i % hw];
-        (&D(b, 0, 0, 0))[i] = m * d + (T(1) - m) * sd * (&F(b, 0, 0, 0))[i];
+        const EdmScaling<T> scale(sigma(b), sd);
+        const T xi = (&x(b, 0, 0, 0))[i], fi = (&F(b, 0, 0, 0))[i];
+        (&D(b, 0, 0, 0))[i] =
+            masked ? scale.masked(xi, fi, (&mask(b, 0, 0, 0))[i % hw]) : scale(xi, fi);
       });
 }
 

@@ -4,6 +4,7 @@
 // lambda(sigma). Everything per sample runs on the device.
 #include <cstdint>
 
+#include "core/kokkos_compat.hpp"
 #include "core/rng.hpp"
 #include "core/types.hpp"
 
@@ -13,6 +14,23 @@ struct EdmConfig {
   double P_mean = -1.2;
   double P_std = 1.2;
   double sigma_data = 0.5;
+};
+
+/// The denoiser's output scaling at one noise level (spec/method.md section 1), one definition
+/// for Edm::denoise and the kernels that fuse it (the DMIS extra-label mix):
+/// D = c_skip x + c_out F; for a pixel Ambient's mask hides (m = 0) D = sigma_data F.
+template <class T>
+struct EdmScaling {
+  T c_skip, c_out, sd;
+  KOKKOS_INLINE_FUNCTION EdmScaling(T sigma, T sigma_data) : sd(sigma_data) {
+    const T q = sigma * sigma + sigma_data * sigma_data;
+    c_skip = sigma_data * sigma_data / q;
+    c_out = sigma * sigma_data / compat::sqrt(q);
+  }
+  KOKKOS_INLINE_FUNCTION T operator()(T x, T F) const { return c_skip * x + c_out * F; }
+  KOKKOS_INLINE_FUNCTION T masked(T x, T F, T m) const {
+    return m * (c_skip * x + c_out * F) + (T(1) - m) * sd * F;
+  }
 };
 
 template <class Exec, class T = float>

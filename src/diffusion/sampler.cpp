@@ -178,125 +178,102 @@ void HeunSampler<Exec>::run(const Exec& exec, const SamplerConfig& cfg,
   }
 }
 
+namespace {
+
+/// The one UNet denoiser behind unet_denoiser, ambient_denoiser and conditional_denoiser: the
+/// network input is [c_in(sigma) x] (plain), [c_in(sigma) A x, A] (mask A: Ambient) or
+/// [c_in(sigma) x, cond] (DiffEM's posterior); D = Edm::denoise of the network output, with the
+/// mask where there is one. Scratch is allocated here, once; the callback allocates nothing.
 template <class Exec>
-Denoiser<Exec> unet_denoiser(models::UNet<Exec, float>& net,
-                             const Tensor1<const float, Exec>& params, const EdmConfig& edm) {
-  const char* op = "dmis::sampler::unet_denoiser";
+Denoiser<Exec> make_denoiser(const char* op, models::UNet<Exec, float>& net,
+                             const Tensor1<const float, Exec>& params, const EdmConfig& edm,
+                             const Tensor4<const float, Exec>& mask,
+                             const Tensor4<const float, Exec>& cond) {
   const models::UNetConfig& nc = net.config();
-  const int B = net.batch(), C = nc.in_channels, R = nc.resolution;
+  const int B = net.batch(), C = nc.out_channels, R = nc.resolution;
+  const bool masked = mask.data() != nullptr, conditional = cond.data() != nullptr;
+  const int extra = masked ? 1 : conditional ? static_cast<int>(cond.extent(1)) : 0;
   if (B == 0)
     throw Error(cat(op, ": the UNet must be prepared for the sampler's batch first"));
-  if (nc.in_channels != nc.out_channels)
-    throw ShapeError(cat(op, ": the UNet takes ", nc.in_channels, " channels but returns ",
-                         nc.out_channels, "; D = c_skip x + c_out F needs them equal"));
+  if (nc.in_channels != C + extra) {
+    if (masked)
+      throw ShapeError(cat(op, ": the UNet takes ", nc.in_channels, " channels and returns ", C,
+                           "; Ambient needs one mask channel more than it returns"));
+    if (conditional)
+      throw ShapeError(cat(op, ": the UNet takes ", nc.in_channels, " channels; the image has ",
+                           C, " and the condition ", extra));
+    throw ShapeError(cat(op, ": the UNet takes ", nc.in_channels, " channels but returns ", C,
+                         "; D = c_skip x + c_out F needs them equal"));
+  }
+  if (masked)
+    expect_shape(op, "mask", mask, {B, 1, R, R});
+  if (conditional)
+    expect_shape(op, "cond", cond, {B, extra, R, R});
   struct Scratch {
-    Buffer1<float, Exec> net_in;  // (B, C, R, R) c_in x
+    Buffer1<float, Exec> net_in;  // (B, C + extra, R, R) the network's input
+    Buffer1<float, Exec> image;   // (B, C, R, R): A x (Ambient) or c_in x (conditional)
     Buffer1<float, Exec> c_noise; // (B) ln(sigma) / 4
   };
   auto scratch = std::make_shared<Scratch>();
-  scratch->net_in =
-      Buffer1<float, Exec>("dmis::sampler::net_in", static_cast<size_t>(B) * C * R * R);
+  scratch->net_in = Buffer1<float, Exec>("dmis::sampler::net_in",
+                                         static_cast<size_t>(B) * (C + extra) * R * R);
+  if (extra > 0)
+    scratch->image =
+        Buffer1<float, Exec>("dmis::sampler::image", static_cast<size_t>(B) * C * R * R);
   scratch->c_noise = Buffer1<float, Exec>("dmis::sampler::c_noise", B);
   models::UNet<Exec, float>* pnet = &net;
-  return [pnet, params, edm, scratch, B, C, R,
+  return [pnet, params, edm, scratch, mask, cond, masked, conditional, B, C, extra, R,
           op](const Exec& exec, const Tensor4<const float, Exec>& x,
               const Tensor1<const float, Exec>& sigma, const Tensor1<const int, Exec>& labels,
               const Tensor4<float, Exec>& D) {
     expect_shape(op, "x", x, {B, C, R, R});
-    const Tensor4<float, Exec> net_in(scratch->net_in.data(), B, C, R, R);
+    const Tensor4<float, Exec> net_in(scratch->net_in.data(), B, C + extra, R, R);
+    const Tensor4<float, Exec> image =
+        extra > 0 ? Tensor4<float, Exec>(scratch->image.data(), B, C, R, R) : Tensor4<float, Exec>();
     const Tensor1<float, Exec> c_noise(scratch->c_noise.data(), B);
-    Edm<Exec, float>::scale_input(exec, edm, x, sigma, net_in, c_noise);
+    Tensor4<const float, Exec> skip = x; // the x of D's skip term
+    if (masked) {
+      Edm<Exec, float>::masked_input(exec, edm, x, mask, sigma, image, net_in, c_noise);
+      skip = image;
+    } else if (conditional) {
+      Edm<Exec, float>::scale_input(exec, edm, x, sigma, image, c_noise);
+      kernels::Concat<Exec, float>::forward(exec, image, cond, net_in);
+    } else {
+      Edm<Exec, float>::scale_input(exec, edm, x, sigma, net_in, c_noise);
+    }
     pnet->forward(exec, params,
                   models::UNetIO<Exec, float>{Tensor4<const float, Exec>(net_in),
                                               Tensor1<const float, Exec>(c_noise), labels},
                   false);
-    Edm<Exec, float>::denoise(exec, edm, Tensor4<const float, Exec>(pnet->output()), x, sigma, D);
+    Edm<Exec, float>::denoise(exec, edm, Tensor4<const float, Exec>(pnet->output()), skip, sigma,
+                              D, mask);
   };
+}
+
+} // namespace
+
+template <class Exec>
+Denoiser<Exec> unet_denoiser(models::UNet<Exec, float>& net,
+                             const Tensor1<const float, Exec>& params, const EdmConfig& edm) {
+  return make_denoiser<Exec>("dmis::sampler::unet_denoiser", net, params, edm, {}, {});
 }
 
 template <class Exec>
 Denoiser<Exec> ambient_denoiser(models::UNet<Exec, float>& net,
                                 const Tensor1<const float, Exec>& params, const EdmConfig& edm,
                                 const Tensor4<const float, Exec>& mask) {
-  const char* op = "dmis::sampler::ambient_denoiser";
-  const models::UNetConfig& nc = net.config();
-  const int B = net.batch(), C = nc.out_channels, R = nc.resolution;
-  if (B == 0)
-    throw Error(cat(op, ": the UNet must be prepared for the sampler's batch first"));
-  if (nc.in_channels != C + 1)
-    throw ShapeError(cat(op, ": the UNet takes ", nc.in_channels, " channels and returns ", C,
-                         "; Ambient needs one mask channel more than it returns"));
-  expect_shape(op, "mask", mask, {B, 1, R, R});
-  struct Scratch {
-    Buffer1<float, Exec> net_in;  // (B, C + 1, R, R)
-    Buffer1<float, Exec> xm;      // (B, C, R, R) A x
-    Buffer1<float, Exec> c_noise; // (B)
-  };
-  auto scratch = std::make_shared<Scratch>();
-  scratch->net_in =
-      Buffer1<float, Exec>("dmis::sampler::net_in", static_cast<size_t>(B) * (C + 1) * R * R);
-  scratch->xm = Buffer1<float, Exec>("dmis::sampler::masked_x", static_cast<size_t>(B) * C * R * R);
-  scratch->c_noise = Buffer1<float, Exec>("dmis::sampler::c_noise", B);
-  models::UNet<Exec, float>* pnet = &net;
-  return [pnet, params, edm, scratch, mask, B, C, R,
-          op](const Exec& exec, const Tensor4<const float, Exec>& x,
-              const Tensor1<const float, Exec>& sigma, const Tensor1<const int, Exec>& labels,
-              const Tensor4<float, Exec>& D) {
-    expect_shape(op, "x", x, {B, C, R, R});
-    const Tensor4<float, Exec> net_in(scratch->net_in.data(), B, C + 1, R, R),
-        xm(scratch->xm.data(), B, C, R, R);
-    const Tensor1<float, Exec> c_noise(scratch->c_noise.data(), B);
-    Edm<Exec, float>::masked_input(exec, edm, x, mask, sigma, xm, net_in, c_noise);
-    pnet->forward(exec, params,
-                  models::UNetIO<Exec, float>{Tensor4<const float, Exec>(net_in),
-                                              Tensor1<const float, Exec>(c_noise), labels},
-                  false);
-    Edm<Exec, float>::denoise(exec, edm, Tensor4<const float, Exec>(pnet->output()),
-                              Tensor4<const float, Exec>(xm), sigma, D, mask);
-  };
+  if (mask.data() == nullptr)
+    throw Error("dmis::sampler::ambient_denoiser: no mask given");
+  return make_denoiser<Exec>("dmis::sampler::ambient_denoiser", net, params, edm, mask, {});
 }
 
 template <class Exec>
 Denoiser<Exec> conditional_denoiser(models::UNet<Exec, float>& net,
                                     const Tensor1<const float, Exec>& params, const EdmConfig& edm,
                                     const Tensor4<const float, Exec>& cond) {
-  const char* op = "dmis::sampler::conditional_denoiser";
-  const models::UNetConfig& nc = net.config();
-  const int B = net.batch(), C = nc.out_channels, R = nc.resolution;
-  const int Cc = static_cast<int>(cond.extent(1));
-  if (B == 0)
-    throw Error(cat(op, ": the UNet must be prepared for the sampler's batch first"));
-  if (nc.in_channels != C + Cc)
-    throw ShapeError(cat(op, ": the UNet takes ", nc.in_channels, " channels; the image has ", C,
-                         " and the condition ", Cc));
-  expect_shape(op, "cond", cond, {B, Cc, R, R});
-  struct Scratch {
-    Buffer1<float, Exec> scaled;  // (B, C, R, R) c_in x
-    Buffer1<float, Exec> net_in;  // (B, C + Cc, R, R)
-    Buffer1<float, Exec> c_noise; // (B)
-  };
-  auto scratch = std::make_shared<Scratch>();
-  scratch->scaled = Buffer1<float, Exec>("dmis::sampler::scaled", static_cast<size_t>(B) * C * R * R);
-  scratch->net_in =
-      Buffer1<float, Exec>("dmis::sampler::net_in", static_cast<size_t>(B) * (C + Cc) * R * R);
-  scratch->c_noise = Buffer1<float, Exec>("dmis::sampler::c_noise", B);
-  models::UNet<Exec, float>* pnet = &net;
-  return [pnet, params, edm, scratch, cond, B, C, Cc, R,
-          op](const Exec& exec, const Tensor4<const float, Exec>& x,
-              const Tensor1<const float, Exec>& sigma, const Tensor1<const int, Exec>& labels,
-              const Tensor4<float, Exec>& D) {
-    expect_shape(op, "x", x, {B, C, R, R});
-    const Tensor4<float, Exec> scaled(scratch->scaled.data(), B, C, R, R),
-        net_in(scratch->net_in.data(), B, C + Cc, R, R);
-    const Tensor1<float, Exec> c_noise(scratch->c_noise.data(), B);
-    Edm<Exec, float>::scale_input(exec, edm, x, sigma, scaled, c_noise);
-    kernels::Concat<Exec, float>::forward(exec, scaled, cond, net_in);
-    pnet->forward(exec, params,
-                  models::UNetIO<Exec, float>{Tensor4<const float, Exec>(net_in),
-                                              Tensor1<const float, Exec>(c_noise), labels},
-                  false);
-    Edm<Exec, float>::denoise(exec, edm, Tensor4<const float, Exec>(pnet->output()), x, sigma, D);
-  };
+  if (cond.data() == nullptr)
+    throw Error("dmis::sampler::conditional_denoiser: no condition given");
+  return make_denoiser<Exec>("dmis::sampler::conditional_denoiser", net, params, edm, {}, cond);
 }
 
 template <class Exec>

@@ -450,23 +450,16 @@ void MethodStep<Exec>::run_dmis(const Exec& exec, const Tensor4<const T, Exec>& 
     const auto F = m_extra_net->output();
     Kokkos::parallel_for(
         "dmis::method::extra_mix", Kokkos::RangePolicy<Exec>(exec, 0, Bc), KOKKOS_LAMBDA(int b) {
-          const T s = sig(b), q = s * s + sd * sd;
-          const T c_skip = sd * sd / q, c_out = s * sd / compat::sqrt(q);
+          const diffusion::EdmScaling<T> scale(sig(b), sd);
           T* o = &rest(b, 0, 0, 0);
           const T* a = &xs(b, 0, 0, 0);
           for (int e = 0; e < E; ++e) {
             const T w = xw(e, b);
             if (w == T(0)) continue;
             const T* f = &F(e * Bc + b, 0, 0, 0);
-            for (int i = 0; i < n; ++i) {
-              const T d = c_skip * a[i] + c_out * f[i];
-              if (!masked) {
-                o[i] += w * d;
-              } else {  // Ambient's output scaling (Edm::denoise)
-                const T m = tilde(b, 0, (i % HW) / R, (i % HW) % R);
-                o[i] += w * (m * d + (T(1) - m) * sd * f[i]);
-              }
-            }
+            for (int i = 0; i < n; ++i)
+              o[i] += w * (masked ? scale.masked(a[i], f[i], tilde(b, 0, (i % HW) / R, (i % HW) % R))
+                                  : scale(a[i], f[i]));
           }
         });
   }

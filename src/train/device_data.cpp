@@ -92,27 +92,29 @@ void DeviceData<Exec>::gather(const Exec& exec, uint64_t seed, uint64_t first, r
   auto obs = m_observed;
   auto cand = m_candidates;
   auto lab = m_labeled;
+  // first the indices and per-sample labels, then the images (and masks) as flat copies: one
+  // thread an element, so a GPU reads and writes them coalesced
   Kokkos::parallel_for(
       "dmis::data::gather", Kokkos::RangePolicy<Exec>(exec, 0, B), KOKKOS_LAMBDA(int b) {
         const uint32_t i = index_at(first + ids(b), N, seed);
         index(b) = static_cast<int>(i);
-        T* dst = &x0(b, 0, 0, 0);
-        if (corrupt) {
-          const float* src = &values(static_cast<size_t>(i) * n);
-          for (int e = 0; e < n; ++e) dst[e] = src[e];
-        } else {
-          const uint8_t* src = &images(static_cast<size_t>(i) * n);
-          for (int e = 0; e < n; ++e) dst[e] = T(src[e]) / T(127.5) - T(1);
-        }
-        if (want_mask) {
-          T* m = &mask(b, 0, 0, 0);
-          for (int e = 0; e < hw; ++e)
-            m[e] = corrupt ? T(masks(static_cast<size_t>(i) * hw + e)) : T(1);
-        }
         observed(b) = obs(i);
         labeled(b) = lab(i);
         for (int k = 0; k < K; ++k) candidates(b, k) = cand(static_cast<size_t>(i) * K + k);
       });
+  Kokkos::parallel_for(
+      "dmis::data::gather_images",
+      Kokkos::RangePolicy<Exec>(exec, 0, static_cast<size_t>(B) * n), KOKKOS_LAMBDA(size_t r) {
+        const size_t src = static_cast<size_t>(index(static_cast<int>(r / n))) * n + r % n;
+        x0.data()[r] = corrupt ? T(values(src)) : T(images(src)) / T(127.5) - T(1);
+      });
+  if (want_mask)
+    Kokkos::parallel_for(
+        "dmis::data::gather_masks",
+        Kokkos::RangePolicy<Exec>(exec, 0, static_cast<size_t>(B) * hw), KOKKOS_LAMBDA(size_t r) {
+          const size_t src = static_cast<size_t>(index(static_cast<int>(r / hw))) * hw + r % hw;
+          mask.data()[r] = corrupt ? T(masks(src)) : T(1);
+        });
 }
 
 template <class Exec>

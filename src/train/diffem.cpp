@@ -302,7 +302,14 @@ int train_diffem(const deck::Deck& d) {
             const uint32_t i = DeviceData<Exec>::index_at(first + ids(b), N32, data_seed);
             idx(b) = static_cast<int>(i);
             lab_b(b) = labels(i);
-            for (size_t e = 0; e < n_img; ++e) (&x0(b, 0, 0, 0))[e] = recon(i * n_img + e);
+          });
+      // the images as one flat copy (coalesced on a GPU), after the indices
+      Kokkos::parallel_for(
+          "dmis::diffem::gather_images",
+          Kokkos::RangePolicy<Exec>(exec, 0, static_cast<size_t>(local_batch) * n_img),
+          KOKKOS_LAMBDA(size_t r) {
+            const size_t b = r / n_img, e = r % n_img;
+            x0.data()[r] = recon(static_cast<size_t>(idx(b)) * n_img + e);
           });
       data::corrupt<Exec>(exec, ck_channel, static_cast<uint32_t>(lap), idx, x0, obs, mk);
       kernels::Concat<Exec, float>::forward(exec, obs, mk, cond);
