@@ -81,6 +81,59 @@ def deck_value(run_dir, key):
     return None
 
 
+def deck_items(run_dir):
+    """{section.key: value} of a run's resolved deck (comments dropped)."""
+    out, section = {}, None
+    path = os.path.join(run_dir, "deck.yaml")
+    if not os.path.exists(path):
+        return out
+    with open(path) as f:
+        for line in f:
+            line = line.split("#", 1)[0].rstrip()
+            if re.match(r"^\S.*:\s*$", line):
+                section = line.strip()[:-1]
+            m = re.match(r"^\s+(\w+):\s*(.*)$", line)
+            if m and section:
+                out[f"{section}.{m.group(1)}"] = m.group(2).strip()
+    return out
+
+
+def last_losses(run_dir):
+    """The generative and classification losses of the last stats.jsonl line."""
+    path = os.path.join(run_dir, "stats.jsonl")
+    last = None
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                if line.strip():
+                    last = json.loads(line)
+    return (None, None) if last is None else (last.get("loss"), last.get("loss_cls"))
+
+
+def ablation_rows(runs_dir, settings, runs):
+    """The base dmis run and every <setting>-dmis-<tag> variant, with their deck differences."""
+    rows = []
+    for s in settings:
+        variants = sorted(glob.glob(os.path.join(runs_dir, f"{s}-dmis-*")))
+        if not variants:
+            continue
+        base_dir = runs[(s, "dmis")]["dir"]
+        base = deck_items(base_dir)
+        for d in [base_dir] + variants:
+            if not os.path.isdir(d):
+                continue
+            r = {"metrics": metrics(d)}
+            post = os.path.join(d, "posteriors.h5")
+            if os.path.exists(post):
+                r["acc"], _ = accuracy(post)
+            r["loss"], r["loss_cls"] = last_losses(d)
+            items = deck_items(d)
+            diff = [f"`{k}: {base.get(k, '–')} → {v}`" for k, v in sorted(items.items())
+                    if k != "run.name" and base.get(k) != v]
+            rows.append((s, os.path.basename(d), ", ".join(diff) if d != base_dir else "(the main run)", r))
+    return rows
+
+
 def minutes(run):
     return "–" if not run.get("seconds") else f"{run['seconds'] / 60:.1f}"
 
@@ -151,7 +204,7 @@ def main():
     for s in settings:
         for m in ("vanilla", "dmis"):
             png = os.path.join(runs[(s, m)]["dir"], "samples.png")
-            if os.path.exists(png) and s in ("sym40", "partial-class50"):
+            if os.path.exists(png) and s in ("sym40", "asym40"):
                 dst = os.path.join(img_dir, f"samples-{s}-{m}.png")
                 shutil.copyfile(png, dst)
                 grids.append((f"{TITLES[s]}, {m}", dst))
@@ -259,6 +312,21 @@ def main():
                 v = cond.get((m, ipc))
                 cells.append("–" if v is None else f"{v[0]:.1f} ± {v[1]:.1f} ({v[2]} seeds)")
             L.append(f"| {ipc} | {cells[0]} | {cells[1]} | {fmt(paper.get(ipc), 2)} |")
+        L.append("")
+    ablations = ablation_rows(a.runs, settings, runs)
+    if ablations:
+        L.append("## Variants (same budget, one deck key changed)\n")
+        L.append("Runs named `<setting>-dmis-<tag>` beside the main ones, with the deck keys in which "
+                 "they differ from `<setting>-dmis`.\n")
+        L.append("| setting | run | deck change | diffusion-classifier accuracy % | "
+                 "generated-sample accuracy % | FD | CW-FD | final L_gen | final L_cls |")
+        L.append("|---|---|---|---:|---:|---:|---:|---:|---:|")
+        for s, name, diff, r in ablations:
+            m = r["metrics"]
+            L.append(f"| {TITLES.get(s, s)} | `{name}` | {diff} | {fmt(r.get('acc'))} | "
+                     f"{fmt(None if 'accuracy' not in m else 100 * m['accuracy'])} | "
+                     f"{fmt(m.get('fd'), 2)} | {fmt(m.get('cw_fd'), 2)} | "
+                     f"{fmt(r.get('loss'), 3)} | {fmt(r.get('loss_cls'), 3)} |")
         L.append("")
     discussion = os.path.join(os.path.dirname(a.out), f"results-discussion-{a.budget}.md")
     if os.path.exists(discussion):
