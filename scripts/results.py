@@ -126,6 +126,9 @@ def ablation_rows(runs_dir, settings, runs):
             post = os.path.join(d, "posteriors.h5")
             if os.path.exists(post):
                 r["acc"], _ = accuracy(post)
+            post = os.path.join(d, "posteriors-k1.h5")
+            if os.path.exists(post):
+                r["acc_k1"], _ = accuracy(post)
             r["loss"], r["loss_cls"] = last_losses(d)
             items = deck_items(d)
             diff = [f"`{k}: {base.get(k, '–')} → {v}`" for k, v in sorted(items.items())
@@ -158,6 +161,9 @@ def main():
             post = os.path.join(d, "posteriors.h5")
             if os.path.exists(post):
                 r["acc"], r["n_test"] = accuracy(post)
+            post = os.path.join(d, "posteriors-k1.h5")
+            if os.path.exists(post):
+                r["acc_k1"], _ = accuracy(post)
             r["curve"] = curve(d)
             r["metrics"] = metrics(d)
             ts = os.path.join(d, "train_seconds")
@@ -255,6 +261,18 @@ def main():
     if worse:
         L.append("DMIS does **not** beat vanilla here in: " + ", ".join(TITLES[s] for s in worse) + ".\n")
 
+    if any("acc_k1" in r for r in runs.values()):
+        L.append("The same classifier with one noise level, the median σ = exp(P_mean) at which DMIS's "
+                 "classification term trains (K = 1 in the budget above; `classify.points=1`), on the "
+                 "same test images:\n")
+        L.append("| setting | vanilla | dmis | gap |")
+        L.append("|---|---:|---:|---:|")
+        for s in settings:
+            v, d = runs[(s, "vanilla")].get("acc_k1"), runs[(s, "dmis")].get("acc_k1")
+            gap = "" if v is None or d is None else f"{d - v:+.1f}"
+            L.append(f"| {TITLES.get(s, s)} | {fmt(v)} | {fmt(d)} | {gap} |")
+        L.append("")
+
     not_run = [s for s in settings if runs[(s, "vanilla")].get("acc") is None or runs[(s, "dmis")].get("acc") is None]
     if not_run:
         L.append("**Not run yet** at this budget: " + ", ".join(TITLES.get(s, s) for s in not_run) +
@@ -318,12 +336,12 @@ def main():
         L.append("## Variants (same budget, one deck key changed)\n")
         L.append("Runs named `<setting>-dmis-<tag>` beside the main ones, with the deck keys in which "
                  "they differ from `<setting>-dmis`.\n")
-        L.append("| setting | run | deck change | diffusion-classifier accuracy % | "
+        L.append("| setting | run | deck change | diffusion-classifier accuracy % (2 levels / 1 level) | "
                  "generated-sample accuracy % | FD | CW-FD | final L_gen | final L_cls |")
         L.append("|---|---|---|---:|---:|---:|---:|---:|---:|")
         for s, name, diff, r in ablations:
             m = r["metrics"]
-            L.append(f"| {TITLES.get(s, s)} | `{name}` | {diff} | {fmt(r.get('acc'))} | "
+            L.append(f"| {TITLES.get(s, s)} | `{name}` | {diff} | {fmt(r.get('acc'))} / {fmt(r.get('acc_k1'))} | "
                      f"{fmt(None if 'accuracy' not in m else 100 * m['accuracy'])} | "
                      f"{fmt(m.get('fd'), 2)} | {fmt(m.get('cw_fd'), 2)} | "
                      f"{fmt(r.get('loss'), 3)} | {fmt(r.get('loss_cls'), 3)} |")
