@@ -79,6 +79,10 @@ def main():
                  f"{f(m.get('accuracy'), 1, 100)} | {f(m.get('density'), 3)} | {f(m.get('coverage'), 3)} | "
                  f"{'–' if secs is None else f'{secs / 60:.1f} min'} |")
     L.append("")
+    for data, method, _, _, d in rows:
+        if os.path.islink(d):
+            L.append(f"The {DATA[data]} / {method} row is the run `{os.path.relpath(os.path.realpath(d))}` "
+                     f"(linked: `scripts/experiments` trained it with the same deck).\n")
     by = {(r[0], r[1]): r[2] for r in rows}
     for data in ("mask90", "mask50", "blur"):
         v, amb = by.get((data, "vanilla"), {}), by.get((data, "ambient"), {})
