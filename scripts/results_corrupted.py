@@ -38,6 +38,20 @@ def f(v, nd=2, scale=1):
     return "–" if v is None else f"{scale * v:.{nd}f}"
 
 
+def late_stats(run_dir):
+    """Mean loss and the gradient-norm range over the second half of a run's stats.jsonl."""
+    path = os.path.join(run_dir, "stats.jsonl")
+    if not os.path.exists(path):
+        return None
+    rows = [json.loads(l) for l in open(path) if l.strip()]
+    rows = [r for r in rows if "loss" in r and "grad_norm" in r]
+    late = rows[len(rows) // 2:]
+    if not late:
+        return None
+    return (float(np.mean([r["loss"] for r in late])), min(r["grad_norm"] for r in late),
+            max(r["grad_norm"] for r in late))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", required=True)
@@ -88,8 +102,20 @@ def main():
         v, amb = by.get((data, "vanilla"), {}), by.get((data, "ambient"), {})
         if v.get("fd") is not None and amb.get("fd") is not None:
             L.append(f"**{DATA[data]}:** Ambient's FD is {amb['fd']:.2f} against vanilla's {v['fd']:.2f} "
-                     f"({100 * (1 - amb['fd'] / v['fd']):.0f} % lower); density {amb.get('density', 0):.3f} "
-                     f"against {v.get('density', 0):.3f}.\n")
+                     f"({abs(100 * (1 - amb['fd'] / v['fd'])):.0f} % "
+                     f"{'lower' if amb['fd'] < v['fd'] else '**higher**'}); density {amb.get('density', 0):.3f} "
+                     f"against {v.get('density', 0):.3f}; generated-sample accuracy "
+                     f"{100 * amb.get('accuracy', float('nan')):.1f} against {100 * v.get('accuracy', float('nan')):.1f} %.\n")
+    v50, a50 = by.get(("mask50", "vanilla"), {}), by.get(("mask50", "ambient"), {})
+    if a50.get("fd") is not None and v50.get("fd") is not None and a50["fd"] > v50["fd"]:
+        tail = {r: late_stats(os.path.join(a.runs, r)) for r in ("mask50-ambient", "mask90-ambient", "mask50-vanilla")}
+        if all(tail.values()):
+            (l50, g50lo, g50hi), (l90, _, _), (lv, _, _) = (tail[r] for r in ("mask50-ambient", "mask90-ambient", "mask50-vanilla"))
+            L.append("At 50 % missing, Ambient is worse than vanilla at this budget: its samples are "
+                     "speckled textures, its training loss stays high and noisy (second half of "
+                     f"`stats.jsonl`: mean loss {l50:.2f}, gradient norms {g50lo:.1f} to {g50hi:.1f}; "
+                     f"Ambient at 90 % {l90:.2f}, vanilla at 50 % {lv:.2f}). Not understood yet: "
+                     "under investigation (issue 7).\n")
     v90, a90 = by.get(("mask90", "vanilla"), {}), by.get(("mask90", "ambient"), {})
     if v90.get("accuracy") is not None and a90.get("accuracy") is not None and \
             max(v90["accuracy"], a90["accuracy"]) < 0.2:
