@@ -65,22 +65,6 @@ def metrics(run_dir):
     return merged_jsonl(os.path.join(run_dir, "metrics.jsonl"))
 
 
-def deck_value(run_dir, key):
-    """A value of the resolved deck (simple 'key: value' lines under their section)."""
-    path = os.path.join(run_dir, "deck.yaml")
-    if not os.path.exists(path):
-        return None
-    section, want_sec, want_key = None, *key.split(".")
-    with open(path) as f:
-        for line in f:
-            if re.match(r"^\S.*:\s*$", line):
-                section = line.strip()[:-1]
-            m = re.match(r"^\s+(\w+):\s*(.*)$", line)
-            if m and section == want_sec and m.group(1) == want_key:
-                return m.group(2).strip()
-    return None
-
-
 def deck_items(run_dir):
     """{section.key: value} of a run's resolved deck (comments dropped)."""
     out, section = {}, None
@@ -96,6 +80,11 @@ def deck_items(run_dir):
             if m and section:
                 out[f"{section}.{m.group(1)}"] = m.group(2).strip()
     return out
+
+
+def deck_value(run_dir, key):
+    """One value of a run's resolved deck ("section.key"), None if absent."""
+    return deck_items(run_dir).get(key)
 
 
 def last_losses(run_dir):
