@@ -21,6 +21,7 @@ Generation generate(const ModelSource& m, int per_class, long seed, const std::s
   sc.rho = d.get_float("sample.rho");
   sc.churn = d.get_float("sample.churn");
   sc.guidance = d.get_float("sample.guidance");
+  sc.clip_denoised = d.get_bool("sample.clip_denoised");
   const long sseed = d.get_int("sample.seed");
   sc.seed = sseed >= 0 ? static_cast<uint64_t>(sseed) : static_cast<uint64_t>(d.get_int("run.seed"));
   diffusion::EdmConfig edm;

@@ -103,6 +103,10 @@ const std::vector<KeySpec>& registry() {
         "label posterior of DMIS (noisy labels and missing pixels in one run)"),
       F("method.delta", "0.1", 0, 0.99,
         "ambient: rate of the further corruption of the seen pixels (fixed per image)"),
+      S("method.hidden_weight", "unit", {"unit", "edm"},
+        "ambient: loss weight of an observed pixel the further mask hid from the network; "
+        "unit: EDM's unit weight on the network output (1 / sigma_data^2), edm: lambda(sigma) "
+        "as on the seen pixels (the inpainting error then dominates at low noise)"),
       F("method.beta", "1", 0, 1e6, "dmis: weight of the classification loss"),
       F("method.warmup_kimg", "0", 0, 1e9,
         "dmis: thousands of images of plain conditional training before the DMIS terms"),
@@ -155,6 +159,9 @@ const std::vector<KeySpec>& registry() {
       F("sample.rho", "7", 1e-3, 1e3, "noise-level spacing exponent"),
       F("sample.churn", "0", 0, 1e6, "stochastic churn S_churn (0: deterministic)"),
       F("sample.guidance", "1", 0, 1e3, "classifier-free guidance scale w (1: plain conditional)"),
+      B("sample.clip_denoised", "false",
+        "clamp every denoiser output to the data range [-1, 1] during sampling (the reference "
+        "Ambient sampler does; the last step's output is the sample)"),
       I("sample.per_class", "10", 1, 1 << 20, "images generated per class"),
       I("sample.batch", "100", 1, 1 << 20, "images per sampler batch"),
       I("sample.seed", "-1", -1, 4294967295.0, "sampler seed (-1: run.seed)"),

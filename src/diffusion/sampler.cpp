@@ -82,6 +82,14 @@ void guide(const Exec& exec, float w, const Tensor1<const float, Exec>& Du,
       KOKKOS_LAMBDA(size_t i) { D(i) = Du(i) + w * (D(i) - Du(i)); });
 }
 
+/// D (n) clamped to the data range [-1, 1] (the reference Ambient sampler's static clipping).
+template <class Exec>
+void clip_unit(const Exec& exec, const Tensor1<float, Exec>& D) {
+  Kokkos::parallel_for(
+      "dmis::sampler::clip_denoised", Kokkos::RangePolicy<Exec>(exec, 0, D.extent(0)),
+      KOKKOS_LAMBDA(size_t i) { D(i) = D(i) < -1.f ? -1.f : D(i) > 1.f ? 1.f : D(i); });
+}
+
 } // namespace
 
 template <class Exec>
@@ -112,12 +120,14 @@ void HeunSampler<Exec>::evaluate(const Exec& exec, const SamplerConfig& cfg,
   const Tensor1<T, Exec> sigma(m_sigma.data(), B);
   fill(exec, "dmis::sampler::fill_sigma", sigma, static_cast<T>(sigma_value));
   denoiser(exec, x, sigma, labels, X(m_D.data(), B, m_C, m_H, m_W));
-  if (cfg.guidance == 1)
-    return;
-  denoiser(exec, x, sigma, Tensor1<const int, Exec>(m_uncond.data(), B),
-           X(m_Du.data(), B, m_C, m_H, m_W));
-  guide(exec, static_cast<T>(cfg.guidance), Tensor1<const T, Exec>(m_Du.data(), n),
-        Tensor1<T, Exec>(m_D.data(), n));
+  if (cfg.guidance != 1) {
+    denoiser(exec, x, sigma, Tensor1<const int, Exec>(m_uncond.data(), B),
+             X(m_Du.data(), B, m_C, m_H, m_W));
+    guide(exec, static_cast<T>(cfg.guidance), Tensor1<const T, Exec>(m_Du.data(), n),
+          Tensor1<T, Exec>(m_D.data(), n));
+  }
+  if (cfg.clip_denoised)
+    clip_unit(exec, Tensor1<T, Exec>(m_D.data(), n));
 }
 
 template <class Exec>

@@ -24,6 +24,7 @@ struct SamplerConfig {
   double s_tmax = 1e30;
   double s_noise = 1;  // S_noise: scale of the churn noise
   double guidance = 1; // classifier-free guidance scale w; 1 = plain conditional
+  bool clip_denoised = false; // clamp every D (after guidance) to the data range [-1, 1]
   uint64_t seed = 0;
 };
 

@@ -17,29 +17,47 @@ Buffer1<float, Exec> buffer(const char* name, size_t n) {
   return Buffer1<float, Exec>(std::string("dmis::train::") + name, n);
 }
 
-// v (B, C, H, W) *= mask (B, 1, H, W)
+// Ambient's per-pixel loss factor r (spec/method.md section 5): the loss sees the pixels the
+// observation has (loss mask A) and nothing else; among those, a pixel the network saw (input
+// mask Ã) keeps EDM's weight lambda(sigma), and a pixel it did not see (A = 1, Ã = 0), whose
+// prediction is D = sigma_data F with no skip term, is scaled by c_out(sigma) / sigma_data when
+// `unit` is set, so that its weight lambda r^2 = 1 / sigma_data^2 is EDM's unit weight on F
+// (lambda c_out^2 = 1). Without that factor the inpainting error, which does not shrink with
+// sigma, carries lambda(sigma) ~ 1 / sigma^2: the low-noise samples swamp the gradient.
+// The factor depends on sigma and the masks only, so the minimiser E[x0 | Ã x_sigma, Ã] of
+// Ambient's Theorem 1 is unchanged.
 template <class Exec>
-void mask_pixels(const Exec& exec, const char* label, const Tensor4<float, Exec>& v,
-                 const Tensor4<const float, Exec>& mask) {
-  const int C = v.extent(1), hw = v.extent(2) * v.extent(3), n = C * hw;
+struct AmbientLossFactor {
+  Tensor4<const float, Exec> A, At;  // the loss mask and the input mask (may be empty: all seen)
+  Tensor1<const float, Exec> sigma;
+  float sigma_data;
+  bool unit;
+  int hw, n;  // pixels per channel, values per sample
+  KOKKOS_INLINE_FUNCTION float operator()(size_t r) const {
+    const size_t b = r / n, p = b * hw + (r % n) % hw;
+    const float seen = At.extent(0) != 0 ? At.data()[p] : 1.f;
+    const float g = unit ? diffusion::EdmScaling<float>(sigma(b), sigma_data).c_out / sigma_data : 1.f;
+    return A.data()[p] * (seen + (1.f - seen) * g);
+  }
+};
+
+// forward: D = x0 + r (D - x0), so that the MSE against x0 weighs value r by lambda_b r^2
+template <class Exec>
+void apply_loss_factor(const Exec& exec, const AmbientLossFactor<Exec>& f,
+                       const Tensor4<float, Exec>& D, const Tensor4<const float, Exec>& x0) {
   Kokkos::parallel_for(
-      label, Kokkos::RangePolicy<Exec>(exec, 0, v.span()), KOKKOS_LAMBDA(size_t r) {
-        const size_t b = r / n;
-        v.data()[r] *= mask.data()[b * hw + (r % n) % hw];
+      "dmis::train::loss_mask", Kokkos::RangePolicy<Exec>(exec, 0, D.span()), KOKKOS_LAMBDA(size_t r) {
+        D.data()[r] = x0.data()[r] + f(r) * (D.data()[r] - x0.data()[r]);
       });
 }
 
-// D = mask D + (1 - mask) x0: D - x0 becomes mask (D - x0), whatever x0 holds where unseen
+// backward: dD *= r
 template <class Exec>
-void keep_seen(const Exec& exec, const Tensor4<float, Exec>& D, const Tensor4<const float, Exec>& x0,
-               const Tensor4<const float, Exec>& mask) {
-  const int C = D.extent(1), hw = D.extent(2) * D.extent(3), n = C * hw;
+void apply_loss_factor_backward(const Exec& exec, const AmbientLossFactor<Exec>& f,
+                                const Tensor4<float, Exec>& dD) {
   Kokkos::parallel_for(
-      "dmis::train::loss_mask", Kokkos::RangePolicy<Exec>(exec, 0, D.span()), KOKKOS_LAMBDA(size_t r) {
-        const size_t b = r / n;
-        const float m = mask.data()[b * hw + (r % n) % hw];
-        D.data()[r] = m * D.data()[r] + (1.f - m) * x0.data()[r];
-      });
+      "dmis::train::loss_mask_bwd", Kokkos::RangePolicy<Exec>(exec, 0, dD.span()),
+      KOKKOS_LAMBDA(size_t r) { dD.data()[r] *= f(r); });
 }
 }  // namespace
 
@@ -204,13 +222,15 @@ void EdmTrainStep<Exec>::generative_loss(const Exec& exec, const Tensor4<const T
           (&D(b, 0, 0, 0))[r % n] = w(b) * (&D(b, 0, 0, 0))[r % n] + (&rest(b, 0, 0, 0))[r % n];
         });
   }
-  // Ambient: the loss sees observed pixels only
-  if (masked_loss) keep_seen(exec, D, x0, loss_mask);
+  // Ambient: the loss sees observed pixels only, with unit weight on F where the input hid them
+  const AmbientLossFactor<Exec> factor{loss_mask, m_input_mask, sigma(), T(m_cfg.edm.sigma_data),
+                                       m_cfg.hidden_unit_weight, R * R, n};
+  if (masked_loss) apply_loss_factor(exec, factor, D, x0);
   kernels::MSE<Exec, T>::forward(exec, D, x0, m_weight, m_per_sample, m_loss);
   // The loss is a mean over the global batch: each rank's share is B_local / B_global.
   const T dloss = scale * T(static_cast<double>(B) / global_batch());
   kernels::MSE<Exec, T>::backward(exec, dloss, D, x0, m_weight, dD, GradMode::Overwrite);
-  if (masked_loss) mask_pixels(exec, "dmis::train::loss_mask_bwd", dD, loss_mask);  // dD/dD_net
+  if (masked_loss) apply_loss_factor_backward(exec, factor, dD);  // dD/dD_net
   if (mixed) {  // only the first term carries a gradient: dD = w dD_bar
     Kokkos::parallel_for(
         "dmis::train::mix_bwd", Kokkos::RangePolicy<Exec>(exec, 0, static_cast<size_t>(B) * n),

@@ -22,6 +22,9 @@ struct TrainStepConfig {
   double ema_rampup_ratio = 0.05;   // EDM: half-life <= images seen * ratio; 0 turns it off
   double lr_rampup_kimg = 0;        // linear learning-rate warm-up over this many kimg
   double p_uncond = 0.1;            // probability of replacing the label by "no label"
+  // Ambient: a pixel the loss sees but the input hid gets EDM's unit weight on F (1 / sd^2 on D)
+  // instead of lambda(sigma) (method.hidden_weight: unit | edm; see edm_step.cpp)
+  bool hidden_unit_weight = true;
   uint64_t seed = 1;
   int global_batch = 0;             // images per step over all ranks (0: the local batch)
   int sample_offset = 0;            // global index of this rank's first sample in a batch

@@ -125,6 +125,7 @@ RunPlan make_plan(const deck::Deck& d) {
   p.method.name = d.get_string("method.name");
   p.method.delta = d.get_float("method.delta");
   p.method.ambient = d.get_bool("method.ambient");
+  p.step.hidden_unit_weight = d.get_string("method.hidden_weight") == "unit";
   if (p.method.ambient && p.method.name != "dmis")
     d.fail("method.ambient", cat("true goes with method.name dmis, found '", p.method.name,
                                  "' (method.name ambient is Ambient Diffusion on the observed labels)"));
@@ -269,7 +270,8 @@ int train(const deck::Deck& d) {
                    plan.method.tau, ", extra classes ", plan.method.gen_extra);
     if (method.needs_masks())
       detail += cat(detail.empty() ? "" : "; ", "ambient: delta ", plan.method.delta,
-                    ", the network sees ", 1 - plan.method.delta, " of the observed pixels");
+                    ", the network sees ", 1 - plan.method.delta, " of the observed pixels, hidden ones weighted ",
+                    plan.step.hidden_unit_weight ? "1 / sigma_data^2" : "lambda(sigma)");
     files.log(cat("parameters ", core.net().table().total(), ", method ", plan.method.name,
                   detail.empty() ? std::string() : " (" + detail + ")"));
     files.log(cat("training ", plan.steps, " steps (", plan.steps * plan.batch / 1e3,

@@ -2,6 +2,7 @@
 // that sees only observed pixels, the fixed further mask of each image, the sampler's masks.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -152,31 +153,47 @@ struct Batch {
 
 // Loss and gradients of one Ambient step on observation x0 with seen-pixel mask A.
 struct StepResult {
-  std::vector<float> loss, grads;
+  std::vector<float> loss, grads, sigma;
+  float mean_loss = 0;
+};
+struct StepOptions {
+  bool unit = true;           // TrainStepConfig::hidden_unit_weight
+  bool loss_on_tilde = false;  // the loss mask is the input mask Ã instead of A (no hidden pixel)
+  long perturb = -1;          // a parameter to move by h before the step (finite differences)
+  float h = 0;
 };
 StepResult ambient_step(const std::vector<float>& x0, const std::vector<float>& A,
-                        const std::vector<int>& index) {
+                        const std::vector<int>& index, const StepOptions& o = {}) {
   const int B = 4, R = 8;
   methods::TrainStepConfig tc;
+  tc.hidden_unit_weight = o.unit;
   methods::MethodConfig mc;
   mc.name = "ambient";
   mc.delta = 0.2;
   methods::MethodStep<Exec> step(tiny_ambient_net(), tc, mc, B);
   step.initialize(models::InitScheme::Adm);
+  auto& core = step.core();
+  if (o.perturb >= 0) {
+    auto p = Kokkos::subview(core.store().params, std::make_pair(o.perturb, o.perturb + 1));
+    auto hp = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), p);
+    hp(0) += o.h;
+    Kokkos::deep_copy(p, hp);
+  }
   const Batch in(B, R, x0, A, index, {0, 1, 2, 3});
   const auto& x = in.x;
   const auto& mask = in.mask;
   const auto& idx = in.idx;
   const auto& obs = in.obs;
-  auto& core = step.core();
   // the step's pieces, so that the gradients can be read before the optimizer uses them
   core.begin(Exec());
   DView<float****> tilde("tilde", B, 1, R, R);
   step.further_mask(Exec(), mask, idx, tilde);
   core.sample_inputs(Exec(), x, tilde);
   core.generative_loss(Exec(), x, Tensor1<const int, Exec>(obs.data(), B), Tensor1<const float, Exec>(),
-                       Tensor4<const float, Exec>(), 1.f, mask);
-  return {host(core.per_sample_loss()), host(core.store().grads)};
+                       Tensor4<const float, Exec>(), 1.f,
+                       o.loss_on_tilde ? Tensor4<const float, Exec>(tilde) : Tensor4<const float, Exec>(mask));
+  return {host(core.per_sample_loss()), host(core.store().grads), host(core.sigma()),
+          host(core.loss())[0]};
 }
 
 TEST(Ambient, LossAndGradientsIgnoreUnseenPixels) {
@@ -203,6 +220,56 @@ TEST(Ambient, LossAndGradientsIgnoreUnseenPixels) {
   other[seen] += 0.5f;
   const StepResult c = ambient_step(other, A, index);
   EXPECT_NE(a.loss[0], c.loss[0]);
+}
+
+// A pixel the observation has but the further mask hid (A = 1, Ã = 0) is predicted as
+// sigma_data F with no skip term; its inpainting error does not shrink with sigma, so EDM's
+// lambda(sigma) would weigh it ~1 / sigma^2. It gets EDM's unit weight on F instead:
+// loss = S + g^2 H with g = c_out / sigma_data, where S is the seen pixels' part and H the hidden
+// pixels' part under lambda(sigma). S is measured with the loss mask Ã (no hidden pixel), H from
+// the run with lambda(sigma) everywhere (method.hidden_weight: edm).
+TEST(Ambient, HiddenPixelsGetUnitWeightOnTheNetworkOutput) {
+  const int B = 4, n = B * 8 * 8;
+  const auto A = mask_of(n, 5, 0.5f);
+  auto x0 = pattern(n, 6);
+  for (int i = 0; i < n; ++i) x0[i] *= A[i];
+  const std::vector<int> index = {17, 3, 250, 9};
+  const StepResult edm = ambient_step(x0, A, index, {false});
+  const StepResult unit = ambient_step(x0, A, index, {true});
+  const StepResult seen = ambient_step(x0, A, index, {true, true});
+  const double sd = 0.5;
+  for (int b = 0; b < B; ++b) {
+    SCOPED_TRACE(b);
+    const double s = edm.sigma[b], g2 = s * s / (s * s + sd * sd);
+    const double S = seen.loss[b], H = edm.loss[b] - S;
+    EXPECT_GT(H, 1e-3 * S);  // the sample has hidden pixels with an error
+    EXPECT_NEAR(unit.loss[b], S + g2 * H, 1e-4 * (S + H));
+  }
+}
+
+// The gradient of the weighted loss against central finite differences of the mean loss, on the
+// parameters with the largest gradients.
+TEST(Ambient, HiddenPixelWeightGradientMatchesFiniteDifferences) {
+  const int n = 4 * 8 * 8;
+  const auto A = mask_of(n, 7, 0.5f);
+  auto x0 = pattern(n, 8);
+  for (int i = 0; i < n; ++i) x0[i] *= A[i];
+  const std::vector<int> index = {5, 40, 41, 1000};
+  const StepResult base = ambient_step(x0, A, index);
+  std::vector<long> order(base.grads.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<long>(i);
+  std::partial_sort(order.begin(), order.begin() + 6, order.end(), [&](long a, long b) {
+    return std::abs(base.grads[a]) > std::abs(base.grads[b]);
+  });
+  for (int k = 0; k < 6; ++k) {
+    const long i = order[k];
+    const float h = 1e-3f;
+    const StepResult up = ambient_step(x0, A, index, {true, false, i, h});
+    const StepResult down = ambient_step(x0, A, index, {true, false, i, -h});
+    const double fd = (double(up.mean_loss) - down.mean_loss) / (2.0 * h);
+    SCOPED_TRACE(i);
+    EXPECT_NEAR(fd, base.grads[i], 2e-2 * std::abs(base.grads[i]) + 1e-4);
+  }
 }
 
 // One full DMIS step with Ambient's masked objective (noisy labels and missing pixels): the

@@ -311,6 +311,25 @@ TYPED_TEST(Sampler, GaussianDataStochastic) {
   EXPECT_NE(det, out);
 }
 
+// sample.clip_denoised: every D is clamped to [-1, 1]. For data N(3, 0.05^2) the plain sampler
+// ends near 3; with clipping the last output, which is the sample, lies in [-1, 1] (and reaches
+// the bound, since the unclipped D is above it).
+TYPED_TEST(Sampler, ClipDenoisedKeepsSamplesInTheDataRange) {
+  using E = TypeParam;
+  GaussianModel<E> model({3.0f}, 0.05f);
+  SamplerConfig cfg;
+  cfg.steps = 16;
+  cfg.seed = 9;
+  const auto plain = sample<E>(cfg, model.denoiser(), std::vector<int>(200, 0), 0, 0, 2, 2);
+  EXPECT_NEAR(stats(plain).mean, 3.0, 0.05);
+  cfg.clip_denoised = true;
+  const auto clipped = sample<E>(cfg, model.denoiser(), std::vector<int>(200, 0), 0, 0, 2, 2);
+  const auto [lo, hi] = std::minmax_element(clipped.begin(), clipped.end());
+  EXPECT_GE(*lo, -1.0f);
+  EXPECT_LE(*hi, 1.0f + 1e-6f);
+  EXPECT_NEAR(*hi, 1.0f, 1e-3f);
+}
+
 // Guidance with class means mu_y and the unconditional mean mu_u: D_w is the exact denoiser of
 // N(mu_u + w (mu_y - mu_u), s^2), so w = 0 gives the unconditional model and w > 1 moves each
 // class further from mu_u.
