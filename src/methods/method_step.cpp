@@ -429,38 +429,42 @@ void MethodStep<Exec>::run_dmis(const Exec& exec, const Tensor4<const T, Exec>& 
     const Tensor4<T, Exec> xin(m_extra_in.data(), J, nc.in_channels, R, R);
     auto cn = m_extra_cn;
     auto xsig = m_extra_sigma;
-    auto xlab = m_extra_labels;
     const T sd = T(m_train.edm.sigma_data);
+    // flat over (extra sample, input value): coalesced on a GPU
+    const int nin = n + (masked ? HW : 0);
     Kokkos::parallel_for(
-        "dmis::method::extra_inputs", Kokkos::RangePolicy<Exec>(exec, 0, J), KOKKOS_LAMBDA(int j) {
-          const int b = j % Bc;
+        "dmis::method::extra_inputs", Kokkos::RangePolicy<Exec>(exec, 0, static_cast<size_t>(J) * nin),
+        KOKKOS_LAMBDA(size_t r) {
+          const int j = static_cast<int>(r / nin), k = static_cast<int>(r % nin), b = j % Bc;
           const T s = sig(b);
-          xsig(j) = s;
-          cn(j) = compat::log(s) / T(4);
+          if (k == 0) {
+            xsig(j) = s;
+            cn(j) = compat::log(s) / T(4);
+          }
           const T c_in = T(1) / compat::sqrt(s * s + sd * sd);
-          const T* a = &xs(b, 0, 0, 0);
-          T* o = &xin(j, 0, 0, 0);
-          for (int i = 0; i < n; ++i) o[i] = c_in * a[i];
-          if (masked)
-            for (int p = 0; p < HW; ++p) o[n + p] = tilde(b, 0, p / R, p % R);  // mask channel
+          xin.data()[r] = k < n ? c_in * (&xs(b, 0, 0, 0))[k]
+                                : tilde.data()[static_cast<size_t>(b) * HW + (k - n)];  // mask channel
         });
     m_extra_net->forward(exec, store.params,
                          {xin, m_extra_cn, Tensor1<const int, Exec>(m_extra_labels.data(), J)},
                          /*train=*/false);
     const auto F = m_extra_net->output();
+    // flat over (sample, value); rest holds zeros, so rest = the sum over the extra classes
     Kokkos::parallel_for(
-        "dmis::method::extra_mix", Kokkos::RangePolicy<Exec>(exec, 0, Bc), KOKKOS_LAMBDA(int b) {
+        "dmis::method::extra_mix", Kokkos::RangePolicy<Exec>(exec, 0, static_cast<size_t>(Bc) * n),
+        KOKKOS_LAMBDA(size_t r) {
+          const int b = static_cast<int>(r / n), i = static_cast<int>(r % n);
           const diffusion::EdmScaling<T> scale(sig(b), sd);
-          T* o = &rest(b, 0, 0, 0);
-          const T* a = &xs(b, 0, 0, 0);
+          const T a = (&xs(b, 0, 0, 0))[i];
+          const T m = masked ? tilde.data()[static_cast<size_t>(b) * HW + i % HW] : T(1);
+          T acc = 0;
           for (int e = 0; e < E; ++e) {
             const T w = xw(e, b);
             if (w == T(0)) continue;
-            const T* f = &F(e * Bc + b, 0, 0, 0);
-            for (int i = 0; i < n; ++i)
-              o[i] += w * (masked ? scale.masked(a[i], f[i], tilde(b, 0, (i % HW) / R, (i % HW) % R))
-                                  : scale(a[i], f[i]));
+            const T f = (&F(e * Bc + b, 0, 0, 0))[i];
+            acc += w * (masked ? scale.masked(a, f, m) : scale(a, f));
           }
+          (&rest(b, 0, 0, 0))[i] += acc;
         });
   }
   m_core.generative_loss(exec, x0, top, topw, rest, T(1), masked ? Tensor4<const T, Exec>(mask) : Tensor4<const T, Exec>());
