@@ -213,6 +213,9 @@ def main():
              f"(`{a.runs}/<setting>-<method>/`). Regenerate everything with\n")
     L.append("```\nscripts/experiments --budget " + a.budget + "\n```\n")
     L.append("or one setting with `--settings sym40`, and the report alone with `--only report`.\n")
+    L.append("Corrupted images (missing pixels, blur: Ambient Diffusion, DiffEM, and noisy labels with "
+             "missing pixels together) are in [results-corrupted.md](results-corrupted.md), written by "
+             "`scripts/experiments-corrupted`.\n")
     L.append("## Budget\n")
     if any_run:
         d = any_run["dir"]

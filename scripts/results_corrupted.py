@@ -72,6 +72,8 @@ def main():
             import h5py
             with h5py.File(post, "r") as h:
                 m["dc_accuracy"] = float(np.mean(np.asarray(h["predictions"]) == np.asarray(h["labels"])))
+        if not m and secs is None:
+            continue  # not trained yet (or still training): listed under "Not run yet"
         rows.append((data, method, m, secs, d))
     order = {k: i for i, k in enumerate(["clean", "mask50", "mask90", "blur", "sym40mask50"])}
     rows.sort(key=lambda r: (order[r[0]], list(METHOD).index(r[1])))
@@ -94,19 +96,27 @@ def main():
                  f"{f(m.get('accuracy'), 1, 100)} | {f(m.get('density'), 3)} | {f(m.get('coverage'), 3)} | "
                  f"{'–' if secs is None else f'{secs / 60:.1f} min'} |")
     L.append("")
+    L.append("Training: wall time as the run recorded it (`train_seconds`); it depends on what else "
+             "shared the machine (threads per run, runs side by side), so compare it only roughly.\n")
     for data, method, _, _, d in rows:
         if os.path.islink(d):
             L.append(f"The {DATA[data]} / {method} row is the run `{os.path.relpath(os.path.realpath(d))}` "
                      f"(linked: `scripts/experiments` trained it with the same deck).\n")
     by = {(r[0], r[1]): r[2] for r in rows}
+    clean_fd = by.get(("clean", "vanilla"), {}).get("fd")
     for data in ("mask90", "mask50", "blur"):
-        v, amb = by.get((data, "vanilla"), {}), by.get((data, "ambient"), {})
-        if v.get("fd") is not None and amb.get("fd") is not None:
-            L.append(f"**{DATA[data]}:** Ambient's FD is {amb['fd']:.2f} against vanilla's {v['fd']:.2f} "
-                     f"({abs(100 * (1 - amb['fd'] / v['fd'])):.0f} % "
-                     f"{'lower' if amb['fd'] < v['fd'] else '**higher**'}); density {amb.get('density', 0):.3f} "
-                     f"against {v.get('density', 0):.3f}; generated-sample accuracy "
-                     f"{100 * amb.get('accuracy', float('nan')):.1f} against {100 * v.get('accuracy', float('nan')):.1f} %.\n")
+        v = by.get((data, "vanilla"), {})
+        for method, name in (("ambient", "Ambient"), ("diffem", "DiffEM")):
+            o = by.get((data, method), {})
+            if v.get("fd") is None or o.get("fd") is None:
+                continue
+            L.append(f"**{DATA[data]}:** {name}'s FD is {o['fd']:.2f} against vanilla's {v['fd']:.2f} "
+                     f"({abs(100 * (1 - o['fd'] / v['fd'])):.0f} % "
+                     f"{'lower' if o['fd'] < v['fd'] else '**higher**'}"
+                     + (f"; the clean reference: {clean_fd:.2f}" if clean_fd is not None else "") +
+                     f"); density {o.get('density', 0):.3f} against {v.get('density', 0):.3f}; "
+                     f"generated-sample accuracy {100 * o.get('accuracy', float('nan')):.1f} against "
+                     f"{100 * v.get('accuracy', float('nan')):.1f} %.\n")
     a50, e50 = by.get(("mask50", "ambient"), {}), by.get(("mask50", "ambientedm"), {})
     if a50.get("fd") is not None and e50.get("fd") is not None:
         ta, te = late_stats(os.path.join(a.runs, "mask50-ambient")), late_stats(os.path.join(a.runs, "mask50-ambientedm"))
@@ -162,8 +172,9 @@ def main():
             continue
         L.append(f"## DiffEM reconstructions, {DATA[data]}\n")
         L.append("Against the clean training images (kept in the dataset file with `--keep-clean`, "
-                 "never read by training). Lap 0 is the start (observed pixels, per-pixel mean "
-                 "elsewhere).\n")
+                 "never read by training). Lap 0 is the start: "
+                 + ("the blurred observations themselves (no pixel is missing).\n" if data == "blur" else
+                    "the observed pixels, the per-pixel mean of the observed values elsewhere.\n"))
         rm = merged_jsonl(os.path.join(d, "recon_metrics.jsonl"))
         if rm:
             L.append(f"The last reconstructions in the evaluator's features against the real test "
