@@ -7,6 +7,12 @@ python3 with numpy). Every number is read from the run files:
   <runs>/<data>-diffem/diffem/stats.jsonl  one record per DiffEM lap
 
 usage: scripts/results_corrupted.py --runs runs/corrupted --out docs/results-corrupted.md
+           [--runs MORE ...] [--archive docs/runs-corrupted]
+
+Several --runs directories: a run found in more than one is taken from the last. --archive
+copies the small files of every run in the report (the ones above, log.txt, deck.yaml, the sample
+grid) into that directory, so that a later session can add runs and regenerate the page from
+the archive and its new runs without training everything again.
 """
 import argparse
 import glob
@@ -55,11 +61,17 @@ def late_stats(run_dir):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--runs", required=True)
+    ap.add_argument("--runs", required=True, action="append")
+    ap.add_argument("--archive")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     rows = []
-    for d in sorted(glob.glob(os.path.join(a.runs, "*-*"))):
+    found = {}
+    for runs in a.runs:  # later directories win
+        for d in glob.glob(os.path.join(runs, "*-*")):
+            if os.path.isdir(d) and os.path.basename(d) != "img":
+                found[os.path.basename(d)] = d
+    for _, d in sorted(found.items()):
         name = os.path.basename(d)
         data, method = name.rsplit("-", 1)
         if data not in DATA or method not in METHOD:
@@ -72,6 +84,8 @@ def main():
             import h5py
             with h5py.File(post, "r") as h:
                 m["dc_accuracy"] = float(np.mean(np.asarray(h["predictions"]) == np.asarray(h["labels"])))
+        elif os.path.exists(os.path.join(d, "classify.json")):  # an archived run
+            m.update(json.load(open(os.path.join(d, "classify.json"))))
         if not m and secs is None:
             continue  # not trained yet (or still training): listed under "Not run yet"
         rows.append((data, method, m, secs, d))
@@ -79,7 +93,7 @@ def main():
     rows.sort(key=lambda r: (order[r[0]], list(METHOD).index(r[1])))
     L = ["# Results: learning from corrupted images (Ambient Diffusion, DiffEM)\n",
          "Written by `scripts/results_corrupted.py` from the runs of `scripts/experiments-corrupted` "
-         f"(`{a.runs}/`); regenerate with `scripts/experiments-corrupted` (resumable; "
+         f"(`{'/`, `'.join(a.runs)}/`); regenerate with `scripts/experiments-corrupted` (resumable; "
          "`--only report` rewrites this page).\n",
          "Budget: the quickstart network (unet-s base 16, mults [1, 2, 2], one block, no attention, "
          "268k parameters), 72 kimg a model at batch 64, lr 0.002; samples: 50 per class, 18 Heun "
@@ -119,7 +133,7 @@ def main():
                      f"{100 * v.get('accuracy', float('nan')):.1f} %.\n")
     a50, e50 = by.get(("mask50", "ambient"), {}), by.get(("mask50", "ambientedm"), {})
     if a50.get("fd") is not None and e50.get("fd") is not None:
-        ta, te = late_stats(os.path.join(a.runs, "mask50-ambient")), late_stats(os.path.join(a.runs, "mask50-ambientedm"))
+        ta, te = late_stats(found["mask50-ambient"]), late_stats(found["mask50-ambientedm"])
         grads = ""
         if ta and te:
             grads = (f" Gradient norms over the second half of training: {te[1]:.1f} to {te[2]:.1f} with "
@@ -191,10 +205,11 @@ def main():
     grids = []
     for data, method, m, secs, d in rows:
         png = os.path.join(d, "samples.png")
+        dst = os.path.join(img_dir, f"samples-{data}-{method}.png")
         if m and os.path.exists(png):
             os.makedirs(img_dir, exist_ok=True)
-            dst = os.path.join(img_dir, f"samples-{data}-{method}.png")
             shutil.copyfile(png, dst)
+        if m and os.path.exists(dst):  # an archived run's grid is already there
             grids.append((f"{DATA[data]}, {METHOD[method]}", os.path.relpath(dst, os.path.dirname(a.out))))
     if grids:
         L.append("## Sample grids (one row per class)\n")
@@ -206,6 +221,21 @@ def main():
     L.append("build/bin/dmis train inputs/quickstart.yaml --set data.path=data/fmnist-mask90.h5 \\")
     L.append("    --set method.name=ambient --set supervision.kind=clean --set run.name=mask90-ambient")
     L.append("```\n")
+    if a.archive:
+        for data, method, m, secs, d in rows:
+            dst = os.path.join(a.archive, f"{data}-{method}")
+            if os.path.realpath(d) == os.path.realpath(dst):
+                continue
+            for rel in ("metrics.jsonl", "recon_metrics.jsonl", "train_seconds", "stats.jsonl", "log.txt",
+                        "deck.yaml", "diffem/stats.jsonl"):
+                src = os.path.join(d, rel)
+                if os.path.exists(src):
+                    os.makedirs(os.path.dirname(os.path.join(dst, rel)), exist_ok=True)
+                    shutil.copyfile(src, os.path.join(dst, rel))
+            if "dc_accuracy" in m:
+                with open(os.path.join(dst, "classify.json"), "w") as g:
+                    json.dump({"dc_accuracy": m["dc_accuracy"]}, g)
+        print(f"results_corrupted.py: archived {len(rows)} runs in {a.archive}")
     tmp = a.out + ".tmp"
     open(tmp, "w").write("\n".join(L) + "\n")
     os.replace(tmp, a.out)
