@@ -177,6 +177,21 @@ def main():
         for data, method, m, secs, d in combined:
             L.append(f"| {METHOD[method]} | {f(m.get('dc_accuracy'), 1, 100)} |")
         L.append("")
+        cm = {method: m for _, method, m, _, _ in combined}
+        da, am = cm.get("dmisambient", {}), cm.get("ambient", {})
+        if all(k in x for x in (da, am) for k in ("dc_accuracy", "fd", "accuracy")):
+            text = (f"Both with the mask channel, DMIS with Ambient's objective against Ambient on the noisy "
+                     f"labels: diffusion-classifier accuracy {100 * da['dc_accuracy']:.1f} against "
+                     f"{100 * am['dc_accuracy']:.1f} %, FD of the samples {da['fd']:.2f} against {am['fd']:.2f}, "
+                     f"generated-sample accuracy {100 * da['accuracy']:.1f} against {100 * am['accuracy']:.1f} %"
+                     + (" (at this budget the label posterior helps the classifier, not the samples' FD)"
+                        if da["dc_accuracy"] > am["dc_accuracy"] and da["fd"] > am["fd"] else "") + ".")
+            dm = cm.get("dmis", {})
+            if "dc_accuracy" in dm:
+                text += (f" DMIS on the observations (no mask channel: its network learnt images with half "
+                         f"of the pixels missing) classifies the whole test images at "
+                         f"{100 * dm['dc_accuracy']:.1f} %.")
+            L.append(text + "\n")
     for data, method, m, secs, d in rows:
         if method != "diffem":
             continue
