@@ -10,8 +10,9 @@ usage: scripts/results_corrupted.py --runs runs/corrupted --out docs/results-cor
            [--runs MORE ...] [--archive docs/runs-corrupted]
 
 Several --runs directories: a run found in more than one is taken from the last. --archive
-copies the small files of every run in the report (the ones above, log.txt, deck.yaml, the sample
-grid) into that directory, so that a later session can add runs and regenerate the page from
+copies the small files of every run in the report (the ones above, log.txt, deck.yaml, and the
+classifier accuracy as classify.json; the sample grids stay in docs/img/) into that directory,
+replacing what it held for that run, so that a later session can add runs and regenerate the page from
 the archive and its new runs without training everything again.
 """
 import argparse
@@ -69,7 +70,7 @@ def main():
     found = {}
     for runs in a.runs:  # later directories win
         for d in glob.glob(os.path.join(runs, "*-*")):
-            if os.path.isdir(d) and os.path.basename(d) != "img":
+            if os.path.isdir(d):
                 found[os.path.basename(d)] = d
     for _, d in sorted(found.items()):
         name = os.path.basename(d)
@@ -241,15 +242,19 @@ def main():
             dst = os.path.join(a.archive, f"{data}-{method}")
             if os.path.realpath(d) == os.path.realpath(dst):
                 continue
+            tmp = dst + ".tmp"  # the run's files whole, then in place of the old ones: nothing stale
+            shutil.rmtree(tmp, ignore_errors=True)
             for rel in ("metrics.jsonl", "recon_metrics.jsonl", "train_seconds", "stats.jsonl", "log.txt",
                         "deck.yaml", "diffem/stats.jsonl"):
                 src = os.path.join(d, rel)
                 if os.path.exists(src):
-                    os.makedirs(os.path.dirname(os.path.join(dst, rel)), exist_ok=True)
-                    shutil.copyfile(src, os.path.join(dst, rel))
+                    os.makedirs(os.path.dirname(os.path.join(tmp, rel)), exist_ok=True)
+                    shutil.copyfile(src, os.path.join(tmp, rel))
             if "dc_accuracy" in m:
-                with open(os.path.join(dst, "classify.json"), "w") as g:
+                with open(os.path.join(tmp, "classify.json"), "w") as g:
                     json.dump({"dc_accuracy": m["dc_accuracy"]}, g)
+            shutil.rmtree(dst, ignore_errors=True)
+            os.rename(tmp, dst)
         print(f"results_corrupted.py: archived {len(rows)} runs in {a.archive}")
     tmp = a.out + ".tmp"
     open(tmp, "w").write("\n".join(L) + "\n")
