@@ -259,6 +259,21 @@ std::vector<std::string> File::read_strings(const std::string& name) const {
   for (auto d : s) n *= d;
   Handle ds(H5Dopen2(m_id, name.c_str(), H5P_DEFAULT), H5Dclose);
   Handle ftype(H5Dget_type(ds), H5Tclose);
+  if (H5Tget_class(ftype) != H5T_STRING) fail(m_path, name, "is not a string dataset");
+  if (H5Tis_variable_str(ftype) <= 0) {
+    // fixed length (numpy 'S' arrays from h5py): n strings of w bytes, NULLPAD or NULLTERM;
+    // read into w + 1 byte slots so that a string filling all w bytes keeps its last character
+    const size_t w = H5Tget_size(ftype) + 1;
+    Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
+    H5Tset_size(type, w);
+    H5Tset_cset(type, H5Tget_cset(ftype));
+    std::vector<char> buf(n * w, '\0');
+    if (n > 0 && H5Dread(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.data()) < 0)
+      fail(m_path, name, "cannot read as strings");
+    std::vector<std::string> out;
+    for (size_t i = 0; i < n; ++i) out.emplace_back(buf.data() + i * w);
+    return out;
+  }
   Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
   H5Tset_size(type, H5T_VARIABLE);
   H5Tset_cset(type, H5Tget_cset(ftype));
@@ -353,10 +368,12 @@ std::string File::attr_string(const std::string& object, const std::string& name
     if (p) H5free_memory(p);
     return s;
   }
+  // fixed length: h5py writes bytes as NULLPAD strings that fill every byte, so the memory type
+  // gets one byte more than the file type (a NULLTERM type of size n holds only n - 1 characters)
   const size_t n = H5Tget_size(ftype);
-  std::string s(n, '\0');
+  std::string s(n + 1, '\0');
   Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
-  H5Tset_size(type, n);
+  H5Tset_size(type, n + 1);
   H5Tset_cset(type, H5Tget_cset(ftype));
   if (H5Aread(a, type, s.data()) < 0)
     fail(m_path, object, cat("cannot read attribute '", name, "' as a string"));

@@ -2,6 +2,9 @@
 // rejected with a message naming the file, the dataset path, the expectation and the finding.
 #include <gtest/gtest.h>
 
+#include <hdf5.h>
+
+#include <cstring>
 #include <fstream>
 
 #include "data/dataset.hpp"
@@ -142,6 +145,57 @@ TEST(DatasetErrors, GoodRawFileReads) {
   const Dataset ds = data::read_dataset(path);
   EXPECT_EQ(ds.train.N, 4);
   EXPECT_EQ(ds.class_names, (std::vector<std::string>{"0", "1", "2"})); // default names
+}
+
+// h5py writes Python bytes and numpy 'S' arrays as fixed-length NULLPAD strings that fill every
+// byte (no terminator): the reader keeps their last character.
+void set_fixed_attr(const std::string& path, const char* name, const std::string& v, H5T_str_t pad) {
+  const hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  const hid_t type = H5Tcopy(H5T_C_S1);
+  H5Tset_size(type, v.size());
+  H5Tset_strpad(type, pad);
+  const hid_t space = H5Screate(H5S_SCALAR);
+  if (H5Aexists(f, name) > 0) H5Adelete(f, name);
+  const hid_t a = H5Acreate2(f, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+  H5Awrite(a, type, v.data());
+  H5Aclose(a);
+  H5Sclose(space);
+  H5Tclose(type);
+  H5Fclose(f);
+}
+
+TEST(DatasetErrors, FixedLengthStringsAsH5pyWritesThem) {
+  ScratchDir dir("dataset");
+  const std::string path = dir.file("raw.h5");
+  RawFile().write(path);
+  set_fixed_attr(path, "format", "dmis-dataset", H5T_STR_NULLPAD);
+  set_fixed_attr(path, "name", "fixed name", H5T_STR_NULLPAD);
+  {  // class names as a numpy 'S5' array: "shirt" fills its slot, "bag" is padded
+    const hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    const hid_t type = H5Tcopy(H5T_C_S1);
+    H5Tset_size(type, 5);
+    H5Tset_strpad(type, H5T_STR_NULLPAD);
+    const hsize_t dims[1] = {3};
+    const hid_t space = H5Screate_simple(1, dims, nullptr);
+    const hid_t ds = H5Dcreate2(f, "/class_names", type, space, H5P_DEFAULT, H5P_DEFAULT,
+                                H5P_DEFAULT);
+    char buf[15];
+    std::memset(buf, 0, sizeof buf);
+    std::memcpy(buf, "shirt", 5);
+    std::memcpy(buf + 5, "bag", 3);
+    std::memcpy(buf + 10, "boots", 5);
+    H5Dwrite(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
+    H5Dclose(ds);
+    H5Sclose(space);
+    H5Tclose(type);
+    H5Fclose(f);
+  }
+  const Dataset ds = data::read_dataset(path);
+  EXPECT_EQ(ds.name, "fixed name");
+  EXPECT_EQ(ds.class_names, (std::vector<std::string>{"shirt", "bag", "boots"}));
+  // NULLTERM (h5py never writes it, other tools do): the terminator is not part of the string
+  set_fixed_attr(path, "name", std::string("term", 5), H5T_STR_NULLTERM);
+  EXPECT_EQ(data::read_dataset(path).name, "term");
 }
 
 TEST(DatasetErrors, MissingFile) {
