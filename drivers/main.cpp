@@ -7,6 +7,7 @@
 #include <chrono>
 #include <iostream>
 #include <thread>
+#include <vector>
 
 #include "commands.hpp"
 #include "core/error.hpp"
@@ -74,9 +75,20 @@ int main(int argc, char** argv) {
   // that want binding set OMP_PROC_BIND=spread OMP_PLACES=threads (scripts/quickstart does).
   setenv("OMP_PROC_BIND", "false", /*overwrite=*/0);
   int code = 0;
+  // The command's arguments, without Kokkos' own (--kokkos-*, which Kokkos::initialize removes).
+  // A bare --help goes to the command only: Kokkos would print its own option list for it first.
+  cli::Args args;
+  std::vector<char*> kargv;
+  for (int i = 0; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (i >= 2 && a.rfind("--kokkos-", 0) != 0) args.push_back(a);
+    if (i < 2 || a != "--help") kargv.push_back(argv[i]);
+  }
+  kargv.push_back(nullptr);
+  int kargc = static_cast<int>(kargv.size()) - 1;
+  char** kargs = kargv.data();
   {
-    dist::Runtime runtime(argc, argv);  // Kokkos removes its own --kokkos-* arguments
-    cli::Args args(argv + 2, argv + argc);
+    dist::Runtime runtime(kargc, kargs);
     // An error ends the command with a message and an exit status. Over several ranks it ends
     // the whole job (MPI_Abort), so that no rank waits forever in a collective for one that
     // failed; ranks other than 0 wait a moment first, so that an error every rank meets is
