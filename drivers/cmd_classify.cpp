@@ -1,4 +1,5 @@
 #include <Kokkos_Core.hpp>
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <iomanip>
@@ -6,6 +7,7 @@
 
 #include "commands.hpp"
 #include "core/error.hpp"
+#include "data/corruption.hpp"
 #include "data/dataset.hpp"
 #include "dist/comm.hpp"
 #include "io/h5.hpp"
@@ -20,19 +22,27 @@ using Exec = Kokkos::DefaultExecutionSpace;
 
 int cmd_classify(const Args& args) {
   DeckArgs a = split_deck_args(args);
-  std::string data_path, out, split = "test";
+  std::string data_path, out, split = "test", corrupt_spec;
+  uint64_t corrupt_seed = 1;
   long limit = -1;
   for (size_t i = 0; i < a.rest.size(); ++i) {
     const std::string& r = a.rest[i];
     auto value = [&]() -> const std::string& { return option_value(a.rest, i); };
     if (r == "--help" || r == "-h") {
       std::cout << "usage: dmis classify DECK|CHECKPOINT [--data FILE] [--split test|train] "
-                   "[--limit N] [--out FILE.h5]\n                     [--set key=value ...]\n\n"
+                   "[--limit N] [--out FILE.h5]\n                     [--corrupt SPEC [--corrupt-seed N]] "
+                   "[--set key=value ...]\n\n"
                    "The diffusion classifier of the EMA weights (classify.* keys: timesteps "
                    "window|uniform,\npoints K, window, batch) over a dataset split (default: "
                    "the deck's data.path, test split,\ndata.test_limit images). Prints the "
                    "accuracy against the clean labels and writes the\nper-image posteriors "
-                   "(posteriors (N, classes), predictions, labels) to posteriors.h5.\n";
+                   "(posteriors (N, classes), predictions, labels) to posteriors.h5.\n\n"
+                   "  --corrupt SPEC     classify corrupted images instead (the channels of dmis "
+                   "import --corrupt:\n                     mask:P, box:S, blur:SIGMA, ...,noise:S), "
+                   "drawn per image on the device;\n                     a model with Ambient's "
+                   "mask channel is given the mask, other models see the\n                     "
+                   "observations as they are (0 where missing), as in training\n"
+                   "  --corrupt-seed N   seed of that corruption (default 1)\n";
       return 0;
     } else if (r == "--data") {
       data_path = value();
@@ -50,10 +60,18 @@ int cmd_classify(const Args& args) {
       if (limit < 0) throw UsageError(cat("--limit expects a count >= 0, found '", v, "'"));
     } else if (r == "--out") {
       out = value();
+    } else if (r == "--corrupt") {
+      corrupt_spec = value();
+    } else if (r == "--corrupt-seed") {
+      corrupt_seed = parse_seed(r, value());
     } else {
       throw UsageError(cat("unknown option '", r, "'"));
     }
   }
+  const bool seed_given = std::find(a.rest.begin(), a.rest.end(), "--corrupt-seed") != a.rest.end();
+  if (seed_given && corrupt_spec.empty()) throw UsageError("--corrupt-seed needs --corrupt");
+  const data::Corruption corruption =
+      corrupt_spec.empty() ? data::Corruption{} : data::parse_corruption(corrupt_spec);
   const ModelSource m = load_model_source(a);
   const deck::Deck& d = m.deck;
   if (data_path.empty()) data_path = d.get_string("data.path");
@@ -98,6 +116,8 @@ int cmd_classify(const Args& args) {
               << K << " classes x " << cc.points << " noise levels (" << cc.timesteps << ": sigma";
     for (double s : sig) std::cout << " " << std::setprecision(4) << s;
     std::cout << "), " << (use_ema ? "EMA" : "raw") << " weights of " << m.checkpoint;
+    if (!corruption.none())
+      std::cout << "; images corrupted by " << corruption.spec() << " (seed " << corrupt_seed << ")";
     if (dist::size() > 1) std::cout << ", over " << dist::size() << " ranks";
     std::cout << std::endl;
   }
@@ -123,6 +143,13 @@ int cmd_classify(const Args& args) {
   Kokkos::View<float****, Kokkos::LayoutRight, Exec::memory_space> ones("dmis::classify::mask",
                                                                         masked ? B : 0, 1, sp.H, sp.W);
   Kokkos::deep_copy(ones, 1.0f);
+  // --corrupt: observation and mask of each image, drawn from (seed, image index) on the device
+  const bool corrupting = !corruption.none();
+  const int Bc = corrupting ? B : 0;
+  Kokkos::View<int*, Kokkos::LayoutRight, Exec::memory_space> image_index("dmis::classify::image_index", Bc);
+  Kokkos::View<float****, Kokkos::LayoutRight, Exec::memory_space> obs("dmis::classify::obs", Bc, sp.C, sp.H, sp.W);
+  Kokkos::View<float****, Kokkos::LayoutRight, Exec::memory_space> obs_mask("dmis::classify::obs_mask", Bc, 1, sp.H, sp.W);
+  const data::CorruptionKernel ck(corruption, sp.H, sp.W, corrupt_seed);
   Kokkos::View<int**, Kokkos::LayoutRight, Exec::memory_space> classes("dmis::classify::classes", B, K);
   {
     auto h = Kokkos::create_mirror_view(classes);
@@ -139,8 +166,17 @@ int cmd_classify(const Args& args) {
     const int nb = std::min(B, Nr - first);
     const int base = std::max(0, std::min(first, Nr - B));  // the last batch overlaps the previous
     dev.gather_range(exec, base, x0);
-    cls.forward(exec, params, x0, classes, Kokkos::View<const float*, Kokkos::LayoutRight, Exec::memory_space>(),
-                seed, 0u, static_cast<uint32_t>(lo + base), ones);
+    if (corrupting) {
+      const int g0 = static_cast<int>(lo) + base;  // the images' indices in the split
+      auto idx = image_index;
+      Kokkos::parallel_for(
+          "dmis::classify::image_index", Kokkos::RangePolicy<Exec>(exec, 0, B),
+          KOKKOS_LAMBDA(int b) { idx(b) = g0 + b; });
+      data::corrupt<Exec>(exec, ck, 0u, image_index, x0, obs, obs_mask);
+    }
+    cls.forward(exec, params, corrupting ? obs : x0, classes,
+                Kokkos::View<const float*, Kokkos::LayoutRight, Exec::memory_space>(), seed, 0u,
+                static_cast<uint32_t>(lo + base), corrupting && masked ? obs_mask : ones);
     auto lg = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), cls.logits());
     for (int b = first - base; b < first - base + nb; ++b) {
       const int i = base + b;
@@ -189,6 +225,8 @@ int cmd_classify(const Args& args) {
       f.set_attr("/", "split", split);
       f.set_attr("/", "timesteps", cc.timesteps);
       f.set_attr("/", "points", int64_t(cc.points));
+      f.set_attr("/", "corruption", corruption.none() ? std::string("none") : corruption.spec());
+      if (!corruption.none()) f.set_attr("/", "corruption_seed", int64_t(corrupt_seed));
     }
     if (std::rename(tmp.c_str(), out.c_str()) != 0)
       throw InputError(cat("cannot move '", tmp, "' to '", out, "'"));

@@ -118,20 +118,6 @@ data::SupervisionConfig parse_supervision(const std::string& spec) {
   return c;
 }
 
-uint64_t parse_seed(const std::string& opt, const std::string& v) {
-  size_t used = 0;
-  uint64_t seed = 0;
-  try {
-    if (!v.empty() && v[0] != '-')
-      seed = std::stoull(v, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != v.size() || v.empty())
-    throw UsageError(cat(opt, " expects an integer >= 0, found '", v, "'"));
-  return seed;
-}
-
 void print_split(std::ostream& os, const char* what, const data::Split& sp) {
   os << "  " << std::left << std::setw(8) << what << sp.N << " images of " << sp.C << "x" << sp.H
      << "x" << sp.W << (sp.corrupted() ? " float32 observations + masks\n" : " uint8\n");

@@ -1,6 +1,8 @@
 #pragma once
 // The subcommands of the `dmis` executable. Each takes the arguments after its name and returns
 // the process exit code; user errors are thrown as dmis::InputError / UsageError (exit 2).
+#include <cstdint>
+#include <exception>
 #include <string>
 #include <vector>
 
@@ -15,6 +17,20 @@ using Args = std::vector<std::string>;
 inline const std::string& option_value(const Args& args, size_t& i) {
   if (i + 1 >= args.size()) throw UsageError(cat(args[i], " needs a value"));
   return args[++i];
+}
+
+/// An integer >= 0 given to option `opt` (a seed); anything else is a UsageError naming both.
+inline uint64_t parse_seed(const std::string& opt, const std::string& v) {
+  size_t used = 0;
+  uint64_t seed = 0;
+  try {
+    if (!v.empty() && v[0] != '-') seed = std::stoull(v, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != v.size() || v.empty())
+    throw UsageError(cat(opt, " expects an integer >= 0, found '", v, "'"));
+  return seed;
 }
 
 struct Command {
