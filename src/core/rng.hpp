@@ -24,6 +24,7 @@ enum Stream : uint32_t {
   kCandidate = 10,   // vanilla training on partial labels: the candidate used this step
   kAmbient = 11,     // Ambient Diffusion: the further mask of each image and the sampler's masks
   kAugment = 12,     // evaluator / classifier training: random horizontal flips
+  kPpca = 13,        // DiffEM's PPCA start: initial loadings and posterior samples
   kTest = 100,       // tests
 };
 

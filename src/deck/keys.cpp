@@ -130,9 +130,13 @@ const std::vector<KeySpec>& registry() {
         "diffem: training of the posterior denoiser per lap, in thousands of images"),
       F("diffem.final_kimg", "0", 0, 1e9,
         "diffem: training of the final model on the last reconstructions (0: train.kimg/steps)"),
-      S("diffem.start", "mean", {"mean", "observation"},
+      S("diffem.start", "mean", {"mean", "observation", "ppca", "ppca_mean"},
         "diffem: lap-0 reconstruction: mean (observed pixels, the per-pixel mean of the observed "
-        "values elsewhere: the posterior mean under a diagonal Gaussian prior) or the observation"),
+        "values elsewhere: the posterior mean under a diagonal Gaussian prior), the observation, "
+        "ppca (a posterior draw under a rank-r Gaussian prior fitted by EM to the observations; "
+        "masked data only) or ppca_mean (its posterior mean)"),
+      I("diffem.ppca_rank", "16", 1, 256, "diffem: rank of the Gaussian prior of the ppca start"),
+      I("diffem.ppca_iters", "20", 0, 10000, "diffem: EM iterations of the ppca start"),
       I("diffem.sample_steps", "12", 1, 10000, "diffem: Heun steps of the E-step sampler"),
       I("diffem.sample_batch", "100", 1, 1 << 20, "diffem: images per E-step sampler batch"),
       // ---- train -------------------------------------------------------------------------

@@ -35,6 +35,7 @@
 #include "kernels/tensor_ops.hpp"
 #include "methods/edm_step.hpp"
 #include "train/device_data.hpp"
+#include "train/ppca.hpp"
 #include "train/run_files.hpp"
 #include "train/trainer.hpp"
 
@@ -229,7 +230,8 @@ int train_diffem(const deck::Deck& d) {
     // ---- lap 0: the start --------------------------------------------------------------------
     core.initialize(plan.init);
     std::vector<float> start(tr.observations);
-    if (d.get_string("diffem.start") == "mean") {
+    const std::string how = d.get_string("diffem.start");
+    if (how == "mean") {
       std::vector<double> sum(n_img, 0.0), cnt(HW, 0.0);
       for (int i = 0; i < N; ++i)
         for (int p = 0; p < HW; ++p)
@@ -244,6 +246,30 @@ int train_diffem(const deck::Deck& d) {
               start[i * n_img + c * HW + p] = cnt[p] > 0 ? static_cast<float>(sum[c * HW + p] / cnt[p]) : 0.f;
     }
     upload(recon, start);
+    if (how == "ppca" || how == "ppca_mean") {
+      if (channel.kind == data::Corruption::Kind::Blur || channel.noise > 0)
+        d.fail("diffem.start", cat("the ppca start integrates out missing pixels of noise-free "
+                                   "observations; the data's channel is ", channel.spec(),
+                                   " (use mean or observation)"));
+      PpcaConfig pc;
+      pc.rank = static_cast<int>(d.get_int("diffem.ppca_rank"));
+      pc.iters = static_cast<int>(d.get_int("diffem.ppca_iters"));
+      pc.sample = how == "ppca";
+      pc.seed = plan.seed ^ 0x99CAull;
+      const auto t0 = std::chrono::steady_clock::now();
+      const PpcaResult fit = ppca_start(y, masks, N, C, HW, pc, recon, [&](int it, double v) {
+        if (root && (it % 5 == 0 || it == pc.iters))
+          std::cout << "lap 0: PPCA EM iteration " << it << "/" << pc.iters << " | noise variance "
+                    << num(v, 4) << std::endl;
+      });
+      if (root)
+        files.log(cat("lap 0: PPCA prior of rank ", pc.rank, " after ", pc.iters, " EM iterations: ",
+                      "noise variance ", num(fit.v, 4), ", ", num(100 * fit.explained, 3),
+                      " % of the observed values' variance explained; ",
+                      pc.sample ? "a posterior draw" : "the posterior mean", " per observation (",
+                      num(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 3),
+                      " s)"));
+    }
     save_lap(0, NAN, 0);
   } else {
     // ---- resume after lap done_laps ----------------------------------------------------------

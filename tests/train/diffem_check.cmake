@@ -1,6 +1,7 @@
 # DiffEM end to end on a tiny corrupted set: laps log their reconstruction error, the final
 # model is a plain run, and a run killed after lap 1 resumes to the same lap-2 record and the
-# same final losses as the uninterrupted run.
+# same final losses as the uninterrupted run. The PPCA start reconstructs better than the
+# per-pixel mean, and is refused for blurred data.
 #   cmake -DDMIS=... -DDECK=... -DWORK=... -P diffem_check.cmake
 file(REMOVE_RECURSE ${WORK})
 file(MAKE_DIRECTORY ${WORK})
@@ -57,3 +58,28 @@ if(NOT a STREQUAL b OR NOT fa STREQUAL fb)
                       "final full: ${fa}\nfinal part: ${fb}")
 endif()
 message(STATUS "DiffEM laps ${a}; resumed run identical")
+
+# the PPCA start (posterior mean under a rank-4 Gaussian fitted by EM): a lower lap-0 error
+# than the per-pixel mean start of the run above
+dmis(${ARGS} --set run.out_dir=${WORK}/ppca --set diffem.laps=1 --set diffem.start=ppca_mean
+     --set diffem.ppca_rank=4)
+if(NOT OUT MATCHES "lap 0: PPCA prior of rank 4 after 20 EM iterations: noise variance [0-9.]+, [0-9.]+ % of the observed values' variance explained; the posterior mean")
+  message(FATAL_ERROR "no PPCA record:\n${OUT}")
+endif()
+file(STRINGS ${run}/diffem/stats.jsonl lines)
+list(GET lines 0 l)
+string(JSON mse_mean GET "${l}" mse_missing)
+file(STRINGS ${WORK}/ppca/tiny-train/diffem/stats.jsonl lines)
+list(GET lines 0 l)
+string(JSON mse_ppca GET "${l}" mse_missing)
+if(NOT mse_ppca LESS mse_mean)
+  message(FATAL_ERROR "the PPCA start (missing-pixel MSE ${mse_ppca}) is not better than the mean start (${mse_mean})")
+endif()
+message(STATUS "lap-0 missing-pixel MSE: mean start ${mse_mean}, PPCA start ${mse_ppca}")
+dmis(import fmnist --out ${WORK}/blur.h5 --corrupt blur:1)
+execute_process(COMMAND ${DMIS} ${ARGS} --set data.path=${WORK}/blur.h5 --set run.out_dir=${WORK}/blur
+                        --set diffem.start=ppca
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(NOT rc EQUAL 2 OR NOT err MATCHES "diffem.start.*missing pixels of noise-free observations.*blur:1")
+  message(FATAL_ERROR "ppca on blurred data: exit ${rc}, expected 2 and an error naming diffem.start:\n${out}\n${err}")
+endif()
