@@ -37,6 +37,8 @@ METHOD = {
     "ambient": "Ambient Diffusion (delta 0.1)",
     "ambientedm": "Ambient Diffusion, lambda(sigma) on hidden pixels (method.hidden_weight: edm)",
     "diffem": "DiffEM (3 laps of 16 kimg, 5000 observations), final model (32 kimg)",
+    "diffemppca": "DiffEM as above, PPCA start (a posterior draw; diffem.start: ppca)",
+    "diffemppcamean": "DiffEM as above, PPCA start (posterior mean; diffem.start: ppca_mean)",
     "dmis": "DMIS on the observations",
     "dmisambient": "DMIS with Ambient's masked objective (method.ambient)",
 }
@@ -124,7 +126,9 @@ def main():
     clean_fd = by.get(("clean", "vanilla"), {}).get("fd")
     for data in ("mask90", "mask50", "blur"):
         v = by.get((data, "vanilla"), {})
-        for method, name in (("ambient", "Ambient"), ("diffem", "DiffEM")):
+        for method, name in (("ambient", "Ambient"), ("diffem", "DiffEM"),
+                             ("diffemppca", "DiffEM from the PPCA draw"),
+                             ("diffemppcamean", "DiffEM from the PPCA mean")):
             o = by.get((data, method), {})
             if v.get("fd") is None or o.get("fd") is None:
                 continue
@@ -165,7 +169,7 @@ def main():
                      "missing pixels; Ambient never saw a whole image and draws whole garments (grids "
                      "below).\n")
     expected = ["clean-vanilla", "mask50-vanilla", "mask50-ambient", "mask50-ambientedm", "mask50-diffem", "mask90-vanilla",
-                "mask90-ambient", "mask90-diffem", "blur-vanilla", "blur-diffem", "sym40mask50-vanilla",
+                "mask90-ambient", "mask90-diffem", "mask90-diffemppca", "mask90-diffemppcamean", "blur-vanilla", "blur-diffem", "sym40mask50-vanilla",
                 "sym40mask50-ambient", "sym40mask50-dmis", "sym40mask50-dmisambient"]
     missing = [e for e in expected if not by.get(tuple(e.rsplit("-", 1)))]
     if missing:
@@ -219,17 +223,23 @@ def main():
         return t + " at the same budget."
 
     for data, method, m, secs, d in rows:
-        if method != "diffem":
+        if not method.startswith("diffem"):
             continue
         laps = [json.loads(l) for l in open(os.path.join(d, "diffem", "stats.jsonl")) if l.strip()] \
             if os.path.exists(os.path.join(d, "diffem", "stats.jsonl")) else []
         if not laps:
             continue
-        L.append(f"## DiffEM reconstructions, {DATA[data]}\n")
+        start = {"diffem": "", "diffemppca": ", PPCA start (draw)", "diffemppcamean": ", PPCA start (mean)"}[method]
+        L.append(f"## DiffEM reconstructions, {DATA[data]}{start}\n")
         L.append("Against the clean training images (kept in the dataset file with `--keep-clean`, "
                  "never read by training). Lap 0 is the start: "
                  + ("the blurred observations themselves (no pixel is missing).\n" if data == "blur" else
-                    "the observed pixels, the per-pixel mean of the observed values elsewhere.\n"))
+                    "the observed pixels, the per-pixel mean of the observed values elsewhere.\n"
+                    if method == "diffem" else
+                    "the observed pixels, and elsewhere "
+                    + ("a draw from" if method == "diffemppca" else "the mean of")
+                    + " the posterior under a rank-16 Gaussian (PPCA) prior fitted to the observations by EM "
+                    "(`diffem.start: " + ("ppca" if method == "diffemppca" else "ppca_mean") + "`).\n"))
         rm = merged_jsonl(os.path.join(d, "recon_metrics.jsonl"))
         if rm:
             L.append(f"The last reconstructions in the evaluator's features against the real test "
@@ -249,7 +259,7 @@ def main():
                 L.append(f"The reconstructions improve over the laps: PSNR {ps[0]:.2f} dB at the start, "
                          f"{ps[-1]:.2f} dB after lap {laps[-1]['lap']}"
                          + (", rising every lap." if rising and ps[1] > ps[0] else ".") + "\n")
-            else:
+            elif method == "diffem":
                 L.append(f"**Here DiffEM does not get going.** Lap 1's posterior samples ({ps[1]:.2f} dB) "
                          f"are worse than the start ({ps[0]:.2f} dB), and the later laps "
                          + ("gain little" if rising else "do not climb steadily")
@@ -260,6 +270,13 @@ def main():
                          "fitted by EM (low-rank covariance, rank 64) and runs about 20 laps of about 50k "
                          "optimiser steps each; here there are 3 laps of 250 steps (docs/methods.md)."
                          + final_vs(data, m) + "\n")
+            else:
+                L.append(f"PSNR {ps[0]:.2f} dB at the start, {ps[-1]:.2f} dB after lap {laps[-1]['lap']}: "
+                         "the laps do not beat the start in PSNR."
+                         + (" The start is a posterior mean and the laps are posterior draws; a draw "
+                            "from the right posterior has about twice the mean's squared error, so "
+                            "PSNR alone does not say which is the better training set."
+                            if method == "diffemppcamean" else "") + final_vs(data, m) + "\n")
     img_dir = os.path.join(os.path.dirname(a.out), "img", "results-corrupted")
     grids = []
     for data, method, m, secs, d in rows:
