@@ -168,7 +168,7 @@ def main():
                      "vanilla's (chance: 10 %). Vanilla learns the observations as they are, mostly "
                      "missing pixels; Ambient never saw a whole image and draws whole garments (grids "
                      "below).\n")
-    expected = ["clean-vanilla", "mask50-vanilla", "mask50-ambient", "mask50-ambientedm", "mask50-diffem", "mask90-vanilla",
+    expected = ["clean-vanilla", "mask50-vanilla", "mask50-ambient", "mask50-ambientedm", "mask50-diffem", "mask50-diffemppcamean", "mask90-vanilla",
                 "mask90-ambient", "mask90-diffem", "mask90-diffemppca", "mask90-diffemppcamean", "blur-vanilla", "blur-diffem", "sym40mask50-vanilla",
                 "sym40mask50-ambient", "sym40mask50-dmis", "sym40mask50-dmisambient"]
     missing = [e for e in expected if not by.get(tuple(e.rsplit("-", 1)))]
@@ -213,6 +213,13 @@ def main():
                                 if dm["dc_accuracy_mask50"] > vm["dc_accuracy_mask50"]
                                 and dm["dc_accuracy"] < vm["dc_accuracy"] else "") + ".")
             L.append(text + "\n")
+    def ppca_note(data):  # the same data from the PPCA starts, when they ran
+        parts = [f"{what} {by[(data, k)]['fd']:.2f}" for k, what in
+                 (("diffemppca", "from a PPCA draw"), ("diffemppcamean", "from the PPCA posterior mean"))
+                 if "fd" in by.get((data, k), {})]
+        return (" With the PPCA start (`diffem.start: ppca`, sections below) the final model's FD is "
+                + " and ".join(parts) + ".") if parts else ""
+
     def final_vs(data, m):  # the final DiffEM model against vanilla and Ambient on the same data
         v, am = by.get((data, "vanilla"), {}), by.get((data, "ambient"), {})
         if "fd" not in m or "fd" not in v:
@@ -269,10 +276,14 @@ def main():
                          "start. The DiffEM code starts from posterior samples under a Gaussian prior "
                          "fitted by EM (low-rank covariance, rank 64) and runs about 20 laps of about 50k "
                          "optimiser steps each; here there are 3 laps of 250 steps (docs/methods.md)."
-                         + final_vs(data, m) + "\n")
+                         + final_vs(data, m) + ppca_note(data) + "\n")
             else:
+                falling = all(b < a for a, b in zip(ps[1:], ps[2:]))
                 L.append(f"PSNR {ps[0]:.2f} dB at the start, {ps[-1]:.2f} dB after lap {laps[-1]['lap']}: "
-                         "the laps do not beat the start in PSNR."
+                         "the laps do not beat the start in PSNR"
+                         + (", and from lap 1 on they lose a little each lap: with 250 optimiser steps a "
+                            "lap the posterior denoiser does not match the posterior it learns from, and "
+                            "each lap learns from the draws of the one before." if falling else ".")
                          + (" The start is a posterior mean and the laps are posterior draws; a draw "
                             "from the right posterior has about twice the mean's squared error, so "
                             "PSNR alone does not say which is the better training set."
