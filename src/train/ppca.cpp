@@ -97,16 +97,16 @@ PpcaResult ppca_start(const PpcaView& y_flat, const PpcaView& masks_flat, int N,
     compat::gemm(exec, "N", "N", 1.f, Mp, WWp, 0.f, G);
   };
 
-  // E-step: Ez (Sol(:, :, 0)) and M^-1 (Sol(:, :, 1..r)) per image; with `draw`, the perturbed
-  // right-hand side of a posterior sample (stream round 1 + 2 * round: eps, 2 + 2 * round: xi)
-  auto e_step = [&](bool draw, uint32_t round) {
+  // E-step: Yc = the observed values centred, Ez (Sol(:, :, 0)) and M^-1 (Sol(:, :, 1..r)) per
+  // image; with `draw`, the perturbed right-hand side of a posterior sample (streams 1: eps, 2: xi)
+  auto e_step = [&](bool draw) {
     const float vf = static_cast<float>(v), sv = static_cast<float>(std::sqrt(v));
     Kokkos::parallel_for(
         "dmis::ppca::centre", Kokkos::RangePolicy<Exec>(exec, 0, static_cast<size_t>(N) * P),
         KOKKOS_LAMBDA(size_t k) {
           const int i = static_cast<int>(k / P), j = static_cast<int>(k % P);
           float d = Y(i, j) - mu(j);
-          if (draw) d += sv * rng::normal<float>(gen, 1u + 2u * round, static_cast<uint32_t>(i),
+          if (draw) d += sv * rng::normal<float>(gen, 1u, static_cast<uint32_t>(i),
                                                  static_cast<uint32_t>(j));
           Yc(i, j) = Mp(i, j % HW) * d;
         });
@@ -121,7 +121,7 @@ PpcaResult ppca_start(const PpcaView& y_flat, const PpcaView& masks_flat, int N,
               Si(a, 1 + b) = a == b ? 1.f : 0.f;
             }
             Si(a, 0) = Bz(i, a);
-            if (draw) Si(a, 0) += vf * rng::normal<float>(gen, 2u + 2u * round, static_cast<uint32_t>(i),
+            if (draw) Si(a, 0) += vf * rng::normal<float>(gen, 2u, static_cast<uint32_t>(i),
                                                         static_cast<uint32_t>(a));
           }
           LU::invoke(Li);
@@ -152,11 +152,13 @@ PpcaResult ppca_start(const PpcaView& y_flat, const PpcaView& masks_flat, int N,
   double residual = total;
   gram();
   for (int it = 1; it <= cfg.iters; ++it) {
-    e_step(false, 0u);
+    e_step(false);
     // M-step: per pixel p, A_p = sum over its images of E[z~ z~^T] (+ ridge), one solve for
-    // the C values of the pixel, right-hand sides sum over the images of E[z~] y
+    // the C values of the pixel, right-hand sides sum over the images of E[z~] (y - mu): the
+    // regression of the centred values gives W and the change of mu (Yc is zero at missing
+    // values whatever the file stores there)
     compat::gemm(exec, "T", "N", 1.f, Mp, St, 0.f, A);
-    compat::gemm(exec, "T", "N", 1.f, Y, Ezt, 0.f, Bw);
+    compat::gemm(exec, "T", "N", 1.f, Yc, Ezt, 0.f, Bw);
     const float ridge = cfg.ridge;
     Kokkos::parallel_for(
         "dmis::ppca::loadings", Kokkos::RangePolicy<Exec>(exec, 0, HW), KOKKOS_LAMBDA(int p) {
@@ -170,7 +172,7 @@ PpcaResult ppca_start(const PpcaView& y_flat, const PpcaView& masks_flat, int N,
           SolveLU::invoke(Ap, Bp);
           for (int c = 0; c < C; ++c) {
             for (int a = 0; a < r; ++a) W(c * HW + p, a) = Bp(a, c);
-            mu(c * HW + p) = Bp(r, c);
+            mu(c * HW + p) += Bp(r, c);
           }
         });
     // v: the residual of the new fit at the observed values plus the posterior spread
@@ -201,7 +203,7 @@ PpcaResult ppca_start(const PpcaView& y_flat, const PpcaView& masks_flat, int N,
   }
 
   // ---- the reconstructions: observed values kept, missing ones from the posterior
-  e_step(cfg.sample, 0u);
+  e_step(cfg.sample);
   reconstruct();
   const bool draw = cfg.sample;
   const float sv = static_cast<float>(std::sqrt(v));

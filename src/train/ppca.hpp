@@ -13,7 +13,8 @@
 //   E-step, observation i with observed values O_i:
 //     M_i = v I + W_O^T W_O,  E z_i = M_i^-1 W_O^T (y_O - mu_O),  Cov z_i = v M_i^-1
 //   M-step, value j observed in images I_j:
-//     [w_j; mu_j] = (sum_{I_j} E[z~ z~^T] + lambda I)^-1 sum_{I_j} E[z~] y_ij,  z~ = [z; 1]
+//     [w_j; mu_j - mu_j_old] = (sum_{I_j} E[z~ z~^T] + lambda I)^-1 sum_{I_j} E[z~] (y_ij - mu_j_old),
+//     z~ = [z; 1]
 //     v = (sum_i sum_{O_i} (y_ij - w_j^T E z_i - mu_j)^2 + w_j^T Cov z_i w_j) / (number observed)
 //
 // The sums over images and values are GEMMs (Kokkos Kernels), the r x r and (r+1) x (r+1)
@@ -32,7 +33,7 @@ struct PpcaConfig {
   int iters = 20;        // EM iterations
   bool sample = true;    // a posterior draw (true) or the posterior mean (false)
   uint64_t seed = 0;     // initial loadings and posterior draws
-  float ridge = 1e-2f;   // lambda above: keeps a value observed in no image at w = 0, mu = 0
+  float ridge = 1e-2f;   // lambda above: keeps a value observed in no image at w = 0, mu = its start
 };
 
 struct PpcaResult {
