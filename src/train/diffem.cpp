@@ -137,6 +137,12 @@ int train_diffem(const deck::Deck& d) {
                               "channel, but '", plan.data_path, "' does not record it (attribute "
                               "/train corruption)"));
   const data::Corruption channel = data::parse_corruption(tr.corruption);
+  const std::string start_kind = d.get_string("diffem.start");
+  const bool ppca = start_kind == "ppca" || start_kind == "ppca_mean";
+  if (ppca && (channel.kind == data::Corruption::Kind::Blur || channel.noise > 0))
+    d.fail("diffem.start", cat("the ppca start integrates out missing pixels of noise-free "
+                               "observations; the data's channel is ", channel.spec(),
+                               " (use mean or observation)"));
   models::UNetConfig final_net = network_from_deck(d, ds.classes);
   if (tr.C != final_net.out_channels || tr.H != final_net.resolution || tr.W != final_net.resolution)
     d.fail("network.preset", cat("dataset '", plan.data_path, "' has images of ", tr.C, "x", tr.H,
@@ -229,32 +235,11 @@ int train_diffem(const deck::Deck& d) {
   if (done_laps == 0 && !fs::exists(lap_path(dir, 0))) {
     // ---- lap 0: the start --------------------------------------------------------------------
     core.initialize(plan.init);
-    std::vector<float> start(tr.observations);
-    const std::string how = d.get_string("diffem.start");
-    if (how == "mean") {
-      std::vector<double> sum(n_img, 0.0), cnt(HW, 0.0);
-      for (int i = 0; i < N; ++i)
-        for (int p = 0; p < HW; ++p)
-          if (tr.masks[static_cast<size_t>(i) * HW + p]) {
-            cnt[p] += 1;
-            for (int c = 0; c < C; ++c) sum[c * HW + p] += tr.observations[i * n_img + c * HW + p];
-          }
-      for (int i = 0; i < N; ++i)
-        for (int p = 0; p < HW; ++p)
-          if (!tr.masks[static_cast<size_t>(i) * HW + p])
-            for (int c = 0; c < C; ++c)
-              start[i * n_img + c * HW + p] = cnt[p] > 0 ? static_cast<float>(sum[c * HW + p] / cnt[p]) : 0.f;
-    }
-    upload(recon, start);
-    if (how == "ppca" || how == "ppca_mean") {
-      if (channel.kind == data::Corruption::Kind::Blur || channel.noise > 0)
-        d.fail("diffem.start", cat("the ppca start integrates out missing pixels of noise-free "
-                                   "observations; the data's channel is ", channel.spec(),
-                                   " (use mean or observation)"));
+    if (ppca) {
       PpcaConfig pc;
       pc.rank = static_cast<int>(d.get_int("diffem.ppca_rank"));
       pc.iters = static_cast<int>(d.get_int("diffem.ppca_iters"));
-      pc.sample = how == "ppca";
+      pc.sample = start_kind == "ppca";
       pc.seed = plan.seed ^ 0x99CAull;
       const auto t0 = std::chrono::steady_clock::now();
       const PpcaResult fit = ppca_start(y, masks, N, C, HW, pc, recon, [&](int it, double v) {
@@ -269,6 +254,23 @@ int train_diffem(const deck::Deck& d) {
                       pc.sample ? "a posterior draw" : "the posterior mean", " per observation (",
                       num(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 3),
                       " s)"));
+    } else {
+      std::vector<float> start(tr.observations);
+      if (start_kind == "mean") {
+        std::vector<double> sum(n_img, 0.0), cnt(HW, 0.0);
+        for (int i = 0; i < N; ++i)
+          for (int p = 0; p < HW; ++p)
+            if (tr.masks[static_cast<size_t>(i) * HW + p]) {
+              cnt[p] += 1;
+              for (int c = 0; c < C; ++c) sum[c * HW + p] += tr.observations[i * n_img + c * HW + p];
+            }
+        for (int i = 0; i < N; ++i)
+          for (int p = 0; p < HW; ++p)
+            if (!tr.masks[static_cast<size_t>(i) * HW + p])
+              for (int c = 0; c < C; ++c)
+                start[i * n_img + c * HW + p] = cnt[p] > 0 ? static_cast<float>(sum[c * HW + p] / cnt[p]) : 0.f;
+      }
+      upload(recon, start);
     }
     save_lap(0, NAN, 0);
   } else {
