@@ -24,6 +24,7 @@ int cmd_classify(const Args& args) {
   DeckArgs a = split_deck_args(args);
   std::string data_path, out, split = "test", corrupt_spec;
   uint64_t corrupt_seed = 1;
+  bool corrupt_seed_given = false;
   long limit = -1;
   for (size_t i = 0; i < a.rest.size(); ++i) {
     const std::string& r = a.rest[i];
@@ -64,12 +65,12 @@ int cmd_classify(const Args& args) {
       corrupt_spec = value();
     } else if (r == "--corrupt-seed") {
       corrupt_seed = parse_seed(r, value());
+      corrupt_seed_given = true;
     } else {
       throw UsageError(cat("unknown option '", r, "'"));
     }
   }
-  const bool seed_given = std::find(a.rest.begin(), a.rest.end(), "--corrupt-seed") != a.rest.end();
-  if (seed_given && corrupt_spec.empty()) throw UsageError("--corrupt-seed needs --corrupt");
+  if (corrupt_seed_given && corrupt_spec.empty()) throw UsageError("--corrupt-seed needs --corrupt");
   const data::Corruption corruption =
       corrupt_spec.empty() ? data::Corruption{} : data::parse_corruption(corrupt_spec);
   const ModelSource m = load_model_source(a);
