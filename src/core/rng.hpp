@@ -25,6 +25,7 @@ enum Stream : uint32_t {
   kAmbient = 11,     // Ambient Diffusion: the further mask of each image and the sampler's masks
   kAugment = 12,     // evaluator / classifier training: random horizontal flips
   kPpca = 13,        // DiffEM's PPCA start: initial loadings and posterior samples
+  kPseudoLabel = 14, // DMIS: the class drawn from the posterior for the generative term
   kTest = 100,       // tests
 };
 

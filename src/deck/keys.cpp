@@ -120,7 +120,26 @@ const std::vector<KeySpec>& registry() {
         "dmis: classes besides the top one mixed into the generative term without gradient"),
       F("method.tau", "0.01", 0, 1,
         "dmis: generative loss: classes with weight above tau are mixed in (without gradient)"),
-      F("method.logit_scale", "1", 1e-6, 1e6, "diffusion classifier logit scale s"),
+      F("method.logit_scale", "0", 0, 1e6,
+        "diffusion classifier logit scale s; 0: the number of values of an image (the squared "
+        "error summed over pixels, DMIS Eq. 12); 1: a mean over pixels (a nearly flat posterior)"),
+      S("method.noisy_target", "posterior", {"posterior", "elr"},
+        "dmis, noisy labels: target of the classification term; posterior: p(y | x, ŷ) ∝ "
+        "p(ŷ | y) p_phi(y | x) with the transition estimated while training; elr: DMIS Eq. 15"),
+      F("method.elr_clamp", "1e-4", 0, 0.1,
+        "dmis, noisy_target elr: probabilities clamped to [c, 1 - c] as in ELR's reference, "
+        "without gradient outside (0: the paper's unclamped formula)"),
+      F("method.posterior_fraction", "1", 1e-6, 1,
+        "dmis: fraction of each batch whose generative class comes from the EMA posterior "
+        "(Eq. 10: every sample); the rest trains on the observed label as vanilla does"),
+      S("method.gen_objective", "sample", {"sample", "mixture"},
+        "dmis: generative term; sample: a class drawn from the posterior (Eq. 7's M-step, "
+        "unbiased, one evaluation per sample); mixture: TDSM's mixture of the top class and "
+        "gen_extra more above tau"),
+      F("method.transition_momentum", "0.99", 0, 1,
+        "dmis, noisy labels: per-step decay of the counts that estimate p(ŷ | y)"),
+      F("method.transition_prior", "1", 1e-6, 1e9,
+        "dmis, noisy labels: Dirichlet pseudo-samples per row of the transition estimate"),
       S("method.prior", "uniform", {"uniform", "estimate"},
         "class prior of the classifier; estimate: once per epoch from the EMA arg-max"),
       F("method.prior_momentum", "0.9", 0, 1, "dmis: momentum of the estimated prior"),

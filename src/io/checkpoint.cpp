@@ -74,6 +74,8 @@ void write_checkpoint(const std::string& path, const CheckpointData& d) {
     put("/method/prior", d.prior);
     if (!d.prior_counts.empty())
       f.write("/method/prior_counts", {d.prior_counts.size()}, d.prior_counts.data());
+    if (!d.transition.empty())
+      f.write("/method/transition_counts", {d.transition.size()}, d.transition.data());
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     std::remove(tmp.c_str());
@@ -125,6 +127,8 @@ CheckpointData read_checkpoint(const std::string& path, const ParamTable* expect
   get("/ema", d.ema);
   if (f.exists("/method/prior")) d.prior = f.read_float("/method/prior").data;
   if (f.exists("/method/prior_counts")) d.prior_counts = f.read_int("/method/prior_counts").data;
+  if (f.exists("/method/transition_counts"))
+    d.transition = f.read_float("/method/transition_counts").data;
   if (d.ema.empty())
     throw InputError(cat("checkpoint '", path, "' holds no /ema weights"));
   return d;

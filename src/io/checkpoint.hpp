@@ -24,6 +24,7 @@ struct CheckpointData {
   std::vector<float> params, adam_m, adam_v, ema;  // flat, table layout (empty if absent)
   std::vector<float> prior;          // method state: class prior (K + 1)
   std::vector<int32_t> prior_counts; // method state: counts of the running epoch
+  std::vector<float> transition;     // method state: DMIS noisy-label transition counts (K x K)
 };
 
 /// Writes `data` to `path` atomically (path.tmp, then rename).

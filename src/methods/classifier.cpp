@@ -39,6 +39,12 @@ double normal_quantile(double p) {
   return x - u / (1 + x * u / 2);
 }
 
+double resolved_logit_scale(double logit_scale, const models::UNetConfig& net) {
+  if (logit_scale < 0) throw InputError(cat("logit scale must be >= 0 (0: the pixel count), got ", logit_scale));
+  return logit_scale > 0 ? logit_scale
+                         : static_cast<double>(net.out_channels) * net.resolution * net.resolution;
+}
+
 void dmis_window(double P_mean, double width, double& l, double& r) {
   // F(l) + F(r) = 1 for the log-normal means ln l + ln r = 2 P_mean, with r = l + width.
   l = (-width + std::sqrt(width * width + 4 * std::exp(2 * P_mean))) / 2;
@@ -94,6 +100,7 @@ DiffusionClassifier<Exec>::DiffusionClassifier(const models::UNetConfig& net,
                                                bool inference_only, double conv_scratch_mb)
     : m_cfg(cfg), m_B(B), m_NC(NC), m_K(cfg.points), m_net(net) {
   if (B < 1 || NC < 1) throw InputError(cat("classifier batch ", B, " x ", NC, " classes is empty"));
+  m_cfg.logit_scale = resolved_logit_scale(cfg.logit_scale, net);
   const int J = B * NC * m_K;
   m_net.prepare(J, conv_scratch_mb, inference_only);
   std::vector<double> s, w;

@@ -20,7 +20,9 @@ struct ClassifierConfig {
   double window = 6.4;                // DMIS window width in sigma
   double uniform_min = 1e-4;          // uniform grid: smallest sigma (Chen et al.)
   double uniform_max = 3.0;           // uniform grid: largest sigma
-  double logit_scale = 1.0;           // s
+  // s; 0: the number of values of an image (C * H * W), i.e. the squared error summed over
+  // pixels as in the ELBO of DMIS's Eq. 12 (a mean with s = 1 gives a nearly flat posterior)
+  double logit_scale = 0.0;
   diffusion::EdmConfig edm;
 };
 
@@ -32,6 +34,9 @@ void classifier_levels(const ClassifierConfig& cfg, std::vector<double>& sigma,
                        std::vector<double>& weight);
 /// The DMIS window [l, r] for a width.
 void dmis_window(double P_mean, double width, double& l, double& r);
+/// The logit scale a config resolves to for a network: cfg.logit_scale, or the number of values
+/// of an image (out_channels * resolution^2) where it is 0.
+double resolved_logit_scale(double logit_scale, const models::UNetConfig& net);
 /// Inverse of the standard normal CDF (Acklam's approximation, relative error < 1.2e-9).
 double normal_quantile(double p);
 
@@ -60,6 +65,8 @@ public:
   int batch() const { return m_B; }
   int classes_per_image() const { return m_NC; }
   int points() const { return m_K; }
+  /// The logit scale s in use (logit_scale, or the pixel count where it is 0).
+  double logit_scale() const { return m_cfg.logit_scale; }
   /// Forward passes of the UNet per call (B * NC * K).
   int evaluations() const { return m_B * m_NC * m_K; }
   models::UNet<Exec, T>& net() { return m_net; }

@@ -12,12 +12,13 @@
 namespace dmis::methods {
 
 namespace {
+using dmis_ops::Supervision;
 enum Kind : int { kClean = 0, kNoisy = 1, kPartial = 2, kUnlabeled = 3 };
-int kind_of(const std::string& s) {
-  if (s == "clean") return kClean;
-  if (s == "noisy") return kNoisy;
-  if (s == "partial") return kPartial;
-  if (s == "unlabeled") return kUnlabeled;
+Supervision kind_of(const std::string& s) {
+  if (s == "clean") return Supervision::Clean;
+  if (s == "noisy") return Supervision::Noisy;
+  if (s == "partial") return Supervision::Partial;
+  if (s == "unlabeled") return Supervision::Unlabeled;
   throw InputError(cat("unknown supervision kind '", s, "'"));
 }
 template <class Exec>
@@ -59,8 +60,8 @@ void fill_class_ids(const Buffer1<int, Exec>& ids, int C) {
 template <class Exec>
 MethodStep<Exec>::MethodStep(const models::UNetConfig& net, const TrainStepConfig& train,
                              const MethodConfig& m, int local_batch, double conv_scratch_mb)
-    : m_cfg(m), m_train(train), m_B(local_batch), m_core(net, train, local_batch, conv_scratch_mb) {
-  kind_of(m.supervision);
+    : m_cfg(m), m_train(train), m_kind(kind_of(m.supervision)), m_B(local_batch),
+      m_core(net, train, local_batch, conv_scratch_mb) {
   if (m.name != "vanilla" && m.name != "dmis" && m.name != "ambient")
     throw InputError(cat("unknown method '", m.name, "' (vanilla, dmis or ambient)"));
   if (m.ambient && m.name != "dmis")
@@ -73,6 +74,11 @@ MethodStep<Exec>::MethodStep(const models::UNetConfig& net, const TrainStepConfi
                          "found ", net.in_channels, " -> ", net.out_channels));
   if (!(m.delta >= 0 && m.delta < 1))
     throw InputError(cat("method.delta: expected a rate in [0, 1), found ", m.delta));
+  if (m.noisy_target != "posterior" && m.noisy_target != "elr")
+    throw InputError(cat("method.noisy_target: expected posterior or elr, found '", m.noisy_target, "'"));
+  if (m.gen_objective != "sample" && m.gen_objective != "mixture")
+    throw InputError(cat("method.gen_objective: expected sample or mixture, found '", m.gen_objective, "'"));
+  m_scale = resolved_logit_scale(m.logit_scale, net);
   m_C = net.classes;
   // the classifier's samples: the first Bc of the global batch, which interleaved shards spread
   // as Bc / ranks per rank (the trainer checks that it divides)
@@ -81,6 +87,8 @@ MethodStep<Exec>::MethodStep(const models::UNetConfig& net, const TrainStepConfi
     const int ranks = std::max(1, Bg / local_batch);
     const int Bcg = classifier_samples(m.classifier_fraction, Bg);
     m_Bc = std::max(1, Bcg / ranks);
+    const int Bwg = classifier_samples(m.posterior_fraction, Bg);
+    m_Bw = std::max(m_Bc, std::min(m_B, Bwg / ranks));
   }
   m_Kc = std::max(1, std::min(m.top_k, m_C));
   m_E = std::max(0, std::min(m.gen_extra, m_C - 1));
@@ -104,24 +112,33 @@ MethodStep<Exec>::MethodStep(const models::UNetConfig& net, const TrainStepConfi
     cc.window = m.window;
     cc.logit_scale = m.logit_scale;
     cc.edm = train.edm;
-    m_ema_cls = std::make_unique<DiffusionClassifier<Exec>>(net, cc, m_Bc, m_C, true, conv_scratch_mb);
+    m_ema_cls = std::make_unique<DiffusionClassifier<Exec>>(net, cc, m_Bw, m_C, true, conv_scratch_mb);
     m_live_cls =
         std::make_unique<DiffusionClassifier<Exec>>(net, cc, m_Bc, m_Kc, false, conv_scratch_mb);
-    m_fphi = fbuf<Exec>("f_phi", m_Bc * m_C);
+    m_fphi = fbuf<Exec>("f_phi", m_Bw * m_C);
+    m_q = fbuf<Exec>("posterior", m_Bw * m_C);
     m_ftheta = fbuf<Exec>("f_theta", m_Bc * m_Kc);
     m_target = fbuf<Exec>("target", m_Bc * m_Kc);
-    m_genw = fbuf<Exec>("gen_weights", m_Bc * m_C);
-    m_classes_all = ibuf<Exec>("classes_all", m_Bc * m_C);
+    m_classes_all = ibuf<Exec>("classes_all", m_Bw * m_C);
     m_classes_set = ibuf<Exec>("classes_set", m_Bc * m_Kc);
     fill_class_ids<Exec>(m_classes_all, m_C);
-    if (m_E > 0) {
+    m_trans_step = fbuf<Exec>("transition_step_counts", m_C * m_C);
+    m_trans_acc = fbuf<Exec>("transition_counts", m_C * m_C);
+    m_trans = fbuf<Exec>("transition", m_C * m_C);
+    set_transition_counts(std::vector<float>(m_C * m_C, 0.f));
+    m_diag = fbuf<Exec>("diagnostics", dmis_ops::kDiagnostics);
+    m_gcls = fbuf<Exec>("grads_cls", m_core.store().grads.extent(0));
+    m_norm_scratch = fbuf<Exec>("diag_norm_scratch", optim::Optimizer<Exec, T>::norm_scratch_size(
+                                                        m_core.store().grads.extent(0)));
+    if (m_E > 0 && m.gen_objective == "mixture") {
+      m_genw = fbuf<Exec>("gen_weights", m_Bw * m_C);
       m_extra_net = std::make_unique<models::UNet<Exec, T>>(net);
-      m_extra_net->prepare(m_E * m_Bc, conv_scratch_mb, /*inference_only=*/true);
-      m_extra_w = fbuf<Exec>("extra_weight", m_E * m_Bc);
-      m_extra_labels = ibuf<Exec>("extra_labels", m_E * m_Bc);
-      m_extra_in = fbuf<Exec>("extra_in", m_E * m_Bc * n);
-      m_extra_cn = fbuf<Exec>("extra_c_noise", m_E * m_Bc);
-      m_extra_sigma = fbuf<Exec>("extra_sigma", m_E * m_Bc);
+      m_extra_net->prepare(m_E * m_Bw, conv_scratch_mb, /*inference_only=*/true);
+      m_extra_w = fbuf<Exec>("extra_weight", m_E * m_Bw);
+      m_extra_labels = ibuf<Exec>("extra_labels", m_E * m_Bw);
+      m_extra_in = fbuf<Exec>("extra_in", m_E * m_Bw * n);
+      m_extra_cn = fbuf<Exec>("extra_c_noise", m_E * m_Bw);
+      m_extra_sigma = fbuf<Exec>("extra_sigma", m_E * m_Bw);
     }
     Kokkos::fence();
   }
@@ -143,6 +160,23 @@ void MethodStep<Exec>::set_prior(const std::vector<double>& pi) {
 }
 
 template <class Exec>
+void MethodStep<Exec>::set_transition_counts(const std::vector<float>& counts) {
+  if (m_trans_acc.extent(0) == 0) return;  // not dmis
+  if (static_cast<int>(counts.size()) != m_C * m_C)
+    throw InputError(cat("transition counts of ", counts.size(), " values for ", m_C, " classes (",
+                         m_C * m_C, " expected)"));
+  auto h = Kokkos::create_mirror_view(m_trans_acc);
+  for (int i = 0; i < m_C * m_C; ++i) h(i) = counts[i];
+  Kokkos::deep_copy(m_trans_acc, h);
+  Kokkos::deep_copy(m_trans_step, T(0));
+  // the estimate from the counts alone (momentum 1, nothing added)
+  const Tensor2<T, Exec> step(m_trans_step.data(), m_C, m_C), acc(m_trans_acc.data(), m_C, m_C),
+      tr(m_trans.data(), m_C, m_C);
+  dmis_ops::transition_update(Exec(), step, acc, 1.f, static_cast<float>(m_cfg.transition_prior), tr);
+  Kokkos::fence();
+}
+
+template <class Exec>
 bool MethodStep<Exec>::dmis_active(long s) const {
   if (m_cfg.name != "dmis") return false;
   return static_cast<double>(s) * m_core.global_batch() >= m_cfg.warmup_kimg * 1e3;
@@ -153,7 +187,7 @@ void MethodStep<Exec>::vanilla_labels(const Exec& exec, const Tensor1<const int,
                                       const Tensor2<const uint8_t, Exec>& candidates,
                                       const Tensor1<const uint8_t, Exec>& labeled,
                                       const Tensor1<int, Exec>& out) {
-  const int kind = kind_of(m_cfg.supervision), K = m_C;
+  const int kind = static_cast<int>(m_kind), K = m_C;
   const rng::Philox gen(m_train.seed, rng::kCandidate);
   const uint32_t step = static_cast<uint32_t>(m_core.step());
   const rng::SampleIds ids = m_train.ids();
@@ -227,175 +261,174 @@ void MethodStep<Exec>::run_dmis(const Exec& exec, const Tensor4<const T, Exec>& 
                                 const Tensor1<const uint8_t, Exec>& labeled,
                                 const Tensor4<const T, Exec>& mask,
                                 const Tensor1<const int, Exec>& index) {
+  namespace ops = dmis_ops;
   const auto& nc = m_core.net().config();
-  const int B = m_B, Bc = m_Bc, Kc = m_Kc, C = m_C, E = m_E;
-  const int Ch = nc.out_channels, R = nc.resolution, n = Ch * R * R, HW = R * R;
+  const int B = m_B, Bw = m_Bw, Bc = m_Bc, Kc = m_Kc, C = m_C;
+  const int Ch = nc.out_channels, R = nc.resolution;
   // DMIS with Ambient's masked objective (noisy labels and missing pixels): the classifiers see
   // the observation masks A, the generative term the further-masked A B, its loss A
   const bool masked = needs_masks();
-  const Tensor4<const T, Exec> maskc(masked ? mask.data() : nullptr, masked ? Bc : 0, 1, R, R);
   const Tensor4<T, Exec> tilde(masked ? m_mask_tilde.data() : nullptr, masked ? B : 0, 1, R, R);
   if (masked) further_mask(exec, mask, index, tilde);
-  const int kind = kind_of(m_cfg.supervision);
   const uint32_t step = static_cast<uint32_t>(m_core.step());
   const rng::SampleIds ids = m_train.ids();
   const uint64_t seed = m_train.seed;
   auto& store = m_core.store();
-  const Tensor4<const T, Exec> x0c(x0.data(), Bc, Ch, R, R);  // the classifier's samples
+  // the first Bw samples get posteriors (Bw, ...), the first Bc <= Bw the classification term
+  const Tensor4<const T, Exec> x0w(x0.data(), Bw, Ch, R, R), x0c(x0.data(), Bc, Ch, R, R);
+  const Tensor4<const T, Exec> maskw(masked ? mask.data() : nullptr, masked ? Bw : 0, 1, R, R),
+      maskc(masked ? mask.data() : nullptr, masked ? Bc : 0, 1, R, R);
+  const Tensor1<const int, Exec> obsw(observed.data(), Bw);
 
   m_core.begin(exec);
-  // 1. pseudo-targets: the EMA diffusion classifier over every class
-  m_ema_cls->forward(exec, store.ema, x0c,
-                     Tensor2<const int, Exec>(m_classes_all.data(), Bc, C), m_log_prior, seed,
-                     step, ids, maskc);
-  const Tensor2<T, Exec> fphi(m_fphi.data(), Bc, C);
-  {
-    const auto lphi = m_ema_cls->logits();
+  // 1. the EMA diffusion classifier over every class: f = p_phi(y | x0)   (Bw, C)
+  m_ema_cls->forward(exec, store.ema, x0w, Tensor2<const int, Exec>(m_classes_all.data(), Bw, C),
+                     m_log_prior, seed, step, ids, maskw);
+  const Tensor2<T, Exec> fphi(m_fphi.data(), Bw, C), q(m_q.data(), Bw, C);
+  ops::row_softmax<Exec>(exec, m_ema_cls->logits(), fphi);
+  // 2. the posterior given the supervision, q ∝ p(z | y) f   (Bw, C)
+  switch (m_kind) {
+    case ops::Supervision::Clean:
+      ops::posterior(exec, ops::CleanLikelihood<Exec>{obsw}, Tensor2<const T, Exec>(fphi), q);
+      break;
+    case ops::Supervision::Noisy: {
+      // the transition p(ŷ | y): this step's soft confusion (summed over ranks) joins the
+      // running counts before it is used
+      const Tensor2<T, Exec> tstep(m_trans_step.data(), C, C), tacc(m_trans_acc.data(), C, C),
+          tr(m_trans.data(), C, C);
+      ops::transition_counts(exec, Tensor2<const T, Exec>(fphi), obsw, tstep);
+      if (on_transition_counts) on_transition_counts(exec, V1(m_trans_step.data(), C * C));
+      ops::transition_update(exec, tstep, tacc, static_cast<float>(m_cfg.transition_momentum),
+                             static_cast<float>(m_cfg.transition_prior), tr);
+      ops::posterior(exec, ops::NoisyLikelihood<Exec>{obsw, tr}, Tensor2<const T, Exec>(fphi), q);
+      break;
+    }
+    case ops::Supervision::Partial:
+      ops::posterior(exec,
+                     ops::PartialLikelihood<Exec>{Tensor2<const uint8_t, Exec>(candidates.data(), Bw, C)},
+                     Tensor2<const T, Exec>(fphi), q);
+      break;
+    case ops::Supervision::Unlabeled:
+      ops::posterior(exec, ops::UnlabeledLikelihood<Exec>{obsw, Tensor1<const uint8_t, Exec>(labeled.data(), Bw)},
+                     Tensor2<const T, Exec>(fphi), q);
+      break;
+  }
+  if (m_kind == ops::Supervision::Partial && m_cfg.prior == "estimate") {
+    // the class prior's counts: arg-max of the posterior over the candidates, once per sample
+    auto counts = m_counts;
     Kokkos::parallel_for(
-        "dmis::method::softmax_phi", Kokkos::RangePolicy<Exec>(exec, 0, Bc), KOKKOS_LAMBDA(int b) {
-          T mx = lphi(b, 0);
-          for (int y = 1; y < C; ++y) mx = lphi(b, y) > mx ? lphi(b, y) : mx;
-          T z = 0;
-          for (int y = 0; y < C; ++y) z += (fphi(b, y) = compat::exp(lphi(b, y) - mx));
-          for (int y = 0; y < C; ++y) fphi(b, y) /= z;
+        "dmis::method::prior_counts", Kokkos::RangePolicy<Exec>(exec, 0, 1), KOKKOS_LAMBDA(int) {
+          for (int b = 0; b < Bw; ++b) {
+            int arg = 0;
+            for (int y = 1; y < C; ++y) arg = q(b, y) > q(b, arg) ? y : arg;
+            counts(arg) += 1;
+          }
         });
   }
-  // 2. the classes the live classifier evaluates: top-Kc of the EMA posterior, always holding
-  //    the observed label (when there is one) and at least one candidate
+  // 3. the live classifier on the classes of largest q (a known label always among them)
+  const Tensor2<const T, Exec> qc(m_q.data(), Bc, C);
   const Tensor2<int, Exec> set(m_classes_set.data(), Bc, Kc);
-  Kokkos::parallel_for(
-      "dmis::method::class_set", Kokkos::RangePolicy<Exec>(exec, 0, Bc), KOKKOS_LAMBDA(int b) {
-        for (int j = 0; j < Kc; ++j) {  // repeated arg-max (C is small)
-          int best = -1;
-          for (int y = 0; y < C; ++y) {
-            bool used = false;
-            for (int i = 0; i < j; ++i) used = used || set(b, i) == y;
-            if (!used && (best < 0 || fphi(b, y) > fphi(b, best))) best = y;
-          }
-          set(b, j) = best;
-        }
-        int must = -1;
-        const bool has_label = kind != kUnlabeled || labeled(b) != 0;
-        if (kind != kPartial && has_label) {
-          must = observed(b);
-        } else if (kind == kPartial) {
-          bool any = false;
-          for (int j = 0; j < Kc; ++j) any = any || candidates(b, set(b, j)) != 0;
-          if (!any)
-            for (int y = 0; y < C; ++y)
-              if (candidates(b, y) && (must < 0 || fphi(b, y) > fphi(b, must))) must = y;
-        }
-        if (must >= 0) {
-          bool present = false;
-          for (int j = 0; j < Kc; ++j) present = present || set(b, j) == must;
-          if (!present) set(b, Kc - 1) = must;
-        }
-      });
-  // 3. the live classifier
-  m_live_cls->forward(exec, store.params, x0c, Tensor2<const int, Exec>(m_classes_set.data(), Bc, Kc),
-                      m_log_prior, seed, step, ids, maskc);
-  const Tensor2<T, Exec> fth(m_ftheta.data(), Bc, Kc), tgt(m_target.data(), Bc, Kc),
-      genw(m_genw.data(), Bc, C);
-  auto loss_cls = m_loss_cls;
-  auto counts = m_counts;
-  const bool estimate_prior = m_cfg.prior == "estimate" && kind == kPartial;
+  const bool has_label = m_kind != ops::Supervision::Partial;
+  ops::top_classes(exec, qc,
+                   has_label ? Tensor1<const int, Exec>(observed.data(), Bc) : Tensor1<const int, Exec>(),
+                   set);
+  m_live_cls->forward(exec, store.params, x0c, Tensor2<const int, Exec>(set), m_log_prior, seed, step,
+                      ids, maskc);
+  const Tensor2<T, Exec> fth(m_ftheta.data(), Bc, Kc), tgt(m_target.data(), Bc, Kc);
+  ops::row_softmax<Exec>(exec, m_live_cls->logits(), fth);
+  // 4. its target: q on the set, or DMIS's ELR-style target for noisy labels
+  if (m_kind == ops::Supervision::Noisy && m_cfg.noisy_target == "elr")
+    ops::elr_targets(exec, Tensor2<const T, Exec>(fth), Tensor2<const T, Exec>(m_fphi.data(), Bc, C),
+                     Tensor2<const int, Exec>(set), Tensor1<const int, Exec>(observed.data(), Bc),
+                     static_cast<float>(m_cfg.elr_clamp), tgt);
+  else
+    ops::restricted_targets(exec, qc, Tensor2<const int, Exec>(set), tgt);
+  // 5. L_cls and its gradient. The logits are -s sum_k w_k mse_k: dividing the gradient by s
+  //    keeps its size independent of the scale, i.e. beta weighs a classification loss summed
+  //    over pixels against a generative loss summed over pixels as in the paper (here both are
+  //    per pixel), while s sets how sharp the posterior is.
   {
-    const auto lth = m_live_cls->logits();
-    Kokkos::parallel_for(
-        "dmis::method::targets", Kokkos::RangePolicy<Exec>(exec, 0, Bc), KOKKOS_LAMBDA(int b) {
-          // f_theta: softmax over the set
-          T mx = lth(b, 0);
-          for (int j = 1; j < Kc; ++j) mx = lth(b, j) > mx ? lth(b, j) : mx;
-          T z = 0;
-          for (int j = 0; j < Kc; ++j) z += (fth(b, j) = compat::exp(lth(b, j) - mx));
-          for (int j = 0; j < Kc; ++j) fth(b, j) /= z;
-          const bool is_labeled = kind != kUnlabeled || labeled(b) != 0;
-          for (int y = 0; y < C; ++y) genw(b, y) = T(0);
-          if (kind == kClean || (kind == kUnlabeled && is_labeled)) {
-            for (int j = 0; j < Kc; ++j) tgt(b, j) = set(b, j) == observed(b) ? T(1) : T(0);
-            genw(b, observed(b)) = T(1);
-          } else if (kind == kNoisy) {
-            // ELR-style target without a transition matrix (stop-gradient)
-            T delta = 0;
-            for (int j = 0; j < Kc; ++j) delta += fth(b, j) * fphi(b, set(b, j));
-            const T denom = T(1) - delta > T(1e-6) ? T(1) - delta : T(1e-6);
-            T pos = 0;
-            for (int j = 0; j < Kc; ++j) {
-              const T yhat = set(b, j) == observed(b) ? T(1) : T(0);
-              tgt(b, j) = yhat - fth(b, j) * (delta - fphi(b, set(b, j))) / denom;
-              pos += tgt(b, j) > 0 ? (tgt(b, j) < 1 ? tgt(b, j) : T(1)) : T(0);
-            }
-            // posterior weights of the generative term: r clamped to [0, 1], renormalised
-            for (int j = 0; j < Kc; ++j) {
-              const T r = tgt(b, j) > 0 ? (tgt(b, j) < 1 ? tgt(b, j) : T(1)) : T(0);
-              genw(b, set(b, j)) = pos > 0 ? r / pos : (set(b, j) == observed(b) ? T(1) : T(0));
-            }
-          } else {
-            // partial: the EMA posterior restricted to the candidates; unlabelled: all classes
-            T zs = 0, zall = 0;
-            for (int j = 0; j < Kc; ++j)
-              zs += fphi(b, set(b, j)) * (kind == kPartial ? T(candidates(b, set(b, j))) : T(1));
-            for (int y = 0; y < C; ++y)
-              zall += fphi(b, y) * (kind == kPartial ? T(candidates(b, y)) : T(1));
-            int nc_set = 0;
-            for (int j = 0; j < Kc; ++j)
-              nc_set += (kind != kPartial || candidates(b, set(b, j))) ? 1 : 0;
-            for (int j = 0; j < Kc; ++j) {
-              const T in = kind == kPartial ? T(candidates(b, set(b, j))) : T(1);
-              tgt(b, j) = zs > 0 ? fphi(b, set(b, j)) * in / zs : in / T(nc_set);
-            }
-            int ncand = 0, arg = -1;
-            for (int y = 0; y < C; ++y) {
-              const T in = kind == kPartial ? T(candidates(b, y)) : T(1);
-              ncand += in > 0 ? 1 : 0;
-              genw(b, y) = zall > 0 ? fphi(b, y) * in / zall : T(0);
-              if (in > 0 && (arg < 0 || fphi(b, y) > fphi(b, arg))) arg = y;
-            }
-            if (!(zall > 0))
-              for (int y = 0; y < C; ++y)
-                genw(b, y) = (kind == kPartial ? T(candidates(b, y)) : T(1)) / T(ncand);
-            if (estimate_prior && arg >= 0) Kokkos::atomic_add(&counts(arg), 1);
-          }
-        });
-    // L_cls = -sum_j t_j log f_theta_j, averaged over the classifier samples (logged)
-    Kokkos::parallel_for(
-        "dmis::method::loss_cls", Kokkos::RangePolicy<Exec>(exec, 0, 1), KOKKOS_LAMBDA(int) {
-          T s = 0;
-          for (int b = 0; b < Bc; ++b)
-            for (int j = 0; j < Kc; ++j)
-              s -= tgt(b, j) * compat::log(fth(b, j) > T(1e-30) ? fth(b, j) : T(1e-30));
-          loss_cls(0) = s / T(Bc);
-        });
+    const T g = T(m_cfg.beta / m_scale) / T(static_cast<double>(Bc) * m_core.global_batch() / B);
+    ops::classification_grad(exec, Tensor2<const T, Exec>(fth), Tensor2<const T, Exec>(tgt), g,
+                             V1(m_loss_cls.data(), 1), tgt);  // tgt now holds dlogits
+    m_live_cls->backward(exec, store.params, Tensor2<const T, Exec>(tgt), store.grads);
   }
-  // 4. the classification loss through the live classifier: d/dlogit = beta (f - t) / Bc_global
-  {
-    const T g = T(m_cfg.beta) / T(static_cast<double>(Bc) * m_core.global_batch() / B);
-    Kokkos::parallel_for(
-        "dmis::method::dlogits", Kokkos::RangePolicy<Exec>(exec, 0, Bc * Kc), KOKKOS_LAMBDA(int i) {
-          const int b = i / Kc, j = i % Kc;
-          tgt(b, j) = g * (fth(b, j) - tgt(b, j));  // the target buffer now holds dlogits
-        });
-    m_live_cls->backward(exec, store.params, Tensor2<const T, Exec>(m_target.data(), Bc, Kc),
-                         store.grads);
+  // the classification gradient alone, for the diagnostics; the generative one starts from zero
+  const V1 grads = store.grads, gcls(m_gcls.data(), grads.extent(0)), diag(m_diag.data(), ops::kDiagnostics);
+  ops::copy_into(exec, Tensor1<const T, Exec>(grads), gcls, false);
+  optim::Optimizer<Exec, T>::grad_norm2(exec, Tensor1<const T, Exec>(gcls), V1(m_norm_scratch.data(), m_norm_scratch.extent(0)),
+                                        V1(m_diag.data() + ops::kGradNorm2Cls, 1));
+  optim::Optimizer<Exec, T>::fill(exec, grads, T(0));
+  // 6. the generative term
+  const Tensor1<int, Exec> top(m_top.data(), B);
+  if (m_cfg.gen_objective == "sample") {
+    // a class drawn from q for the first Bw samples, the vanilla label for the others; then
+    // classifier-free guidance's label dropout
+    ops::sample_labels(exec, Tensor2<const T, Exec>(q), rng::Philox(seed, rng::kPseudoLabel), step,
+                       ids, Tensor1<int, Exec>(m_top.data(), Bw));
+    if (Bw < B) {
+      const int kind = static_cast<int>(m_kind);
+      const rng::Philox gcand(seed, rng::kCandidate);
+      Kokkos::parallel_for(
+          "dmis::method::rest_labels", Kokkos::RangePolicy<Exec>(exec, Bw, B), KOKKOS_LAMBDA(int b) {
+            top(b) = vanilla_label(kind, C, b, observed(b), candidates, labeled(b) != 0, gcand,
+                                   step, ids(b));
+          });
+    }
+    m_core.drop_labels(exec, top, top);
+    m_core.sample_inputs(exec, x0, tilde);
+    m_core.generative_loss(exec, x0, top, V1(), Tensor4<const T, Exec>(), T(1),
+                           masked ? Tensor4<const T, Exec>(mask) : Tensor4<const T, Exec>());
+  } else {
+    mixture_term(exec, x0, observed, candidates, labeled, mask, tilde);
   }
-  // 5. the generative term: top class with gradient, up to E more above tau without
+  // 7. diagnostics, then the total gradient = generative + classification
+  optim::Optimizer<Exec, T>::grad_norm2(exec, Tensor1<const T, Exec>(grads), V1(m_norm_scratch.data(), m_norm_scratch.extent(0)),
+                                        V1(m_diag.data() + ops::kGradNorm2Gen, 1));
+  ops::posterior_diagnostics(exec, Tensor2<const T, Exec>(q), Tensor2<const T, Exec>(fphi),
+                             Tensor1<const int, Exec>(m_top.data(), Bw), obsw,
+                             m_audit.extent(0) > 0 ? Tensor1<const int, Exec>(index.data(), Bw)
+                                                   : Tensor1<const int, Exec>(),
+                             m_audit, diag);
+  ops::copy_into(exec, Tensor1<const T, Exec>(gcls), grads, true);
+  m_core.finish(exec);
+}
+
+template <class Exec>
+void MethodStep<Exec>::mixture_term(const Exec& exec, const Tensor4<const T, Exec>& x0,
+                                    const Tensor1<const int, Exec>& observed,
+                                    const Tensor2<const uint8_t, Exec>& candidates,
+                                    const Tensor1<const uint8_t, Exec>& labeled,
+                                    const Tensor4<const T, Exec>& mask, const Tensor4<T, Exec>& tilde) {
+  // TDSM's mixture D_bar = sum_y q_y D(x_sigma; sigma, y) inside the norm (Eq. 10 with the
+  // posterior given x0): the top class with gradient, up to E more above tau without
+  const auto& nc = m_core.net().config();
+  const int B = m_B, Bw = m_Bw, C = m_C, E = m_extra_net ? m_E : 0;
+  const int Ch = nc.out_channels, R = nc.resolution, n = Ch * R * R, HW = R * R;
+  const bool masked = needs_masks();
+  const int kind = static_cast<int>(m_kind);
+  const uint32_t step = static_cast<uint32_t>(m_core.step());
+  const rng::SampleIds ids = m_train.ids();
+  const uint64_t seed = m_train.seed;
+  auto& store = m_core.store();
+  const Tensor2<const T, Exec> genw(m_q.data(), Bw, C);
   const Tensor1<int, Exec> top(m_top.data(), B);
   const Tensor1<T, Exec> topw(m_top_w.data(), B);
-  const Tensor2<T, Exec> xw(m_extra_w.data(), E > 0 ? E : 1, Bc);
-  const Tensor2<int, Exec> xl(m_extra_labels.data(), E > 0 ? E : 1, Bc);
+  const Tensor2<T, Exec> xw(m_extra_w.data(), E > 0 ? E : 1, Bw);
+  const Tensor2<int, Exec> xl(m_extra_labels.data(), E > 0 ? E : 1, Bw);
   {
     const rng::Philox gdrop(seed, rng::kLabelDrop), gcand(seed, rng::kCandidate);
     const T p_uncond = T(m_train.p_uncond), tau = T(m_cfg.tau);
     Kokkos::parallel_for(
         "dmis::method::gen_classes", Kokkos::RangePolicy<Exec>(exec, 0, B), KOKKOS_LAMBDA(int b) {
           const bool dropped = rng::uniform<T>(gdrop, step, ids(b), 0u) < p_uncond;
-          if (b >= Bc || dropped) {
+          if (b >= Bw || dropped) {
             top(b) = dropped ? C
                              : vanilla_label(kind, C, b, observed(b), candidates, labeled(b) != 0,
                                              gcand, step, ids(b));
             topw(b) = T(1);
             for (int e = 0; e < E; ++e) {
-              if (b < Bc) xw(e, b) = T(0), xl(e, b) = top(b);
+              if (b < Bw) xw(e, b) = T(0), xl(e, b) = top(b);
             }
             return;
           }
@@ -425,7 +458,7 @@ void MethodStep<Exec>::run_dmis(const Exec& exec, const Tensor4<const T, Exec>& 
   optim::Optimizer<Exec, T>::fill(exec, Tensor1<T, Exec>(m_rest.data(), static_cast<size_t>(B) * n),
                                   T(0));
   if (E > 0) {
-    const int J = E * Bc;
+    const int J = E * Bw;
     const Tensor4<T, Exec> xin(m_extra_in.data(), J, nc.in_channels, R, R);
     auto cn = m_extra_cn;
     auto xsig = m_extra_sigma;
@@ -435,7 +468,7 @@ void MethodStep<Exec>::run_dmis(const Exec& exec, const Tensor4<const T, Exec>& 
     Kokkos::parallel_for(
         "dmis::method::extra_inputs", Kokkos::RangePolicy<Exec>(exec, 0, static_cast<size_t>(J) * nin),
         KOKKOS_LAMBDA(size_t r) {
-          const int j = static_cast<int>(r / nin), k = static_cast<int>(r % nin), b = j % Bc;
+          const int j = static_cast<int>(r / nin), k = static_cast<int>(r % nin), b = j % Bw;
           const T s = sig(b);
           if (k == 0) {
             xsig(j) = s;
@@ -451,7 +484,7 @@ void MethodStep<Exec>::run_dmis(const Exec& exec, const Tensor4<const T, Exec>& 
     const auto F = m_extra_net->output();
     // flat over (sample, value); rest holds zeros, so rest = the sum over the extra classes
     Kokkos::parallel_for(
-        "dmis::method::extra_mix", Kokkos::RangePolicy<Exec>(exec, 0, static_cast<size_t>(Bc) * n),
+        "dmis::method::extra_mix", Kokkos::RangePolicy<Exec>(exec, 0, static_cast<size_t>(Bw) * n),
         KOKKOS_LAMBDA(size_t r) {
           const int b = static_cast<int>(r / n), i = static_cast<int>(r % n);
           const diffusion::EdmScaling<T> scale(sig(b), sd);
@@ -461,19 +494,18 @@ void MethodStep<Exec>::run_dmis(const Exec& exec, const Tensor4<const T, Exec>& 
           for (int e = 0; e < E; ++e) {
             const T w = xw(e, b);
             if (w == T(0)) continue;
-            const T f = (&F(e * Bc + b, 0, 0, 0))[i];
+            const T f = (&F(e * Bw + b, 0, 0, 0))[i];
             acc += w * (masked ? scale.masked(a, f, m) : scale(a, f));
           }
           (&rest(b, 0, 0, 0))[i] += acc;
         });
   }
   m_core.generative_loss(exec, x0, top, topw, rest, T(1), masked ? Tensor4<const T, Exec>(mask) : Tensor4<const T, Exec>());
-  m_core.finish(exec);
 }
 
 template <class Exec>
 void MethodStep<Exec>::end_epoch(const Exec& exec) {
-  if (!(m_cfg.name == "dmis" && m_cfg.prior == "estimate" && m_cfg.supervision == "partial"))
+  if (!(m_cfg.name == "dmis" && m_cfg.prior == "estimate" && m_kind == Supervision::Partial))
     return;
   // pi <- mu pi + (1 - mu) counts / total, then the counts restart (once per epoch)
   auto prior = m_prior;
@@ -497,7 +529,8 @@ void MethodStep<Exec>::end_epoch(const Exec& exec) {
 template <class Exec>
 int MethodStep<Exec>::evaluations_per_step(bool dmis) const {
   if (!dmis) return 3 * m_B;  // forward + backward (counted as two)
-  return 3 * m_B + m_Bc * m_C * m_cfg.timesteps + 3 * m_Bc * m_Kc * m_cfg.timesteps + m_E * m_Bc;
+  const int extra = m_extra_net ? m_E * m_Bw : 0;
+  return 3 * m_B + m_Bw * m_C * m_cfg.timesteps + 3 * m_Bc * m_Kc * m_cfg.timesteps + extra;
 }
 
 template <class Exec>
@@ -505,8 +538,9 @@ double MethodStep<Exec>::flops_per_step(bool dmis) const {
   auto& net = const_cast<EdmTrainStep<Exec>&>(m_core).net();
   const double f = net.forward_flops_per_sample(), fb = f + net.backward_flops_per_sample();
   if (!dmis) return m_B * fb;
-  return m_B * fb + m_Bc * m_C * m_cfg.timesteps * f + m_Bc * m_Kc * m_cfg.timesteps * fb +
-         m_E * m_Bc * f;
+  const int extra = m_extra_net ? m_E * m_Bw : 0;
+  return m_B * fb + m_Bw * m_C * m_cfg.timesteps * f + m_Bc * m_Kc * m_cfg.timesteps * fb +
+         extra * f;
 }
 
 #define DMIS_INST(E, T) DMIS_INST_##T(E)

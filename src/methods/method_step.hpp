@@ -3,20 +3,26 @@
 //
 // - vanilla: conditional EDM on the observed supervision (noisy labels as given; partial labels:
 //   a random candidate each step; unlabelled samples: the "no label" token);
-// - dmis: after an optional warm-up of vanilla steps, on a fraction of each batch, the EMA
-//   diffusion classifier gives pseudo-targets and posterior weights; the live diffusion
-//   classifier gets the classification loss; the generative loss mixes the denoiser over classes
-//   with the posterior weights (gradient through the largest-weight class, up to `gen_extra`
-//   more classes above tau mixed in without gradient, as TDSM does).
+// - dmis: after an optional warm-up of vanilla steps, the EMA diffusion classifier gives every
+//   sample of the batch (posterior_fraction) its posterior given the supervision,
+//   q(y) = p(y | x0, z) ∝ p(z | y) p_phi(y | x0) (noisy labels: p(ŷ | y) from a transition
+//   estimated while training); the live diffusion classifier gets the classification loss on a
+//   slice of the batch (classifier_fraction) with q (or, for noisy labels on request, DMIS's
+//   ELR-style target) as its target; the generative term trains the denoiser on a class drawn
+//   from q (gen_objective sample: the M-step of Eq. 7, unbiased, one evaluation per sample) or
+//   on TDSM's mixture (gen_objective mixture: gradient through the largest-weight class, up to
+//   `gen_extra` more classes above tau mixed in without gradient).
 //
 // Every per-sample computation is a device kernel; buffers are allocated by the constructor.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
 #include "methods/classifier.hpp"
+#include "methods/dmis_ops.hpp"
 #include "methods/edm_step.hpp"
 
 namespace dmis::methods {
@@ -33,7 +39,13 @@ struct MethodConfig {
   double classifier_fraction = 0.25;  // of each batch
   int top_k = 10;                     // classes kept in the live classifier
   double tau = 0.01;
-  double logit_scale = 1.0;
+  double logit_scale = 0.0;           // s; 0: the number of pixels (the sum of Eq. 12)
+  std::string noisy_target = "posterior";  // posterior | elr (DMIS Eq. 15)
+  double elr_clamp = 1e-4;            // elr: probabilities clamped as ELR's reference does
+  double posterior_fraction = 1.0;    // of each batch: samples whose generative class comes from q
+  std::string gen_objective = "sample";  // sample | mixture
+  double transition_momentum = 0.99;  // noisy: per-step decay of the transition counts
+  double transition_prior = 1.0;      // noisy: Dirichlet pseudo-samples per row of T
   std::string prior = "uniform";      // uniform | estimate
   double prior_momentum = 0.9;
   int gen_extra = 2;                  // classes mixed in without gradient (besides the top one)
@@ -84,6 +96,24 @@ public:
   Kokkos::View<int*, Kokkos::LayoutRight, DeviceOf<Exec>> prior_counts() const { return m_counts; }
   /// Sets the prior from host values (supervision statistics, or a checkpoint).
   void set_prior(const std::vector<double>& pi);
+  /// Noisy labels: the running transition counts (C, C) (checkpointed) and the estimate T(y, ŷ)
+  /// = p(ŷ | y) (C, C) they give.
+  Buffer1<T, Exec> transition_counts() const { return m_trans_acc; }
+  Tensor2<T, Exec> transition() const { return Tensor2<T, Exec>(m_trans.data(), m_C, m_C); }
+  /// Restores the counts (C * C values, from a checkpoint) and the estimate.
+  void set_transition_counts(const std::vector<float>& counts);
+  /// Called with this step's transition counts (C * C) before they are used (MPI: their sum
+  /// over the ranks, so every rank holds the same estimate).
+  std::function<void(const Exec&, const V1&)> on_transition_counts;
+  /// Clean labels of the whole training set (N), for the diagnostics only (never for training).
+  void set_audit_labels(const Tensor1<const int, Exec>& clean) { m_audit = clean; }
+  /// The last DMIS step's diagnostics (dmis_ops::kDiagnostics values, dmis_ops::Diagnostic).
+  V1 diagnostics() const { return V1(m_diag.data(), dmis_ops::kDiagnostics); }
+  /// The resolved logit scale s of the diffusion classifier.
+  double logit_scale() const { return m_scale; }
+  /// Samples of the local batch with posterior weights / with the classification term.
+  int posterior_samples() const { return m_Bw; }
+  int classifier_samples_local() const { return m_Bc; }
   /// Counted FLOPs of one step of the given kind.
   double flops_per_step(bool dmis) const;
   /// Denoiser evaluations (forward passes of one image) per step, by kind.
@@ -102,17 +132,27 @@ public:
                 const Tensor2<const uint8_t, Exec>& candidates,
                 const Tensor1<const uint8_t, Exec>& labeled, const Tensor4<const T, Exec>& mask,
                 const Tensor1<const int, Exec>& index);
+  void mixture_term(const Exec& exec, const Tensor4<const T, Exec>& x0,
+                    const Tensor1<const int, Exec>& observed,
+                    const Tensor2<const uint8_t, Exec>& candidates,
+                    const Tensor1<const uint8_t, Exec>& labeled, const Tensor4<const T, Exec>& mask,
+                    const Tensor4<T, Exec>& tilde);
 
 private:
   MethodConfig m_cfg;
   TrainStepConfig m_train;
-  int m_B, m_Bc, m_Kc, m_E, m_C;  // batch, classifier samples, classes kept, extras, classes
+  dmis_ops::Supervision m_kind;
+  // batch, samples with posteriors, classifier samples, classes kept, extras, classes
+  int m_B, m_Bw, m_Bc, m_Kc, m_E, m_C;
+  double m_scale = 1;
   EdmTrainStep<Exec> m_core;
   std::unique_ptr<DiffusionClassifier<Exec>> m_ema_cls, m_live_cls;
   std::unique_ptr<models::UNet<Exec, T>> m_extra_net;  // no-grad forwards of extra classes
   Buffer1<T, Exec> m_prior, m_log_prior, m_loss_cls, m_fphi, m_ftheta, m_target, m_genw,
       m_top_w, m_rest, m_mask_tilde, m_extra_w, m_extra_in, m_extra_cn, m_extra_sigma, m_extra_D;
   Buffer1<int, Exec> m_labels, m_classes_all, m_classes_set, m_top, m_extra_labels;
+  Buffer1<T, Exec> m_q, m_trans_step, m_trans_acc, m_trans, m_diag, m_gcls, m_norm_scratch;
+  Tensor1<const int, Exec> m_audit;
   Kokkos::View<int*, Kokkos::LayoutRight, DeviceOf<Exec>> m_counts;
 };
 

@@ -141,12 +141,27 @@ RunPlan make_plan(const deck::Deck& d) {
   p.method.logit_scale = d.get_float("method.logit_scale");
   p.method.prior = d.get_string("method.prior");
   p.method.prior_momentum = d.get_float("method.prior_momentum");
+  p.method.noisy_target = d.get_string("method.noisy_target");
+  p.method.elr_clamp = d.get_float("method.elr_clamp");
+  p.method.posterior_fraction = d.get_float("method.posterior_fraction");
+  p.method.gen_objective = d.get_string("method.gen_objective");
+  p.method.transition_momentum = d.get_float("method.transition_momentum");
+  p.method.transition_prior = d.get_float("method.transition_prior");
   if (p.method.name == "dmis") {
     const int bc = methods::classifier_samples(p.method.classifier_fraction, p.batch);
     if (bc % ranks != 0)
       d.fail("method.classifier_fraction",
              cat("gives ", bc, " classifier samples per step (of train.batch ", p.batch,
                  "), which do not divide evenly over the ", ranks, " ranks"));
+    const int bw = methods::classifier_samples(p.method.posterior_fraction, p.batch);
+    if (bw % ranks != 0)
+      d.fail("method.posterior_fraction",
+             cat("gives ", bw, " samples with posteriors per step (of train.batch ", p.batch,
+                 "), which do not divide evenly over the ", ranks, " ranks"));
+    if (bw < bc)
+      d.fail("method.posterior_fraction",
+             cat(p.method.posterior_fraction, " is below method.classifier_fraction ",
+                 p.method.classifier_fraction, ": the classifier's samples need posteriors"));
   }
   if (p.method.prior == "estimate" && kind != "partial" && p.method.name == "dmis")
     d.fail("method.prior", cat("'estimate' updates the prior from candidate sets (partial labels); "
@@ -261,6 +276,25 @@ int train(const deck::Deck& d) {
   if (ranks > 1) core.on_gradients = [&reducer](const Exec& e, const Tensor1<float, Exec>& g) {
     reducer.sum(e, g);
   };
+  // noisy labels: the transition counts of a step summed over the ranks (every rank then
+  // holds the same estimate, as with one rank)
+  dist::DeviceReducer<Exec> count_reducer(plan.method.name == "dmis" ? ds.classes * ds.classes : 1);
+  if (ranks > 1 && plan.method.name == "dmis")
+    method.on_transition_counts = [&count_reducer](const Exec& e, const Tensor1<float, Exec>& c) {
+      count_reducer.sum(e, c);
+    };
+  // the clean labels, for the diagnostics of the DMIS posterior (never used for training)
+  const std::vector<int32_t>& audit_host =
+      plan.supervision_source == "dataset" ? tr.clean_labels
+                                           : (tr.clean_labels.empty() ? tr.labels : tr.clean_labels);
+  Kokkos::View<int*, Kokkos::LayoutRight, Exec::memory_space> audit(
+      "dmis::train::audit_labels", plan.method.name == "dmis" ? audit_host.size() : 0);
+  if (audit.extent(0) > 0) {
+    auto h = Kokkos::create_mirror_view(audit);
+    for (size_t i = 0; i < audit_host.size(); ++i) h(i) = audit_host[i];
+    Kokkos::deep_copy(audit, h);
+    method.set_audit_labels(audit);
+  }
   if (root) {
     std::string detail;
     if (plan.method.name == "dmis")
@@ -300,6 +334,7 @@ int train(const deck::Deck& d) {
       std::vector<double> pi(ck.prior.begin(), ck.prior.end());
       method.set_prior(pi);
     }
+    if (!ck.transition.empty()) method.set_transition_counts(ck.transition);
     if (!ck.prior_counts.empty()) {  // the sum over ranks: rank 0 carries it
       auto hc = Kokkos::create_mirror_view(method.prior_counts());
       for (size_t i = 0; i < ck.prior_counts.size() && i < hc.extent(0); ++i)
@@ -328,6 +363,12 @@ int train(const deck::Deck& d) {
   auto acc_host = Kokkos::create_mirror_view(acc);
   Kokkos::View<float*, Kokkos::LayoutRight, Exec::memory_space> last("dmis::train::last", 3);
   auto last_host = Kokkos::create_mirror_view(last);
+  // sums of the DMIS diagnostics over the DMIS steps since the last progress line (the last
+  // entry counts the steps)
+  constexpr int ND = methods::dmis_ops::kDiagnostics;
+  Kokkos::View<float*, Kokkos::LayoutRight, Exec::memory_space> dacc("dmis::train::diag_sums", ND + 1);
+  auto dacc_host = Kokkos::create_mirror_view(dacc);
+  Kokkos::deep_copy(dacc, 0.0f);
   Kokkos::deep_copy(acc, 0.0f);
 
   auto save = [&](long step) {
@@ -345,6 +386,7 @@ int train(const deck::Deck& d) {
     ck.adam_v = to_host(store.adam_v);
     ck.ema = to_host(store.ema);
     ck.prior = to_host(method.prior());
+    if (plan.method.name == "dmis") ck.transition = to_host(method.transition_counts());
     auto hc = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), method.prior_counts());
     ck.prior_counts.assign(hc.data(), hc.data() + hc.extent(0));
     dist::allreduce_sum(ck.prior_counts.data(), ck.prior_counts.size());
@@ -354,6 +396,7 @@ int train(const deck::Deck& d) {
     io::CheckpointData snap = ck;
     snap.kind = "ema-snapshot";
     snap.params.clear(), snap.adam_m.clear(), snap.adam_v.clear(), snap.prior_counts.clear();
+    snap.transition.clear();
     io::write_checkpoint(io::checkpoint_path(plan.run_dir, "ema", step), snap);
     files.prune("ckpt", plan.keep);
     files.prune("ema", plan.keep);
@@ -404,6 +447,14 @@ int train(const deck::Deck& d) {
             last(1) = cls(0);
             last(2) = gn(0);
           });
+      if (dmis_on) {
+        auto diag = method.diagnostics();
+        Kokkos::parallel_for(
+            "dmis::train::diag_sums", Kokkos::RangePolicy<Exec>(0, 1), KOKKOS_LAMBDA(int) {
+              for (int i = 0; i < ND; ++i) dacc(i) += diag(i);
+              dacc(ND) += 1;
+            });
+      }
     }
     ++steps_since_log;
     const long done = s + 1;
@@ -425,6 +476,7 @@ int train(const deck::Deck& d) {
       Kokkos::fence();
       Kokkos::deep_copy(acc_host, acc);
       Kokkos::deep_copy(last_host, last);
+      Kokkos::deep_copy(dacc_host, dacc);
       if (ranks > 1) {  // losses: mean over ranks; the gradient norm is already global
         double v[4] = {acc_host(0), acc_host(1), last_host(0), last_host(1)};
         dist::allreduce_sum(v, 4);
@@ -456,6 +508,14 @@ int train(const deck::Deck& d) {
           line << "step " << done << "/" << plan.steps << " | kimg " << std::fixed
                << std::setprecision(1) << kimg << " | loss " << std::setprecision(4) << gen;
           if (plan.method.name == "dmis") line << " cls " << std::setprecision(4) << cls;
+          const double nd = dacc_host(ND);
+          auto dmean = [&](int i) { return nd > 0 ? dacc_host(i) / nd : std::nan(""); };
+          using D = methods::dmis_ops::Diagnostic;
+          if (nd > 0) {
+            line << " H " << std::setprecision(2) << dmean(D::kEntropyTarget);
+            if (std::isfinite(dmean(D::kAccTarget)))
+              line << " acc " << std::setprecision(1) << 100 * dmean(D::kAccTarget) << "%";
+          }
           line << " | grad " << std::setprecision(3) << gnorm << " | " << std::setprecision(0)
                << plan.batch / sps << " img/s | " << std::setprecision(0) << sps * 1e3
                << " ms/step | ETA " << duration(eta);
@@ -466,10 +526,28 @@ int train(const deck::Deck& d) {
              << ", \"loss_last\": " << last_host(0) << ", \"loss_cls_last\": " << last_host(1)
              << ", \"grad_norm\": " << gnorm << ", \"lr\": " << core.learning_rate(done)
              << ", \"img_per_s\": " << plan.batch / sps << ", \"sec_per_step\": " << sps
-             << ", \"dmis\": " << (dmis_on ? "true" : "false") << ", \"time\": " << elapsed << "}";
+             << ", \"dmis\": " << (dmis_on ? "true" : "false");
+          if (nd > 0) {  // the DMIS internals (spec: observable while it trains)
+            auto num = [](double v) {
+              std::ostringstream o;
+              o << std::setprecision(6);
+              if (std::isfinite(v)) o << v; else o << "null";
+              return o.str();
+            };
+            js << ", \"target_entropy\": " << num(dmean(D::kEntropyTarget))
+               << ", \"ema_entropy\": " << num(dmean(D::kEntropyEma))
+               << ", \"target_acc\": " << num(dmean(D::kAccTarget))
+               << ", \"ema_acc\": " << num(dmean(D::kAccEma))
+               << ", \"gen_acc\": " << num(dmean(D::kAccGen))
+               << ", \"observed_acc\": " << num(dmean(D::kAccObserved))
+               << ", \"grad_norm_cls\": " << num(std::sqrt(dmean(D::kGradNorm2Cls)))
+               << ", \"grad_norm_gen\": " << num(std::sqrt(dmean(D::kGradNorm2Gen)));
+          }
+          js << ", \"time\": " << elapsed << "}";
           files.stats(js.str());
         }
         Kokkos::deep_copy(acc, 0.0f);
+        Kokkos::deep_copy(dacc, 0.0f);
         steps_since_log = 0;
         t_log = now;
       }

@@ -1,0 +1,328 @@
+#pragma once
+// The small operations of a DMIS step (spec/method.md section 4), each a device kernel taking
+// the execution-space instance first. MethodStep::run_dmis strings them together; each is tested
+// on its own (tests/diffusion/test_dmis_ops.cpp).
+//
+// Notation: B samples, C classes, Kc classes kept in the live classifier.
+//   f    (B, C)   the EMA diffusion classifier's posterior p_phi(y | x0)
+//   q    (B, C)   the posterior given the supervision, p(y | x0, z) ∝ p(z | y) f(y): the EMA
+//                 pseudo-target of the classification term and the label distribution of the
+//                 generative term (the E-step of Eq. 7)
+//   set  (B, Kc)  the classes the live classifier evaluates
+//   T    (C, C)   noisy labels: the transition T(y, ŷ) = p(ŷ | y), estimated while training
+#include <cstdint>
+#include <limits>
+
+#include "core/kokkos_compat.hpp"
+#include "core/rng.hpp"
+#include "core/types.hpp"
+
+namespace dmis::methods::dmis_ops {
+
+enum class Supervision : int { Clean = 0, Noisy = 1, Partial = 2, Unlabeled = 3 };
+
+// ---- p(z_b | y) up to a factor that does not depend on y: one functor per supervision kind ----
+
+/// Clean labels: the observed label is the class.
+template <class Exec>
+struct CleanLikelihood {
+  Tensor1<const int, Exec> observed;  // (B)
+  KOKKOS_INLINE_FUNCTION float operator()(int b, int y) const {
+    return y == observed(b) ? 1.f : 0.f;
+  }
+};
+/// Noisy labels: p(ŷ | y) = T(y, ŷ) (Theorem 1's weights need it).
+template <class Exec>
+struct NoisyLikelihood {
+  Tensor1<const int, Exec> observed;    // (B)
+  Tensor2<const float, Exec> transition;  // (C, C)
+  KOKKOS_INLINE_FUNCTION float operator()(int b, int y) const {
+    return transition(y, observed(b));
+  }
+};
+/// Partial labels: the same p(S | y) for every y in S (random candidate generation), 0 outside.
+template <class Exec>
+struct PartialLikelihood {
+  Tensor2<const uint8_t, Exec> candidates;  // (B, C)
+  KOKKOS_INLINE_FUNCTION float operator()(int b, int y) const {
+    return candidates(b, y) ? 1.f : 0.f;
+  }
+};
+/// Supplementary-unlabelled: the label for labelled samples, nothing for the others.
+template <class Exec>
+struct UnlabeledLikelihood {
+  Tensor1<const int, Exec> observed;     // (B)
+  Tensor1<const uint8_t, Exec> labeled;  // (B)
+  KOKKOS_INLINE_FUNCTION float operator()(int b, int y) const {
+    return labeled(b) ? (y == observed(b) ? 1.f : 0.f) : 1.f;
+  }
+};
+
+// ---- the operations --------------------------------------------------------------------------
+
+/// out (B, N) = softmax of each row of logits (B, N).
+template <class Exec>
+void row_softmax(const Exec& exec, const Tensor2<const float, Exec>& logits,
+                 const Tensor2<float, Exec>& out) {
+  const int N = static_cast<int>(logits.extent(1));
+  Kokkos::parallel_for(
+      "dmis::dmis_ops::row_softmax", Kokkos::RangePolicy<Exec>(exec, 0, logits.extent(0)),
+      KOKKOS_LAMBDA(int b) {
+        float mx = logits(b, 0);
+        for (int j = 1; j < N; ++j) mx = logits(b, j) > mx ? logits(b, j) : mx;
+        float z = 0;
+        for (int j = 0; j < N; ++j) z += (out(b, j) = compat::exp(logits(b, j) - mx));
+        for (int j = 0; j < N; ++j) out(b, j) /= z;
+      });
+}
+
+/// q (B, C) ∝ lik(b, y) f(b, y), normalised per row. Where the product vanishes everywhere
+/// (f underflowed on every class z allows), q is lik normalised; where lik vanishes too,
+/// uniform.
+template <class Exec, class Likelihood>
+void posterior(const Exec& exec, const Likelihood& lik, const Tensor2<const float, Exec>& f,
+               const Tensor2<float, Exec>& q) {
+  const int C = static_cast<int>(f.extent(1));
+  Kokkos::parallel_for(
+      "dmis::dmis_ops::posterior", Kokkos::RangePolicy<Exec>(exec, 0, f.extent(0)),
+      KOKKOS_LAMBDA(int b) {
+        float z = 0, zl = 0;
+        for (int y = 0; y < C; ++y) {
+          const float l = lik(b, y);
+          zl += l;
+          z += (q(b, y) = l * f(b, y));
+        }
+        for (int y = 0; y < C; ++y)
+          q(b, y) = z > 0 ? q(b, y) / z : (zl > 0 ? lik(b, y) / zl : 1.f / C);
+      });
+}
+
+/// set (B, Kc): the Kc classes of largest q, in decreasing order (ties: the smaller class id).
+/// With must (B) not empty, must(b) >= 0 is always in the set (it replaces the last entry).
+template <class Exec>
+void top_classes(const Exec& exec, const Tensor2<const float, Exec>& q,
+                 const Tensor1<const int, Exec>& must, const Tensor2<int, Exec>& set) {
+  const int C = static_cast<int>(q.extent(1)), Kc = static_cast<int>(set.extent(1));
+  const bool with_must = must.extent(0) > 0;
+  Kokkos::parallel_for(
+      "dmis::dmis_ops::top_classes", Kokkos::RangePolicy<Exec>(exec, 0, set.extent(0)),
+      KOKKOS_LAMBDA(int b) {
+        for (int j = 0; j < Kc; ++j) {  // repeated arg-max (C is small)
+          int best = -1;
+          for (int y = 0; y < C; ++y) {
+            bool used = false;
+            for (int i = 0; i < j; ++i) used = used || set(b, i) == y;
+            if (!used && (best < 0 || q(b, y) > q(b, best))) best = y;
+          }
+          set(b, j) = best;
+        }
+        if (with_must && must(b) >= 0) {
+          bool present = false;
+          for (int j = 0; j < Kc; ++j) present = present || set(b, j) == must(b);
+          if (!present) set(b, Kc - 1) = must(b);
+        }
+      });
+}
+
+/// target (B, Kc) = q restricted to the set and renormalised (spec: "f_phi restricted to S and
+/// renormalised"; one-hot for a known label). Rows with no mass on the set: uniform over it.
+template <class Exec>
+void restricted_targets(const Exec& exec, const Tensor2<const float, Exec>& q,
+                        const Tensor2<const int, Exec>& set, const Tensor2<float, Exec>& target) {
+  const int Kc = static_cast<int>(set.extent(1));
+  Kokkos::parallel_for(
+      "dmis::dmis_ops::restricted_targets", Kokkos::RangePolicy<Exec>(exec, 0, set.extent(0)),
+      KOKKOS_LAMBDA(int b) {
+        float z = 0;
+        for (int j = 0; j < Kc; ++j) z += q(b, set(b, j));
+        for (int j = 0; j < Kc; ++j) target(b, j) = z > 0 ? q(b, set(b, j)) / z : 1.f / Kc;
+      });
+}
+
+/// The ELR-style noisy-label target of DMIS Eq. 15 (no transition matrix), stop-gradient:
+///   r = ŷ - p ⊙ (δ_m - m ⊙ f) / (1 - δ),  δ = <p, f>,  δ_m = <m ⊙ p, f>
+/// with p = f_theta (B, Kc) over the set and f = f_phi on the same classes, both clamped to
+/// [clamp, 1 - clamp] as ELR's reference does, and m_j = 0 where p_j lies outside that range
+/// (the clamp's zero derivative). With clamp = 0 this is the paper's formula (m = 1), whose
+/// push on a saturated prediction never stops: f_theta - r -> -1/2 on ŷ.
+template <class Exec>
+void elr_targets(const Exec& exec, const Tensor2<const float, Exec>& ftheta,
+                 const Tensor2<const float, Exec>& fphi, const Tensor2<const int, Exec>& set,
+                 const Tensor1<const int, Exec>& observed, float clamp,
+                 const Tensor2<float, Exec>& target) {
+  const int Kc = static_cast<int>(set.extent(1));
+  const float lo = clamp, hi = 1.f - clamp;
+  Kokkos::parallel_for(
+      "dmis::dmis_ops::elr_targets", Kokkos::RangePolicy<Exec>(exec, 0, set.extent(0)),
+      KOKKOS_LAMBDA(int b) {
+        auto cl = [&](float v) { return v < lo ? lo : (v > hi ? hi : v); };
+        float delta = 0, delta_m = 0;
+        for (int j = 0; j < Kc; ++j) {
+          const float p = ftheta(b, j), pc = cl(p), fc = cl(fphi(b, set(b, j)));
+          const bool inside = clamp <= 0 || (p >= lo && p <= hi);
+          delta += pc * fc;
+          delta_m += inside ? pc * fc : 0.f;
+        }
+        const float denom = 1.f - delta > 1e-6f ? 1.f - delta : 1e-6f;
+        for (int j = 0; j < Kc; ++j) {
+          const float p = ftheta(b, j), pc = cl(p), fc = cl(fphi(b, set(b, j)));
+          const bool inside = clamp <= 0 || (p >= lo && p <= hi);
+          const float yhat = set(b, j) == observed(b) ? 1.f : 0.f;
+          target(b, j) = yhat - pc * (delta_m - (inside ? fc : 0.f)) / denom;
+        }
+      });
+}
+
+/// The classification loss -sum_j t_j log f_j averaged over the B rows into loss(0), and
+/// dlogits (B, Kc) = g (f - t), the gradient of g * B * loss with respect to the logits (the
+/// caller folds the batch mean, beta and the logit scale into g). dlogits may alias target.
+template <class Exec>
+void classification_grad(const Exec& exec, const Tensor2<const float, Exec>& f,
+                         const Tensor2<const float, Exec>& target, float g,
+                         const Tensor1<float, Exec>& loss, const Tensor2<float, Exec>& dlogits) {
+  const int B = static_cast<int>(f.extent(0)), Kc = static_cast<int>(f.extent(1));
+  Kokkos::parallel_for(
+      "dmis::dmis_ops::classification_loss", Kokkos::RangePolicy<Exec>(exec, 0, 1),
+      KOKKOS_LAMBDA(int) {
+        float s = 0;
+        for (int b = 0; b < B; ++b)
+          for (int j = 0; j < Kc; ++j)
+            s -= target(b, j) * compat::log(f(b, j) > 1e-30f ? f(b, j) : 1e-30f);
+        loss(0) = s / B;
+      });
+  Kokkos::parallel_for(
+      "dmis::dmis_ops::classification_dlogits", Kokkos::RangePolicy<Exec>(exec, 0, B * Kc),
+      KOKKOS_LAMBDA(int i) {
+        const int b = i / Kc, j = i % Kc;
+        dlogits(b, j) = g * (f(b, j) - target(b, j));
+      });
+}
+
+/// labels (B): a class drawn from q(b, .) by the inverse CDF at u = uniform(seed stream, step,
+/// ids(b)): the generative term E_q ||D(x_sigma; sigma, y) - x0||^2 of Eq. 7, estimated without
+/// bias with one denoiser evaluation per sample.
+template <class Exec>
+void sample_labels(const Exec& exec, const Tensor2<const float, Exec>& q, const rng::Philox& gen,
+                   uint32_t step, rng::SampleIds ids, const Tensor1<int, Exec>& labels) {
+  const int C = static_cast<int>(q.extent(1));
+  Kokkos::parallel_for(
+      "dmis::dmis_ops::sample_labels", Kokkos::RangePolicy<Exec>(exec, 0, q.extent(0)),
+      KOKKOS_LAMBDA(int b) {
+        const float u = rng::uniform<float>(gen, step, ids(b), 0u);
+        float c = 0;
+        int y = -1;
+        for (int k = 0; k < C && y < 0; ++k) {
+          c += q(b, k);
+          if (u < c) y = k;
+        }
+        if (y < 0)  // rounding: the last class with mass
+          for (int k = C - 1; k >= 0 && y < 0; --k)
+            if (q(b, k) > 0) y = k;
+        labels(b) = y < 0 ? 0 : y;
+      });
+}
+
+/// counts (C, C) += sum_b f(b, y) [observed(b) = ŷ]: the soft confusion between the EMA
+/// classifier and the noisy labels, whose rows estimate T(y, .) = p(ŷ | y) once f is a clean
+/// posterior (class-conditional noise). One thread per (y, ŷ), samples in order: deterministic.
+template <class Exec>
+void transition_counts(const Exec& exec, const Tensor2<const float, Exec>& f,
+                       const Tensor1<const int, Exec>& observed, const Tensor2<float, Exec>& counts) {
+  const int B = static_cast<int>(f.extent(0)), C = static_cast<int>(f.extent(1));
+  Kokkos::parallel_for(
+      "dmis::dmis_ops::transition_counts", Kokkos::RangePolicy<Exec>(exec, 0, C * C),
+      KOKKOS_LAMBDA(int i) {
+        const int y = i / C, yh = i % C;
+        float s = 0;
+        for (int b = 0; b < B; ++b) s += observed(b) == yh ? f(b, y) : 0.f;
+        counts(y, yh) += s;
+      });
+}
+
+/// acc (C, C) = momentum * acc + counts; counts = 0; T (C, C) = rows of acc + prior_count / C
+/// normalised (a Dirichlet prior of prior_count pseudo-samples spread over ŷ, so that no
+/// T(y, ŷ) is ever 0).
+template <class Exec>
+void transition_update(const Exec& exec, const Tensor2<float, Exec>& counts,
+                       const Tensor2<float, Exec>& acc, float momentum, float prior_count,
+                       const Tensor2<float, Exec>& T) {
+  const int C = static_cast<int>(T.extent(0));
+  Kokkos::parallel_for(
+      "dmis::dmis_ops::transition_update", Kokkos::RangePolicy<Exec>(exec, 0, C),
+      KOKKOS_LAMBDA(int y) {
+        float z = 0;
+        for (int k = 0; k < C; ++k) {
+          acc(y, k) = momentum * acc(y, k) + counts(y, k);
+          counts(y, k) = 0;
+          z += acc(y, k) + prior_count / C;
+        }
+        for (int k = 0; k < C; ++k) T(y, k) = (acc(y, k) + prior_count / C) / z;
+      });
+}
+
+/// dst (n) = src (n), or dst += src with accumulate (flat buffers; a kernel, not a deep copy).
+template <class Exec>
+void copy_into(const Exec& exec, const Tensor1<const float, Exec>& src,
+               const Tensor1<float, Exec>& dst, bool accumulate) {
+  Kokkos::parallel_for(
+      "dmis::dmis_ops::copy_into", Kokkos::RangePolicy<Exec>(exec, 0, src.extent(0)),
+      KOKKOS_LAMBDA(size_t i) { dst(i) = accumulate ? dst(i) + src(i) : src(i); });
+}
+
+/// The method's internals for the run's statistics (spec: "make the method observable"), one
+/// step's values in diag (kDiagnostics). Accuracies are against audit labels (the clean labels,
+/// never used for training) through the samples' dataset indices; NaN where there are none.
+enum Diagnostic : int {
+  kEntropyTarget = 0,   // mean entropy (nats) of q, the EMA pseudo-targets
+  kEntropyEma = 1,      // mean entropy of f, the EMA classifier alone
+  kAccTarget = 2,       // arg-max q = clean label
+  kAccEma = 3,          // arg-max f = clean label
+  kAccGen = 4,          // the generative term's class (not dropped) = clean label
+  kAccObserved = 5,     // observed label = clean label (the supervision's own accuracy)
+  kGradNorm2Cls = 6,    // squared norm of the classification term's gradient (this rank)
+  kGradNorm2Gen = 7,    // squared norm of the generative term's gradient (this rank)
+  kDiagnostics = 8
+};
+
+/// Fills diag entries kEntropyTarget .. kAccObserved for the Bw samples with posteriors.
+/// audit (N) may be empty. gen_labels (B): the generative term's classes (C = "no label").
+template <class Exec>
+void posterior_diagnostics(const Exec& exec, const Tensor2<const float, Exec>& q,
+                           const Tensor2<const float, Exec>& f,
+                           const Tensor1<const int, Exec>& gen_labels,
+                           const Tensor1<const int, Exec>& observed,
+                           const Tensor1<const int, Exec>& index,
+                           const Tensor1<const int, Exec>& audit, const Tensor1<float, Exec>& diag) {
+  const int B = static_cast<int>(q.extent(0)), C = static_cast<int>(q.extent(1));
+  const bool audited = audit.extent(0) > 0;
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  Kokkos::parallel_for(
+      "dmis::dmis_ops::posterior_diagnostics", Kokkos::RangePolicy<Exec>(exec, 0, 1),
+      KOKKOS_LAMBDA(int) {
+        float hq = 0, hf = 0;
+        int aq = 0, af = 0, ag = 0, ng = 0, ao = 0, no = 0;
+        for (int b = 0; b < B; ++b) {
+          int mq = 0, mf = 0;
+          for (int y = 0; y < C; ++y) {
+            const float a = q(b, y), c = f(b, y);
+            hq -= a > 0 ? a * compat::log(a) : 0.f;
+            hf -= c > 0 ? c * compat::log(c) : 0.f;
+            mq = a > q(b, mq) ? y : mq;
+            mf = c > f(b, mf) ? y : mf;
+          }
+          if (!audited) continue;
+          const int truth = audit(index(b));
+          aq += mq == truth, af += mf == truth;
+          if (gen_labels(b) < C) ++ng, ag += gen_labels(b) == truth;
+          if (observed(b) >= 0) ++no, ao += observed(b) == truth;
+        }
+        diag(kEntropyTarget) = hq / B;
+        diag(kEntropyEma) = hf / B;
+        diag(kAccTarget) = audited ? float(aq) / B : nan;
+        diag(kAccEma) = audited ? float(af) / B : nan;
+        diag(kAccGen) = audited && ng > 0 ? float(ag) / ng : nan;
+        diag(kAccObserved) = audited && no > 0 ? float(ao) / no : nan;
+      });
+}
+
+}  // namespace dmis::methods::dmis_ops
