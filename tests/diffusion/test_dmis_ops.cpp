@@ -1,0 +1,343 @@
+// The operations of a DMIS step (src/methods/dmis_ops.hpp), each against a host reference, and
+// the diffusion classifier's logit scale.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <numeric>
+#include <vector>
+
+#include "core/error.hpp"
+#include "methods/classifier.hpp"
+#include "methods/dmis_ops.hpp"
+#include "models/unet.hpp"
+
+namespace {
+using namespace dmis;
+namespace ops = dmis::methods::dmis_ops;
+using Exec = Kokkos::DefaultExecutionSpace;
+template <class T>
+using Buf = Kokkos::View<T*, Kokkos::LayoutRight, Exec::memory_space>;
+
+template <class T>
+Buf<T> upload(const std::vector<T>& v) {
+  Buf<T> d("dmis::test::buf", std::max<size_t>(v.size(), 1));
+  auto h = Kokkos::create_mirror_view(d);
+  for (size_t i = 0; i < v.size(); ++i) h(i) = v[i];
+  Kokkos::deep_copy(d, h);
+  return d;
+}
+template <class T>
+std::vector<T> host(const Buf<T>& d, size_t n) {
+  auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), d);
+  return std::vector<T>(h.data(), h.data() + n);
+}
+template <class T>
+Tensor2<T, Exec> t2(const Buf<T>& d, int r, int c) {
+  return Tensor2<T, Exec>(d.data(), r, c);
+}
+template <class T>
+Tensor2<const T, Exec> c2(const Buf<T>& d, int r, int c) {
+  return Tensor2<const T, Exec>(d.data(), r, c);
+}
+template <class T>
+Tensor1<const T, Exec> c1(const Buf<T>& d, int n) {
+  return Tensor1<const T, Exec>(d.data(), n);
+}
+
+std::vector<float> pattern(size_t n, uint32_t s, float lo, float hi) {
+  std::vector<float> v(n);
+  for (auto& x : v) {
+    s = s * 1664525u + 1013904223u;
+    x = lo + (hi - lo) * ((s >> 8) / 16777216.0f);
+  }
+  return v;
+}
+std::vector<float> host_softmax(const std::vector<float>& l, int B, int C) {
+  std::vector<float> p(l.size());
+  for (int b = 0; b < B; ++b) {
+    double mx = -1e30, z = 0;
+    for (int y = 0; y < C; ++y) mx = std::max<double>(mx, l[b * C + y]);
+    for (int y = 0; y < C; ++y) z += std::exp(l[b * C + y] - mx);
+    for (int y = 0; y < C; ++y) p[b * C + y] = static_cast<float>(std::exp(l[b * C + y] - mx) / z);
+  }
+  return p;
+}
+
+TEST(DmisOps, RowSoftmaxMatchesHost) {
+  const int B = 5, C = 7;
+  const auto l = pattern(B * C, 3, -40, 40);
+  auto dl = upload(l);
+  Buf<float> out("out", B * C);
+  ops::row_softmax<Exec>(Exec(), c2(dl, B, C), t2(out, B, C));
+  const auto got = host(out, B * C), want = host_softmax(l, B, C);
+  for (int i = 0; i < B * C; ++i) EXPECT_NEAR(got[i], want[i], 1e-6) << i;
+}
+
+// q ∝ p(z | y) f(y) for each kind, against the host product
+TEST(DmisOps, PosteriorPerSupervisionKind) {
+  const int B = 4, C = 5;
+  auto f = host_softmax(pattern(B * C, 11, -3, 3), B, C);
+  auto df = upload(f);
+  const std::vector<int> obs = {0, 3, 4, 1};
+  auto dobs = upload(obs);
+  Buf<float> q("q", B * C);
+  auto check = [&](auto lik_host, const char* what) {
+    const auto got = host(q, B * C);
+    for (int b = 0; b < B; ++b) {
+      double z = 0;
+      for (int y = 0; y < C; ++y) z += lik_host(b, y) * f[b * C + y];
+      for (int y = 0; y < C; ++y)
+        EXPECT_NEAR(got[b * C + y], lik_host(b, y) * f[b * C + y] / z, 1e-6) << what << " " << b << "," << y;
+    }
+  };
+  // clean: one-hot of the label
+  ops::posterior(Exec(), ops::CleanLikelihood<Exec>{c1(dobs, B)}, c2(df, B, C), t2(q, B, C));
+  check([&](int b, int y) { return y == obs[b] ? 1.0 : 0.0; }, "clean");
+  // noisy: T(y, ŷ)
+  std::vector<float> T(C * C);
+  for (int y = 0; y < C; ++y)
+    for (int k = 0; k < C; ++k) T[y * C + k] = y == k ? 0.6f : 0.1f;
+  auto dT = upload(T);
+  ops::posterior(Exec(), ops::NoisyLikelihood<Exec>{c1(dobs, B), c2(dT, C, C)}, c2(df, B, C), t2(q, B, C));
+  check([&](int b, int y) { return double(T[y * C + obs[b]]); }, "noisy");
+  // partial: the candidate set
+  std::vector<uint8_t> cand(B * C, 0);
+  for (int b = 0; b < B; ++b) cand[b * C + b] = cand[b * C + (b + 2) % C] = 1;
+  auto dcand = upload(cand);
+  ops::posterior(Exec(), ops::PartialLikelihood<Exec>{c2(dcand, B, C)}, c2(df, B, C), t2(q, B, C));
+  check([&](int b, int y) { return double(cand[b * C + y]); }, "partial");
+  // unlabelled: the label where there is one, every class elsewhere
+  const std::vector<uint8_t> lab = {1, 0, 0, 1};
+  auto dlab = upload(lab);
+  ops::posterior(Exec(), ops::UnlabeledLikelihood<Exec>{c1(dobs, B), c1(dlab, B)}, c2(df, B, C), t2(q, B, C));
+  check([&](int b, int y) { return lab[b] ? (y == obs[b] ? 1.0 : 0.0) : 1.0; }, "unlabeled");
+}
+
+// f underflowed on every candidate: the candidates share the mass instead of 0/0
+TEST(DmisOps, PosteriorFallsBackToTheSupervisionWhereTheClassifierUnderflows) {
+  const int B = 1, C = 4;
+  auto df = upload(std::vector<float>{1, 0, 0, 0});
+  auto dcand = upload(std::vector<uint8_t>{0, 1, 1, 0});
+  Buf<float> q("q", B * C);
+  ops::posterior(Exec(), ops::PartialLikelihood<Exec>{c2(dcand, B, C)}, c2(df, B, C), t2(q, B, C));
+  const auto got = host(q, B * C);
+  EXPECT_FLOAT_EQ(got[0], 0);
+  EXPECT_FLOAT_EQ(got[1], 0.5f);
+  EXPECT_FLOAT_EQ(got[2], 0.5f);
+}
+
+TEST(DmisOps, TopClassesKeepTheRequiredLabel) {
+  const int B = 2, C = 6, Kc = 3;
+  auto dq = upload(std::vector<float>{0.1f, 0.3f, 0.05f, 0.3f, 0.2f, 0.05f,  //
+                                      0.5f, 0.2f, 0.1f, 0.1f, 0.05f, 0.05f});
+  auto dmust = upload(std::vector<int>{4, 5});
+  Buf<int> set("set", B * Kc);
+  ops::top_classes(Exec(), c2(dq, B, C), Tensor1<const int, Exec>(), t2(set, B, Kc));
+  EXPECT_EQ(host(set, B * Kc), (std::vector<int>{1, 3, 4, 0, 1, 2}));  // ties: smaller id first
+  ops::top_classes(Exec(), c2(dq, B, C), c1(dmust, B), t2(set, B, Kc));
+  EXPECT_EQ(host(set, B * Kc), (std::vector<int>{1, 3, 4, 0, 1, 5}));
+}
+
+TEST(DmisOps, RestrictedTargetsRenormaliseOverTheSet) {
+  const int B = 2, C = 4, Kc = 2;
+  auto dq = upload(std::vector<float>{0.1f, 0.6f, 0.3f, 0.0f, 0.0f, 0.0f, 0.0f, 1.0f});
+  auto dset = upload(std::vector<int>{1, 2, 0, 1});
+  Buf<float> t("t", B * Kc);
+  ops::restricted_targets(Exec(), c2(dq, B, C), c2(dset, B, Kc), t2(t, B, Kc));
+  const auto got = host(t, B * Kc);
+  EXPECT_NEAR(got[0], 0.6 / 0.9, 1e-6);
+  EXPECT_NEAR(got[1], 0.3 / 0.9, 1e-6);
+  EXPECT_FLOAT_EQ(got[2], 0.5f);  // no mass on the set: uniform over it
+  EXPECT_FLOAT_EQ(got[3], 0.5f);
+}
+
+// Without the clamp, the paper's formula; with it, no push once the prediction saturates
+TEST(DmisOps, ElrTargetIsThePapersFormulaAndStopsPushingOnceSaturated) {
+  const int B = 2, C = 3, Kc = 3;
+  const std::vector<float> fth = {0.5f, 0.3f, 0.2f, 0.2f, 0.5f, 0.3f};
+  const std::vector<float> fphi = {0.6f, 0.1f, 0.3f, 0.1f, 0.2f, 0.7f};
+  auto dth = upload(fth), dphi = upload(fphi);
+  auto dset = upload(std::vector<int>{0, 1, 2, 0, 1, 2});
+  auto dobs = upload(std::vector<int>{1, 2});
+  Buf<float> r("r", B * Kc);
+  ops::elr_targets(Exec(), c2(dth, B, Kc), c2(dphi, B, C), c2(dset, B, Kc), c1(dobs, B), 0.f, t2(r, B, Kc));
+  auto got = host(r, B * Kc);
+  for (int b = 0; b < B; ++b) {
+    double delta = 0, sum = 0;
+    for (int j = 0; j < C; ++j) delta += fth[b * C + j] * fphi[b * C + j];
+    for (int j = 0; j < C; ++j) {
+      const double want = (j == (b ? 2 : 1) ? 1.0 : 0.0) - fth[b * C + j] * (delta - fphi[b * C + j]) / (1 - delta);
+      EXPECT_NEAR(got[b * C + j], want, 1e-6);
+      sum += got[b * C + j];
+    }
+    EXPECT_NEAR(sum, 1.0, 1e-6);  // 1^T r = 1
+  }
+  // saturated on the observed label: the paper's formula pushes by 1/2, the clamped one not
+  const float e = 1e-6f;
+  auto sat_th = upload(std::vector<float>{e, 1 - 2 * e, e});
+  auto sat_phi = upload(std::vector<float>{e, 1 - 2 * e, e});
+  auto one_obs = upload(std::vector<int>{1});
+  for (float clamp : {0.f, 1e-4f}) {
+    ops::elr_targets(Exec(), c2(sat_th, 1, Kc), c2(sat_phi, 1, C), c2(dset, 1, Kc), c1(one_obs, 1),
+                     clamp, t2(r, 1, Kc));
+    got = host(r, Kc);
+    const double push = (1 - 2 * e) - got[1];  // f_theta - r on the observed class
+    if (clamp == 0.f)
+      EXPECT_NEAR(push, -0.5, 1e-3);
+    else
+      EXPECT_NEAR(push, 0.0, 1e-5);
+  }
+}
+
+// dlogits = g (f - t), and f - t is the finite-difference gradient of the cross-entropy
+TEST(DmisOps, ClassificationGradientMatchesFiniteDifferences) {
+  const int B = 3, Kc = 4;
+  const auto logits = pattern(B * Kc, 5, -2, 2);
+  auto tt = host_softmax(pattern(B * Kc, 9, -1, 1), B, Kc);
+  const auto f = host_softmax(logits, B, Kc);
+  auto df = upload(f), dt = upload(tt);
+  Buf<float> loss("loss", 1), dl("dl", B * Kc);
+  const float g = 0.25f;
+  ops::classification_grad(Exec(), c2(df, B, Kc), c2(dt, B, Kc), g, Tensor1<float, Exec>(loss.data(), 1),
+                           t2(dl, B, Kc));
+  auto ce = [&](const std::vector<double>& l) {
+    double s = 0;
+    for (int b = 0; b < B; ++b) {
+      double mx = -1e30, z = 0;
+      for (int j = 0; j < Kc; ++j) mx = std::max(mx, l[b * Kc + j]);
+      for (int j = 0; j < Kc; ++j) z += std::exp(l[b * Kc + j] - mx);
+      for (int j = 0; j < Kc; ++j) s -= tt[b * Kc + j] * (l[b * Kc + j] - mx - std::log(z));
+    }
+    return s / B;
+  };
+  std::vector<double> l(logits.begin(), logits.end());
+  EXPECT_NEAR(host(loss, 1)[0], ce(l), 1e-5);
+  const auto got = host(dl, B * Kc);
+  for (int i = 0; i < B * Kc; ++i) {
+    const double h = 1e-5;
+    auto lp = l, lm = l;
+    lp[i] += h, lm[i] -= h;
+    const double fd = (ce(lp) - ce(lm)) / (2 * h) * B;  // the gradient of B * loss
+    EXPECT_NEAR(got[i], g * fd, 1e-6) << i;
+  }
+}
+
+// y ~ q: frequencies within 4 standard errors, never a class with q = 0
+TEST(DmisOps, SampledLabelsFollowThePosterior) {
+  const int B = 20000, C = 4;
+  const std::vector<float> row = {0.5f, 0.0f, 0.3f, 0.2f};
+  std::vector<float> q(B * C);
+  for (int b = 0; b < B; ++b)
+    for (int y = 0; y < C; ++y) q[b * C + y] = row[y];
+  auto dq = upload(q);
+  Buf<int> lab("lab", B);
+  ops::sample_labels(Exec(), c2(dq, B, C), rng::Philox(7, rng::kPseudoLabel), 3u, rng::SampleIds{0, 1},
+                     Tensor1<int, Exec>(lab.data(), B));
+  const auto got = host(lab, B);
+  std::vector<int> n(C, 0);
+  for (int v : got) ++n[v];
+  EXPECT_EQ(n[1], 0);
+  for (int y = 0; y < C; ++y) {
+    const double se = std::sqrt(row[y] * (1 - row[y]) / B);
+    EXPECT_NEAR(n[y] / double(B), row[y], 4 * se + 1e-12) << y;
+  }
+  // the same keys give the same draws
+  Buf<int> again("again", B);
+  ops::sample_labels(Exec(), c2(dq, B, C), rng::Philox(7, rng::kPseudoLabel), 3u, rng::SampleIds{0, 1},
+                     Tensor1<int, Exec>(again.data(), B));
+  EXPECT_EQ(host(again, B), got);
+}
+
+// Labels corrupted through a known T, a classifier that knows the clean class: the counts'
+// rows recover T; the prior keeps every entry above zero
+TEST(DmisOps, TransitionEstimateRecoversTheNoise) {
+  const int C = 3, B = 3000;
+  const double Ttrue[3][3] = {{0.6, 0.4, 0.0}, {0.1, 0.8, 0.1}, {0.0, 0.3, 0.7}};
+  std::vector<float> f(B * C, 0.f);
+  std::vector<int> obs(B);
+  uint32_t s = 17;
+  for (int b = 0; b < B; ++b) {
+    const int y = b % C;
+    f[b * C + y] = 1;
+    s = s * 1664525u + 1013904223u;
+    const double u = (s >> 8) / 16777216.0;
+    double c = 0;
+    int k = 0;
+    for (; k < C - 1; ++k)
+      if (u < (c += Ttrue[y][k])) break;
+    obs[b] = k;
+  }
+  auto df = upload(f);
+  auto dobs = upload(obs);
+  Buf<float> step("step", C * C), acc("acc", C * C), T("T", C * C);
+  Kokkos::deep_copy(step, 0.f), Kokkos::deep_copy(acc, 0.f);
+  // in ten batches, momentum 1 (plain sums)
+  for (int i = 0; i < 10; ++i) {
+    const int nb = B / 10;
+    ops::transition_counts(Exec(), Tensor2<const float, Exec>(df.data() + i * nb * C, nb, C),
+                           Tensor1<const int, Exec>(dobs.data() + i * nb, nb), t2(step, C, C));
+    ops::transition_update(Exec(), t2(step, C, C), t2(acc, C, C), 1.f, 1.f, t2(T, C, C));
+  }
+  const auto got = host(T, C * C);
+  for (int y = 0; y < C; ++y)
+    for (int k = 0; k < C; ++k) {
+      EXPECT_NEAR(got[y * C + k], Ttrue[y][k], 0.045) << y << "," << k;
+      EXPECT_GT(got[y * C + k], 0.f);
+    }
+  EXPECT_EQ(host(step, C * C), std::vector<float>(C * C, 0.f));  // the step's counts restart
+}
+
+TEST(DmisOps, DiagnosticsCountAgainstTheAuditLabels) {
+  const int B = 2, C = 3;
+  auto dq = upload(std::vector<float>{0.5f, 0.5f, 0.0f, 0.1f, 0.1f, 0.8f});
+  auto df = upload(std::vector<float>{1.f / 3, 1.f / 3, 1.f / 3, 0.f, 1.f, 0.f});
+  auto dgen = upload(std::vector<int>{0, C});  // the second was dropped to "no label"
+  auto dobs = upload(std::vector<int>{1, 2});
+  auto didx = upload(std::vector<int>{4, 0});
+  auto daudit = upload(std::vector<int>{2, 0, 0, 0, 0});
+  Buf<float> diag("diag", ops::kDiagnostics);
+  ops::posterior_diagnostics(Exec(), c2(dq, B, C), c2(df, B, C), c1(dgen, B), c1(dobs, B),
+                             c1(didx, B), c1(daudit, 5), Tensor1<float, Exec>(diag.data(), ops::kDiagnostics));
+  const auto d = host(diag, ops::kDiagnostics);
+  const double hq = (std::log(2.0) + -(0.2 * std::log(0.1) + 0.8 * std::log(0.8))) / 2;
+  EXPECT_NEAR(d[ops::kEntropyTarget], hq, 1e-6);
+  EXPECT_NEAR(d[ops::kEntropyEma], std::log(3.0) / 2, 1e-6);
+  EXPECT_FLOAT_EQ(d[ops::kAccTarget], 1.0f);   // arg-max 0 (tie: first) = 0; 2 = 2
+  EXPECT_FLOAT_EQ(d[ops::kAccEma], 0.5f);      // 0 = 0; 1 != 2
+  EXPECT_FLOAT_EQ(d[ops::kAccGen], 1.0f);      // one counted, right
+  EXPECT_FLOAT_EQ(d[ops::kAccObserved], 0.5f); // 1 != 0; 2 = 2
+  // without audit labels: NaN
+  ops::posterior_diagnostics(Exec(), c2(dq, B, C), c2(df, B, C), c1(dgen, B), c1(dobs, B),
+                             c1(didx, B), Tensor1<const int, Exec>(),
+                             Tensor1<float, Exec>(diag.data(), ops::kDiagnostics));
+  EXPECT_TRUE(std::isnan(host(diag, ops::kDiagnostics)[ops::kAccTarget]));
+}
+
+// The default logit scale is the pixel count: the logits are C*H*W times those of the mean
+TEST(DmisOps, DefaultLogitScaleIsThePixelCount) {
+  models::UNetConfig net = models::UNetConfig::from_preset("unet-s");
+  net.base = 8, net.mults = {1}, net.n_blocks = 1, net.attn_res = {}, net.groups = 4;
+  EXPECT_DOUBLE_EQ(methods::resolved_logit_scale(0, net), 784.0);
+  EXPECT_DOUBLE_EQ(methods::resolved_logit_scale(3, net), 3.0);
+  EXPECT_THROW(methods::resolved_logit_scale(-1, net), InputError);
+  const int B = 2, NC = 3;
+  methods::ClassifierConfig mean_cfg, sum_cfg;
+  mean_cfg.logit_scale = 1, sum_cfg.logit_scale = 0;
+  methods::DiffusionClassifier<Exec> mean_cls(net, mean_cfg, B, NC, true), sum_cls(net, sum_cfg, B, NC, true);
+  EXPECT_DOUBLE_EQ(sum_cls.logit_scale(), 784.0);
+  Buf<float> params("params", mean_cls.net().table().total());
+  models::init_params<Exec, float>(Exec(), net, mean_cls.net().table(), Tensor1<float, Exec>(params.data(), params.extent(0)), 1,
+                                   models::InitScheme::Torch);
+  auto x0 = upload(pattern(B * 784, 23, -1, 1));
+  auto classes = upload(std::vector<int>{0, 1, 2, 3, 4, 5});
+  const Tensor4<const float, Exec> x(x0.data(), B, 1, 28, 28);
+  for (auto* c : {&mean_cls, &sum_cls})
+    c->forward(Exec(), c1(params, params.extent(0)), x, c2(classes, B, NC), Tensor1<const float, Exec>(), 1, 0,
+               rng::SampleIds{0, 1});
+  auto a = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), mean_cls.logits());
+  auto b = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), sum_cls.logits());
+  for (int i = 0; i < B; ++i)
+    for (int j = 0; j < NC; ++j) EXPECT_NEAR(b(i, j), 784 * a(i, j), 1e-4 * std::abs(784 * a(i, j)) + 1e-6);
+}
+
+}  // namespace
