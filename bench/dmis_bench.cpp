@@ -22,7 +22,10 @@
 #include "dist/comm.hpp"
 #include "dist/reduce.hpp"
 #include "dmis_config.hpp"
+#include "deck/deck.hpp"
 #include "methods/edm_step.hpp"
+#include "methods/method_step.hpp"
+#include "train/trainer.hpp"
 #include "kernels/cross_entropy.hpp"
 #include "models/evaluator.hpp"
 #include "models/unet.hpp"
@@ -37,6 +40,8 @@ const char* kUsage =
     "                              [--compare-torch] [--python PATH] [--conv-scratch-mb MB]\n"
     "       dmis-bench classifier  [--preset unet-s] [--batch 64] [--classes K] [...same]\n"
     "       dmis-bench evaluator   [--batch 128] [--warmup 3] [--steps 10] [--profile]\n"
+    "       dmis-bench dmis-step   --deck FILE [--set KEY=VALUE]... [--warmup 3] [--steps 10]\n"
+    "                              [--profile]\n"
     "       dmis-bench scaling     [--preset unet-s] [--batch 16] [--ranks 1,2,4]\n"
     "                              [--threads-per-rank 1] [--launcher mpirun] [...same]\n"
     "\n"
@@ -50,7 +55,10 @@ const char* kUsage =
     "the ranks every step (img_per_s counts all ranks). scaling runs train-step under the\n"
     "launcher at each rank count (weak scaling: fixed per-rank batch) and prints the\n"
     "efficiency img_per_s(R) / (R img_per_s(1)). evaluator times one training step of the\n"
-    "evaluator classifier (forward, cross-entropy, backward, AdamW; models/evaluator.hpp).\n";
+    "evaluator classifier (forward, cross-entropy, backward, AdamW; models/evaluator.hpp).\n"
+    "dmis-step times the DMIS training step of a deck (its network, batch and method keys)\n"
+    "against the vanilla step of the same network and batch, alternating one of each so that\n"
+    "both see the same machine load; ratio = dmis / vanilla (--profile: the DMIS steps).\n";
 
 struct Options {
   std::string mode, preset = "unet-s", python = "/usr/bin/python3", launcher = "mpirun";
@@ -60,6 +68,8 @@ struct Options {
   int batch = 64, warmup = 3, steps = 10, classes = -1;
   bool compare_torch = false, profile = false;
   double conv_scratch_mb = 0;
+  std::string deck;
+  std::vector<std::string> sets;
 };
 
 Options parse(int argc, char** argv) {
@@ -71,8 +81,9 @@ Options parse(int argc, char** argv) {
     std::exit(0);
   }
   if (o.mode != "train-step" && o.mode != "classifier" && o.mode != "scaling" &&
-      o.mode != "evaluator")
-    throw UsageError(cat("unknown mode '", o.mode, "' (train-step, classifier, evaluator or scaling)"));
+      o.mode != "evaluator" && o.mode != "dmis-step")
+    throw UsageError(cat("unknown mode '", o.mode,
+                         "' (train-step, classifier, evaluator, dmis-step or scaling)"));
   auto value = [&](int& i) -> std::string {
     if (i + 1 >= argc) throw UsageError(cat(argv[i], " needs a value"));
     return argv[++i];
@@ -106,6 +117,8 @@ Options parse(int argc, char** argv) {
     else if (a == "--python") o.python = value(i);
     else if (a == "--conv-scratch-mb") o.conv_scratch_mb = to_int(a, value(i));
     else if (a == "--compare-torch") o.compare_torch = true;
+    else if (a == "--deck") o.deck = value(i);
+    else if (a == "--set") o.sets.push_back(value(i));
     else if (a == "--profile") o.profile = true;
     else if (a == "--help" || a == "-h") {
       std::cout << kUsage;
@@ -476,6 +489,75 @@ int bench_evaluator(const Options& o) {
   return 0;
 }
 
+// The DMIS step of a deck against the vanilla step of the same network and batch.
+int bench_dmis_step(const Options& o) {
+  if (o.deck.empty()) throw UsageError("dmis-step needs --deck FILE");
+  std::vector<std::string> sets = o.sets;
+  sets.push_back("method.name=dmis");
+  sets.push_back("method.warmup_kimg=0");
+  const deck::Deck d = deck::Deck::load(o.deck, sets);
+  train::RunPlan plan = train::make_plan(d);
+  const int C = 10, B = plan.batch;
+  plan.net = train::network_from_deck(d, C);
+  Exec exec;
+  methods::MethodConfig vanilla = plan.method;
+  vanilla.name = "vanilla";
+  methods::MethodStep<Exec> dm(plan.net, plan.step, plan.method, B, plan.conv_scratch_mb),
+      vm(plan.net, plan.step, vanilla, B, plan.conv_scratch_mb);
+  dm.initialize(plan.init);
+  vm.initialize(plan.init);
+  const auto& cfg = plan.net;
+  Kokkos::View<float****, Kokkos::LayoutRight, Exec::memory_space> x(
+      "dmis::bench::x0", B, cfg.out_channels, cfg.resolution, cfg.resolution);
+  Kokkos::View<int*, Kokkos::LayoutRight, Exec::memory_space> obs("dmis::bench::observed", B),
+      idx("dmis::bench::index", B);
+  Kokkos::View<uint8_t**, Kokkos::LayoutRight, Exec::memory_space> cand("dmis::bench::candidates", B, C);
+  Kokkos::View<uint8_t*, Kokkos::LayoutRight, Exec::memory_space> lab("dmis::bench::labeled", B);
+  fill_batch(exec, x, obs, C - 1);  // labels in [0, C)
+  const bool partial = plan.method.supervision == "partial";
+  const bool unlabeled = plan.method.supervision == "unlabeled";
+  Kokkos::parallel_for(
+      "dmis::bench::supervision", Kokkos::RangePolicy<Exec>(exec, 0, B), KOKKOS_LAMBDA(int b) {
+        for (int k = 0; k < C; ++k) cand(b, k) = k == obs(b) || (partial && (k * 7 + b) % 3 == 0);
+        lab(b) = !unlabeled || b % 10 == 0;
+        idx(b) = b;
+        if (partial || (unlabeled && !lab(b))) obs(b) = -1;
+      });
+  exec.fence();
+  auto run = [&](methods::MethodStep<Exec>& m) {
+    m.run(exec, x, obs, cand, lab, Kokkos::View<const float****, Kokkos::LayoutRight, Exec::memory_space>(), idx);
+  };
+  if (o.profile) install_profiler();
+  for (int i = 0; i < o.warmup; ++i) run(vm), run(dm);
+  exec.fence();
+  std::vector<double> tv, td;
+  for (int i = 0; i < o.steps; ++i) {
+    Kokkos::Timer t;
+    run(vm);
+    exec.fence();
+    tv.push_back(t.seconds() * 1e3);
+    profile().on = o.profile;
+    t.reset();
+    run(dm);
+    exec.fence();
+    td.push_back(t.seconds() * 1e3);
+    profile().on = false;
+  }
+  if (o.profile) print_profile(o.steps);
+  const double mv = median(tv), md = median(td);
+  std::cout << std::setprecision(6) << "{\"bench\": \"dmis-step\", \"deck\": \"" << o.deck
+            << "\", \"supervision\": \"" << plan.method.supervision << "\", \"batch\": " << B
+            << ", \"params\": " << vm.core().net().table().total()
+            << ", \"posterior_samples\": " << dm.posterior_samples()
+            << ", \"classifier_samples\": " << dm.classifier_samples_local()
+            << ", \"vanilla_ms\": " << mv << ", \"dmis_ms\": " << md
+            << ", \"ratio\": " << md / mv << ", \"evaluations_ratio\": "
+            << double(dm.evaluations_per_step(true)) / dm.evaluations_per_step(false)
+            << ", \"backend\": \"" << Exec::name() << "\", \"threads\": " << threads()
+            << ", \"steps\": " << o.steps << "}" << std::endl;
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -503,6 +585,7 @@ int main(int argc, char** argv) {
   try {
     rc = o.mode == "train-step"  ? bench_train_step(o)
          : o.mode == "evaluator" ? bench_evaluator(o)
+         : o.mode == "dmis-step" ? bench_dmis_step(o)
                                  : bench_classifier(o);
   } catch (const dmis::UsageError& e) {
     std::cerr << "dmis-bench: error: " << e.what() << "\n" << kUsage;
