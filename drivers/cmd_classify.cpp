@@ -212,6 +212,8 @@ int cmd_classify(const Args& args) {
   }
   if (!root) return 0;
   const double acc = static_cast<double>(correct) / N;
+  // the binomial standard error of the accuracy over the N test images
+  const double se = std::sqrt(acc * (1 - acc) / N);
   {
     const std::string tmp = out + ".tmp";
     {
@@ -220,6 +222,7 @@ int cmd_classify(const Args& args) {
       f.write("/predictions", {static_cast<size_t>(N)}, pred.data());
       f.write("/labels", {static_cast<size_t>(N)}, labels.data());
       f.set_attr("/", "accuracy", acc);
+      f.set_attr("/", "accuracy_se", se);
       f.set_attr("/", "checkpoint", m.checkpoint);
       f.set_attr("/", "step", int64_t(m.data.step));
       f.set_attr("/", "data", data_path);
@@ -233,7 +236,8 @@ int cmd_classify(const Args& args) {
       throw InputError(cat("cannot move '", tmp, "' to '", out, "'"));
   }
   std::cout << "dmis classify: accuracy " << std::fixed << std::setprecision(2) << 100 * acc
-            << " % (" << correct << "/" << N << ") on the " << split << " split; per class:";
+            << " % (" << correct << "/" << N << ") on the " << split << " split (standard error "
+            << 100 * se << " %); per class:";
   for (int k = 0; k < K; ++k)
     std::cout << " " << std::setprecision(1)
               << (per_class_total[k] ? 100.0 * per_class_correct[k] / per_class_total[k] : 0.0);

@@ -298,10 +298,20 @@ int train(const deck::Deck& d) {
   if (root) {
     std::string detail;
     if (plan.method.name == "dmis")
-      detail = cat("K ", plan.method.timesteps, ", classifier fraction ",
-                   plan.method.classifier_fraction, ", top-k ", plan.method.top_k, ", warm-up ",
-                   plan.method.warmup_kimg, " kimg, beta ", plan.method.beta, ", tau ",
-                   plan.method.tau, ", extra classes ", plan.method.gen_extra);
+      detail = cat("K ", plan.method.timesteps, ", logit scale ", method.logit_scale(),
+                   ", posterior fraction ", plan.method.posterior_fraction,
+                   ", classifier fraction ", plan.method.classifier_fraction, ", top-k ",
+                   plan.method.top_k, ", warm-up ", plan.method.warmup_kimg, " kimg, beta ",
+                   plan.method.beta, ", generative term ", plan.method.gen_objective,
+                   plan.method.gen_objective == "mixture"
+                       ? cat(" (tau ", plan.method.tau, ", extra classes ", plan.method.gen_extra, ")")
+                       : std::string(),
+                   plan.method.supervision == "noisy"
+                       ? cat(", noisy-label target ", plan.method.noisy_target,
+                             plan.method.noisy_target == "elr" ? cat(" (clamp ", plan.method.elr_clamp, ")")
+                                                               : std::string(),
+                             ", transition momentum ", plan.method.transition_momentum)
+                       : std::string());
     if (method.needs_masks())
       detail += cat(detail.empty() ? "" : "; ", "ambient: delta ", plan.method.delta,
                     ", the network sees ", 1 - plan.method.delta, " of the observed pixels, hidden ones weighted ",
@@ -542,6 +552,12 @@ int train(const deck::Deck& d) {
                << ", \"observed_acc\": " << num(dmean(D::kAccObserved))
                << ", \"grad_norm_cls\": " << num(std::sqrt(dmean(D::kGradNorm2Cls)))
                << ", \"grad_norm_gen\": " << num(std::sqrt(dmean(D::kGradNorm2Gen)));
+            if (plan.method.supervision == "noisy") {  // 1 - mean diagonal of the estimated T
+              auto th = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), method.transition());
+              double diag = 0;
+              for (size_t y = 0; y < th.extent(0); ++y) diag += th(y, y);
+              js << ", \"noise_rate_estimate\": " << num(1 - diag / th.extent(0));
+            }
           }
           js << ", \"time\": " << elapsed << "}";
           files.stats(js.str());

@@ -39,7 +39,8 @@ endforeach()
 message(STATUS "2 ranks: repeat is bitwise identical (${last})")
 
 # 1 vs 2 ranks: within tolerance
-execute_process(COMMAND ${PYTHON} ${COMPARE} ${d1}/stats.jsonl ${d2a}/stats.jsonl 1e-5
+# (the DMIS classification loss within 1e-4: compare_runs.py says why)
+execute_process(COMMAND ${PYTHON} ${COMPARE} ${d1}/stats.jsonl ${d2a}/stats.jsonl 1e-5 1e-4
                 RESULT_VARIABLE rc OUTPUT_VARIABLE o ERROR_VARIABLE e)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "1 and 2 ranks differ beyond the tolerance:\n${o}${e}")
