@@ -137,7 +137,11 @@ const std::vector<KeySpec>& registry() {
         "unbiased, one evaluation per sample); mixture: TDSM's mixture of the top class and "
         "gen_extra more above tau"),
       F("method.transition_momentum", "0.99", 0, 1,
-        "dmis, noisy labels: per-step decay of the counts that estimate p(ŷ | y)"),
+        "dmis, noisy labels: per-step decay of the expected counts (online EM) that estimate p(ŷ | y)"),
+      B("method.calibrate_scale", "true",
+        "dmis: calibrate the logit scale while training by maximum likelihood of the observed "
+        "supervision under the diffusion classifier (from method.logit_scale)"),
+      F("method.scale_lr", "0.01", 0, 1, "dmis: step of that calibration on log s, per step"),
       F("method.transition_prior", "1", 1e-6, 1e9,
         "dmis, noisy labels: Dirichlet pseudo-samples per row of the transition estimate"),
       S("method.prior", "uniform", {"uniform", "estimate"},

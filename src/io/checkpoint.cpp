@@ -76,6 +76,7 @@ void write_checkpoint(const std::string& path, const CheckpointData& d) {
       f.write("/method/prior_counts", {d.prior_counts.size()}, d.prior_counts.data());
     if (!d.transition.empty())
       f.write("/method/transition_counts", {d.transition.size()}, d.transition.data());
+    put("/method/logit_scale", d.logit_scale);
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     std::remove(tmp.c_str());
@@ -129,6 +130,7 @@ CheckpointData read_checkpoint(const std::string& path, const ParamTable* expect
   if (f.exists("/method/prior_counts")) d.prior_counts = f.read_int("/method/prior_counts").data;
   if (f.exists("/method/transition_counts"))
     d.transition = f.read_float("/method/transition_counts").data;
+  if (f.exists("/method/logit_scale")) d.logit_scale = f.read_float("/method/logit_scale").data;
   if (d.ema.empty())
     throw InputError(cat("checkpoint '", path, "' holds no /ema weights"));
   return d;

@@ -25,6 +25,7 @@ struct CheckpointData {
   std::vector<float> prior;          // method state: class prior (K + 1)
   std::vector<int32_t> prior_counts; // method state: counts of the running epoch
   std::vector<float> transition;     // method state: DMIS noisy-label transition counts (K x K)
+  std::vector<float> logit_scale;    // method state: DMIS's calibrated logit scale (1)
 };
 
 /// Writes `data` to `path` atomically (path.tmp, then rename).

@@ -76,6 +76,68 @@ void row_softmax(const Exec& exec, const Tensor2<const float, Exec>& logits,
       });
 }
 
+/// out (B, N) = softmax over each row of s u(b, j) + log_prior(classes(b, j)): the diffusion
+/// classifier's posterior from its unscaled logits u = -sum_k w_k mse_k (B, N), the logit scale
+/// s = scale(0) (a device scalar: it is calibrated while training) and the class prior
+/// (C + 1; may be empty: uniform).
+template <class Exec>
+void scaled_softmax(const Exec& exec, const Tensor2<const float, Exec>& u,
+                    const Tensor2<const int, Exec>& classes,
+                    const Tensor1<const float, Exec>& log_prior,
+                    const Tensor1<const float, Exec>& scale, const Tensor2<float, Exec>& out) {
+  const int N = static_cast<int>(u.extent(1));
+  const bool with_prior = log_prior.extent(0) > 0;
+  Kokkos::parallel_for(
+      "dmis::dmis_ops::scaled_softmax", Kokkos::RangePolicy<Exec>(exec, 0, u.extent(0)),
+      KOKKOS_LAMBDA(int b) {
+        const float s = scale(0);
+        float mx = -3.0e38f;
+        for (int j = 0; j < N; ++j) {
+          const float l = s * u(b, j) + (with_prior ? log_prior(classes(b, j)) : 0.f);
+          out(b, j) = l;
+          mx = l > mx ? l : mx;
+        }
+        float z = 0;
+        for (int j = 0; j < N; ++j) z += (out(b, j) = compat::exp(out(b, j) - mx));
+        for (int j = 0; j < N; ++j) out(b, j) /= z;
+      });
+}
+
+/// Maximum-likelihood calibration of the logit scale against the supervision, in two parts so
+/// that the sums can be added over ranks in between:
+///   scale_gradient: sums(0) += sum_b sum_y (q - f)(b, y) s u(b, y), sums(1) += B, the gradient
+///     of sum_b log sum_y p(z_b | y) f_s(b, y) with respect to log s, where f = softmax(s u +
+///     log prior) and q the posterior given z (unsupervised rows, q = f, add nothing);
+///   apply_scale: log s += lr * clamp(sums(0) / sums(1), -1, 1), s kept within [lo, hi]; the
+///     sums restart.
+template <class Exec>
+void scale_gradient(const Exec& exec, const Tensor2<const float, Exec>& q,
+                    const Tensor2<const float, Exec>& f, const Tensor2<const float, Exec>& u,
+                    const Tensor1<const float, Exec>& scale, const Tensor1<float, Exec>& sums) {
+  const int B = static_cast<int>(q.extent(0)), C = static_cast<int>(q.extent(1));
+  Kokkos::parallel_for(
+      "dmis::dmis_ops::scale_gradient", Kokkos::RangePolicy<Exec>(exec, 0, 1), KOKKOS_LAMBDA(int) {
+        const float s = scale(0);
+        float g = 0;
+        for (int b = 0; b < B; ++b)
+          for (int y = 0; y < C; ++y) g += (q(b, y) - f(b, y)) * s * u(b, y);
+        sums(0) += g;
+        sums(1) += B;
+      });
+}
+template <class Exec>
+void apply_scale(const Exec& exec, const Tensor1<float, Exec>& sums, float lr, float lo, float hi,
+                 const Tensor1<float, Exec>& scale) {
+  Kokkos::parallel_for(
+      "dmis::dmis_ops::apply_scale", Kokkos::RangePolicy<Exec>(exec, 0, 1), KOKKOS_LAMBDA(int) {
+        float g = sums(1) > 0 ? sums(0) / sums(1) : 0.f;
+        g = g < -1.f ? -1.f : (g > 1.f ? 1.f : g);
+        const float ns = scale(0) * compat::exp(lr * g);
+        scale(0) = ns < lo ? lo : (ns > hi ? hi : ns);
+        sums(0) = 0, sums(1) = 0;
+      });
+}
+
 /// q (B, C) ∝ lik(b, y) f(b, y), normalised per row. Where the product vanishes everywhere
 /// (f underflowed on every class z allows), q is lik normalised; where lik vanishes too,
 /// uniform.
@@ -222,19 +284,22 @@ void sample_labels(const Exec& exec, const Tensor2<const float, Exec>& q, const 
       });
 }
 
-/// counts (C, C) += sum_b f(b, y) [observed(b) = ŷ]: the soft confusion between the EMA
-/// classifier and the noisy labels, whose rows estimate T(y, .) = p(ŷ | y) once f is a clean
-/// posterior (class-conditional noise). One thread per (y, ŷ), samples in order: deterministic.
+/// counts (C, C) += sum_b q(b, y) [observed(b) = ŷ]: with q the posterior under the current
+/// estimate of T, the expected counts of (clean class, noisy label) pairs, i.e. the E-step of
+/// an online EM for T (Dawid and Skene), whose M-step (transition_update) normalises them. Its
+/// fixed point is the maximum-likelihood T for the classifier f; the confusion of f itself
+/// would shrink T towards uniform wherever f is weak. One thread per (y, ŷ), samples in
+/// order: deterministic.
 template <class Exec>
-void transition_counts(const Exec& exec, const Tensor2<const float, Exec>& f,
+void transition_counts(const Exec& exec, const Tensor2<const float, Exec>& q,
                        const Tensor1<const int, Exec>& observed, const Tensor2<float, Exec>& counts) {
-  const int B = static_cast<int>(f.extent(0)), C = static_cast<int>(f.extent(1));
+  const int B = static_cast<int>(q.extent(0)), C = static_cast<int>(q.extent(1));
   Kokkos::parallel_for(
       "dmis::dmis_ops::transition_counts", Kokkos::RangePolicy<Exec>(exec, 0, C * C),
       KOKKOS_LAMBDA(int i) {
         const int y = i / C, yh = i % C;
         float s = 0;
-        for (int b = 0; b < B; ++b) s += observed(b) == yh ? f(b, y) : 0.f;
+        for (int b = 0; b < B; ++b) s += observed(b) == yh ? q(b, y) : 0.f;
         counts(y, yh) += s;
       });
 }
@@ -281,7 +346,8 @@ enum Diagnostic : int {
   kAccObserved = 5,     // observed label = clean label (the supervision's own accuracy)
   kGradNorm2Cls = 6,    // squared norm of the classification term's gradient (this rank)
   kGradNorm2Gen = 7,    // squared norm of the generative term's gradient (this rank)
-  kDiagnostics = 8
+  kLogitScale = 8,      // the diffusion classifier's logit scale s after this step
+  kDiagnostics = 9
 };
 
 /// Fills diag entries kEntropyTarget .. kAccObserved for the Bw samples with posteriors.

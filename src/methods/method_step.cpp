@@ -110,7 +110,7 @@ MethodStep<Exec>::MethodStep(const models::UNetConfig& net, const TrainStepConfi
     cc.points = m.timesteps;
     cc.timesteps = "window";
     cc.window = m.window;
-    cc.logit_scale = m.logit_scale;
+    cc.logit_scale = 1;  // unscaled logits u: the step applies s (a device scalar) and the prior
     cc.edm = train.edm;
     m_ema_cls = std::make_unique<DiffusionClassifier<Exec>>(net, cc, m_Bw, m_C, true, conv_scratch_mb);
     m_live_cls =
@@ -122,11 +122,13 @@ MethodStep<Exec>::MethodStep(const models::UNetConfig& net, const TrainStepConfi
     m_classes_all = ibuf<Exec>("classes_all", m_Bw * m_C);
     m_classes_set = ibuf<Exec>("classes_set", m_Bc * m_Kc);
     fill_class_ids<Exec>(m_classes_all, m_C);
-    m_trans_step = fbuf<Exec>("transition_step_counts", m_C * m_C);
+    m_trans_step = fbuf<Exec>("step_sums", m_C * m_C + 2);  // counts (C, C), scale gradient
     m_trans_acc = fbuf<Exec>("transition_counts", m_C * m_C);
     m_trans = fbuf<Exec>("transition", m_C * m_C);
     set_transition_counts(std::vector<float>(m_C * m_C, 0.f));
     m_diag = fbuf<Exec>("diagnostics", dmis_ops::kDiagnostics);
+    m_scale_dev = fbuf<Exec>("logit_scale", 1);
+    set_logit_scale(m_scale);
     m_gcls = fbuf<Exec>("grads_cls", m_core.store().grads.extent(0));
     m_norm_scratch = fbuf<Exec>("diag_norm_scratch", optim::Optimizer<Exec, T>::norm_scratch_size(
                                                         m_core.store().grads.extent(0)));
@@ -174,6 +176,13 @@ void MethodStep<Exec>::set_transition_counts(const std::vector<float>& counts) {
       tr(m_trans.data(), m_C, m_C);
   dmis_ops::transition_update(Exec(), step, acc, 1.f, static_cast<float>(m_cfg.transition_prior), tr);
   Kokkos::fence();
+}
+
+template <class Exec>
+void MethodStep<Exec>::set_logit_scale(double s) {
+  if (m_scale_dev.extent(0) == 0) return;  // not dmis
+  if (!(s > 0 && std::isfinite(s))) throw InputError(cat("logit scale must be positive, found ", s));
+  Kokkos::deep_copy(m_scale_dev, static_cast<T>(s));
 }
 
 template <class Exec>
@@ -282,10 +291,11 @@ void MethodStep<Exec>::run_dmis(const Exec& exec, const Tensor4<const T, Exec>& 
 
   m_core.begin(exec);
   // 1. the EMA diffusion classifier over every class: f = p_phi(y | x0)   (Bw, C)
-  m_ema_cls->forward(exec, store.ema, x0w, Tensor2<const int, Exec>(m_classes_all.data(), Bw, C),
-                     m_log_prior, seed, step, ids, maskw);
+  const Tensor2<const int, Exec> all(m_classes_all.data(), Bw, C);
+  const Tensor1<const T, Exec> scale(m_scale_dev.data(), 1);
+  m_ema_cls->forward(exec, store.ema, x0w, all, Tensor1<const T, Exec>(), seed, step, ids, maskw);
   const Tensor2<T, Exec> fphi(m_fphi.data(), Bw, C), q(m_q.data(), Bw, C);
-  ops::row_softmax<Exec>(exec, m_ema_cls->logits(), fphi);
+  ops::scaled_softmax<Exec>(exec, m_ema_cls->logits(), all, m_log_prior, scale, fphi);
   // 2. the posterior given the supervision, q ∝ p(z | y) f   (Bw, C)
   switch (m_kind) {
     case ops::Supervision::Clean:
@@ -296,11 +306,10 @@ void MethodStep<Exec>::run_dmis(const Exec& exec, const Tensor4<const T, Exec>& 
       // running counts before it is used
       const Tensor2<T, Exec> tstep(m_trans_step.data(), C, C), tacc(m_trans_acc.data(), C, C),
           tr(m_trans.data(), C, C);
-      ops::transition_counts(exec, Tensor2<const T, Exec>(fphi), obsw, tstep);
-      if (on_transition_counts) on_transition_counts(exec, V1(m_trans_step.data(), C * C));
-      ops::transition_update(exec, tstep, tacc, static_cast<float>(m_cfg.transition_momentum),
-                             static_cast<float>(m_cfg.transition_prior), tr);
       ops::posterior(exec, ops::NoisyLikelihood<Exec>{obsw, tr}, Tensor2<const T, Exec>(fphi), q);
+      // online EM for the transition: this step's expected counts (summed over the ranks)
+      // update the estimate the next step uses
+      ops::transition_counts(exec, Tensor2<const T, Exec>(q), obsw, tstep);
       break;
     }
     case ops::Supervision::Partial:
@@ -313,6 +322,19 @@ void MethodStep<Exec>::run_dmis(const Exec& exec, const Tensor4<const T, Exec>& 
                      Tensor2<const T, Exec>(fphi), q);
       break;
   }
+  // the logit scale by maximum likelihood of the supervision; both estimates take effect from
+  // the next step, with the sums of every rank
+  const V1 sums(m_trans_step.data(), C * C + 2), scale_sums(m_trans_step.data() + C * C, 2);
+  if (m_cfg.calibrate_scale)
+    ops::scale_gradient(exec, Tensor2<const T, Exec>(q), Tensor2<const T, Exec>(fphi),
+                        Tensor2<const T, Exec>(m_ema_cls->logits()), scale, scale_sums);
+  if (on_step_sums) on_step_sums(exec, sums);
+  if (m_kind == ops::Supervision::Noisy)
+    ops::transition_update(exec, Tensor2<T, Exec>(m_trans_step.data(), C, C),
+                           Tensor2<T, Exec>(m_trans_acc.data(), C, C),
+                           static_cast<float>(m_cfg.transition_momentum),
+                           static_cast<float>(m_cfg.transition_prior),
+                           Tensor2<T, Exec>(m_trans.data(), C, C));
   if (m_kind == ops::Supervision::Partial && m_cfg.prior == "estimate") {
     // the class prior's counts: arg-max of the posterior over the candidates, once per sample
     auto counts = m_counts;
@@ -332,10 +354,11 @@ void MethodStep<Exec>::run_dmis(const Exec& exec, const Tensor4<const T, Exec>& 
   ops::top_classes(exec, qc,
                    has_label ? Tensor1<const int, Exec>(observed.data(), Bc) : Tensor1<const int, Exec>(),
                    set);
-  m_live_cls->forward(exec, store.params, x0c, Tensor2<const int, Exec>(set), m_log_prior, seed, step,
-                      ids, maskc);
+  m_live_cls->forward(exec, store.params, x0c, Tensor2<const int, Exec>(set), Tensor1<const T, Exec>(),
+                      seed, step, ids, maskc);
   const Tensor2<T, Exec> fth(m_ftheta.data(), Bc, Kc), tgt(m_target.data(), Bc, Kc);
-  ops::row_softmax<Exec>(exec, m_live_cls->logits(), fth);
+  ops::scaled_softmax<Exec>(exec, m_live_cls->logits(), Tensor2<const int, Exec>(set), m_log_prior,
+                            scale, fth);
   // 4. its target: q on the set, or DMIS's ELR-style target for noisy labels
   if (m_kind == ops::Supervision::Noisy && m_cfg.noisy_target == "elr")
     ops::elr_targets(exec, Tensor2<const T, Exec>(fth), Tensor2<const T, Exec>(m_fphi.data(), Bc, C),
@@ -343,12 +366,13 @@ void MethodStep<Exec>::run_dmis(const Exec& exec, const Tensor4<const T, Exec>& 
                      static_cast<float>(m_cfg.elr_clamp), tgt);
   else
     ops::restricted_targets(exec, qc, Tensor2<const int, Exec>(set), tgt);
-  // 5. L_cls and its gradient. The logits are -s sum_k w_k mse_k: dividing the gradient by s
-  //    keeps its size independent of the scale, i.e. beta weighs a classification loss summed
-  //    over pixels against a generative loss summed over pixels as in the paper (here both are
-  //    per pixel), while s sets how sharp the posterior is.
+  // 5. L_cls and its gradient, taken with respect to the unscaled logits u (the classifier's
+  //    backward): the gradient with respect to s u divided by s. Its size does not depend on
+  //    the scale, i.e. beta weighs a classification loss summed over pixels against a
+  //    generative loss summed over pixels as in the paper (here both are per pixel), while s
+  //    sets how sharp the posterior is.
   {
-    const T g = T(m_cfg.beta / m_scale) / T(static_cast<double>(Bc) * m_core.global_batch() / B);
+    const T g = T(m_cfg.beta) / T(static_cast<double>(Bc) * m_core.global_batch() / B);
     ops::classification_grad(exec, Tensor2<const T, Exec>(fth), Tensor2<const T, Exec>(tgt), g,
                              V1(m_loss_cls.data(), 1), tgt);  // tgt now holds dlogits
     m_live_cls->backward(exec, store.params, Tensor2<const T, Exec>(tgt), store.grads);
@@ -391,6 +415,15 @@ void MethodStep<Exec>::run_dmis(const Exec& exec, const Tensor4<const T, Exec>& 
                                                    : Tensor1<const int, Exec>(),
                              m_audit, diag);
   ops::copy_into(exec, Tensor1<const T, Exec>(gcls), grads, true);
+  if (m_cfg.calibrate_scale)
+    ops::apply_scale(exec, scale_sums, static_cast<float>(m_cfg.scale_lr), 1e-3f, 1e7f,
+                     V1(m_scale_dev.data(), 1));
+  {
+    const V1 sd(m_scale_dev.data(), 1);
+    Kokkos::parallel_for(
+        "dmis::method::diag_scale", Kokkos::RangePolicy<Exec>(exec, 0, 1),
+        KOKKOS_LAMBDA(int) { diag(ops::kLogitScale) = sd(0); });
+  }
   m_core.finish(exec);
 }
 

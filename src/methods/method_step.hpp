@@ -46,6 +46,8 @@ struct MethodConfig {
   std::string gen_objective = "sample";  // sample | mixture
   double transition_momentum = 0.99;  // noisy: per-step decay of the transition counts
   double transition_prior = 1.0;      // noisy: Dirichlet pseudo-samples per row of T
+  bool calibrate_scale = true;        // s by maximum likelihood of the supervision while training
+  double scale_lr = 0.01;             // step of that calibration on log s
   std::string prior = "uniform";      // uniform | estimate
   double prior_momentum = 0.9;
   int gen_extra = 2;                  // classes mixed in without gradient (besides the top one)
@@ -102,15 +104,20 @@ public:
   Tensor2<T, Exec> transition() const { return Tensor2<T, Exec>(m_trans.data(), m_C, m_C); }
   /// Restores the counts (C * C values, from a checkpoint) and the estimate.
   void set_transition_counts(const std::vector<float>& counts);
-  /// Called with this step's transition counts (C * C) before they are used (MPI: their sum
-  /// over the ranks, so every rank holds the same estimate).
-  std::function<void(const Exec&, const V1&)> on_transition_counts;
+  /// Called with this step's sums (step_sums_size(): the transition counts C * C, then the
+  /// logit-scale gradient and its row count) before they are used: MPI sums them over the
+  /// ranks, so every rank holds the same estimates.
+  std::function<void(const Exec&, const V1&)> on_step_sums;
+  int step_sums_size() const { return m_C * m_C + 2; }
   /// Clean labels of the whole training set (N), for the diagnostics only (never for training).
   void set_audit_labels(const Tensor1<const int, Exec>& clean) { m_audit = clean; }
   /// The last DMIS step's diagnostics (dmis_ops::kDiagnostics values, dmis_ops::Diagnostic).
   V1 diagnostics() const { return V1(m_diag.data(), dmis_ops::kDiagnostics); }
-  /// The resolved logit scale s of the diffusion classifier.
-  double logit_scale() const { return m_scale; }
+  /// The diffusion classifier's logit scale s (1): the resolved method.logit_scale, then
+  /// calibrated while training (checkpointed).
+  Buffer1<T, Exec> logit_scale() const { return m_scale_dev; }
+  double initial_logit_scale() const { return m_scale; }
+  void set_logit_scale(double s);
   /// Samples of the local batch with posterior weights / with the classification term.
   int posterior_samples() const { return m_Bw; }
   int classifier_samples_local() const { return m_Bc; }
@@ -151,7 +158,8 @@ private:
   Buffer1<T, Exec> m_prior, m_log_prior, m_loss_cls, m_fphi, m_ftheta, m_target, m_genw,
       m_top_w, m_rest, m_mask_tilde, m_extra_w, m_extra_in, m_extra_cn, m_extra_sigma, m_extra_D;
   Buffer1<int, Exec> m_labels, m_classes_all, m_classes_set, m_top, m_extra_labels;
-  Buffer1<T, Exec> m_q, m_trans_step, m_trans_acc, m_trans, m_diag, m_gcls, m_norm_scratch;
+  Buffer1<T, Exec> m_q, m_trans_step, m_trans_acc, m_trans, m_diag, m_gcls, m_norm_scratch,
+      m_scale_dev;
   Tensor1<const int, Exec> m_audit;
   Kokkos::View<int*, Kokkos::LayoutRight, DeviceOf<Exec>> m_counts;
 };

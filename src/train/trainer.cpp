@@ -147,6 +147,8 @@ RunPlan make_plan(const deck::Deck& d) {
   p.method.gen_objective = d.get_string("method.gen_objective");
   p.method.transition_momentum = d.get_float("method.transition_momentum");
   p.method.transition_prior = d.get_float("method.transition_prior");
+  p.method.calibrate_scale = d.get_bool("method.calibrate_scale");
+  p.method.scale_lr = d.get_float("method.scale_lr");
   if (p.method.name == "dmis") {
     const int bc = methods::classifier_samples(p.method.classifier_fraction, p.batch);
     if (bc % ranks != 0)
@@ -278,9 +280,9 @@ int train(const deck::Deck& d) {
   };
   // noisy labels: the transition counts of a step summed over the ranks (every rank then
   // holds the same estimate, as with one rank)
-  dist::DeviceReducer<Exec> count_reducer(plan.method.name == "dmis" ? ds.classes * ds.classes : 1);
+  dist::DeviceReducer<Exec> count_reducer(plan.method.name == "dmis" ? method.step_sums_size() : 1);
   if (ranks > 1 && plan.method.name == "dmis")
-    method.on_transition_counts = [&count_reducer](const Exec& e, const Tensor1<float, Exec>& c) {
+    method.on_step_sums = [&count_reducer](const Exec& e, const Tensor1<float, Exec>& c) {
       count_reducer.sum(e, c);
     };
   // the clean labels, for the diagnostics of the DMIS posterior (never used for training)
@@ -298,7 +300,8 @@ int train(const deck::Deck& d) {
   if (root) {
     std::string detail;
     if (plan.method.name == "dmis")
-      detail = cat("K ", plan.method.timesteps, ", logit scale ", method.logit_scale(),
+      detail = cat("K ", plan.method.timesteps, ", logit scale ", method.initial_logit_scale(),
+                   plan.method.calibrate_scale ? " (calibrated)" : "",
                    ", posterior fraction ", plan.method.posterior_fraction,
                    ", classifier fraction ", plan.method.classifier_fraction, ", top-k ",
                    plan.method.top_k, ", warm-up ", plan.method.warmup_kimg, " kimg, beta ",
@@ -345,6 +348,7 @@ int train(const deck::Deck& d) {
       method.set_prior(pi);
     }
     if (!ck.transition.empty()) method.set_transition_counts(ck.transition);
+    if (!ck.logit_scale.empty()) method.set_logit_scale(ck.logit_scale[0]);
     if (!ck.prior_counts.empty()) {  // the sum over ranks: rank 0 carries it
       auto hc = Kokkos::create_mirror_view(method.prior_counts());
       for (size_t i = 0; i < ck.prior_counts.size() && i < hc.extent(0); ++i)
@@ -396,7 +400,10 @@ int train(const deck::Deck& d) {
     ck.adam_v = to_host(store.adam_v);
     ck.ema = to_host(store.ema);
     ck.prior = to_host(method.prior());
-    if (plan.method.name == "dmis") ck.transition = to_host(method.transition_counts());
+    if (plan.method.name == "dmis") {
+      ck.transition = to_host(method.transition_counts());
+      ck.logit_scale = to_host(method.logit_scale());
+    }
     auto hc = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), method.prior_counts());
     ck.prior_counts.assign(hc.data(), hc.data() + hc.extent(0));
     dist::allreduce_sum(ck.prior_counts.data(), ck.prior_counts.size());
@@ -406,7 +413,7 @@ int train(const deck::Deck& d) {
     io::CheckpointData snap = ck;
     snap.kind = "ema-snapshot";
     snap.params.clear(), snap.adam_m.clear(), snap.adam_v.clear(), snap.prior_counts.clear();
-    snap.transition.clear();
+    snap.transition.clear(), snap.logit_scale.clear();
     io::write_checkpoint(io::checkpoint_path(plan.run_dir, "ema", step), snap);
     files.prune("ckpt", plan.keep);
     files.prune("ema", plan.keep);
@@ -522,7 +529,8 @@ int train(const deck::Deck& d) {
           auto dmean = [&](int i) { return nd > 0 ? dacc_host(i) / nd : std::nan(""); };
           using D = methods::dmis_ops::Diagnostic;
           if (nd > 0) {
-            line << " H " << std::setprecision(2) << dmean(D::kEntropyTarget);
+            line << " s " << std::setprecision(0) << dmean(D::kLogitScale) << " H "
+                 << std::setprecision(2) << dmean(D::kEntropyTarget);
             if (std::isfinite(dmean(D::kAccTarget)))
               line << " acc " << std::setprecision(1) << 100 * dmean(D::kAccTarget) << "%";
           }
@@ -544,7 +552,8 @@ int train(const deck::Deck& d) {
               if (std::isfinite(v)) o << v; else o << "null";
               return o.str();
             };
-            js << ", \"target_entropy\": " << num(dmean(D::kEntropyTarget))
+            js << ", \"logit_scale\": " << num(dacc_host(D::kLogitScale) / nd)
+               << ", \"target_entropy\": " << num(dmean(D::kEntropyTarget))
                << ", \"ema_entropy\": " << num(dmean(D::kEntropyEma))
                << ", \"target_acc\": " << num(dmean(D::kAccTarget))
                << ", \"ema_acc\": " << num(dmean(D::kAccEma))

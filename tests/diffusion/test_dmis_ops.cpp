@@ -340,4 +340,61 @@ TEST(DmisOps, DefaultLogitScaleIsThePixelCount) {
     for (int j = 0; j < NC; ++j) EXPECT_NEAR(b(i, j), 784 * a(i, j), 1e-4 * std::abs(784 * a(i, j)) + 1e-6);
 }
 
+// The logit scale climbs to the maximum-likelihood temperature of the labels: data drawn from
+// softmax(2 u), calibration from s = 1 (host bisection on the ML condition as the reference)
+TEST(DmisOps, ScaleCalibrationFindsTheMaximumLikelihoodTemperature) {
+  const int B = 3000, C = 3;
+  const auto u = pattern(B * C, 41, -1, 1);
+  std::vector<int> lab(B);
+  uint32_t st = 5;
+  for (int b = 0; b < B; ++b) {
+    double z = 0, p[3];
+    for (int y = 0; y < C; ++y) z += (p[y] = std::exp(2.0 * u[b * C + y]));
+    st = st * 1664525u + 1013904223u;
+    double r = (st >> 8) / 16777216.0 * z, c = 0;
+    lab[b] = C - 1;
+    for (int y = 0; y < C; ++y)
+      if (r < (c += p[y])) { lab[b] = y; break; }
+  }
+  // the ML condition: sum_b (u(b, label) - E_f[u]) = 0, decreasing in s
+  auto dlogl = [&](double s) {
+    double g = 0;
+    for (int b = 0; b < B; ++b) {
+      double z = 0, e = 0;
+      for (int y = 0; y < C; ++y) z += std::exp(s * u[b * C + y]);
+      for (int y = 0; y < C; ++y) e += std::exp(s * u[b * C + y]) / z * u[b * C + y];
+      g += u[b * C + lab[b]] - e;
+    }
+    return g;
+  };
+  double lo = 0.1, hi = 10;
+  for (int i = 0; i < 60; ++i) (dlogl(0.5 * (lo + hi)) > 0 ? lo : hi) = 0.5 * (lo + hi);
+  const double s_ml = 0.5 * (lo + hi);
+  EXPECT_NEAR(s_ml, 2.0, 0.3);  // the data's own temperature, up to sampling
+  auto du = upload(u);
+  auto dlab = upload(lab);
+  auto dids = upload(std::vector<int>{0, 1, 2});
+  std::vector<int> ids(B * C);
+  for (int i = 0; i < B * C; ++i) ids[i] = i % C;
+  auto dcls = upload(ids);
+  Buf<float> f("f", B * C), q("q", B * C), sums("sums", 2), scale("scale", 1);
+  Kokkos::deep_copy(sums, 0.f), Kokkos::deep_copy(scale, 1.f);
+  for (int it = 0; it < 300; ++it) {
+    ops::scaled_softmax(Exec(), c2(du, B, C), c2(dcls, B, C), Tensor1<const float, Exec>(),
+                        c1(scale, 1), t2(f, B, C));
+    ops::posterior(Exec(), ops::CleanLikelihood<Exec>{c1(dlab, B)}, c2(f, B, C), t2(q, B, C));
+    ops::scale_gradient(Exec(), c2(q, B, C), c2(f, B, C), c2(du, B, C), c1(scale, 1),
+                        Tensor1<float, Exec>(sums.data(), 2));
+    ops::apply_scale(Exec(), Tensor1<float, Exec>(sums.data(), 2), 0.05f, 1e-3f, 1e7f,
+                     Tensor1<float, Exec>(scale.data(), 1));
+  }
+  EXPECT_NEAR(host(scale, 1)[0], s_ml, 0.02 * s_ml);
+  EXPECT_EQ(host(sums, 2), (std::vector<float>{0.f, 0.f}));  // the sums restart
+  // unsupervised rows (q = f) leave the scale where it is
+  ops::scale_gradient(Exec(), c2(f, B, C), c2(f, B, C), c2(du, B, C), c1(scale, 1),
+                      Tensor1<float, Exec>(sums.data(), 2));
+  EXPECT_NEAR(host(sums, 1)[0], 0.0, 1e-6);
+  (void)dids;
+}
+
 }  // namespace
