@@ -136,12 +136,17 @@ const std::vector<KeySpec>& registry() {
         "dmis: generative term; sample: a class drawn from the posterior (Eq. 7's M-step, "
         "unbiased, one evaluation per sample); mixture: TDSM's mixture of the top class and "
         "gen_extra more above tau"),
-      F("method.transition_momentum", "0.99", 0, 1,
+      F("method.transition_momentum", "0.98", 0, 1,
         "dmis, noisy labels: per-step decay of the expected counts (online EM) that estimate p(ŷ | y)"),
       B("method.calibrate_scale", "true",
         "dmis: calibrate the logit scale while training by maximum likelihood of the observed "
-        "supervision under the diffusion classifier (from method.logit_scale)"),
-      F("method.scale_lr", "0.01", 0, 1, "dmis: step of that calibration on log s, per step"),
+        "supervision under the diffusion classifier (starting from method.logit_scale)"),
+      F("method.scale_momentum", "0.9", 0, 1,
+        "dmis: per-step smoothing of that calibration on log s (the scale of largest "
+        "likelihood on a grid from 1 to 4096, each batch)"),
+      F("method.transition_init", "0.5", 0, 0.99,
+        "dmis, noisy labels: the transition EM starts from: labels wrong with this "
+        "probability, evenly over the other classes (weighted as the counts' steady state)"),
       F("method.transition_prior", "1", 1e-6, 1e9,
         "dmis, noisy labels: Dirichlet pseudo-samples per row of the transition estimate"),
       S("method.prior", "uniform", {"uniform", "estimate"},

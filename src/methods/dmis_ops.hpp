@@ -103,38 +103,60 @@ void scaled_softmax(const Exec& exec, const Tensor2<const float, Exec>& u,
       });
 }
 
-/// Maximum-likelihood calibration of the logit scale against the supervision, in two parts so
-/// that the sums can be added over ranks in between:
-///   scale_gradient: sums(0) += sum_b sum_y (q - f)(b, y) s u(b, y), sums(1) += B, the gradient
-///     of sum_b log sum_y p(z_b | y) f_s(b, y) with respect to log s, where f = softmax(s u +
-///     log prior) and q the posterior given z (unsupervised rows, q = f, add nothing);
-///   apply_scale: log s += lr * clamp(sums(0) / sums(1), -1, 1), s kept within [lo, hi]; the
-///     sums restart.
-template <class Exec>
-void scale_gradient(const Exec& exec, const Tensor2<const float, Exec>& q,
-                    const Tensor2<const float, Exec>& f, const Tensor2<const float, Exec>& u,
-                    const Tensor1<const float, Exec>& scale, const Tensor1<float, Exec>& sums) {
-  const int B = static_cast<int>(q.extent(0)), C = static_cast<int>(q.extent(1));
+/// The logit scale by maximum likelihood of the supervision under the diffusion classifier,
+/// over a grid of scales (a softmax saturates at a too large s, where the likelihood's gradient
+/// in s vanishes; a grid search does not need it), in two parts so that the sums can be added
+/// over ranks in between:
+///   scale_loglik: ll(g) += sum_b log sum_y p(z_b | y) softmax(s_g u_b + log prior)_y for the
+///     G scales s_g = grid_lo * grid_ratio^g;
+///   update_scale: log s <- momentum log s + (1 - momentum) log s_best, s_best the grid scale of
+///     the largest sum (s unchanged where every sum is equal: no supervision in the batch);
+///     the sums restart.
+template <class Exec, class Likelihood>
+void scale_loglik(const Exec& exec, const Likelihood& lik, const Tensor2<const float, Exec>& u,
+                  const Tensor2<const int, Exec>& classes, const Tensor1<const float, Exec>& log_prior,
+                  float grid_lo, float grid_ratio, const Tensor1<float, Exec>& ll) {
+  const int B = static_cast<int>(u.extent(0)), C = static_cast<int>(u.extent(1));
+  const bool with_prior = log_prior.extent(0) > 0;
   Kokkos::parallel_for(
-      "dmis::dmis_ops::scale_gradient", Kokkos::RangePolicy<Exec>(exec, 0, 1), KOKKOS_LAMBDA(int) {
-        const float s = scale(0);
-        float g = 0;
-        for (int b = 0; b < B; ++b)
-          for (int y = 0; y < C; ++y) g += (q(b, y) - f(b, y)) * s * u(b, y);
-        sums(0) += g;
-        sums(1) += B;
+      "dmis::dmis_ops::scale_loglik", Kokkos::RangePolicy<Exec>(exec, 0, ll.extent(0)),
+      KOKKOS_LAMBDA(int g) {
+        const float s = grid_lo * compat::exp(g * compat::log(grid_ratio));
+        float total = 0;
+        for (int b = 0; b < B; ++b) {
+          float mx = -3.0e38f;
+          for (int y = 0; y < C; ++y) {
+            const float l = s * u(b, y) + (with_prior ? log_prior(classes(b, y)) : 0.f);
+            mx = l > mx ? l : mx;
+          }
+          float z = 0, zl = 0;
+          for (int y = 0; y < C; ++y) {
+            const float e = compat::exp(s * u(b, y) + (with_prior ? log_prior(classes(b, y)) : 0.f) - mx);
+            z += e;
+            zl += lik(b, y) * e;
+          }
+          total += compat::log(zl > 1e-30f ? zl : 1e-30f) - compat::log(z);
+        }
+        ll(g) += total;
       });
 }
 template <class Exec>
-void apply_scale(const Exec& exec, const Tensor1<float, Exec>& sums, float lr, float lo, float hi,
-                 const Tensor1<float, Exec>& scale) {
+void update_scale(const Exec& exec, const Tensor1<float, Exec>& ll, float grid_lo, float grid_ratio,
+                  float momentum, const Tensor1<float, Exec>& scale) {
+  const int G = static_cast<int>(ll.extent(0));
   Kokkos::parallel_for(
-      "dmis::dmis_ops::apply_scale", Kokkos::RangePolicy<Exec>(exec, 0, 1), KOKKOS_LAMBDA(int) {
-        float g = sums(1) > 0 ? sums(0) / sums(1) : 0.f;
-        g = g < -1.f ? -1.f : (g > 1.f ? 1.f : g);
-        const float ns = scale(0) * compat::exp(lr * g);
-        scale(0) = ns < lo ? lo : (ns > hi ? hi : ns);
-        sums(0) = 0, sums(1) = 0;
+      "dmis::dmis_ops::update_scale", Kokkos::RangePolicy<Exec>(exec, 0, 1), KOKKOS_LAMBDA(int) {
+        int best = 0;
+        float lo = ll(0), hi = ll(0);
+        for (int g = 1; g < G; ++g) {
+          best = ll(g) > ll(best) ? g : best;
+          lo = ll(g) < lo ? ll(g) : lo, hi = ll(g) > hi ? ll(g) : hi;
+        }
+        if (hi - lo > 1e-6f * (1.f + (hi > -hi ? hi : -hi))) {
+          const float target = compat::log(grid_lo) + best * compat::log(grid_ratio);
+          scale(0) = compat::exp(momentum * compat::log(scale(0)) + (1.f - momentum) * target);
+        }
+        for (int g = 0; g < G; ++g) ll(g) = 0;
       });
 }
 

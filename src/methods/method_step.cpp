@@ -122,10 +122,24 @@ MethodStep<Exec>::MethodStep(const models::UNetConfig& net, const TrainStepConfi
     m_classes_all = ibuf<Exec>("classes_all", m_Bw * m_C);
     m_classes_set = ibuf<Exec>("classes_set", m_Bc * m_Kc);
     fill_class_ids<Exec>(m_classes_all, m_C);
-    m_trans_step = fbuf<Exec>("step_sums", m_C * m_C + 2);  // counts (C, C), scale gradient
+    m_trans_step = fbuf<Exec>("step_sums", m_C * m_C + kScaleGrid);  // counts (C, C), ll (G)
     m_trans_acc = fbuf<Exec>("transition_counts", m_C * m_C);
     m_trans = fbuf<Exec>("transition", m_C * m_C);
-    set_transition_counts(std::vector<float>(m_C * m_C, 0.f));
+    {
+      // EM's starting point for the transition: a label is right with probability
+      // 1 - transition_init, wrong labels spread evenly (diagonally dominant, the usual
+      // identifiability assumption), with the weight of the counts' steady state (the samples
+      // of 1 / (1 - momentum) steps) so that it fades as the estimates come in
+      const double e0 = m.transition_init;
+      const int Bwg = classifier_samples(m.posterior_fraction,
+                                         train.global_batch > 0 ? train.global_batch : local_batch);
+      const double rows = Bwg / (1.0 - std::min(m.transition_momentum, 0.999)) / m_C;
+      std::vector<float> init(m_C * m_C);
+      for (int y = 0; y < m_C; ++y)
+        for (int k = 0; k < m_C; ++k)
+          init[y * m_C + k] = static_cast<float>(rows * (y == k ? 1 - e0 : e0 / (m_C - 1)));
+      set_transition_counts(init);
+    }
     m_diag = fbuf<Exec>("diagnostics", dmis_ops::kDiagnostics);
     m_scale_dev = fbuf<Exec>("logit_scale", 1);
     set_logit_scale(m_scale);
@@ -296,38 +310,36 @@ void MethodStep<Exec>::run_dmis(const Exec& exec, const Tensor4<const T, Exec>& 
   m_ema_cls->forward(exec, store.ema, x0w, all, Tensor1<const T, Exec>(), seed, step, ids, maskw);
   const Tensor2<T, Exec> fphi(m_fphi.data(), Bw, C), q(m_q.data(), Bw, C);
   ops::scaled_softmax<Exec>(exec, m_ema_cls->logits(), all, m_log_prior, scale, fphi);
-  // 2. the posterior given the supervision, q ∝ p(z | y) f   (Bw, C)
-  switch (m_kind) {
-    case ops::Supervision::Clean:
-      ops::posterior(exec, ops::CleanLikelihood<Exec>{obsw}, Tensor2<const T, Exec>(fphi), q);
-      break;
-    case ops::Supervision::Noisy: {
-      // the transition p(ŷ | y): this step's soft confusion (summed over ranks) joins the
-      // running counts before it is used
-      const Tensor2<T, Exec> tstep(m_trans_step.data(), C, C), tacc(m_trans_acc.data(), C, C),
-          tr(m_trans.data(), C, C);
-      ops::posterior(exec, ops::NoisyLikelihood<Exec>{obsw, tr}, Tensor2<const T, Exec>(fphi), q);
-      // online EM for the transition: this step's expected counts (summed over the ranks)
-      // update the estimate the next step uses
-      ops::transition_counts(exec, Tensor2<const T, Exec>(q), obsw, tstep);
-      break;
+  // 2. the posterior given the supervision, q ∝ p(z | y) f   (Bw, C), with p(z | y) of the
+  //    supervision kind (noisy labels: the current transition estimate); and the likelihood of
+  //    the supervision over the grid of logit scales
+  const V1 sums(m_trans_step.data(), C * C + kScaleGrid), ll(m_trans_step.data() + C * C, kScaleGrid);
+  auto with_likelihood = [&](auto&& fn) {
+    switch (m_kind) {
+      case ops::Supervision::Clean: fn(ops::CleanLikelihood<Exec>{obsw}); break;
+      case ops::Supervision::Noisy:
+        fn(ops::NoisyLikelihood<Exec>{obsw, Tensor2<const T, Exec>(m_trans.data(), C, C)});
+        break;
+      case ops::Supervision::Partial:
+        fn(ops::PartialLikelihood<Exec>{Tensor2<const uint8_t, Exec>(candidates.data(), Bw, C)});
+        break;
+      case ops::Supervision::Unlabeled:
+        fn(ops::UnlabeledLikelihood<Exec>{obsw, Tensor1<const uint8_t, Exec>(labeled.data(), Bw)});
+        break;
     }
-    case ops::Supervision::Partial:
-      ops::posterior(exec,
-                     ops::PartialLikelihood<Exec>{Tensor2<const uint8_t, Exec>(candidates.data(), Bw, C)},
-                     Tensor2<const T, Exec>(fphi), q);
-      break;
-    case ops::Supervision::Unlabeled:
-      ops::posterior(exec, ops::UnlabeledLikelihood<Exec>{obsw, Tensor1<const uint8_t, Exec>(labeled.data(), Bw)},
-                     Tensor2<const T, Exec>(fphi), q);
-      break;
-  }
-  // the logit scale by maximum likelihood of the supervision; both estimates take effect from
-  // the next step, with the sums of every rank
-  const V1 sums(m_trans_step.data(), C * C + 2), scale_sums(m_trans_step.data() + C * C, 2);
-  if (m_cfg.calibrate_scale)
-    ops::scale_gradient(exec, Tensor2<const T, Exec>(q), Tensor2<const T, Exec>(fphi),
-                        Tensor2<const T, Exec>(m_ema_cls->logits()), scale, scale_sums);
+  };
+  with_likelihood([&](const auto& lik) {
+    ops::posterior(exec, lik, Tensor2<const T, Exec>(fphi), q);
+    if (m_cfg.calibrate_scale)
+      ops::scale_loglik(exec, lik, Tensor2<const T, Exec>(m_ema_cls->logits()), all,
+                        Tensor1<const T, Exec>(m_log_prior),
+                        kScaleGridLo, kScaleGridRatio, ll);
+  });
+  // online EM for the transition: this step's expected counts of (class, noisy label)
+  if (m_kind == ops::Supervision::Noisy)
+    ops::transition_counts(exec, Tensor2<const T, Exec>(q), obsw,
+                           Tensor2<T, Exec>(m_trans_step.data(), C, C));
+  // both estimates take effect from the next step, with the sums of every rank
   if (on_step_sums) on_step_sums(exec, sums);
   if (m_kind == ops::Supervision::Noisy)
     ops::transition_update(exec, Tensor2<T, Exec>(m_trans_step.data(), C, C),
@@ -416,8 +428,8 @@ void MethodStep<Exec>::run_dmis(const Exec& exec, const Tensor4<const T, Exec>& 
                              m_audit, diag);
   ops::copy_into(exec, Tensor1<const T, Exec>(gcls), grads, true);
   if (m_cfg.calibrate_scale)
-    ops::apply_scale(exec, scale_sums, static_cast<float>(m_cfg.scale_lr), 1e-3f, 1e7f,
-                     V1(m_scale_dev.data(), 1));
+    ops::update_scale(exec, ll, kScaleGridLo, kScaleGridRatio,
+                      static_cast<float>(m_cfg.scale_momentum), V1(m_scale_dev.data(), 1));
   {
     const V1 sd(m_scale_dev.data(), 1);
     Kokkos::parallel_for(

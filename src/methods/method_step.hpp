@@ -44,10 +44,11 @@ struct MethodConfig {
   double elr_clamp = 1e-4;            // elr: probabilities clamped as ELR's reference does
   double posterior_fraction = 1.0;    // of each batch: samples whose generative class comes from q
   std::string gen_objective = "sample";  // sample | mixture
-  double transition_momentum = 0.99;  // noisy: per-step decay of the transition counts
+  double transition_momentum = 0.98;  // noisy: per-step decay of the transition counts
+  double transition_init = 0.5;       // noisy: EM's start, labels wrong with this probability
   double transition_prior = 1.0;      // noisy: Dirichlet pseudo-samples per row of T
   bool calibrate_scale = true;        // s by maximum likelihood of the supervision while training
-  double scale_lr = 0.01;             // step of that calibration on log s
+  double scale_momentum = 0.9;        // per-step smoothing of that calibration (on log s)
   std::string prior = "uniform";      // uniform | estimate
   double prior_momentum = 0.9;
   int gen_extra = 2;                  // classes mixed in without gradient (besides the top one)
@@ -105,10 +106,14 @@ public:
   /// Restores the counts (C * C values, from a checkpoint) and the estimate.
   void set_transition_counts(const std::vector<float>& counts);
   /// Called with this step's sums (step_sums_size(): the transition counts C * C, then the
-  /// logit-scale gradient and its row count) before they are used: MPI sums them over the
+  /// supervision's log-likelihood at each grid scale) before they are used: MPI sums them over the
   /// ranks, so every rank holds the same estimates.
   std::function<void(const Exec&, const V1&)> on_step_sums;
-  int step_sums_size() const { return m_C * m_C + 2; }
+  int step_sums_size() const { return m_C * m_C + kScaleGrid; }
+  /// The grid of the logit-scale calibration: kScaleGrid scales from kScaleGridLo, each
+  /// kScaleGridRatio times the last (1 to 4096).
+  static constexpr int kScaleGrid = 25;
+  static constexpr float kScaleGridLo = 1.f, kScaleGridRatio = 1.41421356f;
   /// Clean labels of the whole training set (N), for the diagnostics only (never for training).
   void set_audit_labels(const Tensor1<const int, Exec>& clean) { m_audit = clean; }
   /// The last DMIS step's diagnostics (dmis_ops::kDiagnostics values, dmis_ops::Diagnostic).

@@ -148,7 +148,8 @@ RunPlan make_plan(const deck::Deck& d) {
   p.method.transition_momentum = d.get_float("method.transition_momentum");
   p.method.transition_prior = d.get_float("method.transition_prior");
   p.method.calibrate_scale = d.get_bool("method.calibrate_scale");
-  p.method.scale_lr = d.get_float("method.scale_lr");
+  p.method.transition_init = d.get_float("method.transition_init");
+  p.method.scale_momentum = d.get_float("method.scale_momentum");
   if (p.method.name == "dmis") {
     const int bc = methods::classifier_samples(p.method.classifier_fraction, p.batch);
     if (bc % ranks != 0)
