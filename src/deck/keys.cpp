@@ -113,6 +113,9 @@ const std::vector<KeySpec>& registry() {
       I("method.timesteps", "1", 1, 64,
         "dmis: noise levels K of the diffusion classifier during training"),
       F("method.window", "6.4", 1e-6, 1e6, "dmis: width of the classifier's sigma window (DMIS)"),
+      F("method.classifier_sigma", "0", 0, 1e3,
+        "dmis: 0: the classifier's K noise levels from the DMIS window (K = 1: its median, "
+        "0.30); > 0: all K at this sigma, with independent noise"),
       F("method.classifier_fraction", "0.25", 1e-6, 1,
         "dmis: fraction of each batch that gets the classification loss"),
       I("method.top_k", "10", 1, 4096, "dmis: classes kept in the classifier (by EMA posterior)"),

@@ -60,7 +60,9 @@ void classifier_levels(const ClassifierConfig& cfg, std::vector<double>& sigma,
   auto cdf = [](double z) { return 0.5 * std::erfc(-z / std::sqrt(2.0)); };
   sigma.assign(K, 0);
   weight.assign(K, 0);
-  if (cfg.timesteps == "window") {
+  if (cfg.fixed_sigma > 0) {
+    for (int k = 0; k < K; ++k) sigma[k] = cfg.fixed_sigma, weight[k] = lambda(cfg.fixed_sigma) / K;
+  } else if (cfg.timesteps == "window") {
     double l, r;
     dmis_window(Pm, cfg.window, l, r);
     const double Fa = cdf((std::log(l) - Pm) / Ps), Fb = cdf((std::log(r) - Pm) / Ps);

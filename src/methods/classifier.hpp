@@ -20,6 +20,7 @@ struct ClassifierConfig {
   double window = 6.4;                // DMIS window width in sigma
   double uniform_min = 1e-4;          // uniform grid: smallest sigma (Chen et al.)
   double uniform_max = 3.0;           // uniform grid: largest sigma
+  double fixed_sigma = 0;             // > 0: all K points at this sigma (independent noise)
   // s; 0: the number of values of an image (C * H * W), i.e. the squared error summed over
   // pixels as in the ELBO of DMIS's Eq. 12 (a mean with s = 1 gives a nearly flat posterior)
   double logit_scale = 0.0;

@@ -110,6 +110,7 @@ MethodStep<Exec>::MethodStep(const models::UNetConfig& net, const TrainStepConfi
     cc.points = m.timesteps;
     cc.timesteps = "window";
     cc.window = m.window;
+    cc.fixed_sigma = m.classifier_sigma;
     cc.logit_scale = 1;  // unscaled logits u: the step applies s (a device scalar) and the prior
     cc.edm = train.edm;
     m_ema_cls = std::make_unique<DiffusionClassifier<Exec>>(net, cc, m_Bw, m_C, true, conv_scratch_mb);

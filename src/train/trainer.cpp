@@ -134,6 +134,7 @@ RunPlan make_plan(const deck::Deck& d) {
   p.method.warmup_kimg = d.get_float("method.warmup_kimg");
   p.method.timesteps = static_cast<int>(d.get_int("method.timesteps"));
   p.method.window = d.get_float("method.window");
+  p.method.classifier_sigma = d.get_float("method.classifier_sigma");
   p.method.classifier_fraction = d.get_float("method.classifier_fraction");
   p.method.top_k = static_cast<int>(d.get_int("method.top_k"));
   p.method.tau = d.get_float("method.tau");
@@ -301,7 +302,10 @@ int train(const deck::Deck& d) {
   if (root) {
     std::string detail;
     if (plan.method.name == "dmis")
-      detail = cat("K ", plan.method.timesteps, ", logit scale ", method.initial_logit_scale(),
+      detail = cat("K ", plan.method.timesteps,
+                   plan.method.classifier_sigma > 0 ? cat(" at sigma ", plan.method.classifier_sigma)
+                                                    : std::string(" in the DMIS window"),
+                   ", logit scale ", method.initial_logit_scale(),
                    plan.method.calibrate_scale ? " (calibrated)" : "",
                    ", posterior fraction ", plan.method.posterior_fraction,
                    ", classifier fraction ", plan.method.classifier_fraction, ", top-k ",
