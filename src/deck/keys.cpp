@@ -147,6 +147,10 @@ const std::vector<KeySpec>& registry() {
       F("method.scale_momentum", "0.9", 0, 1,
         "dmis: per-step smoothing of that calibration on log s (the scale of largest "
         "likelihood on a grid from 1 to 4096, each batch)"),
+      S("method.transition", "estimate", {"estimate", "fixed"},
+        "dmis, noisy labels: p(ŷ | y) by online EM from method.transition_init, or fixed "
+        "there (a known noise rate; EM also charges the classifier's own errors to the labels "
+        "while the classifier is weak)"),
       F("method.transition_init", "0.5", 0, 0.99,
         "dmis, noisy labels: the transition EM starts from: labels wrong with this "
         "probability, evenly over the other classes (weighted as the counts' steady state)"),

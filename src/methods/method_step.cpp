@@ -76,6 +76,8 @@ MethodStep<Exec>::MethodStep(const models::UNetConfig& net, const TrainStepConfi
     throw InputError(cat("method.delta: expected a rate in [0, 1), found ", m.delta));
   if (m.noisy_target != "posterior" && m.noisy_target != "elr")
     throw InputError(cat("method.noisy_target: expected posterior or elr, found '", m.noisy_target, "'"));
+  if (m.transition != "estimate" && m.transition != "fixed")
+    throw InputError(cat("method.transition: expected estimate or fixed, found '", m.transition, "'"));
   if (m.gen_objective != "sample" && m.gen_objective != "mixture")
     throw InputError(cat("method.gen_objective: expected sample or mixture, found '", m.gen_objective, "'"));
   m_scale = resolved_logit_scale(m.logit_scale, net);
@@ -337,12 +339,13 @@ void MethodStep<Exec>::run_dmis(const Exec& exec, const Tensor4<const T, Exec>& 
                         kScaleGridLo, kScaleGridRatio, ll);
   });
   // online EM for the transition: this step's expected counts of (class, noisy label)
-  if (m_kind == ops::Supervision::Noisy)
+  const bool estimate_transition = m_kind == ops::Supervision::Noisy && m_cfg.transition == "estimate";
+  if (estimate_transition)
     ops::transition_counts(exec, Tensor2<const T, Exec>(q), obsw,
                            Tensor2<T, Exec>(m_trans_step.data(), C, C));
   // both estimates take effect from the next step, with the sums of every rank
   if (on_step_sums) on_step_sums(exec, sums);
-  if (m_kind == ops::Supervision::Noisy)
+  if (estimate_transition)
     ops::transition_update(exec, Tensor2<T, Exec>(m_trans_step.data(), C, C),
                            Tensor2<T, Exec>(m_trans_acc.data(), C, C),
                            static_cast<float>(m_cfg.transition_momentum),

@@ -47,6 +47,7 @@ struct MethodConfig {
   std::string gen_objective = "sample";  // sample | mixture
   double transition_momentum = 0.98;  // noisy: per-step decay of the transition counts
   double transition_init = 0.5;       // noisy: EM's start, labels wrong with this probability
+  std::string transition = "estimate";  // noisy: estimate (online EM) | fixed (at the start)
   double transition_prior = 1.0;      // noisy: Dirichlet pseudo-samples per row of T
   bool calibrate_scale = true;        // s by maximum likelihood of the supervision while training
   double scale_momentum = 0.9;        // per-step smoothing of that calibration (on log s)

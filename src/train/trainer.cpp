@@ -150,6 +150,7 @@ RunPlan make_plan(const deck::Deck& d) {
   p.method.transition_prior = d.get_float("method.transition_prior");
   p.method.calibrate_scale = d.get_bool("method.calibrate_scale");
   p.method.transition_init = d.get_float("method.transition_init");
+  p.method.transition = d.get_string("method.transition");
   p.method.scale_momentum = d.get_float("method.scale_momentum");
   if (p.method.name == "dmis") {
     const int bc = methods::classifier_samples(p.method.classifier_fraction, p.batch);
@@ -318,7 +319,8 @@ int train(const deck::Deck& d) {
                        ? cat(", noisy-label target ", plan.method.noisy_target,
                              plan.method.noisy_target == "elr" ? cat(" (clamp ", plan.method.elr_clamp, ")")
                                                                : std::string(),
-                             ", transition momentum ", plan.method.transition_momentum)
+                             ", transition ", plan.method.transition, " from rate ",
+                             plan.method.transition_init)
                        : std::string());
     if (method.needs_masks())
       detail += cat(detail.empty() ? "" : "; ", "ambient: delta ", plan.method.delta,
@@ -405,7 +407,9 @@ int train(const deck::Deck& d) {
     ck.adam_v = to_host(store.adam_v);
     ck.ema = to_host(store.ema);
     ck.prior = to_host(method.prior());
-    if (plan.method.name == "dmis") {
+    // the DMIS state once the DMIS terms have run (before, it is the deck's starting point, so
+    // that a run resumed from the warm-up with other method keys starts from its own)
+    if (plan.method.name == "dmis" && step > 0 && method.dmis_active(step - 1)) {
       ck.transition = to_host(method.transition_counts());
       ck.logit_scale = to_host(method.logit_scale());
     }
