@@ -93,6 +93,9 @@ def main():
                 row.append(f"{r['loss']:.4f} ({100 * (r['loss'] / van[s] - 1):+.1f} %)")
         L.append("| " + " | ".join(row) + " |")
     L.append("")
+    notes = os.path.join(a.archive, "README.md")  # the hand-written reading of the table
+    if os.path.exists(notes):
+        L.append(open(notes).read())
     with open(a.out, "w") as f:
         f.write("\n".join(L))
     print(f"wrote {a.out} ({len(runs)} runs)")
