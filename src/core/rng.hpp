@@ -26,6 +26,7 @@ enum Stream : uint32_t {
   kAugment = 12,     // evaluator / classifier training: random horizontal flips
   kPpca = 13,        // DiffEM's PPCA start: initial loadings and posterior samples
   kPseudoLabel = 14, // DMIS: the class drawn from the posterior for the generative term
+  kRampLabel = 15,   // DMIS ramp-in: whether a sample's generative class comes from the posterior
   kTest = 100,       // tests
 };
 

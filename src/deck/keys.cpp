@@ -110,6 +110,10 @@ const std::vector<KeySpec>& registry() {
       F("method.beta", "1", 0, 1e6, "dmis: weight of the classification loss"),
       F("method.warmup_kimg", "0", 0, 1e9,
         "dmis: thousands of images of plain conditional training before the DMIS terms"),
+      F("method.rampup_kimg", "0", 0, 1e9,
+        "dmis: thousands of images after the warm-up over which the DMIS terms ramp in "
+        "linearly: a sample's generative class comes from the posterior with probability r "
+        "(else the observed label, as vanilla), the classification loss weighs r beta"),
       I("method.timesteps", "1", 1, 64,
         "dmis: noise levels K of the diffusion classifier during training"),
       F("method.window", "6.4", 1e-6, 1e6, "dmis: width of the classifier's sigma window (DMIS)"),

@@ -60,22 +60,6 @@ struct UnlabeledLikelihood {
 
 // ---- the operations --------------------------------------------------------------------------
 
-/// out (B, N) = softmax of each row of logits (B, N).
-template <class Exec>
-void row_softmax(const Exec& exec, const Tensor2<const float, Exec>& logits,
-                 const Tensor2<float, Exec>& out) {
-  const int N = static_cast<int>(logits.extent(1));
-  Kokkos::parallel_for(
-      "dmis::dmis_ops::row_softmax", Kokkos::RangePolicy<Exec>(exec, 0, logits.extent(0)),
-      KOKKOS_LAMBDA(int b) {
-        float mx = logits(b, 0);
-        for (int j = 1; j < N; ++j) mx = logits(b, j) > mx ? logits(b, j) : mx;
-        float z = 0;
-        for (int j = 0; j < N; ++j) z += (out(b, j) = compat::exp(logits(b, j) - mx));
-        for (int j = 0; j < N; ++j) out(b, j) /= z;
-      });
-}
-
 /// out (B, N) = softmax over each row of s u(b, j) + log_prior(classes(b, j)): the diffusion
 /// classifier's posterior from its unscaled logits u = -sum_k w_k mse_k (B, N), the logit scale
 /// s = scale(0) (a device scalar: it is calibrated while training) and the class prior
@@ -306,6 +290,22 @@ void sample_labels(const Exec& exec, const Tensor2<const float, Exec>& q, const 
       });
 }
 
+/// The ramp-in of the posterior's classes (method.rampup_kimg): labels (B) holds the class
+/// drawn from q for its first Bw = q-rows samples; each of them keeps it with probability r (its
+/// own draw of the stream, per step and sample), the others and every sample from Bw on take the
+/// vanilla label (B). r = 1 leaves the first Bw untouched.
+template <class Exec>
+void ramp_labels(const Exec& exec, float r, int Bw, const rng::Philox& gen, uint32_t step,
+                 rng::SampleIds ids, const Tensor1<const int, Exec>& vanilla,
+                 const Tensor1<int, Exec>& labels) {
+  Kokkos::parallel_for(
+      "dmis::dmis_ops::ramp_labels", Kokkos::RangePolicy<Exec>(exec, 0, labels.extent(0)),
+      KOKKOS_LAMBDA(int b) {
+        const bool keep = b < Bw && (r >= 1.f || rng::uniform<float>(gen, step, ids(b), 0u) < r);
+        if (!keep) labels(b) = vanilla(b);
+      });
+}
+
 /// counts (C, C) += sum_b q(b, y) [observed(b) = ŷ]: with q the posterior under the current
 /// estimate of T, the expected counts of (clean class, noisy label) pairs, i.e. the E-step of
 /// an online EM for T (Dawid and Skene), whose M-step (transition_update) normalises them. Its
@@ -347,13 +347,12 @@ void transition_update(const Exec& exec, const Tensor2<float, Exec>& counts,
       });
 }
 
-/// dst (n) = src (n), or dst += src with accumulate (flat buffers; a kernel, not a deep copy).
+/// dst (N) += src (N): the classification term's gradient added to the generative one.
 template <class Exec>
-void copy_into(const Exec& exec, const Tensor1<const float, Exec>& src,
-               const Tensor1<float, Exec>& dst, bool accumulate) {
+void add_into(const Exec& exec, const Tensor1<const float, Exec>& src, const Tensor1<float, Exec>& dst) {
   Kokkos::parallel_for(
-      "dmis::dmis_ops::copy_into", Kokkos::RangePolicy<Exec>(exec, 0, src.extent(0)),
-      KOKKOS_LAMBDA(size_t i) { dst(i) = accumulate ? dst(i) + src(i) : src(i); });
+      "dmis::dmis_ops::add_into", Kokkos::RangePolicy<Exec>(exec, 0, src.extent(0)),
+      KOKKOS_LAMBDA(size_t i) { dst(i) += src(i); });
 }
 
 /// The method's internals for the run's statistics (spec: "make the method observable"), one

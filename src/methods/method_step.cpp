@@ -203,6 +203,15 @@ void MethodStep<Exec>::set_logit_scale(double s) {
 }
 
 template <class Exec>
+double MethodStep<Exec>::dmis_ramp(long s) const {
+  if (!(m_cfg.rampup_kimg > 0)) return 1.0;
+  // the ramp's first step (the first DMIS step) already has r > 0: steps counted from 1
+  const double since = static_cast<double>(s) * m_core.global_batch() / 1e3 - m_cfg.warmup_kimg;
+  const double per_step = m_core.global_batch() / 1e3;
+  return std::clamp((since + per_step) / m_cfg.rampup_kimg, 1e-6, 1.0);
+}
+
+template <class Exec>
 bool MethodStep<Exec>::dmis_active(long s) const {
   if (m_cfg.name != "dmis") return false;
   return static_cast<double>(s) * m_core.global_batch() >= m_cfg.warmup_kimg * 1e3;
@@ -306,6 +315,8 @@ void MethodStep<Exec>::run_dmis(const Exec& exec, const Tensor4<const T, Exec>& 
       maskc(masked ? mask.data() : nullptr, masked ? Bc : 0, 1, R, R);
   const Tensor1<const int, Exec> obsw(observed.data(), Bw);
 
+  // the ramp-in after the warm-up (method.rampup_kimg): r in (0, 1], host-known from the step
+  const double ramp = dmis_ramp(m_core.step());
   m_core.begin(exec);
   // 1. the EMA diffusion classifier over every class: f = p_phi(y | x0)   (Bw, C)
   const Tensor2<const int, Exec> all(m_classes_all.data(), Bw, C);
@@ -388,32 +399,29 @@ void MethodStep<Exec>::run_dmis(const Exec& exec, const Tensor4<const T, Exec>& 
   //    generative loss summed over pixels as in the paper (here both are per pixel), while s
   //    sets how sharp the posterior is.
   {
-    const T g = T(m_cfg.beta) / T(static_cast<double>(Bc) * m_core.global_batch() / B);
+    const T g = T(ramp * m_cfg.beta) / T(static_cast<double>(Bc) * m_core.global_batch() / B);
     ops::classification_grad(exec, Tensor2<const T, Exec>(fth), Tensor2<const T, Exec>(tgt), g,
                              V1(m_loss_cls.data(), 1), tgt);  // tgt now holds dlogits
-    m_live_cls->backward(exec, store.params, Tensor2<const T, Exec>(tgt), store.grads);
   }
-  // the classification gradient alone, for the diagnostics; the generative one starts from zero
+  // the classification gradient into its own buffer (its norm for the diagnostics); the
+  // generative one into the store's (zeroed by begin), the two added at the end
   const V1 grads = store.grads, gcls(m_gcls.data(), grads.extent(0)), diag(m_diag.data(), ops::kDiagnostics);
-  ops::copy_into(exec, Tensor1<const T, Exec>(grads), gcls, false);
+  optim::Optimizer<Exec, T>::fill(exec, gcls, T(0));
+  m_live_cls->backward(exec, store.params, Tensor2<const T, Exec>(tgt), gcls);
   optim::Optimizer<Exec, T>::grad_norm2(exec, Tensor1<const T, Exec>(gcls), V1(m_norm_scratch.data(), m_norm_scratch.extent(0)),
                                         V1(m_diag.data() + ops::kGradNorm2Cls, 1));
-  optim::Optimizer<Exec, T>::fill(exec, grads, T(0));
   // 6. the generative term
   const Tensor1<int, Exec> top(m_top.data(), B);
   if (m_cfg.gen_objective == "sample") {
-    // a class drawn from q for the first Bw samples, the vanilla label for the others; then
-    // classifier-free guidance's label dropout
+    // a class drawn from q for the first Bw samples (during the ramp-in, with probability r),
+    // the vanilla label for the others; then classifier-free guidance's label dropout
     ops::sample_labels(exec, Tensor2<const T, Exec>(q), rng::Philox(seed, rng::kPseudoLabel), step,
                        ids, Tensor1<int, Exec>(m_top.data(), Bw));
-    if (Bw < B) {
-      const int kind = static_cast<int>(m_kind);
-      const rng::Philox gcand(seed, rng::kCandidate);
-      Kokkos::parallel_for(
-          "dmis::method::rest_labels", Kokkos::RangePolicy<Exec>(exec, Bw, B), KOKKOS_LAMBDA(int b) {
-            top(b) = vanilla_label(kind, C, b, observed(b), candidates, labeled(b) != 0, gcand,
-                                   step, ids(b));
-          });
+    if (Bw < B || ramp < 1) {
+      const Tensor1<int, Exec> vanilla(m_labels.data(), B);
+      vanilla_labels(exec, observed, candidates, labeled, vanilla);
+      ops::ramp_labels(exec, static_cast<float>(ramp), Bw, rng::Philox(seed, rng::kRampLabel), step,
+                       ids, Tensor1<const int, Exec>(vanilla), top);
     }
     m_core.drop_labels(exec, top, top);
     m_core.sample_inputs(exec, x0, tilde);
@@ -430,7 +438,7 @@ void MethodStep<Exec>::run_dmis(const Exec& exec, const Tensor4<const T, Exec>& 
                              m_audit.extent(0) > 0 ? Tensor1<const int, Exec>(index.data(), Bw)
                                                    : Tensor1<const int, Exec>(),
                              m_audit, diag);
-  ops::copy_into(exec, Tensor1<const T, Exec>(gcls), grads, true);
+  ops::add_into(exec, Tensor1<const T, Exec>(gcls), grads);
   if (m_cfg.calibrate_scale)
     ops::update_scale(exec, ll, kScaleGridLo, kScaleGridRatio,
                       static_cast<float>(m_cfg.scale_momentum), V1(m_scale_dev.data(), 1));

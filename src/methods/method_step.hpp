@@ -34,6 +34,7 @@ struct MethodConfig {
   std::string supervision = "clean";  // clean | noisy | partial | unlabeled
   double beta = 1.0;                  // weight of the classification loss
   double warmup_kimg = 0;             // vanilla steps before the DMIS terms switch on
+  double rampup_kimg = 0;             // then the DMIS terms ramp in linearly over this
   int timesteps = 1;                  // K noise levels of the training classifier
   double window = 6.4;
   double classifier_sigma = 0;        // > 0: the classifier's K points at this sigma
@@ -87,6 +88,8 @@ public:
 
   /// Whether step `s` uses the DMIS terms (dmis, after the warm-up).
   bool dmis_active(long s) const;
+  // the weight r in (0, 1] of the DMIS terms at step s during the ramp-in (1 after it)
+  double dmis_ramp(long s) const;
   /// Called by the trainer at the end of every epoch (class-prior update).
   void end_epoch(const Exec& exec);
 

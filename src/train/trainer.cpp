@@ -132,6 +132,7 @@ RunPlan make_plan(const deck::Deck& d) {
   p.method.supervision = kind;
   p.method.beta = d.get_float("method.beta");
   p.method.warmup_kimg = d.get_float("method.warmup_kimg");
+  p.method.rampup_kimg = d.get_float("method.rampup_kimg");
   p.method.timesteps = static_cast<int>(d.get_int("method.timesteps"));
   p.method.window = d.get_float("method.window");
   p.method.classifier_sigma = d.get_float("method.classifier_sigma");
@@ -310,7 +311,7 @@ int train(const deck::Deck& d) {
                    plan.method.calibrate_scale ? " (calibrated)" : "",
                    ", posterior fraction ", plan.method.posterior_fraction,
                    ", classifier fraction ", plan.method.classifier_fraction, ", top-k ",
-                   plan.method.top_k, ", warm-up ", plan.method.warmup_kimg, " kimg, beta ",
+                   plan.method.top_k, ", warm-up ", plan.method.warmup_kimg, " kimg, ramp-in ", plan.method.rampup_kimg, " kimg, beta ",
                    plan.method.beta, ", generative term ", plan.method.gen_objective,
                    plan.method.gen_objective == "mixture"
                        ? cat(" (tau ", plan.method.tau, ", extra classes ", plan.method.gen_extra, ")")
@@ -350,12 +351,17 @@ int train(const deck::Deck& d) {
     from_host(store.adam_m, ck.adam_m);
     from_host(store.adam_v, ck.adam_v);
     from_host(store.ema, ck.ema);
-    if (!ck.prior.empty()) {
-      std::vector<double> pi(ck.prior.begin(), ck.prior.end());
-      method.set_prior(pi);
+    // the method's state: a value the network and deck cannot take names the file
+    try {
+      if (!ck.prior.empty()) {
+        std::vector<double> pi(ck.prior.begin(), ck.prior.end());
+        method.set_prior(pi);
+      }
+      if (!ck.transition.empty()) method.set_transition_counts(ck.transition);
+      if (!ck.logit_scale.empty()) method.set_logit_scale(ck.logit_scale[0]);
+    } catch (const InputError& e) {
+      throw InputError(cat("cannot resume from '", resume_from, "': /method: ", e.what()));
     }
-    if (!ck.transition.empty()) method.set_transition_counts(ck.transition);
-    if (!ck.logit_scale.empty()) method.set_logit_scale(ck.logit_scale[0]);
     if (!ck.prior_counts.empty()) {  // the sum over ranks: rank 0 carries it
       auto hc = Kokkos::create_mirror_view(method.prior_counts());
       for (size_t i = 0; i < ck.prior_counts.size() && i < hc.extent(0); ++i)

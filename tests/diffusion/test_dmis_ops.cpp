@@ -63,14 +63,29 @@ std::vector<float> host_softmax(const std::vector<float>& l, int B, int C) {
   return p;
 }
 
-TEST(DmisOps, RowSoftmaxMatchesHost) {
+// softmax(s u + log prior(classes)) with the scale a device scalar, against the host
+TEST(DmisOps, ScaledSoftmaxMatchesHost) {
   const int B = 5, C = 7;
-  const auto l = pattern(B * C, 3, -40, 40);
-  auto dl = upload(l);
+  const float s = 37.5f;
+  const auto u = pattern(B * C, 3, -1, 1);
+  std::vector<float> l(B * C);
+  std::vector<int> cls(B * C);
+  std::vector<float> lp(C + 1);
+  for (int y = 0; y <= C; ++y) lp[y] = std::log(0.05f + 0.1f * y);
+  for (int i = 0; i < B * C; ++i) {
+    cls[i] = (i * 3 + i / C) % (C + 1);
+    l[i] = s * u[i] + lp[cls[i]];
+  }
+  auto du = upload(u);
+  auto dc = upload(cls);
+  auto dlp = upload(lp);
+  auto ds = upload(std::vector<float>{s});
   Buf<float> out("out", B * C);
-  ops::row_softmax<Exec>(Exec(), c2(dl, B, C), t2(out, B, C));
+  ops::scaled_softmax<Exec>(Exec(), c2(du, B, C), Tensor2<const int, Exec>(dc.data(), B, C),
+                            Tensor1<const float, Exec>(dlp.data(), C + 1),
+                            Tensor1<const float, Exec>(ds.data(), 1), t2(out, B, C));
   const auto got = host(out, B * C), want = host_softmax(l, B, C);
-  for (int i = 0; i < B * C; ++i) EXPECT_NEAR(got[i], want[i], 1e-6) << i;
+  for (int i = 0; i < B * C; ++i) EXPECT_NEAR(got[i], want[i], 2e-6) << i;
 }
 
 // q ∝ p(z | y) f(y) for each kind, against the host product
@@ -246,6 +261,36 @@ TEST(DmisOps, SampledLabelsFollowThePosterior) {
   ops::sample_labels(Exec(), c2(dq, B, C), rng::Philox(7, rng::kPseudoLabel), 3u, rng::SampleIds{0, 1},
                      Tensor1<int, Exec>(again.data(), B));
   EXPECT_EQ(host(again, B), got);
+}
+
+// The ramp-in: r = 1 keeps the posterior's classes of the first Bw samples, r = 0.3 keeps
+// about 30 % of them (each its own draw, the same for the same keys, growing with r: a sample
+// kept at r keeps at every larger r), the rest and every sample from Bw on take the vanilla label
+TEST(DmisOps, RampLabelsKeepThePosteriorClassWithProbabilityR) {
+  const int B = 4000, Bw = 3000;
+  std::vector<int> drawn(B, 7), van(B, 2);
+  auto dv = upload(van);
+  auto run = [&](float r) {
+    auto d = upload(drawn);
+    ops::ramp_labels(Exec(), r, Bw, rng::Philox(5, rng::kRampLabel), 9u, rng::SampleIds{0, 1},
+                     Tensor1<const int, Exec>(dv.data(), B), Tensor1<int, Exec>(d.data(), B));
+    return host(d, B);
+  };
+  const auto all = run(1.f), part = run(0.3f), more = run(0.6f), none = run(0.f);
+  int kept = 0;
+  for (int b = 0; b < B; ++b) {
+    EXPECT_EQ(all[b], b < Bw ? 7 : 2) << b;
+    EXPECT_EQ(none[b], 2) << b;
+    if (b >= Bw) {
+      EXPECT_EQ(part[b], 2) << b;
+    }
+    if (part[b] == 7) {
+      ++kept;
+      EXPECT_EQ(more[b], 7) << b;
+    }
+  }
+  EXPECT_NEAR(kept / double(Bw), 0.3, 4 * std::sqrt(0.3 * 0.7 / Bw));
+  EXPECT_EQ(run(0.3f), part);
 }
 
 // Labels corrupted through a known T, a classifier that knows the clean class: the counts'
