@@ -78,6 +78,7 @@ int cmd_classify(const Args& args) {
   if (data_path.empty()) data_path = d.get_string("data.path");
   if (limit < 0) limit = d.get_int("data.test_limit");
   if (out.empty()) out = (fs::path(m.run_dir) / "posteriors.h5").string();
+  check_output_file("--out", out);
 
   const data::Dataset ds = data::read_dataset(data_path, split == "test", split == "train" ? limit : 0);
   if (split == "test" && !ds.has_test)

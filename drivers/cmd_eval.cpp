@@ -70,6 +70,7 @@ int train_evaluator(const Args& args) {
     throw UsageError("--data FILE.h5 is required");
   if (out.empty())
     throw UsageError("--out EVALUATOR.h5 is required");
+  check_output_file("--out", out);
 
   const data::Dataset ds = data::read_dataset(data_path, /*with_test=*/true, limit);
   if (!ds.has_test)

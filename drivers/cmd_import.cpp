@@ -167,6 +167,7 @@ int cmd_import(const Args& args) {
     throw UsageError(cat("unknown dataset '", which, "' (known: fmnist, cifar10)"));
   if (out.empty())
     throw UsageError("--out FILE is required");
+  check_output_file("--out", out);
   if (which == "cifar10" && src.empty())
     throw UsageError("cifar10 needs --src DIR (the unpacked binary version, cifar-10-batches-bin)");
   if (seed_given && spec.empty())

@@ -1,4 +1,5 @@
 #include <Kokkos_Core.hpp>
+#include <cstdio>
 #include <filesystem>
 #include <iostream>
 
@@ -46,6 +47,8 @@ int cmd_sample(const Args& args) {
   const deck::Deck& d = m.deck;
   if (out.empty()) out = (fs::path(m.run_dir) / "samples.h5").string();
   if (grid.empty()) grid = (fs::path(out).parent_path() / (fs::path(out).stem().string() + ".png")).string();
+  check_output_file("--out", out);
+  check_output_file("--grid", grid);
 
   const Generation g = generate(m, static_cast<int>(d.get_int("sample.per_class")), -1, "dmis sample");
   const diffusion::SamplerConfig& sc = g.sampler;
@@ -76,10 +79,18 @@ int cmd_sample(const Args& args) {
       f.set_attr("/", "classes", int64_t(K));
       f.set_attr("/", "clipped_values", int64_t(clipped));
     }
-    if (std::rename(tmp.c_str(), out.c_str()) != 0)
+    // the grid first: where it fails, the samples file is left as it was
+    try {
+      png::write_grid(grid, all, total, C, R, R, K, per);
+    } catch (...) {
+      std::remove(tmp.c_str());
+      throw;
+    }
+    if (std::rename(tmp.c_str(), out.c_str()) != 0) {
+      std::remove(tmp.c_str());
       throw InputError(cat("cannot move '", tmp, "' to '", out, "'"));
+    }
   }
-  png::write_grid(grid, all, total, C, R, R, K, per);
   const double frac = static_cast<double>(clipped) / static_cast<double>(all.size());
   if (frac > 0.01)
     std::cout << "dmis sample: note: " << 100.0 * frac << " % of the values fell outside [-1, 1] "

@@ -3,6 +3,7 @@
 // the process exit code; user errors are thrown as dmis::InputError / UsageError (exit 2).
 #include <cstdint>
 #include <exception>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,19 @@ inline uint64_t parse_seed(const std::string& opt, const std::string& v) {
   if (used != v.size() || v.empty())
     throw UsageError(cat(opt, " expects an integer >= 0, found '", v, "'"));
   return seed;
+}
+
+/// An output file named by option `opt` must be a file name in an existing folder: checked
+/// before any work, so that a bad path fails at once and replaces nothing.
+inline void check_output_file(const std::string& opt, const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (path.empty()) throw UsageError(cat(opt, " needs a file name, found ''"));
+  if (path.back() == '/' || fs::is_directory(path, ec))
+    throw UsageError(cat(opt, " '", path, "': is a folder; expected a file name in it"));
+  const fs::path parent = fs::path(path).parent_path();
+  if (!parent.empty() && !fs::is_directory(parent, ec))
+    throw UsageError(cat(opt, " '", path, "': the folder '", parent.string(), "' does not exist"));
 }
 
 struct Command {
