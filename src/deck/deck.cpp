@@ -134,18 +134,36 @@ bool is_section(const std::string& path) {
 }
 
 // Splits "[1, 2, 3]" or "1,2,3" into items.
-std::vector<std::string> split_list(std::string t) {
-  if (!t.empty() && t.front() == '[') t.erase(0, 1);
-  if (!t.empty() && t.back() == ']') t.pop_back();
-  std::vector<std::string> out;
-  std::stringstream ss(t);
+// The elements of a list written on a command line, "[a, b]" or "a, b" ("[]": empty), into
+// out; "" when well formed, else what is wrong with it.
+std::string split_list(std::string t, std::vector<std::string>& out) {
+  out.clear();
+  auto trim = [](std::string& x) {
+    x.erase(0, x.find_first_not_of(" \t"));
+    const auto e = x.find_last_not_of(" \t");
+    x.erase(e == std::string::npos ? 0 : e + 1);
+  };
+  trim(t);
+  const bool opens = !t.empty() && t.front() == '[', closes = !t.empty() && t.back() == ']';
+  if (opens != closes) return opens ? "the '[' is not closed" : "a ']' without its '['";
+  if (opens) t = t.substr(1, t.size() - 2);
+  trim(t);
+  if (t.empty()) return "";
+  std::stringstream ss(t + ",");  // the last element ends with a comma too
   std::string item;
   while (std::getline(ss, item, ',')) {
-    item.erase(0, item.find_first_not_of(" \t"));
-    item.erase(item.find_last_not_of(" \t") + 1);
-    if (!item.empty()) out.push_back(item);
+    trim(item);
+    if (item.empty()) return "an empty element (a stray comma?)";
+    if (item.find_first_of("[]") != std::string::npos) return cat("element '", item, "' is not a number");
+    out.push_back(item);
   }
-  return out;
+  return "";
+}
+
+std::string join_list(const std::vector<std::string>& items) {
+  std::string s = "[";
+  for (size_t i = 0; i < items.size(); ++i) s += (i ? ", " : "") + items[i];
+  return s + "]";
 }
 
 }  // namespace
@@ -184,7 +202,7 @@ void Deck::assign(const KeySpec& k, const std::string& text, const std::vector<s
     }
   }
   Value& v = m_values[k.path];
-  v.text = text;
+  v.text = k.type == Type::IntList ? join_list(items) : text;  // a list written as YAML reads it
   v.items = items;
   v.given = true;
   v.where = where;
@@ -223,7 +241,7 @@ Deck Deck::parse(const std::string& text, const std::string& name,
   for (const auto& k : registry()) {
     Value v;
     v.text = k.fallback;
-    if (k.type == Type::IntList) v.items = split_list(k.fallback);
+    if (k.type == Type::IntList) split_list(k.fallback, v.items);
     v.where = name;
     d.m_values[k.path] = v;
   }
@@ -290,8 +308,13 @@ void Deck::set(const std::string& assignment) {
                         hint.empty() ? "" : " (did you mean '" + hint + "'?)"));
   }
   const bool is_list = k->type == Type::IntList;
-  assign(*k, text, is_list ? split_list(text) : std::vector<std::string>{}, is_list,
-         "--set " + path);
+  std::vector<std::string> items;
+  if (is_list) {
+    const std::string why = split_list(text, items);
+    if (!why.empty())
+      throw DeckError(cat("--set ", path, ": expected a list like [1, 2, 2], found '", text, "': ", why));
+  }
+  assign(*k, text, items, is_list, "--set " + path);
 }
 
 const Deck::Value& Deck::value(const std::string& path) const {

@@ -94,6 +94,30 @@ TEST(Deck, OverridesAreValidatedLikeTheFile) {
   EXPECT_EQ(error_of("train:\n  batch: 8\n", {"data.path=x.h5"}), "");
 }
 
+// a list on the command line: "[a, b]", "a, b" or "[]"; unbalanced brackets and empty elements
+// are errors naming the key (they used to be accepted and fail later, in dmis sample); the
+// resolved deck writes a list as YAML reads it back
+TEST(Deck, MalformedListOverridesAreRejected) {
+  const std::string deck = "data:\n  path: d.h5\n";
+  for (const char* ok : {"[1, 2]", "1,2", " [ 1 ,2 ] ", "[]"}) {
+    const Deck d = Deck::parse(deck, "t.yaml", {std::string("network.attn_res=") + ok});
+    const std::string want = std::string(ok).find('1') != std::string::npos ? "[1, 2]" : "[]";
+    EXPECT_EQ(d.get_string("network.attn_res"), want) << ok;
+    const Deck back = Deck::parse(d.resolved_yaml(), "resolved.yaml");
+    EXPECT_EQ(back.get_ints("network.attn_res"), d.get_ints("network.attn_res")) << ok;
+  }
+  const std::pair<const char*, const char*> bad[] = {
+      {"[1,2", "the '[' is not closed"},   {"1,2]", "a ']' without its '['"},
+      {"[1,2,", "the '[' is not closed"},  {"[1,2,]", "an empty element"},
+      {"1,,2", "an empty element"},        {"[[1],2]", "element '[1]' is not a number"},
+      {"[1,x]", "element 'x'"}};
+  for (const auto& [text, why] : bad) {
+    const std::string e = error_of(deck, {std::string("network.mults=") + text});
+    EXPECT_HAS(e, "--set network.mults");
+    EXPECT_HAS(e, why);
+  }
+}
+
 TEST(Deck, ResolvedDeckReadsBackToTheSameValues) {
   const Deck d = Deck::parse("run:\n  name: 'a: b'\ndata:\n  path: d.h5\nnetwork:\n  attn_res: [7, 14]\n"
                              "method:\n  name: dmis\n  beta: 0.5\n",
