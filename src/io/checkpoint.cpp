@@ -1,3 +1,4 @@
+#include <cmath>
 #include "io/checkpoint.hpp"
 
 #include <algorithm>
@@ -115,12 +116,23 @@ CheckpointData read_checkpoint(const std::string& path, const ParamTable* expect
       throw InputError(cat("checkpoint '", path, "' was written for another network layout: ",
                            diff, " (\"here\" is the network of this deck, \"there\" the checkpoint)"));
   }
+  // weights that are not finite would sample NaN images and classify at 0 % with exit 0
+  auto finite = [&](const char* name, const auto& v) {
+    size_t bad = 0, first = 0;
+    for (size_t i = 0; i < v.size(); ++i)
+      if (!std::isfinite(static_cast<double>(v[i])) && bad++ == 0) first = i;
+    if (bad)
+      throw InputError(cat("checkpoint '", path, "': ", name, " holds ", bad, " of ", v.size(),
+                           " values that are not finite (NaN or inf), the first at index ", first,
+                           "; the file is damaged or was written by a diverged run"));
+  };
   auto get = [&](const char* name, std::vector<float>& v) {
     if (!f.exists(name)) return;
     v = f.read_float(name).data;
     if (v.size() != d.table.total())
       throw InputError(cat("checkpoint '", path, "': ", name, " has ", v.size(),
                            " values, its layout needs ", d.table.total()));
+    finite(name, v);
   };
   get("/params", d.params);
   get("/adam_m", d.adam_m);
@@ -131,6 +143,9 @@ CheckpointData read_checkpoint(const std::string& path, const ParamTable* expect
   if (f.exists("/method/transition_counts"))
     d.transition = f.read_float("/method/transition_counts").data;
   if (f.exists("/method/logit_scale")) d.logit_scale = f.read_float("/method/logit_scale").data;
+  finite("/method/prior", d.prior);
+  finite("/method/transition_counts", d.transition);
+  finite("/method/logit_scale", d.logit_scale);
   if (d.ema.empty())
     throw InputError(cat("checkpoint '", path, "' holds no /ema weights"));
   return d;

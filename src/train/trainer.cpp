@@ -398,6 +398,7 @@ int train(const deck::Deck& d) {
   Kokkos::deep_copy(dacc, 0.0f);
   Kokkos::deep_copy(acc, 0.0f);
 
+  std::string last_ckpt = resume_from.empty() ? std::string("none") : resume_from;
   auto save = [&](long step) {
     Kokkos::fence();
     io::CheckpointData ck;
@@ -412,6 +413,14 @@ int train(const deck::Deck& d) {
     ck.adam_m = to_host(store.adam_m);
     ck.adam_v = to_host(store.adam_v);
     ck.ema = to_host(store.ema);
+    // weights gone to NaN or inf (the loss may still be finite at this step): no checkpoint
+    // that the NaN guard would later call good
+    for (const auto* w : {&ck.params, &ck.ema})
+      for (float x : *w)
+        if (!std::isfinite(x))
+          throw Error(cat("step ", step, ": the weights are not finite numbers (NaN or inf); no "
+                          "checkpoint written, training stopped. Last good checkpoint: ", last_ckpt,
+                          ". Lower train.lr or set train.grad_clip, then resume from it."));
     ck.prior = to_host(method.prior());
     // the DMIS state once the DMIS terms have run (before, it is the deck's starting point, so
     // that a run resumed from the warm-up with other method keys starts from its own)
@@ -442,7 +451,6 @@ int train(const deck::Deck& d) {
     return 0;
   }
   const uint64_t data_seed = plan.seed ^ 0xD1B54A32D192ED03ull;
-  std::string last_ckpt = resume_from.empty() ? std::string("none") : resume_from;
   auto t_start = std::chrono::steady_clock::now();
   auto t_log = t_start;
   long steps_since_log = 0;
