@@ -68,6 +68,14 @@ void UNetConfig::validate() const {
   need(resolution > 0 && resolution % down == 0,
        cat("resolution ", resolution, " must be divisible by 2^(levels-1) = ", down,
            " so that down- and upsampling meet"));
+  // attention at a resolution no level has would be silently ignored
+  std::string levels;
+  for (size_t i = 0; i < mults.size(); ++i) levels += cat(i ? ", " : "", resolution >> i);
+  for (int r : attn_res) {
+    bool found = false;
+    for (size_t i = 0; i < mults.size(); ++i) found = found || r == (resolution >> i);
+    need(found, cat("attn_res: no level has resolution ", r, " (the levels: ", levels, ")"));
+  }
 }
 
 std::string UNetConfig::describe() const {

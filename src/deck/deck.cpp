@@ -5,8 +5,10 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -211,11 +213,17 @@ void Deck::assign(const KeySpec& k, const std::string& text, const std::vector<s
 namespace {
 void walk(const YAML::Node& node, const std::string& prefix, const std::string& file,
           const std::function<void(const std::string&, const YAML::Node&, const YAML::Node&)>& leaf) {
+  // YAML forbids a key twice in one map; yaml-cpp keeps both, and the later would silently win
+  std::map<std::string, std::string> seen;
   for (auto it = node.begin(); it != node.end(); ++it) {
     const std::string key = it->first.as<std::string>();
     const std::string path = prefix.empty() ? key : prefix + "." + key;
     const YAML::Node& val = it->second;
     const std::string where = where_of(file, it->first.Mark());
+    if (const auto [at, fresh] = seen.emplace(key, where); !fresh)
+      throw DeckError(cat(where, ": '", path, "' is given twice (first at ", at->second,
+                          "); a deck gives each ", is_section(path) && !find_key(path) ? "section" : "key",
+                          " once"));
     if (!find_key(path) && !is_section(path)) {
       const std::string hint = closest(path, all_paths());
       throw DeckError(cat(where, ": unknown key '", path, "'",
@@ -289,6 +297,9 @@ Deck Deck::parse(const std::string& text, const std::string& name,
 }
 
 Deck Deck::load(const std::string& path, const std::vector<std::string>& overrides) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec))
+    throw DeckError(cat("deck '", path, "' is a folder; expected a YAML file (e.g. inputs/quickstart.yaml)"));
   std::ifstream f(path);
   if (!f) throw DeckError(cat("cannot read deck '", path, "' (missing or not readable)"));
   std::stringstream ss;

@@ -118,6 +118,21 @@ TEST(Deck, MalformedListOverridesAreRejected) {
   }
 }
 
+// a key or a section twice is an error naming both places (yaml-cpp would let the later win);
+// a folder given as the deck says so
+TEST(Deck, DuplicateKeysAndFoldersAreErrors) {
+  EXPECT_HAS(error_of("data:\n  path: d.h5\ntrain:\n  batch: 8\n  batch: 16\n"),
+             "t.yaml:5:3: 'train.batch' is given twice (first at t.yaml:4:3); a deck gives each key once");
+  EXPECT_HAS(error_of("data:\n  path: d.h5\ntrain:\n  batch: 8\ndata:\n  path: e.h5\n"),
+             "t.yaml:5:1: 'data' is given twice (first at t.yaml:1:1); a deck gives each section once");
+  try {
+    Deck::load(".");
+    ADD_FAILURE() << "a folder loaded as a deck";
+  } catch (const DeckError& e) {
+    EXPECT_HAS(e.what(), "deck '.' is a folder; expected a YAML file");
+  }
+}
+
 TEST(Deck, ResolvedDeckReadsBackToTheSameValues) {
   const Deck d = Deck::parse("run:\n  name: 'a: b'\ndata:\n  path: d.h5\nnetwork:\n  attn_res: [7, 14]\n"
                              "method:\n  name: dmis\n  beta: 0.5\n",
