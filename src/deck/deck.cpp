@@ -265,9 +265,24 @@ Deck Deck::parse(const std::string& text, const std::string& name,
     throw DeckError(cat(name, ": expected a map of sections (run:, data:, train:, ...) at the top "
                               "level of the deck"));
   } else {
+    // the start of every line, to look at a quoted value where it begins
+    std::vector<size_t> line_start{0};
+    for (size_t i = 0; i < text.size(); ++i)
+      if (text[i] == '\n') line_start.push_back(i + 1);
     walk(root, "", name, [&](const std::string& path, const YAML::Node& key, const YAML::Node& val) {
       const KeySpec& k = *find_key(path);
       const std::string where = where_of(name, key.Mark());
+      // a quoted value must end on the line it starts: YAML lets an unclosed quote run on to
+      // the end of the file, swallowing the keys after it
+      const YAML::Mark vm = val.Mark();
+      if (val.IsScalar() && vm.line >= 0 && static_cast<size_t>(vm.line) < line_start.size()) {
+        const size_t at = line_start[vm.line] + vm.column;
+        const size_t eol = std::min(text.find('\n', at), text.size());
+        if (at < text.size() && (text[at] == '"' || text[at] == '\'') &&
+            text.find(text[at], at + 1) >= eol)
+          throw DeckError(cat(where_of(name, vm), ": ", path, ": the quote ", text[at],
+                              " is not closed on its line"));
+      }
       if (val.IsMap())
         throw DeckError(cat(where, ": ", path, ": expected ", expectation(k), ", found a map"));
       if (val.IsNull())

@@ -119,12 +119,17 @@ TEST(Deck, MalformedListOverridesAreRejected) {
 }
 
 // a key or a section twice is an error naming both places (yaml-cpp would let the later win);
-// a folder given as the deck says so
-TEST(Deck, DuplicateKeysAndFoldersAreErrors) {
+// an unclosed quote and a folder given as the deck say so
+TEST(Deck, DuplicateKeysUnclosedQuotesAndFoldersAreErrors) {
   EXPECT_HAS(error_of("data:\n  path: d.h5\ntrain:\n  batch: 8\n  batch: 16\n"),
              "t.yaml:5:3: 'train.batch' is given twice (first at t.yaml:4:3); a deck gives each key once");
   EXPECT_HAS(error_of("data:\n  path: d.h5\ntrain:\n  batch: 8\ndata:\n  path: e.h5\n"),
              "t.yaml:5:1: 'data' is given twice (first at t.yaml:1:1); a deck gives each section once");
+  // an unclosed quote would swallow the rest of the deck
+  EXPECT_HAS(error_of("data:\n  path: d.h5\nrun:\n  name: \"abc\ntrain:\n  batch: 8\n"),
+             "t.yaml:4:9: run.name: the quote \" is not closed on its line");
+  EXPECT_HAS(error_of("data:\n  path: 'd.h5\n"), "t.yaml:2:9: data.path: the quote ' is not closed");
+  EXPECT_EQ(error_of("data:\n  path: \"d.h5\"\nrun:\n  name: 'it''s'  # comment\n"), "");
   try {
     Deck::load(".");
     ADD_FAILURE() << "a folder loaded as a deck";
