@@ -97,6 +97,12 @@ CheckpointData read_checkpoint(const std::string& path, const ParamTable* expect
   d.step = static_cast<long>(f.attr_int("/", "step"));
   d.images_seen = f.attr_double("/", "images_seen");
   d.seed = static_cast<uint64_t>(f.attr_int("/", "seed"));
+  if (d.kind != "training-state" && d.kind != "ema-snapshot")
+    throw InputError(cat("checkpoint '", path, "': root attribute 'kind' is '", d.kind,
+                         "', expected 'training-state' or 'ema-snapshot'"));
+  if (d.step < 0 || !(d.images_seen >= 0))
+    throw InputError(cat("checkpoint '", path, "': root attributes step ", d.step, " and images_seen ",
+                         d.images_seen, ", expected both >= 0"));
   d.preset = f.attr_string("/", "preset");
   d.deck = f.attr_string("/", "deck");
   const auto names = f.read_strings("/layout/names");

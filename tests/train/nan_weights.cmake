@@ -1,5 +1,5 @@
-# Weights that are not finite in an EMA snapshot or a checkpoint: dmis sample and a resume stop
-# with exit 2 and name the file and the dataset (they used to sample NaN images with exit 0).
+# Weights that are not finite in an EMA snapshot or a checkpoint, or a negative step: dmis sample stops
+# with exit 2, naming the file and the dataset (it sampled NaN images with exit 0).
 #   cmake -DDMIS=... -DRUN=<a finished run directory> -DWORK=... -DPYTHON=... -P nan_weights.cmake
 file(REMOVE_RECURSE ${WORK})
 file(MAKE_DIRECTORY ${WORK})
@@ -29,3 +29,18 @@ foreach(pair "${ema};/ema" "${ckpt};/params")
     message(FATAL_ERROR "a sample file was written from NaN weights")
   endif()
 endforeach()
+# a negative step attribute: the same, naming the file (it was an internal error)
+get_filename_component(name ${ema} NAME)
+file(REMOVE ${WORK}/${name})
+file(COPY ${ema} DESTINATION ${WORK})
+execute_process(COMMAND ${PYTHON} -c
+  "import h5py, sys; f = h5py.File(sys.argv[1], 'r+'); f.attrs.modify('step', -5); f.close()"
+  ${WORK}/${name} RESULT_VARIABLE rc ERROR_VARIABLE err)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "could not patch ${WORK}/${name} (${rc}): ${err}")
+endif()
+execute_process(COMMAND ${DMIS} sample ${WORK}/${name} --out ${WORK}/s.h5 --set sample.steps=2
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(NOT rc EQUAL 2 OR NOT err MATCHES "checkpoint '[^']*${name}': root attributes step -5 and images_seen [0-9.e+]+, expected both >= 0")
+  message(FATAL_ERROR "sample from a negative step: exit ${rc}:\n${out}\n${err}")
+endif()
