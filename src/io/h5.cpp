@@ -7,7 +7,11 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
+#include <new>
 #include <sstream>
+#include <type_traits>
+#include <unistd.h>
 
 namespace dmis::h5 {
 
@@ -64,6 +68,54 @@ hid_t native_type<uint8_t>() {
   return H5T_NATIVE_UINT8;
 }
 
+// What the file stores must convert to T without changing the values: HDF5 would read floats
+// into integers truncated (3.5 -> 3) and wider integers into uint8 clipped (300 -> 255).
+template <class T>
+void check_stored_type(hid_t ds, const std::string& path, const std::string& name) {
+  Handle type(H5Dget_type(ds), H5Tclose);
+  if (type < 0) fail(path, name, "cannot read its type");
+  const H5T_class_t cls = H5Tget_class(type);
+  const size_t size = H5Tget_size(type);
+  const bool is_signed = cls == H5T_INTEGER && H5Tget_sign(type) == H5T_SGN_2;
+  const std::string stored =
+      cls == H5T_INTEGER ? cat(is_signed ? "int" : "uint", 8 * size)
+      : cls == H5T_FLOAT ? cat("float", 8 * size)
+      : cls == H5T_STRING ? std::string("strings")
+                          : std::string("a non-numeric type");
+  const char* want = std::is_same_v<T, uint8_t> ? "uint8" : std::is_same_v<T, int32_t> ? "integers"
+                                                                                       : "numbers";
+  if (cls != H5T_INTEGER && cls != H5T_FLOAT) fail(path, name, cat("stores ", stored, ", expected ", want));
+  if (std::is_integral_v<T> && cls == H5T_FLOAT)
+    fail(path, name, cat("stores ", stored, ", expected ", want, " (floats would be truncated)"));
+  if (std::is_same_v<T, uint8_t> && (size > 1 || is_signed))
+    fail(path, name, cat("stores ", stored, ", expected uint8 (values outside 0..255 would be clipped)"));
+}
+
+// The values of a dataset of these dims, allocated: the count bounded by this machine's memory,
+// so that a file that declares a huge shape fails with its name, not with std::bad_alloc.
+template <class T>
+void allocate(std::vector<T>& v, const std::vector<hsize_t>& dims, const std::string& path,
+              const std::string& name) {
+  size_t n = 1;
+  bool overflow = false;
+  for (hsize_t d : dims) {
+    if (d != 0 && n > std::numeric_limits<size_t>::max() / sizeof(T) / d) overflow = true;
+    n *= static_cast<size_t>(d);
+  }
+  const double bytes = static_cast<double>(n) * sizeof(T);
+  const double memory = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGESIZE);
+  std::string shape;
+  for (size_t i = 0; i < dims.size(); ++i) shape += cat(i ? ", " : "", dims[i]);
+  if (overflow || (memory > 0 && bytes > memory))
+    fail(path, name, cat("declares shape (", shape, "): ", overflow ? std::string("more") : cat(bytes / 1e9),
+                         " GB, more than this machine's memory (", memory / 1e9, " GB)"));
+  try {
+    v.resize(n);
+  } catch (const std::bad_alloc&) {
+    fail(path, name, cat("declares shape (", shape, "): ", bytes / 1e9, " GB, which cannot be allocated"));
+  }
+}
+
 template <class T>
 Array<T> read_dataset(hid_t file, const std::string& path, const std::string& name) {
   if (H5Lexists(file, name.c_str(), H5P_DEFAULT) <= 0) fail(path, name, "no such dataset");
@@ -74,13 +126,11 @@ Array<T> read_dataset(hid_t file, const std::string& path, const std::string& na
   if (rank < 0) fail(path, name, "cannot read its shape");
   std::vector<hsize_t> dims(static_cast<size_t>(rank));
   H5Sget_simple_extent_dims(space, dims.data(), nullptr);
+  check_stored_type<T>(ds, path, name);
   Array<T> out;
-  size_t n = 1;
-  for (hsize_t d : dims) {
-    out.shape.push_back(static_cast<size_t>(d));
-    n *= static_cast<size_t>(d);
-  }
-  out.data.resize(n);
+  for (hsize_t d : dims) out.shape.push_back(static_cast<size_t>(d));
+  allocate(out.data, dims, path, name);
+  const size_t n = out.data.size();
   if (n > 0 && H5Dread(ds, native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data.data()) < 0)
     fail(path, name, "cannot read its values as the expected numeric type");
   return out;
@@ -206,6 +256,7 @@ Array<uint8_t> File::read_uint8_rows(const std::string& name, size_t first, size
   if (first + count > full[0])
     fail(m_path, name, cat("rows [", first, ", ", first + count, ") requested, it has ", full[0]));
   Handle ds(H5Dopen2(m_id, name.c_str(), H5P_DEFAULT), H5Dclose);
+  check_stored_type<uint8_t>(ds, m_path, name);
   Handle space(H5Dget_space(ds), H5Sclose);
   std::vector<hsize_t> start(full.size(), 0), cnt(full.begin(), full.end());
   start[0] = first;
@@ -214,9 +265,8 @@ Array<uint8_t> File::read_uint8_rows(const std::string& name, size_t first, size
   Handle mem(H5Screate_simple(static_cast<int>(cnt.size()), cnt.data(), nullptr), H5Sclose);
   Array<uint8_t> out;
   out.shape.assign(cnt.begin(), cnt.end());
-  size_t n = 1;
-  for (auto c : cnt) n *= c;
-  out.data.resize(n);
+  allocate(out.data, cnt, m_path, name);
+  const size_t n = out.data.size();
   if (n > 0 && H5Dread(ds, H5T_NATIVE_UINT8, mem, space, H5P_DEFAULT, out.data.data()) < 0)
     fail(m_path, name, "cannot read rows as uint8");
   return out;

@@ -235,6 +235,62 @@ TEST(DatasetErrors, WrongFormatAttribute) {
   EXPECT_TRUE(contains_all(read_error(path), {path, "attribute 'format' missing", "dmis-dataset"}));
 }
 
+// replaces dataset `name` of the file with one of `dims` of HDF5 type `type`, filled with `v`
+// (one value of that type repeated); an unallocated huge one when `v` is null
+void replace_dataset(const std::string& path, const char* name, hid_t type, std::vector<hsize_t> dims,
+                     const void* v, size_t vsize) {
+  const hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  if (H5Lexists(f, name, H5P_DEFAULT) > 0) H5Ldelete(f, name, H5P_DEFAULT);
+  const hid_t space = H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr);
+  const hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  if (!v) {  // chunked, nothing written: a huge shape in a small file
+    std::vector<hsize_t> chunk(dims.size(), 1);
+    H5Pset_chunk(dcpl, static_cast<int>(chunk.size()), chunk.data());
+  }
+  const hid_t ds = H5Dcreate2(f, name, type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+  if (v) {
+    size_t n = 1;
+    for (auto d : dims) n *= d;
+    std::vector<char> buf(n * vsize);
+    for (size_t i = 0; i < n; ++i) std::memcpy(buf.data() + i * vsize, v, vsize);
+    H5Dwrite(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.data());
+  }
+  H5Dclose(ds);
+  H5Pclose(dcpl);
+  H5Sclose(space);
+  H5Fclose(f);
+}
+
+// values HDF5 would convert silently (floats into integers truncated, wide integers into uint8
+// clipped) and shapes no memory holds are errors naming the file and the dataset
+TEST(DatasetErrors, StoredTypesAndSizesAreChecked) {
+  ScratchDir dir("dataset");
+  const std::string path = dir.file("raw.h5");
+  const float half = 0.5f, three_half = 3.5f;
+  const uint16_t wide = 300;
+  const int64_t label64 = 1;
+  RawFile().write(path);
+  replace_dataset(path, "/train/images", H5T_NATIVE_FLOAT, {4, 1, 2, 2}, &half, sizeof half);
+  EXPECT_TRUE(contains_all(read_error(path), {path, "/train/images", "stores float32, expected uint8"}));
+  RawFile().write(path);
+  replace_dataset(path, "/train/images", H5T_NATIVE_UINT16, {4, 1, 2, 2}, &wide, sizeof wide);
+  EXPECT_TRUE(contains_all(read_error(path), {path, "/train/images", "stores uint16, expected uint8",
+                                              "would be clipped"}));
+  RawFile().write(path);
+  replace_dataset(path, "/train/labels", H5T_NATIVE_FLOAT, {4}, &three_half, sizeof three_half);
+  EXPECT_TRUE(contains_all(read_error(path), {path, "/train/labels", "stores float32, expected integers",
+                                              "truncated"}));
+  // int64 labels, as numpy writes them by default, read as they are
+  RawFile().write(path);
+  replace_dataset(path, "/train/labels", H5T_NATIVE_INT64, {4}, &label64, sizeof label64);
+  EXPECT_EQ(data::read_dataset(path).train.labels, (std::vector<int32_t>{1, 1, 1, 1}));
+  // a shape of 2^30 images (842 GB) in a file of a few KB
+  RawFile().write(path);
+  replace_dataset(path, "/train/images", H5T_NATIVE_UINT8, {hsize_t(1) << 30, 1, 28, 28}, nullptr, 1);
+  EXPECT_TRUE(contains_all(read_error(path), {path, "/train/images", "declares shape (1073741824, 1, 28, 28)",
+                                              "more than this machine's memory"}));
+}
+
 TEST(DatasetErrors, ImagesOfRank3) {
   ScratchDir dir("dataset");
   const std::string path = dir.file("raw.h5");
