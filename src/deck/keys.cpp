@@ -52,7 +52,8 @@ const std::vector<KeySpec>& registry() {
       I("run.seed", "1", 0, 4294967295.0, "seed of everything random in the run"),
       S("run.resume", "none", {},
         "`none` (a new run; refuses an existing run directory), `latest` (continue from the "
-        "newest complete checkpoint of this run) or a checkpoint file"),
+        "newest complete checkpoint of this run; from step 0 where it has none yet) or a "
+        "checkpoint file. One run at a time writes a run directory (its .lock)"),
       I("run.log_every", "50", 1, kInf, "steps between progress lines and stats.jsonl records"),
       I("run.checkpoint_every", "500", 0, kInf,
         "steps between checkpoints (0: only at the end)"),

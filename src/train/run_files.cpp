@@ -8,6 +8,10 @@
 #include <iostream>
 #include <sstream>
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include "core/error.hpp"
 #include "io/checkpoint.hpp"
 
@@ -33,6 +37,10 @@ void write_file_atomic(const std::string& path, const std::string& text) {
 
 RunFiles::RunFiles(const std::string& dir, bool writer) : m_dir(dir), m_writer(writer) {}
 
+RunFiles::~RunFiles() {
+  if (m_lock >= 0) ::close(m_lock);  // releases the flock
+}
+
 bool RunFiles::holds_run() const {
   std::error_code ec;
   return fs::exists(fs::path(m_dir) / "deck.yaml", ec) ||
@@ -53,6 +61,21 @@ void RunFiles::create() {
                          " (set run.out_dir to a writable place)"));
   f.close();
   std::remove(probe.c_str());
+  // one writer per run directory: two runs resuming it at once would both write stats.jsonl
+  // and the checkpoints (the lock goes with the process, also when it is killed)
+  const std::string lock = (fs::path(m_dir) / ".lock").string();
+  m_lock = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (m_lock < 0)
+    throw InputError(cat("cannot open the lock file '", lock, "': ", std::strerror(errno)));
+  if (::flock(m_lock, LOCK_EX | LOCK_NB) != 0) {
+    const int e = errno;
+    ::close(m_lock);
+    m_lock = -1;
+    throw InputError(cat("the run directory '", m_dir, "' is in use by another run (",
+                         e == EWOULDBLOCK ? std::string("its lock '") + lock + "' is held"
+                                          : std::string(std::strerror(e)),
+                         "); wait for it to end, or choose another run.name"));
+  }
 }
 
 void RunFiles::log(const std::string& line) {

@@ -9,9 +9,14 @@ namespace dmis::train {
 class RunFiles {
 public:
   RunFiles(const std::string& dir, bool writer);
+  ~RunFiles();
+  RunFiles(const RunFiles&) = delete;
+  RunFiles& operator=(const RunFiles&) = delete;
   /// The directory holds a run already (a deck.yaml or a checkpoint).
   bool holds_run() const;
-  /// Creates the directory (and parents) and checks it is writable; InputError otherwise.
+  /// Creates the directory (and parents), checks it is writable and takes its lock (.lock,
+  /// an exclusive flock held while this object lives: a second run writing the same directory
+  /// stops with an InputError); InputError otherwise.
   void create();
   void log(const std::string& line);
   void stats(const std::string& json_line);
@@ -25,6 +30,7 @@ public:
 private:
   std::string m_dir;
   bool m_writer;
+  int m_lock = -1;  // the lock file's descriptor while held
 };
 
 /// Writes `text` to `path` through a temporary file and a rename.

@@ -210,21 +210,27 @@ int train(const deck::Deck& d) {
 
   // ---- run directory -----------------------------------------------------------------------
   RunFiles files(plan.run_dir, root);
-  std::string resume_from;
+  std::string resume_from, fresh_note;
   if (plan.resume == "none") {
     if (files.holds_run())
       d.fail("run.resume", cat("the run directory '", plan.run_dir, "' already holds a run; set "
                                "run.resume: latest to continue it, or choose another run.name"));
   } else if (plan.resume == "latest") {
+    // the newest checkpoint; none (a run stopped before its first, or no run yet): from step 0
     const auto ck = io::list_checkpoints(plan.run_dir, "ckpt");
-    if (ck.empty())
-      d.fail("run.resume", cat("'latest', but '", plan.run_dir, "' holds no complete checkpoint"));
-    resume_from = ck.back();
+    if (!ck.empty()) resume_from = ck.back();
+    else fresh_note = cat("run.resume: latest, but '", plan.run_dir, "' holds no complete checkpoint",
+                          files.holds_run() ? " (the run stopped before its first)" : "",
+                          ": starting from step 0");
   } else {
     resume_from = plan.resume;
   }
   dist::barrier();  // every rank has looked at the directory before rank 0 writes into it
   files.create();  // checks that the directory is writable before any work starts
+  if (root && !fresh_note.empty()) {
+    files.log(fresh_note);
+    files.truncate_stats_after(0);  // the records of the run that stopped
+  }
 
   // ---- data and supervision ----------------------------------------------------------------
   const data::Dataset ds = data::read_dataset(plan.data_path, /*with_test=*/false, plan.train_limit);
