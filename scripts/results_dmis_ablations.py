@@ -12,10 +12,10 @@ import json
 import os
 
 ORDER = ["vanilla", "dmis", "scale-mean", "scale-pixels", "elr", "elr-unclamped", "slice",
-         "transition-em", "mixture", "median-sigma"]
+         "transition-em", "mixture", "ramp", "median-sigma"]
 WHAT = {
     "vanilla": "no DMIS terms (method.name=vanilla)",
-    "dmis": "the quickstart deck",
+    "dmis": "the quickstart deck of these runs (no ramp-in; the deck has since taken rampup_kimg 8)",
     "scale-mean": "cause 1: s = 1, the mean over pixels, not calibrated",
     "scale-pixels": "cause 1: s = 784, the sum over pixels, not calibrated",
     "elr": "cause 2: DMIS's ELR target, clamped as ELR's reference (noisy_target=elr)",
@@ -23,6 +23,7 @@ WHAT = {
     "slice": "cause 3: posterior for the classifier slice only (posterior_fraction=0.125)",
     "transition-em": "cause 4: the transition by online EM from rate 0.5 (transition=estimate)",
     "mixture": "causes 5, 6: TDSM's mixture, top class + 2, renormalised (gen_objective=mixture)",
+    "ramp": "the DMIS terms ramped in over 8 kimg (rampup_kimg=8, the quickstart deck's now)",
     "median-sigma": "the classifier at the DMIS window's median sigma 0.30 (classifier_sigma=0)",
 }
 
