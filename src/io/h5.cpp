@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <limits>
 #include <new>
 #include <sstream>
@@ -181,7 +182,14 @@ File::File(const std::string& path, Mode mode) : m_path(path) {
       fail(path, "", "is not an HDF5 file");
     }
     m_id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (m_id < 0) fail(path, "", "cannot open for reading");
+    if (m_id < 0) {
+      // the signature is there, the rest is not: cut short or damaged
+      std::error_code ec;
+      const auto bytes = std::filesystem::file_size(path, ec);
+      fail(path, "", cat("cannot be opened: an HDF5 file whose structure is damaged or cut short (",
+                         ec ? std::string("size unknown") : cat(bytes, " bytes"),
+                         "; an interrupted copy or write?)"));
+    }
   } else {
     m_id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (m_id < 0) fail(path, "", "cannot create (is the directory writable?)");

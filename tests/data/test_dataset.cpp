@@ -2,6 +2,8 @@
 // rejected with a message naming the file, the dataset path, the expectation and the finding.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include <hdf5.h>
 
 #include <cstring>
@@ -289,6 +291,16 @@ TEST(DatasetErrors, StoredTypesAndSizesAreChecked) {
   replace_dataset(path, "/train/images", H5T_NATIVE_UINT8, {hsize_t(1) << 30, 1, 28, 28}, nullptr, 1);
   EXPECT_TRUE(contains_all(read_error(path), {path, "/train/images", "declares shape (1073741824, 1, 28, 28)",
                                               "more than this machine's memory"}));
+}
+
+// a file cut short (an interrupted copy): its signature reads, its structure does not
+TEST(DatasetErrors, TruncatedFileSaysSo) {
+  ScratchDir dir("dataset");
+  const std::string path = dir.file("raw.h5");
+  RawFile().write(path);
+  const auto size = std::filesystem::file_size(path);
+  std::filesystem::resize_file(path, size / 2);
+  EXPECT_TRUE(contains_all(read_error(path), {path, "damaged or cut short", std::to_string(size / 2) + " bytes"}));
 }
 
 TEST(DatasetErrors, ImagesOfRank3) {
