@@ -216,9 +216,7 @@ int cmd_classify(const Args& args) {
   // the binomial standard error of the accuracy over the N test images
   const double se = std::sqrt(acc * (1 - acc) / N);
   {
-    const std::string tmp = out + ".tmp";
-    {
-      h5::File f(tmp, h5::File::Mode::Create);
+    h5::write_atomic(out, [&](h5::File& f) {
       f.write("/posteriors", {static_cast<size_t>(N), static_cast<size_t>(K)}, post.data());
       f.write("/predictions", {static_cast<size_t>(N)}, pred.data());
       f.write("/labels", {static_cast<size_t>(N)}, labels.data());
@@ -232,9 +230,7 @@ int cmd_classify(const Args& args) {
       f.set_attr("/", "points", int64_t(cc.points));
       f.set_attr("/", "corruption", corruption.none() ? std::string("none") : corruption.spec());
       if (!corruption.none()) f.set_attr("/", "corruption_seed", int64_t(corrupt_seed));
-    }
-    if (std::rename(tmp.c_str(), out.c_str()) != 0)
-      throw InputError(cat("cannot move '", tmp, "' to '", out, "'"));
+    });
   }
   std::cout << "dmis classify: accuracy " << std::fixed << std::setprecision(2) << 100 * acc
             << " % (" << correct << "/" << N << ") on the " << split << " split (standard error "

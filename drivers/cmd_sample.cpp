@@ -62,7 +62,7 @@ int cmd_sample(const Args& args) {
   if (!root) return 0;
   {
     const std::string tmp = out + ".tmp";
-    {
+    try {
       h5::File f(tmp, h5::File::Mode::Create);
       f.write("/images", {static_cast<size_t>(total), static_cast<size_t>(C), static_cast<size_t>(R),
                           static_cast<size_t>(R)},
@@ -78,9 +78,8 @@ int cmd_sample(const Args& args) {
       f.set_attr("/", "seed", int64_t(sc.seed));
       f.set_attr("/", "classes", int64_t(K));
       f.set_attr("/", "clipped_values", int64_t(clipped));
-    }
-    // the grid first: where it fails, the samples file is left as it was
-    try {
+      f.close();  // checked before anything is renamed into place
+      // the grid first: where it fails, the samples file is left as it was
       png::write_grid(grid, all, total, C, R, R, K, per);
     } catch (...) {
       std::remove(tmp.c_str());

@@ -540,6 +540,7 @@ void write_dataset(const std::string& path, const Dataset& ds) {
       write_split(f, ds.train, ds.classes, "/train");
       if (ds.has_test)
         write_split(f, ds.test, ds.classes, "/test");
+      f.close();  // checked: a file that did not reach the disk is never renamed into place
     }
     std::error_code ec;
     fs::rename(tmp, path, ec);

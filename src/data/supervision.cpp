@@ -441,6 +441,7 @@ void write_supervision(const std::string& path, const Supervision& s) {
       f.set_attr("/stats", "mean_candidates", s.stats.mean_candidates);
       f.set_attr("/stats", "labeled_fraction", s.stats.labeled_fraction);
       f.set_attr("/stats", "true_label_in_candidates", s.stats.true_label_in_candidates);
+      f.close();  // checked: a file that did not reach the disk is never renamed into place
     }
     std::error_code ec;
     fs::rename(tmp, path, ec);

@@ -22,9 +22,7 @@ void write_evaluator(const std::string& path, const EvaluatorFile& e) {
   if (e.params.size() != table.total())
     throw Error(cat("write_evaluator: ", e.params.size(), " parameters, the configuration has ",
                     table.total()));
-  const std::string tmp = path + ".tmp";
-  {
-    h5::File f(tmp, h5::File::Mode::Create);
+  h5::write_atomic(path, [&](h5::File& f) {
     f.set_attr("/", "format", std::string("dmis-evaluator"));
     f.set_attr("/", "format_version", int64_t(1));
     f.set_attr("/", "dmis_version", std::string(version()));
@@ -58,9 +56,7 @@ void write_evaluator(const std::string& path, const EvaluatorFile& e) {
     }
     if (!e.test_per_class.empty())
       f.write("/test_accuracy_per_class", {e.test_per_class.size()}, e.test_per_class.data());
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0)
-    throw InputError(cat("cannot move '", tmp, "' to '", path, "'"));
+  });
 }
 
 EvaluatorFile read_evaluator(const std::string& path) {

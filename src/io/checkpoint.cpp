@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 
 #include "core/error.hpp"
@@ -35,12 +36,71 @@ std::vector<std::string> list_checkpoints(const std::string& dir, const std::str
   return out;
 }
 
+namespace {
+
+// A digest of everything read_checkpoint returns, in a fixed order (FNV-1a over 64-bit words,
+// the tail bytewise): written last, so that a file whose values were damaged after the write
+// (bit flips, zeroed ranges) or whose write never finished is refused instead of read.
+class Digest {
+public:
+  void bytes(const void* p, size_t n) {
+    const auto* c = static_cast<const unsigned char*>(p);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      uint64_t w;
+      std::memcpy(&w, c + i, 8);
+      mix(w);
+    }
+    for (; i < n; ++i) mix(c[i]);
+  }
+  void u64(uint64_t v) { mix(v); }
+  void str(const std::string& s) {
+    u64(s.size());
+    bytes(s.data(), s.size());
+  }
+  template <class T>
+  void vec(const std::vector<T>& v) {
+    u64(v.size());
+    if (!v.empty()) bytes(v.data(), v.size() * sizeof(T));
+  }
+  std::string hex() const {
+    char b[17];
+    std::snprintf(b, sizeof b, "%016llx", static_cast<unsigned long long>(m_h));
+    return b;
+  }
+
+private:
+  void mix(uint64_t w) {
+    m_h ^= w;
+    m_h *= 1099511628211ull;
+  }
+  uint64_t m_h = 1469598103934665603ull;
+};
+
+std::string content_digest(const CheckpointData& d) {
+  Digest g;
+  g.str(d.kind);
+  g.u64(static_cast<uint64_t>(d.step));
+  g.bytes(&d.images_seen, sizeof d.images_seen);
+  g.u64(d.seed);
+  g.str(d.preset);
+  g.str(d.deck);
+  for (const auto& e : d.table.entries()) {
+    g.str(e.name);
+    g.vec(e.shape);
+    g.u64(e.offset);
+  }
+  g.vec(d.params), g.vec(d.adam_m), g.vec(d.adam_v), g.vec(d.ema);
+  g.vec(d.prior), g.vec(d.prior_counts), g.vec(d.transition), g.vec(d.logit_scale);
+  return g.hex();
+}
+
+}  // namespace
+
 void write_checkpoint(const std::string& path, const CheckpointData& d) {
-  const std::string tmp = path + ".tmp";
-  {
-    h5::File f(tmp, h5::File::Mode::Create);
+  h5::write_atomic(path, [&](h5::File& f) {
     f.set_attr("/", "format", std::string("dmis-checkpoint"));
-    f.set_attr("/", "format_version", int64_t(1));
+    f.set_attr("/", "format_version", int64_t(2));
     f.set_attr("/", "kind", d.kind);
     f.set_attr("/", "dmis_version", std::string(version()));
     f.set_attr("/", "git", std::string(git_hash()));
@@ -78,11 +138,8 @@ void write_checkpoint(const std::string& path, const CheckpointData& d) {
     if (!d.transition.empty())
       f.write("/method/transition_counts", {d.transition.size()}, d.transition.data());
     put("/method/logit_scale", d.logit_scale);
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw InputError(cat("cannot move checkpoint '", tmp, "' to '", path, "'"));
-  }
+    f.set_attr("/", "digest", content_digest(d));  // last: a file without it is incomplete
+  });
 }
 
 CheckpointData read_checkpoint(const std::string& path, const ParamTable* expect) {
@@ -154,6 +211,16 @@ CheckpointData read_checkpoint(const std::string& path, const ParamTable* expect
   finite("/method/logit_scale", d.logit_scale);
   if (d.ema.empty())
     throw InputError(cat("checkpoint '", path, "' holds no /ema weights"));
+  // format 2 carries the digest of its contents (format 1, written before it, does not)
+  const int64_t version = f.has_attr("/", "format_version") ? f.attr_int("/", "format_version") : 1;
+  if (version >= 2) {
+    if (!f.has_attr("/", "digest"))
+      throw InputError(cat("checkpoint '", path, "' has no digest: its write did not finish"));
+    const std::string want = f.attr_string("/", "digest"), got = content_digest(d);
+    if (want != got)
+      throw InputError(cat("checkpoint '", path, "' is damaged: its contents do not match its digest (",
+                           got, " against ", want, ")"));
+  }
   return d;
 }
 

@@ -1,11 +1,13 @@
 #include "io/h5.hpp"
 
 #include "dmis_config.hpp"
+#include "core/io_error.hpp"
 
 #if DMIS_ENABLE_HDF5
 #include <hdf5.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <limits>
@@ -159,9 +161,9 @@ void write_dataset(hid_t file, const std::string& path, const std::string& name,
   }
   Handle ds(H5Dcreate2(file, name.c_str(), native_type<T>(), space, H5P_DEFAULT, dcpl, H5P_DEFAULT),
             H5Dclose);
-  if (ds < 0) fail(path, name, "cannot create dataset");
+  if (ds < 0) fail(path, name, cat("cannot create dataset: ", write_failure_cause(path)));
   if (n > 0 && H5Dwrite(ds, native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
-    fail(path, name, "cannot write dataset");
+    fail(path, name, cat("cannot write dataset: ", write_failure_cause(path)));
 }
 
 hid_t open_object(hid_t file, const std::string& path, const std::string& object) {
@@ -194,6 +196,15 @@ File::File(const std::string& path, Mode mode) : m_path(path) {
     m_id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (m_id < 0) fail(path, "", "cannot create (is the directory writable?)");
   }
+}
+
+void File::close() {
+  if (m_id < 0) return;
+  errno = 0;
+  const herr_t flushed = H5Fflush(m_id, H5F_SCOPE_LOCAL);
+  const herr_t closed = H5Fclose(m_id);
+  m_id = -1;
+  if (flushed < 0 || closed < 0) fail(m_path, "", cat("cannot finish writing: ", write_failure_cause(m_path)));
 }
 
 File::~File() {
@@ -368,7 +379,7 @@ void write_attr(hid_t file, const std::string& path, const std::string& object,
   if (H5Aexists(o, name.c_str()) > 0) H5Adelete(o, name.c_str());
   Handle a(H5Acreate2(o, name.c_str(), type, space, H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
   if (a < 0 || H5Awrite(a, type, value) < 0)
-    fail(path, object, cat("cannot write attribute '", name, "'"));
+    fail(path, object, cat("cannot write attribute '", name, "': ", write_failure_cause(path)));
 }
 hid_t open_attr(hid_t o, const std::string& path, const std::string& object,
                 const std::string& name) {
@@ -481,6 +492,7 @@ namespace {
 }  // namespace
 File::File(const std::string& path, Mode) : m_path(path) { no_hdf5(path); }
 File::~File() = default;
+void File::close() {}
 File::File(File&& o) noexcept : m_path(std::move(o.m_path)) {}
 bool File::exists(const std::string&) const { no_hdf5(m_path); }
 std::vector<std::string> File::list(const std::string&) const { no_hdf5(m_path); }

@@ -2,7 +2,10 @@
 // A thin, checked layer over the HDF5 C API: every call is checked, and a failure throws
 // dmis::InputError naming the file, the object and the operation. Files written here are
 // self-describing (named datasets, attributes), readable with h5py or h5dump.
+#include <cerrno>
 #include <cstdint>
+#include <cstdio>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -28,6 +31,10 @@ public:
   File(const File&) = delete;
   File& operator=(const File&) = delete;
 
+  /// Flushes and closes a file being written, checking both: a write that did not reach the
+  /// disk (a full disk, an I/O error) throws naming the file and the cause, so that its caller
+  /// never renames it into place. The destructor closes without checking (error paths).
+  void close();
   const std::string& path() const { return m_path; }
   bool exists(const std::string& object) const;
   /// Names of the members of a group.
@@ -72,5 +79,23 @@ private:
   std::string m_path;
   int64_t m_id = -1;
 };
+
+/// Writes an HDF5 file atomically: fill(File&) writes into "<path>.tmp", which is closed with
+/// its status checked and only then renamed to path; on any failure (a full disk included) the
+/// temporary file is removed and path is left as it was.
+template <class Fill>
+void write_atomic(const std::string& path, Fill&& fill) {
+  const std::string tmp = path + ".tmp";
+  try {
+    File f(tmp, File::Mode::Create);
+    fill(f);
+    f.close();
+    if (std::rename(tmp.c_str(), path.c_str()) != 0)
+      throw InputError(cat("cannot move '", tmp, "' to '", path, "': ", std::strerror(errno)));
+  } catch (...) {
+    std::remove(tmp.c_str());
+    throw;
+  }
+}
 
 }  // namespace dmis::h5

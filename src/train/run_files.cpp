@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "core/error.hpp"
+#include "core/io_error.hpp"
 #include "io/checkpoint.hpp"
 
 namespace dmis::train {
@@ -26,7 +27,12 @@ void write_file_atomic(const std::string& path, const std::string& text) {
     if (!f) throw InputError(cat("cannot write '", tmp, "': ", std::strerror(errno)));
     f << text;
     f.flush();
-    if (!f) throw InputError(cat("cannot write '", tmp, "': ", std::strerror(errno)));
+    if (!f) {
+      const std::string why = write_failure_cause(tmp);
+      f.close();
+      std::remove(tmp.c_str());
+      throw InputError(cat("cannot write '", tmp, "': ", why));
+    }
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     const std::string why = std::strerror(errno);
@@ -78,17 +84,27 @@ void RunFiles::create() {
   }
 }
 
+namespace {
+// appends one line; a line that does not reach the file (a full disk) is an error, not a record
+// cut short in silence
+void append_line(const fs::path& p, const std::string& line) {
+  errno = 0;
+  std::ofstream f(p, std::ios::app);
+  f << line << "\n";
+  f.flush();
+  if (!f) throw InputError(cat("cannot write '", p.string(), "': ", write_failure_cause(p.string())));
+}
+}  // namespace
+
 void RunFiles::log(const std::string& line) {
   if (!m_writer) return;
   std::cout << line << std::endl;
-  std::ofstream f(fs::path(m_dir) / "log.txt", std::ios::app);
-  f << line << "\n";
+  append_line(fs::path(m_dir) / "log.txt", line);
 }
 
 void RunFiles::stats(const std::string& json_line) {
   if (!m_writer) return;
-  std::ofstream f(fs::path(m_dir) / "stats.jsonl", std::ios::app);
-  f << json_line << "\n";
+  append_line(fs::path(m_dir) / "stats.jsonl", json_line);
 }
 
 void RunFiles::write_text(const std::string& name, const std::string& text) {
@@ -103,8 +119,10 @@ void RunFiles::truncate_stats_after(long step) {
   if (!in) return;
   std::string line, kept;
   while (std::getline(in, line)) {
+    // a record cut short (a write that failed half-way) is dropped with the later ones
     const auto at = line.find("\"step\": ");
-    const long s = at == std::string::npos ? 0 : std::atol(line.c_str() + at + 8);
+    if (at == std::string::npos || line.empty() || line.back() != '}') continue;
+    const long s = std::atol(line.c_str() + at + 8);
     if (s <= step) kept += line + "\n";
   }
   in.close();

@@ -211,15 +211,31 @@ int train(const deck::Deck& d) {
   // ---- run directory -----------------------------------------------------------------------
   RunFiles files(plan.run_dir, root);
   std::string resume_from, fresh_note;
+  std::vector<std::string> skipped;  // damaged checkpoints that resume passed over
   if (plan.resume == "none") {
     if (files.holds_run())
       d.fail("run.resume", cat("the run directory '", plan.run_dir, "' already holds a run; set "
                                "run.resume: latest to continue it, or choose another run.name"));
   } else if (plan.resume == "latest") {
-    // the newest checkpoint; none (a run stopped before its first, or no run yet): from step 0
+    // the newest checkpoint that reads and verifies (a damaged one, e.g. written to a full
+    // disk, is skipped and said); none (a run stopped before its first, or no run yet): from
+    // step 0
     const auto ck = io::list_checkpoints(plan.run_dir, "ckpt");
-    if (!ck.empty()) resume_from = ck.back();
-    else fresh_note = cat("run.resume: latest, but '", plan.run_dir, "' holds no complete checkpoint",
+    for (auto it = ck.rbegin(); it != ck.rend() && resume_from.empty(); ++it) {
+      try {
+        (void)io::read_checkpoint(*it);
+        resume_from = *it;
+      } catch (const InputError& e) {
+        skipped.push_back(cat("run.resume latest: skipping ", *it, ": ", e.what()));
+      }
+    }
+    if (!ck.empty() && resume_from.empty()) {
+      std::string why;
+      for (const auto& s : skipped) why += "\n  " + s;
+      d.fail("run.resume", cat("'latest', but none of the ", ck.size(), " checkpoints of '",
+                               plan.run_dir, "' can be read:", why));
+    }
+    if (ck.empty()) fresh_note = cat("run.resume: latest, but '", plan.run_dir, "' holds no complete checkpoint",
                           files.holds_run() ? " (the run stopped before its first)" : "",
                           ": starting from step 0");
   } else {
@@ -227,6 +243,8 @@ int train(const deck::Deck& d) {
   }
   dist::barrier();  // every rank has looked at the directory before rank 0 writes into it
   files.create();  // checks that the directory is writable before any work starts
+  if (root)
+    for (const auto& s : skipped) files.log(s);
   if (root && !fresh_note.empty()) {
     files.log(fresh_note);
     files.truncate_stats_after(0);  // the records of the run that stopped
