@@ -57,8 +57,9 @@ def main():
          "(steps 1000 to 1125, 8 kimg); accuracies of the pseudo-targets are against the clean "
          "labels (an audit: the training never sees them).\n",
          "| run | what changes | L_gen (vanilla) | L_cls | s | H(q) nats | q right | f_φ right | "
-         "generative class right | labels right | diffusion classifier on test images |",
-         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+         "generative class right | labels right | diffusion classifier on test images | "
+         "generated-sample accuracy, FD (500 samples) |",
+         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, rs in runs.items():
         last = [r for r in rs if r["step"] >= 1000]
         def m(k):
@@ -71,12 +72,19 @@ def main():
             c = json.load(open(cl))
             acc = f"{100 * c['accuracy']:.1f} ± {100 * c['se']:.1f} % ({c['points']} levels, {c['images']} images)"
         dm = name != "vanilla"
+        mt = {}
+        mp = os.path.join(a.archive, name, "metrics.jsonl")
+        if os.path.exists(mp):
+            for line in open(mp):
+                if line.strip():
+                    mt.update(json.loads(line))
+        gen = f"{100 * mt['accuracy']:.1f} %, {mt['fd']:.2f}" if "accuracy" in mt and "fd" in mt else "–"
         pct = lambda x: "–" if x is None else f"{100 * x:.1f} %"
         L.append(f"| {name} | {WHAT.get(name, '')} | {fmt(m('loss'))} ({fmt(sum(vl) / len(vl)) if vl else '–'}) | "
                  f"{fmt(m('loss_cls')) if dm else '–'} | {fmt(m('logit_scale'), 0) if dm else '–'} | "
                  f"{fmt(m('target_entropy'), 2) if dm else '–'} | {pct(m('target_acc')) if dm else '–'} | "
                  f"{pct(m('ema_acc')) if dm else '–'} | {pct(m('gen_acc')) if dm else '–'} | "
-                 f"{pct(m('observed_acc')) if dm else '60 %'} | {acc} |")
+                 f"{pct(m('observed_acc')) if dm else '60 %'} | {acc} | {gen} |")
     L.append("")
     L.append("The generative loss of each DMIS run against vanilla's at the same step (every progress "
              "line of the DMIS phase; + means above vanilla):\n")

@@ -171,6 +171,10 @@ def main():
         L.append("")
     L.append("Machine: " + machine(dirs) + ".")
     L.append("")
+    notes = os.path.join(a.runs, "README.md")  # the hand-written reading of the tables
+    if os.path.exists(notes):
+        with open(notes) as f:
+            L.append(f.read())
     tmp = a.out + ".tmp"
     with open(tmp, "w") as f:
         f.write("\n".join(L))

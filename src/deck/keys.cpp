@@ -111,6 +111,10 @@ const std::vector<KeySpec>& registry() {
       F("method.beta", "1", 0, 1e6, "dmis: weight of the classification loss"),
       F("method.warmup_kimg", "0", 0, 1e9,
         "dmis: thousands of images of plain conditional training before the DMIS terms"),
+      S("method.cls_push", "both", {"both", "pull"},
+        "dmis: the classification term's gradient; both: the loss's own (lowers the target "
+        "classes' denoising errors, raises the others'); pull: only the lowering half, so that "
+        "the denoiser is never trained to be worse for a class (conditional sampling survives)"),
       F("method.rampup_kimg", "0", 0, 1e9,
         "dmis: thousands of images after the warm-up over which the DMIS terms ramp in "
         "linearly: a sample's generative class comes from the posterior with probability r "

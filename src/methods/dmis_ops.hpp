@@ -244,10 +244,14 @@ void elr_targets(const Exec& exec, const Tensor2<const float, Exec>& ftheta,
 /// The classification loss -sum_j t_j log f_j averaged over the B rows into loss(0), and
 /// dlogits (B, Kc) = g (f - t), the gradient of g * B * loss with respect to the logits (the
 /// caller folds the batch mean, beta and the logit scale into g). dlogits may alias target.
+/// pull_only keeps the negative entries alone (min(g (f - t), 0)): the logits are minus
+/// denoising errors, so the term then only lowers the error of classes the target wants more
+/// of and never trains the denoiser to be worse for the others (method.cls_push: pull).
 template <class Exec>
 void classification_grad(const Exec& exec, const Tensor2<const float, Exec>& f,
                          const Tensor2<const float, Exec>& target, float g,
-                         const Tensor1<float, Exec>& loss, const Tensor2<float, Exec>& dlogits) {
+                         const Tensor1<float, Exec>& loss, const Tensor2<float, Exec>& dlogits,
+                         bool pull_only = false) {
   const int B = static_cast<int>(f.extent(0)), Kc = static_cast<int>(f.extent(1));
   Kokkos::parallel_for(
       "dmis::dmis_ops::classification_loss", Kokkos::RangePolicy<Exec>(exec, 0, 1),
@@ -262,7 +266,8 @@ void classification_grad(const Exec& exec, const Tensor2<const float, Exec>& f,
       "dmis::dmis_ops::classification_dlogits", Kokkos::RangePolicy<Exec>(exec, 0, B * Kc),
       KOKKOS_LAMBDA(int i) {
         const int b = i / Kc, j = i % Kc;
-        dlogits(b, j) = g * (f(b, j) - target(b, j));
+        const float d = g * (f(b, j) - target(b, j));
+        dlogits(b, j) = pull_only && d > 0 ? 0.f : d;
       });
 }
 

@@ -78,6 +78,8 @@ MethodStep<Exec>::MethodStep(const models::UNetConfig& net, const TrainStepConfi
     throw InputError(cat("method.noisy_target: expected posterior or elr, found '", m.noisy_target, "'"));
   if (m.transition != "estimate" && m.transition != "fixed")
     throw InputError(cat("method.transition: expected estimate or fixed, found '", m.transition, "'"));
+  if (m.cls_push != "both" && m.cls_push != "pull")
+    throw InputError(cat("method.cls_push: expected both or pull, found '", m.cls_push, "'"));
   if (m.gen_objective != "sample" && m.gen_objective != "mixture")
     throw InputError(cat("method.gen_objective: expected sample or mixture, found '", m.gen_objective, "'"));
   m_scale = resolved_logit_scale(m.logit_scale, net);
@@ -401,7 +403,8 @@ void MethodStep<Exec>::run_dmis(const Exec& exec, const Tensor4<const T, Exec>& 
   {
     const T g = T(ramp * m_cfg.beta) / T(static_cast<double>(Bc) * m_core.global_batch() / B);
     ops::classification_grad(exec, Tensor2<const T, Exec>(fth), Tensor2<const T, Exec>(tgt), g,
-                             V1(m_loss_cls.data(), 1), tgt);  // tgt now holds dlogits
+                             V1(m_loss_cls.data(), 1), tgt,  // tgt now holds dlogits
+                             m_cfg.cls_push == "pull");
   }
   // the classification gradient into its own buffer (its norm for the diagnostics); the
   // generative one into the store's (zeroed by begin), the two added at the end

@@ -35,6 +35,7 @@ struct MethodConfig {
   double beta = 1.0;                  // weight of the classification loss
   double warmup_kimg = 0;             // vanilla steps before the DMIS terms switch on
   double rampup_kimg = 0;             // then the DMIS terms ramp in linearly over this
+  std::string cls_push = "both";      // classification gradient: both (the loss's) or pull only
   int timesteps = 1;                  // K noise levels of the training classifier
   double window = 6.4;
   double classifier_sigma = 0;        // > 0: the classifier's K points at this sigma

@@ -133,6 +133,7 @@ RunPlan make_plan(const deck::Deck& d) {
   p.method.beta = d.get_float("method.beta");
   p.method.warmup_kimg = d.get_float("method.warmup_kimg");
   p.method.rampup_kimg = d.get_float("method.rampup_kimg");
+  p.method.cls_push = d.get_string("method.cls_push");
   p.method.timesteps = static_cast<int>(d.get_int("method.timesteps"));
   p.method.window = d.get_float("method.window");
   p.method.classifier_sigma = d.get_float("method.classifier_sigma");

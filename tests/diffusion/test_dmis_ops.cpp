@@ -235,6 +235,24 @@ TEST(DmisOps, ClassificationGradientMatchesFiniteDifferences) {
     const double fd = (ce(lp) - ce(lm)) / (2 * h) * B;  // the gradient of B * loss
     EXPECT_NEAR(got[i], g * fd, 1e-6) << i;
   }
+  // pull only: the negative entries (the classes the target wants more of) as they are, the
+  // positive ones (raising the others' errors) zero; there are some of each here
+  Buf<float> dp("dp", B * Kc);
+  ops::classification_grad(Exec(), c2(df, B, Kc), c2(dt, B, Kc), g, Tensor1<float, Exec>(loss.data(), 1),
+                           t2(dp, B, Kc), /*pull_only=*/true);
+  const auto pulled = host(dp, B * Kc);
+  int negative = 0, zeroed = 0;
+  for (int i = 0; i < B * Kc; ++i) {
+    if (got[i] < 0) {
+      EXPECT_EQ(pulled[i], got[i]) << i;
+      ++negative;
+    } else {
+      EXPECT_EQ(pulled[i], 0.f) << i;
+      zeroed += got[i] > 0;
+    }
+  }
+  EXPECT_GT(negative, 0);
+  EXPECT_GT(zeroed, 0);
 }
 
 // y ~ q: frequencies within 4 standard errors, never a class with q = 0
