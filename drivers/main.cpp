@@ -12,6 +12,7 @@
 #include "commands.hpp"
 #include "core/error.hpp"
 #include "dist/comm.hpp"
+#include "io/h5.hpp"
 
 namespace dmis::cli {
 
@@ -53,6 +54,7 @@ std::string usage() {
 
 int main(int argc, char** argv) {
   using namespace dmis;
+  h5::prepare_library();  // before any other HDF5 call
   // Usage errors need no runtime: answer them before MPI and Kokkos start.
   if (argc < 2) {
     std::cerr << cli::usage();

@@ -198,6 +198,8 @@ File::File(const std::string& path, Mode mode) : m_path(path) {
   }
 }
 
+void prepare_library() { H5dont_atexit(); }
+
 void File::close() {
   if (m_id < 0) return;
   errno = 0;
@@ -493,6 +495,7 @@ namespace {
 File::File(const std::string& path, Mode) : m_path(path) { no_hdf5(path); }
 File::~File() = default;
 void File::close() {}
+void prepare_library() {}
 File::File(File&& o) noexcept : m_path(std::move(o.m_path)) {}
 bool File::exists(const std::string&) const { no_hdf5(m_path); }
 std::vector<std::string> File::list(const std::string&) const { no_hdf5(m_path); }

@@ -80,6 +80,12 @@ private:
   int64_t m_id = -1;
 };
 
+/// Called first in main, before any other HDF5 call: HDF5's own clean-up at exit closes every
+/// file still open, and after a write that failed (a full disk) its close of that file crashes
+/// (a segfault inside H5F__close_cb). dmis closes its files itself, with the status checked, so
+/// the library's exit hook is switched off.
+void prepare_library();
+
 /// Writes an HDF5 file atomically: fill(File&) writes into "<path>.tmp", which is closed with
 /// its status checked and only then renamed to path; on any failure (a full disk included) the
 /// temporary file is removed and path is left as it was.
