@@ -253,14 +253,19 @@ int train(const deck::Deck& d) {
 
   // ---- data and supervision ----------------------------------------------------------------
   const data::Dataset ds = data::read_dataset(plan.data_path, /*with_test=*/false, plan.train_limit);
-  plan.net = network_from_deck(d, ds.classes);
   const auto& tr = ds.train;
-  if (tr.C != plan.net.out_channels || tr.H != plan.net.resolution || tr.W != plan.net.resolution)
-    d.fail("network.preset",
-           cat("dataset '", plan.data_path, "' has images of ", tr.C, "x", tr.H, "x", tr.W,
-               " but the network '", plan.net.preset, "' takes ", plan.net.out_channels, "x",
-               plan.net.resolution, "x", plan.net.resolution,
-               " (unet-s/unet-m: 1x28x28, ddpmpp-cifar: 3x32x32)"));
+  {
+    // the images against the preset's first: a network for other images is the cause of any
+    // later complaint about its levels (attn_res)
+    const auto pre = models::UNetConfig::from_preset(d.get_string("network.preset"));
+    if (tr.C != pre.out_channels || tr.H != pre.resolution || tr.W != pre.resolution)
+      d.fail("network.preset",
+             cat("dataset '", plan.data_path, "' has images of ", tr.C, "x", tr.H, "x", tr.W,
+                 " but the network '", pre.preset, "' takes ", pre.out_channels, "x",
+                 pre.resolution, "x", pre.resolution,
+                 " (unet-s/unet-m: 1x28x28, ddpmpp-cifar: 3x32x32)"));
+  }
+  plan.net = network_from_deck(d, ds.classes);
   data::Supervision sup;
   const std::string sup_file = (fs::path(plan.run_dir) / "supervision.h5").string();
   if (!resume_from.empty() && fs::exists(sup_file)) {
