@@ -12,7 +12,7 @@ import json
 import os
 
 ORDER = ["vanilla", "dmis", "scale-mean", "scale-pixels", "elr", "elr-unclamped", "slice",
-         "transition-em", "mixture", "ramp", "median-sigma"]
+         "transition-em", "mixture", "ramp", "pull", "beta0", "median-sigma"]
 WHAT = {
     "vanilla": "no DMIS terms (method.name=vanilla)",
     "dmis": "the quickstart deck of these runs (no ramp-in; the deck has since taken rampup_kimg 8)",
@@ -24,6 +24,8 @@ WHAT = {
     "transition-em": "cause 4: the transition by online EM from rate 0.5 (transition=estimate)",
     "mixture": "causes 5, 6: TDSM's mixture, top class + 2, renormalised (gen_objective=mixture)",
     "ramp": "the DMIS terms ramped in over 8 kimg (rampup_kimg=8, the quickstart deck's now)",
+    "pull": "the classification gradient's lowering half only (cls_push=pull), with the ramp-in",
+    "beta0": "the classification term off (beta=0), with the ramp-in",
     "median-sigma": "the classifier at the DMIS window's median sigma 0.30 (classifier_sigma=0)",
 }
 
