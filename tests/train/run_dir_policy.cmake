@@ -29,11 +29,16 @@ list(LENGTH lines n)
 if(NOT n EQUAL 2)
   message(FATAL_ERROR "stats.jsonl holds ${n} records after the restart, expected 2 (steps 2 and 4):\n${lines}")
 endif()
-# two runs on one directory at once (execute_process runs its commands concurrently)
-execute_process(COMMAND ${DMIS} train ${common} --set train.steps=16 --set run.resume=latest
-                COMMAND ${DMIS} train ${common} --set train.steps=16 --set run.resume=latest
-                RESULTS_VARIABLE rcs OUTPUT_VARIABLE out ERROR_VARIABLE err)
+# two runs on one directory at once (execute_process runs its commands concurrently; each
+# writes its own log, so that neither is cut off by the pipe execute_process sets between them)
+execute_process(COMMAND sh -c "exec \"$0\" \"$@\" > '${WORK}/a.log' 2>&1" ${DMIS} train ${common}
+                        --set train.steps=32 --set run.resume=latest
+                COMMAND sh -c "exec \"$0\" \"$@\" > '${WORK}/b.log' 2>&1" ${DMIS} train ${common}
+                        --set train.steps=32 --set run.resume=latest
+                RESULTS_VARIABLE rcs)
+file(READ ${WORK}/a.log a)
+file(READ ${WORK}/b.log b)
 list(SORT rcs)
-if(NOT rcs STREQUAL "0;2" OR NOT err MATCHES "the run directory '[^']*r' is in use by another run \\(its lock '[^']*.lock' is held\\)")
-  message(FATAL_ERROR "two runs on one directory: exits ${rcs}, expected 0 and 2:\n${out}\n${err}")
+if(NOT rcs STREQUAL "0;2" OR NOT "${a}${b}" MATCHES "the run directory '[^']*r' is in use by another run \\(its lock '[^']*.lock' is held\\)")
+  message(FATAL_ERROR "two runs on one directory: exits ${rcs}, expected 0 and 2:\n${a}\n${b}")
 endif()
