@@ -527,30 +527,17 @@ std::vector<uint8_t> read_clean_images(const std::string& path, size_t limit) {
 
 void write_dataset(const std::string& path, const Dataset& ds) {
   validate(ds, path);
-  const std::string tmp = path + ".tmp";
-  try {
-    {
-      h5::File f(tmp, h5::File::Mode::Create);
-      f.set_attr("/", "format", std::string(kDatasetFormat));
-      f.set_attr("/", "format_version", int64_t(kDatasetFormatVersion));
-      f.set_attr("/", "name", ds.name);
-      f.set_attr("/", "classes", int64_t(ds.classes));
-      f.set_attr("/", "source", ds.source);
-      f.write("/class_names", {ds.class_names.size()}, ds.class_names);
-      write_split(f, ds.train, ds.classes, "/train");
-      if (ds.has_test)
-        write_split(f, ds.test, ds.classes, "/test");
-      f.close();  // checked: a file that did not reach the disk is never renamed into place
-    }
-    std::error_code ec;
-    fs::rename(tmp, path, ec);
-    if (ec)
-      throw InputError(cat("cannot rename '", tmp, "' to '", path, "': ", ec.message()));
-  } catch (...) {
-    std::error_code ec;
-    fs::remove(tmp, ec);
-    throw;
-  }
+  h5::write_atomic(path, [&](h5::File& f) {
+    f.set_attr("/", "format", std::string(kDatasetFormat));
+    f.set_attr("/", "format_version", int64_t(kDatasetFormatVersion));
+    f.set_attr("/", "name", ds.name);
+    f.set_attr("/", "classes", int64_t(ds.classes));
+    f.set_attr("/", "source", ds.source);
+    f.write("/class_names", {ds.class_names.size()}, ds.class_names);
+    write_split(f, ds.train, ds.classes, "/train");
+    if (ds.has_test)
+      write_split(f, ds.test, ds.classes, "/test");
+  });
 }
 
 Dataset import_fashion_mnist(const std::string& dir) {

@@ -407,51 +407,38 @@ void write_supervision(const std::string& path, const Supervision& s) {
     throw Error(cat("write_supervision: inconsistent sizes (N ", N, ", K ", K, "; observed ",
                     s.observed.size(), ", candidates ", s.candidates.size(), ", labeled ",
                     s.labeled.size(), ")"));
-  const std::string tmp = path + ".tmp";
-  try {
-    {
-      h5::File f(tmp, h5::File::Mode::Create);
-      f.set_attr("/", "format", std::string(kSupervisionFormat));
-      f.set_attr("/", "format_version", int64_t(kSupervisionFormatVersion));
-      f.set_attr("/", "kind", std::string(kind_name(s.kind)));
-      f.set_attr("/", "source", s.source);
-      f.set_attr("/", "N", int64_t(s.N));
-      f.set_attr("/", "K", int64_t(s.K));
-      f.set_attr("/", "summary", summary(s));
-      f.write("/observed", {N}, s.observed.data());
-      f.write("/candidates", {N, K}, s.candidates.data(), 4);
-      f.write("/labeled", {N}, s.labeled.data());
-      f.make_groups("/config");
-      const auto& c = s.config;
-      f.set_attr("/config", "kind", std::string(kind_name(c.kind)));
-      f.set_attr("/config", "noise", c.noise);
-      f.set_attr("/config", "rate", c.rate);
-      f.set_attr("/config", "partial", c.partial);
-      f.set_attr("/config", "q", c.q);
-      f.set_attr("/config", "labeled_fraction", c.labeled_fraction);
-      int64_t seed;
-      std::memcpy(&seed, &c.seed, sizeof seed); // bit pattern: uint64 round trip
-      f.set_attr("/config", "seed", seed);
-      f.set_attr("/config", "dataset_name", c.dataset_name);
-      if (!c.class_map.empty())
-        f.set_attr("/config", "class_map",
-                   std::vector<int64_t>(c.class_map.begin(), c.class_map.end()));
-      f.make_groups("/stats");
-      f.set_attr("/stats", "noise_rate", s.stats.noise_rate);
-      f.set_attr("/stats", "mean_candidates", s.stats.mean_candidates);
-      f.set_attr("/stats", "labeled_fraction", s.stats.labeled_fraction);
-      f.set_attr("/stats", "true_label_in_candidates", s.stats.true_label_in_candidates);
-      f.close();  // checked: a file that did not reach the disk is never renamed into place
-    }
-    std::error_code ec;
-    fs::rename(tmp, path, ec);
-    if (ec)
-      throw InputError(cat("cannot rename '", tmp, "' to '", path, "': ", ec.message()));
-  } catch (...) {
-    std::error_code ec;
-    fs::remove(tmp, ec);
-    throw;
-  }
+  h5::write_atomic(path, [&](h5::File& f) {
+    f.set_attr("/", "format", std::string(kSupervisionFormat));
+    f.set_attr("/", "format_version", int64_t(kSupervisionFormatVersion));
+    f.set_attr("/", "kind", std::string(kind_name(s.kind)));
+    f.set_attr("/", "source", s.source);
+    f.set_attr("/", "N", int64_t(s.N));
+    f.set_attr("/", "K", int64_t(s.K));
+    f.set_attr("/", "summary", summary(s));
+    f.write("/observed", {N}, s.observed.data());
+    f.write("/candidates", {N, K}, s.candidates.data(), 4);
+    f.write("/labeled", {N}, s.labeled.data());
+    f.make_groups("/config");
+    const auto& c = s.config;
+    f.set_attr("/config", "kind", std::string(kind_name(c.kind)));
+    f.set_attr("/config", "noise", c.noise);
+    f.set_attr("/config", "rate", c.rate);
+    f.set_attr("/config", "partial", c.partial);
+    f.set_attr("/config", "q", c.q);
+    f.set_attr("/config", "labeled_fraction", c.labeled_fraction);
+    int64_t seed;
+    std::memcpy(&seed, &c.seed, sizeof seed); // bit pattern: uint64 round trip
+    f.set_attr("/config", "seed", seed);
+    f.set_attr("/config", "dataset_name", c.dataset_name);
+    if (!c.class_map.empty())
+      f.set_attr("/config", "class_map",
+                 std::vector<int64_t>(c.class_map.begin(), c.class_map.end()));
+    f.make_groups("/stats");
+    f.set_attr("/stats", "noise_rate", s.stats.noise_rate);
+    f.set_attr("/stats", "mean_candidates", s.stats.mean_candidates);
+    f.set_attr("/stats", "labeled_fraction", s.stats.labeled_fraction);
+    f.set_attr("/stats", "true_label_in_candidates", s.stats.true_label_in_candidates);
+  });
 }
 
 Supervision read_supervision(const std::string& path) {
