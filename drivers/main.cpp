@@ -98,6 +98,7 @@ int main(int argc, char** argv) {
     const int ranks = dist::size(), rank = dist::rank();
     const std::string who = ranks > 1 ? cat("dmis ", name, " (rank ", rank, " of ", ranks, ")")
                                       : cat("dmis ", name);
+    h5::guard_reads(who);  // after MPI_Init, which installs its own signal handlers
     auto fail = [&](int c, const std::string& msg) {
       if (ranks > 1 && rank != 0) std::this_thread::sleep_for(std::chrono::seconds(2));
       std::cerr << msg << std::flush;

@@ -1,6 +1,8 @@
 #include <cmath>
 #include "io/checkpoint.hpp"
 
+#include "io/file_digest.hpp"
+
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -100,7 +102,7 @@ std::string content_digest(const CheckpointData& d) {
 void write_checkpoint(const std::string& path, const CheckpointData& d) {
   h5::write_atomic(path, [&](h5::File& f) {
     f.set_attr("/", "format", std::string("dmis-checkpoint"));
-    f.set_attr("/", "format_version", int64_t(2));
+    f.set_attr("/", "format_version", int64_t(3));
     f.set_attr("/", "kind", d.kind);
     f.set_attr("/", "dmis_version", std::string(version()));
     f.set_attr("/", "git", std::string(git_hash()));
@@ -139,10 +141,12 @@ void write_checkpoint(const std::string& path, const CheckpointData& d) {
       f.write("/method/transition_counts", {d.transition.size()}, d.transition.data());
     put("/method/logit_scale", d.logit_scale);
     f.set_attr("/", "digest", content_digest(d));  // last: a file without it is incomplete
-  });
+  }, h5::Digest::Whole);  // format 3: and the digest of the whole file's bytes in its user block
 }
 
 CheckpointData read_checkpoint(const std::string& path, const ParamTable* expect) {
+  // format 3: every byte checked before HDF5 parses any (a damaged file could crash or hang it)
+  const bool whole = verify_file_digest(path, "checkpoint") == FileDigest::Verified;
   const h5::File f(path, h5::File::Mode::Read);
   if (!f.has_attr("/", "format") || f.attr_string("/", "format") != "dmis-checkpoint")
     throw InputError(cat("'", path, "' is not a dmis checkpoint (its root attribute 'format' is ",
@@ -213,6 +217,9 @@ CheckpointData read_checkpoint(const std::string& path, const ParamTable* expect
     throw InputError(cat("checkpoint '", path, "' holds no /ema weights"));
   // format 2 carries the digest of its contents (format 1, written before it, does not)
   const int64_t version = f.has_attr("/", "format_version") ? f.attr_int("/", "format_version") : 1;
+  if (version >= 3 && !whole)
+    throw InputError(cat("checkpoint '", path, "' is damaged: it is format ", version,
+                         ", whose digest header (its first 512 bytes) is missing"));
   if (version >= 2) {
     if (!f.has_attr("/", "digest"))
       throw InputError(cat("checkpoint '", path, "' has no digest: its write did not finish"));

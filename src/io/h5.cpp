@@ -2,17 +2,22 @@
 
 #include "dmis_config.hpp"
 #include "core/io_error.hpp"
+#include "io/file_digest.hpp"
 
 #if DMIS_ENABLE_HDF5
 #include <hdf5.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <chrono>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <limits>
 #include <new>
 #include <sstream>
+#include <thread>
 #include <type_traits>
 #include <unistd.h>
 
@@ -44,6 +49,64 @@ struct Handle {
   Handle(const Handle&) = delete;
   Handle& operator=(const Handle&) = delete;
   operator hid_t() const { return id; }
+};
+
+// --- the read guard (guard_reads): which file is being read, since when, for how long at most.
+// Plain buffers and atomics only: the signal handler and the watchdog read them.
+char g_who[256] = "dmis";
+char g_reading_path[4096];
+std::atomic<bool> g_reading{false};
+std::atomic<bool> g_guarded{false};
+std::atomic<double> g_read_deadline{0};
+thread_local int t_read_depth = 0;
+struct sigaction g_previous[32];
+
+double now_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+void say_and_exit(const char* what) {
+  // async-signal-safe: write(2) of fixed buffers, then _exit
+  auto put = [](const char* t) {
+    if (::write(2, t, std::strlen(t)) < 0) {}
+  };
+  put(g_who);
+  put(": error: HDF5 file '");
+  put(g_reading_path);
+  put("': ");
+  put(what);
+  put(": the file is damaged (or not a file this command reads)\n");
+  ::_exit(2);
+}
+
+void on_fatal_signal(int sig) {
+  if (g_reading.load()) {
+    say_and_exit(sig == SIGSEGV ? "reading it crashed the HDF5 library (SIGSEGV)"
+                 : sig == SIGBUS ? "reading it crashed the HDF5 library (SIGBUS)"
+                 : sig == SIGFPE ? "reading it crashed the HDF5 library (SIGFPE)"
+                                 : "reading it crashed the HDF5 library");
+  }
+  // not in a read: the previous handling (the MPI library's report, or the default)
+  sigaction(sig, &g_previous[sig], nullptr);
+  raise(sig);
+}
+
+// Marks the calling scope as a read of `path` (nested scopes count once).
+class ReadScope {
+public:
+  explicit ReadScope(const std::string& path) {
+    if (t_read_depth++ > 0 || !g_guarded.load()) return;
+    std::snprintf(g_reading_path, sizeof g_reading_path, "%s", path.c_str());
+    std::error_code ec;
+    const auto bytes = std::filesystem::file_size(path, ec);
+    g_read_deadline.store(now_seconds() + 20.0 + (ec ? 0.0 : static_cast<double>(bytes) / 10e6));
+    g_reading.store(true);
+  }
+  ~ReadScope() {
+    if (--t_read_depth == 0) g_reading.store(false);
+  }
+  ReadScope(const ReadScope&) = delete;
+  ReadScope& operator=(const ReadScope&) = delete;
 };
 
 std::string parent_of(const std::string& object) {
@@ -121,6 +184,7 @@ void allocate(std::vector<T>& v, const std::vector<hsize_t>& dims, const std::st
 
 template <class T>
 Array<T> read_dataset(hid_t file, const std::string& path, const std::string& name) {
+  const ReadScope guard(path);
   if (H5Lexists(file, name.c_str(), H5P_DEFAULT) <= 0) fail(path, name, "no such dataset");
   Handle ds(H5Dopen2(file, name.c_str(), H5P_DEFAULT), H5Dclose);
   if (ds < 0) fail(path, name, "cannot open as a dataset");
@@ -177,6 +241,7 @@ hid_t open_object(hid_t file, const std::string& path, const std::string& object
 File::File(const std::string& path, Mode mode) : m_path(path) {
   silence_hdf5_errors();
   if (mode == Mode::Read) {
+    const ReadScope guard(path);
     if (H5Fis_hdf5(path.c_str()) <= 0) {
       FILE* f = std::fopen(path.c_str(), "rb");
       if (!f) fail(path, "", "cannot open for reading (missing or not readable)");
@@ -193,12 +258,35 @@ File::File(const std::string& path, Mode mode) : m_path(path) {
                          "; an interrupted copy or write?)"));
     }
   } else {
-    m_id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (m_id < 0) fail(path, "", "cannot create (is the directory writable?)");
+    Handle fcpl(H5Pcreate(H5P_FILE_CREATE), H5Pclose);
+    if (mode == Mode::CreateSigned) H5Pset_userblock(fcpl, io::kDigestBlock);
+    errno = 0;
+    m_id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
+    if (m_id < 0) fail(path, "", cat("cannot create: ", write_failure_cause(path)));
   }
 }
 
 void prepare_library() { H5dont_atexit(); }
+
+void sign_file(const std::string& path) { io::write_file_digest(path); }
+
+void guard_reads(const std::string& who) {
+  std::snprintf(g_who, sizeof g_who, "%s", who.c_str());
+  if (g_guarded.exchange(true)) return;
+  for (int sig : {SIGSEGV, SIGBUS, SIGFPE}) {
+    struct sigaction sa {};
+    sa.sa_handler = on_fatal_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(sig, &sa, &g_previous[sig]);
+  }
+  std::thread([] {
+    for (;;) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+      if (g_reading.load() && now_seconds() > g_read_deadline.load())
+        say_and_exit("reading it did not finish in time (the HDF5 library loops on its metadata)");
+    }
+  }).detach();
+}
 
 void File::close() {
   if (m_id < 0) return;
@@ -218,6 +306,7 @@ File::File(File&& other) noexcept : m_path(std::move(other.m_path)), m_id(other.
 }
 
 bool File::exists(const std::string& object) const {
+  const ReadScope guard(m_path);
   if (object == "/") return true;
   // every link on the way must exist
   std::string partial;
@@ -232,6 +321,7 @@ bool File::exists(const std::string& object) const {
 }
 
 std::vector<std::string> File::list(const std::string& group) const {
+  const ReadScope guard(m_path);
   if (!exists(group)) fail(m_path, group, "no such group");
   Handle g(H5Gopen2(m_id, group.c_str(), H5P_DEFAULT), H5Gclose);
   if (g < 0) fail(m_path, group, "not a group");
@@ -250,6 +340,7 @@ std::vector<std::string> File::list(const std::string& group) const {
 }
 
 std::vector<size_t> File::shape(const std::string& dataset) const {
+  const ReadScope guard(m_path);
   if (!exists(dataset)) fail(m_path, dataset, "no such dataset");
   Handle ds(H5Dopen2(m_id, dataset.c_str(), H5P_DEFAULT), H5Dclose);
   if (ds < 0) fail(m_path, dataset, "not a dataset");
@@ -272,6 +363,7 @@ Array<uint8_t> File::read_uint8(const std::string& d) const {
 }
 
 Array<uint8_t> File::read_uint8_rows(const std::string& name, size_t first, size_t count) const {
+  const ReadScope guard(m_path);
   const auto full = shape(name);
   if (full.empty()) fail(m_path, name, "is a scalar, expected an array");
   if (first + count > full[0])
@@ -325,6 +417,7 @@ void File::write(const std::string& name, const std::vector<size_t>& shape,
 }
 
 std::vector<std::string> File::read_strings(const std::string& name) const {
+  const ReadScope guard(m_path);
   const auto s = shape(name);
   size_t n = 1;
   for (auto d : s) n *= d;
@@ -417,12 +510,14 @@ void File::set_attr(const std::string& object, const std::string& name,
 }
 
 bool File::has_attr(const std::string& object, const std::string& name) const {
+  const ReadScope guard(m_path);
   if (!exists(object)) return false;
   Handle o(open_object(m_id, m_path, object), H5Oclose);
   return H5Aexists(o, name.c_str()) > 0;
 }
 
 std::string File::attr_string(const std::string& object, const std::string& name) const {
+  const ReadScope guard(m_path);
   Handle o(open_object(m_id, m_path, object), H5Oclose);
   Handle a(open_attr(o, m_path, object, name), H5Aclose);
   Handle ftype(H5Aget_type(a), H5Tclose);
@@ -453,6 +548,7 @@ std::string File::attr_string(const std::string& object, const std::string& name
 }
 
 double File::attr_double(const std::string& object, const std::string& name) const {
+  const ReadScope guard(m_path);
   Handle o(open_object(m_id, m_path, object), H5Oclose);
   Handle a(open_attr(o, m_path, object, name), H5Aclose);
   double v = 0;
@@ -462,6 +558,7 @@ double File::attr_double(const std::string& object, const std::string& name) con
 }
 
 int64_t File::attr_int(const std::string& object, const std::string& name) const {
+  const ReadScope guard(m_path);
   Handle o(open_object(m_id, m_path, object), H5Oclose);
   Handle a(open_attr(o, m_path, object, name), H5Aclose);
   int64_t v = 0;
@@ -471,6 +568,7 @@ int64_t File::attr_int(const std::string& object, const std::string& name) const
 }
 
 std::vector<int64_t> File::attr_ints(const std::string& object, const std::string& name) const {
+  const ReadScope guard(m_path);
   Handle o(open_object(m_id, m_path, object), H5Oclose);
   Handle a(open_attr(o, m_path, object, name), H5Aclose);
   Handle space(H5Aget_space(a), H5Sclose);
@@ -496,6 +594,8 @@ File::File(const std::string& path, Mode) : m_path(path) { no_hdf5(path); }
 File::~File() = default;
 void File::close() {}
 void prepare_library() {}
+void guard_reads(const std::string&) {}
+void sign_file(const std::string& path) { no_hdf5(path); }
 File::File(File&& o) noexcept : m_path(std::move(o.m_path)) {}
 bool File::exists(const std::string&) const { no_hdf5(m_path); }
 std::vector<std::string> File::list(const std::string&) const { no_hdf5(m_path); }

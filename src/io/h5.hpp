@@ -23,7 +23,9 @@ struct Array {
 
 class File {
 public:
-  enum class Mode { Read, Create };  // Create truncates
+  // Create truncates; CreateSigned also reserves the 512-byte user block that
+  // io::write_file_digest fills once the file is closed (io/file_digest.hpp)
+  enum class Mode { Read, Create, CreateSigned };
   File(const std::string& path, Mode mode);
   ~File();
   File(File&& other) noexcept;
@@ -86,16 +88,31 @@ private:
 /// the library's exit hook is switched off.
 void prepare_library();
 
+/// Called once the runtime (MPI) is up, which installs its own handlers: from then on, a damaged
+/// file that crashes the HDF5 library inside a read (SIGSEGV, SIGBUS, SIGFPE) or keeps it busy
+/// past a limit (20 s + 1 s per 10 MB of the file: a loop on damaged metadata) ends the
+/// command with exit 2 and "<who>: error: HDF5 file '<path>': ..." instead of a signal or a
+/// hang. Outside reads, signals keep their previous handling.
+void guard_reads(const std::string& who);
+
+/// The digest of a whole file in its user block (io/file_digest.hpp); declared here so that
+/// write_atomic needs no other header.
+void sign_file(const std::string& path);
+
+enum class Digest { None, Whole };
+
 /// Writes an HDF5 file atomically: fill(File&) writes into "<path>.tmp", which is closed with
-/// its status checked and only then renamed to path; on any failure (a full disk included) the
-/// temporary file is removed and path is left as it was.
+/// its status checked (and, with Digest::Whole, given the digest of its bytes) and only then
+/// renamed to path; on any failure (a full disk included) the temporary file is removed and
+/// path is left as it was.
 template <class Fill>
-void write_atomic(const std::string& path, Fill&& fill) {
+void write_atomic(const std::string& path, Fill&& fill, Digest digest = Digest::None) {
   const std::string tmp = path + ".tmp";
   try {
-    File f(tmp, File::Mode::Create);
+    File f(tmp, digest == Digest::Whole ? File::Mode::CreateSigned : File::Mode::Create);
     fill(f);
     f.close();
+    if (digest == Digest::Whole) sign_file(tmp);
     if (std::rename(tmp.c_str(), path.c_str()) != 0)
       throw InputError(cat("cannot move '", tmp, "' to '", path, "': ", std::strerror(errno)));
   } catch (...) {
