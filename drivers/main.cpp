@@ -6,6 +6,7 @@
 #include <exception>
 #include <chrono>
 #include <iostream>
+#include <new>
 #include <thread>
 #include <vector>
 
@@ -112,7 +113,19 @@ int main(int argc, char** argv) {
     } catch (const Error& e) {
       fail(e.exit_code(), cat(who, ": error: ", e.what(), "\n"));
     } catch (const std::exception& e) {
-      fail(1, cat(who, ": internal error: ", e.what(), "\n"));
+      // memory that cannot be had (Kokkos' allocation failure on the host or the device, or
+      // std::bad_alloc) is a run too large for this machine: the user's to change, exit 2
+      const std::string what = e.what();
+      if (dynamic_cast<const std::bad_alloc*>(&e) || what.find("failed to allocate") != std::string::npos) {
+        const std::string key = name == "train" ? "train.batch"
+                                : name == "sample" || name == "condense" ? "sample.batch"
+                                : name == "classify" ? "classify.batch" : "the batch size";
+        fail(2, cat(who, ": error: out of memory: ", what.substr(0, what.find('\n')),
+                    "\n  the run does not fit this machine's memory: lower ", key,
+                    " (or use a smaller network)\n"));
+      } else {
+        fail(1, cat(who, ": internal error: ", what, "\n"));
+      }
     }
   }
   return code;

@@ -93,6 +93,16 @@ Split read_split(const h5::File& f, const std::string& split, int K, size_t limi
     expect_shape(f, msk, {N, 1, s[2], s[3]}, "uint8, 1 = pixel observed, one mask per observation");
     out.observations = f.read_float(obs).data;
     truncate_rows(out.observations, n, out.C * size_t(out.H) * out.W);
+    // the [-1, 1] scale of the images plus observation noise: a value far outside it (1e30, or
+    // 0..255 pixels stored unscaled) would surface much later as a NaN loss blamed on train.lr
+    for (size_t i = 0; i < out.observations.size(); ++i) {
+      const float v = out.observations[i];
+      if (!std::isfinite(v) || std::fabs(v) > 16.f)
+        fail(path, obs,
+             cat("value ", v, " at index ", i, ": expected finite values in the [-1, 1] scale of the images ",
+                 "(plus observation noise; at most 16 in magnitude)",
+                 std::fabs(v) <= 255.f && std::isfinite(v) ? "; pixels 0..255 become x / 127.5 - 1" : ""));
+    }
     out.masks = n < N ? f.read_uint8_rows(msk, 0, n).data : f.read_uint8(msk).data;
     out.corruption = f.has_attr(g, "corruption") ? f.attr_string(g, "corruption") : "unknown";
     if (out.corruption.empty())

@@ -43,15 +43,19 @@ def sha(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
-def run(cmd, timeout=60, env=None):
+def run(cmd, timeout=60, env=None, limit_as=None):
     """(exit status or "timeout", stdout + stderr, seconds); a hung command is killed with its
     whole process group (mpirun's ranks included)."""
     e = dict(os.environ, OMP_NUM_THREADS="1", OMP_PROC_BIND="false")
     if env:
         e.update(env)
     t = time.time()
+    def limits():
+        if limit_as:  # so that an allocation too large fails as it would on a full machine
+            import resource
+            resource.setrlimit(resource.RLIMIT_AS, (limit_as, limit_as))
     p = subprocess.Popen(cmd, env=e, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         start_new_session=True)
+                         start_new_session=True, preexec_fn=limits)
     try:
         out, _ = p.communicate(timeout=timeout)
         return p.returncode, out.decode("utf-8", "replace"), time.time() - t
@@ -89,8 +93,8 @@ def setup(a):
 # ------------------------------------------------------------------------------------ cases
 class Case:
     def __init__(self, name, args, rc=2, expect="", make=None, keep=(), timeout=60, mpi=False,
-                 reject=r"internal error|Segmentation|core dumped"):
-        self.name, self.args, self.rc, self.expect = name, args, rc, expect
+                 reject=r"internal error|Segmentation|core dumped", limit_as=None):
+        self.name, self.args, self.rc, self.expect, self.limit_as = name, args, rc, expect, limit_as
         self.make, self.keep, self.timeout, self.mpi, self.reject = make, keep, timeout, mpi, reject
 
 
@@ -187,6 +191,10 @@ def cases(a, group):
                                                  "--data", data], 2, r"nope\.h5|e\.h5"),
             Case("cli.classify_bad_split", ["classify", ema, "--data", data, "--split", "validation"], 2,
                  r"validation"),
+            Case("cli.batch_beyond_memory", ["train", SMOKE, "--set", f"data.path={data}", "--set",
+                                             f"run.out_dir={D}/runs", "--set", "train.batch=1048576",
+                                             "--set", "train.steps=1"], 2,
+                 r"out of memory: .*lower train\.batch", limit_as=16 << 30),
             Case("cli.unknown_preset", ["info", "--preset", "foo"], 2, r"unknown network preset 'foo'"),
         ]
 
@@ -243,6 +251,16 @@ def cases(a, group):
         ds("other_image_size", lambda f: (replace(f, "/train/images", np.zeros((512, 3, 32, 32), "u1")),
                                           replace(f, "/test/images", np.zeros((128, 3, 32, 32), "u1"))),
            r"other_image_size\.h5.*3x32x32")
+        def observations(f, value):
+            x = f["/train/images"][...].astype("f4") / 127.5 - 1
+            x.flat[5] = value
+            del f["/train/images"]
+            f["/train/observations"] = x
+            f["/train/masks"] = np.ones((x.shape[0], 1) + x.shape[2:], "u1")
+        for name, value, msg in (("observations_1e30", 1e30, r"value 1e\+30 at index 5: expected finite"),
+                                 ("observations_nan", float("nan"), r"value nan at index 5"),
+                                 ("observations_unscaled", 200.0, r"value 200 at index 5.*x / 127\.5 - 1")):
+            ds(name, lambda f, v=value: observations(f, v), rf"{name}\.h5', /train/observations: {msg}")
         ds("test_float_images", lambda f: replace(f, "/test/images", f["/test/images"][...].astype("f8")),
            r"test_float_images\.h5.*/test/images", cmd="classify")
 
@@ -445,7 +463,7 @@ def run_group(a):
                 write(p, f"existing output of {c.name}\n")
         before = {p: sha(p) for p in c.keep}
         cmd = (launcher if c.mpi else []) + [a.dmis] + c.args
-        rc, text, dt = run(cmd, timeout=c.timeout)
+        rc, text, dt = run(cmd, timeout=c.timeout, limit_as=c.limit_as)
         problems = []
         if rc == "timeout":
             problems.append(f"no answer within {c.timeout} s (a hang)")
