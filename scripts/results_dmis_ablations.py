@@ -12,7 +12,8 @@ import json
 import os
 
 ORDER = ["vanilla", "dmis", "scale-mean", "scale-pixels", "elr", "elr-unclamped", "slice",
-         "transition-em", "mixture", "ramp", "pull", "beta0", "median-sigma"]
+         "transition-em", "mixture", "ramp", "pull", "beta0", "beta0.1", "beta0.03",
+         "median-sigma"]
 WHAT = {
     "vanilla": "no DMIS terms (method.name=vanilla)",
     "dmis": "the quickstart deck of these runs (no ramp-in; the deck has since taken rampup_kimg 8)",
@@ -26,6 +27,8 @@ WHAT = {
     "ramp": "the DMIS terms ramped in over 8 kimg (rampup_kimg=8, the quickstart deck's now)",
     "pull": "the classification gradient's lowering half only (cls_push=pull), with the ramp-in",
     "beta0": "the classification term off (beta=0), with the ramp-in",
+    "beta0.1": "the classification term at a tenth (beta=0.1), with the ramp-in",
+    "beta0.03": "the classification term at 3 % (beta=0.03), with the ramp-in",
     "median-sigma": "the classifier at the DMIS window's median sigma 0.30 (classifier_sigma=0)",
 }
 
