@@ -331,6 +331,7 @@ std::vector<std::string> File::list(const std::string& group) const {
   for (hsize_t i = 0; i < info.nlinks; ++i) {
     const ssize_t len = H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0,
                                            H5P_DEFAULT);
+    if (len < 0 || len > (1 << 16)) fail(m_path, group, cat("member ", i, " has no readable name"));
     std::string name(static_cast<size_t>(len), '\0');
     H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size() + 1,
                        H5P_DEFAULT);
@@ -428,10 +429,13 @@ std::vector<std::string> File::read_strings(const std::string& name) const {
     // fixed length (numpy 'S' arrays from h5py): n strings of w bytes, NULLPAD or NULLTERM;
     // read into w + 1 byte slots so that a string filling all w bytes keeps its last character
     const size_t w = H5Tget_size(ftype) + 1;
+    if (w > (1u << 20))  // a length read from the file: bounded before anything is allocated
+      fail(m_path, name, cat("declares strings of ", w - 1, " bytes each, expected at most 1 MiB"));
     Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
     H5Tset_size(type, w);
     H5Tset_cset(type, H5Tget_cset(ftype));
-    std::vector<char> buf(n * w, '\0');
+    std::vector<char> buf;
+    allocate(buf, {static_cast<hsize_t>(n), static_cast<hsize_t>(w)}, m_path, name);
     if (n > 0 && H5Dread(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.data()) < 0)
       fail(m_path, name, "cannot read as strings");
     std::vector<std::string> out;
@@ -441,7 +445,8 @@ std::vector<std::string> File::read_strings(const std::string& name) const {
   Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
   H5Tset_size(type, H5T_VARIABLE);
   H5Tset_cset(type, H5Tget_cset(ftype));
-  std::vector<char*> ptrs(n, nullptr);
+  std::vector<char*> ptrs;
+  allocate(ptrs, {static_cast<hsize_t>(n)}, m_path, name);
   if (n > 0 && H5Dread(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()) < 0)
     fail(m_path, name, "cannot read as strings");
   std::vector<std::string> out;

@@ -246,6 +246,8 @@ def cases(a, group):
            r"empty_split\.h5', /train/images: expected at least one image, found N = 0")
         ds("class_names_count", lambda f: replace(f, "/class_names", np.array([b"a", b"b"])),
            r"class_names_count\.h5.*/class_names")
+        ds("class_names_huge_strings", lambda f: replace(f, "/class_names", np.array([b"a"] * 10, dtype="S2000000")),
+           r"class_names_huge_strings\.h5.*/class_names.*declares strings of 2000000 bytes each")
         ds("empty_candidates", lambda f: f.create_dataset("/train/candidates", data=np.zeros((512, 10), "u1")),
            r"empty_candidates\.h5.*/train/candidates.*empty")
         ds("other_image_size", lambda f: (replace(f, "/train/images", np.zeros((512, 3, 32, 32), "u1")),
