@@ -192,7 +192,7 @@ Array<T> read_dataset(hid_t file, const std::string& path, const std::string& na
   const int rank = H5Sget_simple_extent_ndims(space);
   if (rank < 0) fail(path, name, "cannot read its shape");
   std::vector<hsize_t> dims(static_cast<size_t>(rank));
-  H5Sget_simple_extent_dims(space, dims.data(), nullptr);
+  if (H5Sget_simple_extent_dims(space, dims.data(), nullptr) < 0) fail(path, name, "cannot read its shape");
   check_stored_type<T>(ds, path, name);
   Array<T> out;
   for (hsize_t d : dims) out.shape.push_back(static_cast<size_t>(d));
@@ -326,15 +326,16 @@ std::vector<std::string> File::list(const std::string& group) const {
   Handle g(H5Gopen2(m_id, group.c_str(), H5P_DEFAULT), H5Gclose);
   if (g < 0) fail(m_path, group, "not a group");
   H5G_info_t info;
-  H5Gget_info(g, &info);
+  if (H5Gget_info(g, &info) < 0) fail(m_path, group, "cannot read the group's members");
   std::vector<std::string> names;
   for (hsize_t i = 0; i < info.nlinks; ++i) {
     const ssize_t len = H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0,
                                            H5P_DEFAULT);
     if (len < 0 || len > (1 << 16)) fail(m_path, group, cat("member ", i, " has no readable name"));
     std::string name(static_cast<size_t>(len), '\0');
-    H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size() + 1,
-                       H5P_DEFAULT);
+    if (H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size() + 1,
+                           H5P_DEFAULT) < 0)
+      fail(m_path, group, cat("cannot read the name of member ", i));
     names.push_back(name);
   }
   return names;
@@ -348,7 +349,7 @@ std::vector<size_t> File::shape(const std::string& dataset) const {
   Handle space(H5Dget_space(ds), H5Sclose);
   const int rank = H5Sget_simple_extent_ndims(space);
   std::vector<hsize_t> dims(static_cast<size_t>(std::max(rank, 0)));
-  H5Sget_simple_extent_dims(space, dims.data(), nullptr);
+  if (H5Sget_simple_extent_dims(space, dims.data(), nullptr) < 0) fail(m_path, dataset, "cannot read its shape");
   return std::vector<size_t>(dims.begin(), dims.end());
 }
 
@@ -375,7 +376,8 @@ Array<uint8_t> File::read_uint8_rows(const std::string& name, size_t first, size
   std::vector<hsize_t> start(full.size(), 0), cnt(full.begin(), full.end());
   start[0] = first;
   cnt[0] = count;
-  H5Sselect_hyperslab(space, H5S_SELECT_SET, start.data(), nullptr, cnt.data(), nullptr);
+  if (H5Sselect_hyperslab(space, H5S_SELECT_SET, start.data(), nullptr, cnt.data(), nullptr) < 0)
+    fail(m_path, name, "cannot select its rows");
   Handle mem(H5Screate_simple(static_cast<int>(cnt.size()), cnt.data(), nullptr), H5Sclose);
   Array<uint8_t> out;
   out.shape.assign(cnt.begin(), cnt.end());
