@@ -125,6 +125,11 @@ const std::vector<KeySpec>& registry() {
       F("method.classifier_sigma", "0", 0, 1e3,
         "dmis: 0: the classifier's K noise levels from the DMIS window (K = 1: its median, "
         "0.30); > 0: all K at this sigma, with independent noise"),
+      F("method.cls_sigma", "0", 0, 1e3,
+        "dmis: sigma at which the classification term trains the live classifier (its K points, "
+        "independent noise); 0: the levels of the posterior's classifier (method.classifier_sigma "
+        "or the window). The pseudo-targets stay where the EMA classifier is most accurate, the "
+        "push on the other classes' denoising goes where the sampler has already chosen the class"),
       F("method.classifier_fraction", "0.25", 1e-6, 1,
         "dmis: fraction of each batch that gets the classification loss"),
       I("method.top_k", "10", 1, 4096, "dmis: classes kept in the classifier (by EMA posterior)"),

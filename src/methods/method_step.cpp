@@ -118,8 +118,10 @@ MethodStep<Exec>::MethodStep(const models::UNetConfig& net, const TrainStepConfi
     cc.logit_scale = 1;  // unscaled logits u: the step applies s (a device scalar) and the prior
     cc.edm = train.edm;
     m_ema_cls = std::make_unique<DiffusionClassifier<Exec>>(net, cc, m_Bw, m_C, true, conv_scratch_mb);
+    ClassifierConfig live = cc;
+    if (m.cls_sigma > 0) live.fixed_sigma = m.cls_sigma;
     m_live_cls =
-        std::make_unique<DiffusionClassifier<Exec>>(net, cc, m_Bc, m_Kc, false, conv_scratch_mb);
+        std::make_unique<DiffusionClassifier<Exec>>(net, live, m_Bc, m_Kc, false, conv_scratch_mb);
     m_fphi = fbuf<Exec>("f_phi", m_Bw * m_C);
     m_q = fbuf<Exec>("posterior", m_Bw * m_C);
     m_ftheta = fbuf<Exec>("f_theta", m_Bc * m_Kc);

@@ -39,6 +39,7 @@ struct MethodConfig {
   int timesteps = 1;                  // K noise levels of the training classifier
   double window = 6.4;
   double classifier_sigma = 0;        // > 0: the classifier's K points at this sigma
+  double cls_sigma = 0;               // > 0: the live classifier (L_cls) at this sigma instead
   double classifier_fraction = 0.25;  // of each batch
   int top_k = 10;                     // classes kept in the live classifier
   double tau = 0.01;

@@ -137,6 +137,7 @@ RunPlan make_plan(const deck::Deck& d) {
   p.method.timesteps = static_cast<int>(d.get_int("method.timesteps"));
   p.method.window = d.get_float("method.window");
   p.method.classifier_sigma = d.get_float("method.classifier_sigma");
+  p.method.cls_sigma = d.get_float("method.cls_sigma");
   p.method.classifier_fraction = d.get_float("method.classifier_fraction");
   p.method.top_k = static_cast<int>(d.get_int("method.top_k"));
   p.method.tau = d.get_float("method.tau");
@@ -337,6 +338,8 @@ int train(const deck::Deck& d) {
       detail = cat("K ", plan.method.timesteps,
                    plan.method.classifier_sigma > 0 ? cat(" at sigma ", plan.method.classifier_sigma)
                                                     : std::string(" in the DMIS window"),
+                   plan.method.cls_sigma > 0 ? cat(" (the classification term at sigma ", plan.method.cls_sigma, ")")
+                                             : std::string(),
                    ", logit scale ", method.initial_logit_scale(),
                    plan.method.calibrate_scale ? " (calibrated)" : "",
                    ", posterior fraction ", plan.method.posterior_fraction,
