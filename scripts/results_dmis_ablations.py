@@ -13,6 +13,7 @@ import os
 
 ORDER = ["vanilla", "dmis", "scale-mean", "scale-pixels", "elr", "elr-unclamped", "slice",
          "transition-em", "mixture", "ramp", "pull", "beta0", "beta0.1", "beta0.03", "cls-sigma0.3",
+         "shared-sigma0.3", "beta0.1-cls0.3",
          "median-sigma"]
 WHAT = {
     "vanilla": "no DMIS terms (method.name=vanilla)",
@@ -29,6 +30,8 @@ WHAT = {
     "beta0": "the classification term off (beta=0), with the ramp-in",
     "beta0.1": "the classification term at a tenth (beta=0.1), with the ramp-in",
     "beta0.03": "the classification term at 3 % (beta=0.03), with the ramp-in",
+    "shared-sigma0.3": "targets and classification term both at sigma 0.30 (classifier_sigma=0.3), with the ramp-in",
+    "beta0.1-cls0.3": "beta 0.1 and the classification term at sigma 0.30, targets at 2.4, with the ramp-in",
     "cls-sigma0.3": "the classification term at sigma 0.30, its targets at 2.4 (cls_sigma=0.3), with the ramp-in",
     "median-sigma": "the classifier at the DMIS window's median sigma 0.30 (classifier_sigma=0)",
 }
