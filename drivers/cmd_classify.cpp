@@ -99,7 +99,9 @@ int cmd_classify(const Args& args) {
   cc.points = static_cast<int>(d.get_int("classify.points"));
   cc.timesteps = d.get_string("classify.timesteps");
   cc.window = d.get_float("classify.window");
+  cc.uniform_min = d.get_float("classify.uniform_min");
   cc.uniform_max = d.get_float("classify.uniform_max");
+  cc.equal_weights = d.get_string("classify.weights") == "equal";
   cc.logit_scale = d.get_float("method.logit_scale");
   cc.edm.P_mean = d.get_float("diffusion.P_mean");
   cc.edm.P_std = d.get_float("diffusion.P_std");

@@ -109,6 +109,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", default="docs/runs-seeds")
     ap.add_argument("--out", default="docs/results-seeds.md")
+    ap.add_argument("--regen", default=None, help="the command that made the runs (for the report)")
     a = ap.parse_args()
     settings = [s for s in ORDER if os.path.isdir(os.path.join(a.runs, s))]
     L = ["# Vanilla against DMIS over seeds (paired)", "",
@@ -118,7 +119,7 @@ def main():
          "For each seed one warm-up of plain conditional training to the step where DMIS switches on, "
          "then from that same checkpoint the vanilla run and the DMIS run to the deck's end: the "
          "difference of a pair is the DMIS phase's alone.", "",
-         "Regenerate: `scripts/experiments-seeds --settings \"" + " ".join(settings) + "\" --seeds \"1 2 3\"`.", ""]
+         "Regenerate: `" + (a.regen or "scripts/experiments-seeds --settings \"" + " ".join(settings) + "\" --seeds \"1 2 3\"") + "`.", ""]
     dirs = {}
     for s in settings:
         seeds = sorted(glob.glob(os.path.join(a.runs, s, "seed*")), key=lambda p: int(p.rsplit("seed", 1)[1]))

@@ -224,7 +224,12 @@ const std::vector<KeySpec>& registry() {
         "noise levels of the diffusion classifier: DMIS window or uniform grid"),
       I("classify.points", "4", 1, 1024, "noise levels K per class"),
       F("classify.window", "6.4", 1e-6, 1e6, "width of the sigma window (timesteps: window)"),
+      F("classify.uniform_min", "0.0001", 1e-6, 1e6,
+        "smallest sigma of the uniform grid (Chen et al.'s 1e-4)"),
       F("classify.uniform_max", "3", 1e-6, 1e6, "largest sigma of the uniform grid"),
+      S("classify.weights", "elbo", {"elbo", "equal"},
+        "uniform grid: the ELBO's weights lambda(sigma) p(sigma) d_sigma, or lambda(sigma) / K "
+        "for every level alike (the window's weights are always lambda(sigma) / K)"),
       I("classify.batch", "32", 1, 1 << 20, "images per classifier batch (each x classes x K)"),
       B("classify.use_ema", "true", "classify with the EMA weights"),
   };

@@ -81,7 +81,7 @@ void classifier_levels(const ClassifierConfig& cfg, std::vector<double>& sigma,
       sigma[k] = K > 1 ? cfg.uniform_min + k * step : 0.5 * (cfg.uniform_min + cfg.uniform_max);
       const double z = (std::log(sigma[k]) - Pm) / Ps;
       const double pdf = std::exp(-z * z / 2) / (sigma[k] * Ps * std::sqrt(2 * M_PI));
-      weight[k] = lambda(sigma[k]) * pdf * step;
+      weight[k] = cfg.equal_weights ? lambda(sigma[k]) / K : lambda(sigma[k]) * pdf * step;
     }
   } else {
     throw InputError(cat("classifier timesteps must be 'window' or 'uniform', got '",

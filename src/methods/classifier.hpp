@@ -20,6 +20,9 @@ struct ClassifierConfig {
   double window = 6.4;                // DMIS window width in sigma
   double uniform_min = 1e-4;          // uniform grid: smallest sigma (Chen et al.)
   double uniform_max = 3.0;           // uniform grid: largest sigma
+  // uniform grid: weights lambda(sigma) / K (each level's EDM-normalised error counted alike,
+  // as the window does) instead of the ELBO's lambda(sigma) p(sigma) d_sigma
+  bool equal_weights = false;
   double fixed_sigma = 0;             // > 0: all K points at this sigma (independent noise)
   // s; 0: the number of values of an image (C * H * W), i.e. the squared error summed over
   // pixels as in the ELBO of DMIS's Eq. 12 (a mean with s = 1 gives a nearly flat posterior)
@@ -30,7 +33,8 @@ struct ClassifierConfig {
 /// The K noise levels and their weights w_k. Window: equal-probability quantiles of the
 /// training log-normal truncated to [l, l + window] with F(l) + F(r) = 1, weights
 /// lambda(sigma_k) / K. Uniform: a linear grid on [uniform_min, uniform_max] with weights
-/// lambda(sigma) p_lognormal(sigma) d_sigma.
+/// lambda(sigma) p_lognormal(sigma) d_sigma (the ELBO's), or lambda(sigma) / K with
+/// cfg.equal_weights.
 void classifier_levels(const ClassifierConfig& cfg, std::vector<double>& sigma,
                        std::vector<double>& weight);
 /// The DMIS window [l, r] for a width.

@@ -403,6 +403,42 @@ TEST(DmisOps, DefaultLogitScaleIsThePixelCount) {
     for (int j = 0; j < NC; ++j) EXPECT_NEAR(b(i, j), 784 * a(i, j), 1e-4 * std::abs(784 * a(i, j)) + 1e-6);
 }
 
+// The classifier's noise levels: the window's equal-probability quantiles inside [l, r] with
+// lambda / K; the uniform grid with the ELBO's lambda p d_sigma or, with equal_weights, lambda / K
+TEST(DmisOps, ClassifierLevelsAndTheirWeights) {
+  methods::ClassifierConfig cfg;
+  cfg.points = 8;
+  const double sd = cfg.edm.sigma_data, Pm = cfg.edm.P_mean, Ps = cfg.edm.P_std;
+  auto lambda = [&](double s) { return (s * s + sd * sd) / ((s * sd) * (s * sd)); };
+  std::vector<double> sig, w;
+  methods::classifier_levels(cfg, sig, w);
+  double l, r;
+  methods::dmis_window(Pm, cfg.window, l, r);
+  auto F = [&](double s) { return 0.5 * std::erfc(-(std::log(s) - Pm) / Ps / std::sqrt(2.0)); };
+  EXPECT_NEAR(F(l) + F(r), 1.0, 1e-9);
+  for (int k = 0; k < 8; ++k) {
+    EXPECT_GT(sig[k], l);
+    EXPECT_LT(sig[k], r);
+    if (k) EXPECT_GT(sig[k], sig[k - 1]);
+    // the k-th of 8 equal-probability cells' midpoint in probability
+    EXPECT_NEAR(F(sig[k]), F(l) + (k + 0.5) / 8 * (F(r) - F(l)), 1e-7);
+    EXPECT_NEAR(w[k], lambda(sig[k]) / 8, 1e-9 * w[k]);
+  }
+  cfg.timesteps = "uniform", cfg.uniform_min = 1, cfg.uniform_max = 4;
+  methods::classifier_levels(cfg, sig, w);
+  for (int k = 0; k < 8; ++k) {
+    EXPECT_NEAR(sig[k], 1 + k * 3.0 / 7, 1e-12);
+    const double z = (std::log(sig[k]) - Pm) / Ps;
+    const double pdf = std::exp(-z * z / 2) / (sig[k] * Ps * std::sqrt(2 * M_PI));
+    EXPECT_NEAR(w[k], lambda(sig[k]) * pdf * 3.0 / 7, 1e-9 * w[k]);
+  }
+  cfg.equal_weights = true;
+  methods::classifier_levels(cfg, sig, w);
+  for (int k = 0; k < 8; ++k) EXPECT_NEAR(w[k], lambda(sig[k]) / 8, 1e-9 * w[k]);
+  cfg.uniform_min = 4;
+  EXPECT_THROW(methods::classifier_levels(cfg, sig, w), InputError);
+}
+
 // The logit scale of largest likelihood of labels drawn from softmax(2 u): the grid's 2 (host
 // bisection on the maximum-likelihood condition as the reference), then the smoothing on log s
 TEST(DmisOps, ScaleCalibrationFindsTheMaximumLikelihoodTemperature) {
