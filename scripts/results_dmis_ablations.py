@@ -13,7 +13,7 @@ import os
 
 ORDER = ["vanilla", "dmis", "scale-mean", "scale-pixels", "elr", "elr-unclamped", "slice",
          "transition-em", "mixture", "ramp", "pull", "beta0", "beta0.1", "beta0.03", "cls-sigma0.3",
-         "shared-sigma0.3", "beta0.1-cls0.3",
+         "shared-sigma0.3", "beta0.1-cls0.3", "draws4", "draws4-beta0",
          "median-sigma"]
 WHAT = {
     "vanilla": "no DMIS terms (method.name=vanilla)",
@@ -33,6 +33,8 @@ WHAT = {
     "shared-sigma0.3": "targets and classification term both at sigma 0.30 (classifier_sigma=0.3), with the ramp-in",
     "beta0.1-cls0.3": "beta 0.1 and the classification term at sigma 0.30, targets at 2.4, with the ramp-in",
     "cls-sigma0.3": "the classification term at sigma 0.30, its targets at 2.4 (cls_sigma=0.3), with the ramp-in",
+    "draws4": "4 noise draws per class for the targets and the term, on 8 images (timesteps=4, posterior_fraction=0.125), with the ramp-in",
+    "draws4-beta0": "4 noise draws for the targets on 16 images, the classification term off (timesteps=4, posterior_fraction=0.25, beta=0), with the ramp-in",
     "median-sigma": "the classifier at the DMIS window's median sigma 0.30 (classifier_sigma=0)",
 }
 
