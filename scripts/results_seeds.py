@@ -43,6 +43,10 @@ def measures(run):
             j = json.load(f)
         out["dc_acc"] = 100 * j["accuracy"]
         out["dc_images"] = j["images"]
+    c = os.path.join(run, "classify-high.json")
+    if os.path.exists(c):
+        with open(c) as f:
+            out["dc_high"] = 100 * json.load(f)["accuracy"]
     m = merged_jsonl(os.path.join(run, "metrics.jsonl"))
     if "accuracy" in m:
         out["sample_acc"] = 100 * m["accuracy"]
@@ -94,6 +98,7 @@ def fmt(m, sd, nd):
 
 MAIN = [  # key, title, decimals, higher is better
     ("dc_acc", "diffusion-classifier accuracy %", 1, True),
+    ("dc_high", "diffusion-classifier accuracy %, sigma 2-6", 1, True),
     ("sample_acc", "generated-sample accuracy %", 1, True),
     ("cw_fd", "CW-FD", 2, False),
     ("fd", "FD", 2, False),
@@ -132,7 +137,7 @@ def main():
         L += [f"## {NAMES[s]} (`{s}`)", ""]
         imgs = sorted({r[1].get("dc_images") for r in rows if r[1].get("dc_images")} |
                       {r[2].get("dc_images") for r in rows if r[2].get("dc_images")})
-        L.append(f"{len(rows)} seeds ({', '.join(r[0] for r in rows)}); diffusion classifier at 8 noise levels on the "
+        L.append(f"{len(rows)} seeds ({', '.join(r[0] for r in rows)}); diffusion classifier at 8 noise levels (the window, and sigma 2-6) on the "
                  f"first {', '.join(map(str, imgs)) or '?'} test images; samples: 50 per class, 18 Heun steps.")
         L.append("")
         L += ["| measure | vanilla | dmis | dmis − vanilla (± SE, paired) | clear (> 2 SE, better)? |",
@@ -152,11 +157,11 @@ def main():
                      f"{'' if math.isnan(se) else f' ± {se:.{nd}f}'} | {clear} |")
         L.append("")
         L += ["Per seed (vanilla / dmis):", "",
-              "| seed | " + " | ".join(t for _, t, _, _ in MAIN[:4]) + " | largest L_gen excess over vanilla at the same step |",
-              "|---|" + "---:|" * 5]
+              "| seed | " + " | ".join(t for _, t, _, _ in MAIN[:5]) + " | largest L_gen excess over vanilla at the same step |",
+              "|---|" + "---:|" * 6]
         for name, v, d, ex in rows:
             cells = []
-            for key, _, nd, _ in MAIN[:4]:
+            for key, _, nd, _ in MAIN[:5]:
                 cells.append(f"{v[key]:.{nd}f} / {d[key]:.{nd}f}" if key in v and key in d else "–")
             L.append(f"| {name} | " + " | ".join(cells) + f" | {'–' if ex is None else f'{100 * ex:+.1f} %'} |")
         L.append("")

@@ -180,6 +180,38 @@ void compute_stats(Supervision& s, const std::vector<int32_t>& clean) {
   s.stats = st;
 }
 
+std::vector<double> noise_transition(const Supervision& sup) {
+  if (sup.kind != SupervisionKind::Noisy)
+    throw InputError(cat("a known label-noise transition needs noisy-label supervision, found ",
+                         kind_name(sup.kind)));
+  if (sup.source != "generated")
+    throw InputError(cat("a known label-noise transition needs labels corrupted by dmis "
+                         "(supervision.source: generate), found source '", sup.source,
+                         "': a dataset's own noisy labels come from an unknown process"));
+  const int K = sup.K;
+  const auto& c = sup.config;
+  if (K < 2) throw InputError(cat("a label-noise transition needs at least 2 classes, found ", K));
+  std::vector<double> T(static_cast<size_t>(K) * K, 0.0);
+  if (c.noise == "symmetric") {
+    for (int y = 0; y < K; ++y)
+      for (int k = 0; k < K; ++k) T[y * K + k] = y == k ? 1 - c.rate : c.rate / (K - 1);
+  } else {
+    std::vector<int> map = c.class_map.empty() ? asymmetric_class_map(c.dataset_name, K) : c.class_map;
+    if (map.size() != static_cast<size_t>(K))
+      throw InputError(cat("supervision: class_map has ", map.size(), " entries, expected K = ", K));
+    for (int y = 0; y < K; ++y) {
+      const int to = map[y];
+      if (to < 0 || to == y || to >= K) {
+        T[y * K + y] = 1;
+      } else {
+        T[y * K + y] = 1 - c.rate;
+        T[y * K + to] = c.rate;
+      }
+    }
+  }
+  return T;
+}
+
 Supervision generate_supervision(const std::vector<int32_t>& clean, int K,
                                  const SupervisionConfig& config) {
   check_config(config);

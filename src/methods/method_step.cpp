@@ -76,8 +76,8 @@ MethodStep<Exec>::MethodStep(const models::UNetConfig& net, const TrainStepConfi
     throw InputError(cat("method.delta: expected a rate in [0, 1), found ", m.delta));
   if (m.noisy_target != "posterior" && m.noisy_target != "elr")
     throw InputError(cat("method.noisy_target: expected posterior or elr, found '", m.noisy_target, "'"));
-  if (m.transition != "estimate" && m.transition != "fixed")
-    throw InputError(cat("method.transition: expected estimate or fixed, found '", m.transition, "'"));
+  if (m.transition != "estimate" && m.transition != "fixed" && m.transition != "known")
+    throw InputError(cat("method.transition: expected estimate, fixed or known, found '", m.transition, "'"));
   if (m.cls_push != "both" && m.cls_push != "pull")
     throw InputError(cat("method.cls_push: expected both or pull, found '", m.cls_push, "'"));
   if (m.gen_objective != "sample" && m.gen_objective != "mixture")
@@ -141,10 +141,17 @@ MethodStep<Exec>::MethodStep(const models::UNetConfig& net, const TrainStepConfi
       const int Bwg = classifier_samples(m.posterior_fraction,
                                          train.global_batch > 0 ? train.global_batch : local_batch);
       const double rows = Bwg / (1.0 - std::min(m.transition_momentum, 0.999)) / m_C;
+      // known: the supervision's own noise process instead (fixed; the same weight of counts,
+      // so that the Dirichlet prior's share is the same as fixed's)
+      const bool known = m.transition == "known" && m_kind == dmis_ops::Supervision::Noisy;
+      if (known && m.known_transition.size() != static_cast<size_t>(m_C) * m_C)
+        throw InputError(cat("method.transition: known needs the noise process's transition of ",
+                             m_C, " x ", m_C, " values, found ", m.known_transition.size()));
       std::vector<float> init(m_C * m_C);
       for (int y = 0; y < m_C; ++y)
         for (int k = 0; k < m_C; ++k)
-          init[y * m_C + k] = static_cast<float>(rows * (y == k ? 1 - e0 : e0 / (m_C - 1)));
+          init[y * m_C + k] = static_cast<float>(
+              rows * (known ? m.known_transition[y * m_C + k] : y == k ? 1 - e0 : e0 / (m_C - 1)));
       set_transition_counts(init);
     }
     m_diag = fbuf<Exec>("diagnostics", dmis_ops::kDiagnostics);

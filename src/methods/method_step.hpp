@@ -50,7 +50,10 @@ struct MethodConfig {
   std::string gen_objective = "sample";  // sample | mixture
   double transition_momentum = 0.98;  // noisy: per-step decay of the transition counts
   double transition_init = 0.5;       // noisy: EM's start, labels wrong with this probability
-  std::string transition = "estimate";  // noisy: estimate (online EM) | fixed (at the start)
+  std::string transition = "estimate";  // noisy: estimate (online EM) | fixed (at the start) |
+                                        // known (known_transition, fixed)
+  std::vector<double> known_transition;  // transition known: T(y, ŷ) row-major (C, C), from the
+                                         // supervision's own noise process (data::noise_transition)
   double transition_prior = 1.0;      // noisy: Dirichlet pseudo-samples per row of T
   bool calibrate_scale = true;        // s by maximum likelihood of the supervision while training
   double scale_momentum = 0.9;        // per-step smoothing of that calibration (on log s)

@@ -304,6 +304,14 @@ int train(const deck::Deck& d) {
                                         tr.masks, sup.observed, sup.candidates, sup.labeled)
                      : DeviceData<Exec>(tr.N, tr.C, tr.H, tr.W, ds.classes, tr.images,
                                         sup.observed, sup.candidates, sup.labeled);
+  if (plan.method.name == "dmis" && plan.method.supervision == "noisy" &&
+      plan.method.transition == "known") {
+    try {
+      plan.method.known_transition = data::noise_transition(sup);
+    } catch (const InputError& e) {
+      d.fail("method.transition", cat("'known': ", e.what()));
+    }
+  }
   methods::MethodStep<Exec> method(plan.net, plan.step, plan.method, local_batch,
                                    plan.conv_scratch_mb);
   auto& core = method.core();
@@ -353,8 +361,11 @@ int train(const deck::Deck& d) {
                        ? cat(", noisy-label target ", plan.method.noisy_target,
                              plan.method.noisy_target == "elr" ? cat(" (clamp ", plan.method.elr_clamp, ")")
                                                                : std::string(),
-                             ", transition ", plan.method.transition, " from rate ",
-                             plan.method.transition_init)
+                             plan.method.transition == "known"
+                                 ? cat(", transition known (", sup.config.noise, " noise at rate ",
+                                       sup.config.rate, ")")
+                                 : cat(", transition ", plan.method.transition, " from rate ",
+                                       plan.method.transition_init))
                        : std::string());
     if (method.needs_masks())
       detail += cat(detail.empty() ? "" : "; ", "ambient: delta ", plan.method.delta,

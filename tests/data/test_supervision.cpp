@@ -170,6 +170,56 @@ TEST(Supervision, NoisyAsymmetric) {
                            {"class_map has 2 entries, expected K = 10"}));
 }
 
+// The known transition of generated noise against the generator itself: the fraction of each
+// clean class observed as each label, over many samples, within 4 standard errors of T(y, ŷ).
+TEST(Supervision, NoiseTransitionMatchesTheGenerator) {
+  const auto y = balanced_labels();
+  struct Case {
+    std::string noise, dataset;
+    double rate;
+  };
+  for (const Case& cs : {Case{"symmetric", "fashion-mnist", 0.4}, Case{"asymmetric", "fashion-mnist", 0.4},
+                         Case{"asymmetric", "cifar10", 0.2}}) {
+    SupervisionConfig c = config(SupervisionKind::Noisy);
+    c.noise = cs.noise;
+    c.rate = cs.rate;
+    c.dataset_name = cs.dataset;
+    const Supervision s = data::generate_supervision(y, kK, c);
+    const std::vector<double> T = data::noise_transition(s);
+    ASSERT_EQ(T.size(), static_cast<size_t>(kK * kK));
+    std::vector<double> counts(kK * kK, 0), per_class(kK, 0);
+    for (int i = 0; i < kN; ++i) {
+      counts[y[i] * kK + s.observed[i]] += 1;
+      per_class[y[i]] += 1;
+    }
+    for (int a = 0; a < kK; ++a) {
+      double row = 0;
+      for (int b = 0; b < kK; ++b) {
+        row += T[a * kK + b];
+        EXPECT_TRUE(within_4se(counts[a * kK + b] / per_class[a], T[a * kK + b],
+                               static_cast<long>(per_class[a]),
+                               cat(cs.noise, " ", cs.dataset, ": T(", a, ", ", b, ")")));
+      }
+      EXPECT_NEAR(row, 1.0, 1e-12) << cs.noise << " row " << a;
+    }
+    // after a round trip through the file (the resumed run's source)
+    ScratchDir dir("noise-transition");
+    const std::string path = dir.file("supervision.h5");
+    data::write_supervision(path, s);
+    const Supervision r = data::read_supervision(path);
+    EXPECT_EQ(data::noise_transition(r), T) << cs.noise << " " << cs.dataset;
+  }
+  // not a generated noise process: named
+  Supervision p = data::generate_supervision(y, kK, config(SupervisionKind::Partial));
+  EXPECT_TRUE(contains_all(input_error([&] { data::noise_transition(p); }),
+                           {"needs noisy-label supervision", "partial"}));
+  SupervisionConfig c = config(SupervisionKind::Noisy);
+  Supervision d = data::generate_supervision(y, kK, c);
+  d.source = "dataset";
+  EXPECT_TRUE(contains_all(input_error([&] { data::noise_transition(d); }),
+                           {"supervision.source: generate", "'dataset'"}));
+}
+
 TEST(Supervision, PartialRandom) {
   const auto y = balanced_labels();
   for (double q : {0.3, 0.5}) {

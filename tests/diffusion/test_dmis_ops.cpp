@@ -9,6 +9,7 @@
 #include "core/error.hpp"
 #include "methods/classifier.hpp"
 #include "methods/dmis_ops.hpp"
+#include "methods/method_step.hpp"
 #include "models/unet.hpp"
 
 namespace {
@@ -507,6 +508,77 @@ TEST(DmisOps, ScaleCalibrationFindsTheMaximumLikelihoodTemperature) {
   ops::update_scale(Exec(), Tensor1<float, Exec>(ll.data(), G), glo, ratio, 0.5f,
                     Tensor1<float, Exec>(scale.data(), 1));
   EXPECT_NEAR(host(scale, 1)[0], std::sqrt(2.0), 1e-4);
+}
+
+// method.transition: known starts T at the supervision's own process, with the weight of counts
+// and the Dirichlet prior's share of fixed's start, and keeps it there while training; estimate
+// starts at the even spread and moves with the steps. A known T of the wrong size is named.
+TEST(MethodStepTransition, KnownIsTheProcessAndStaysFixed) {
+  auto cfg = models::UNetConfig::from_preset("unet-s");
+  cfg.base = 8, cfg.mults = {1, 2}, cfg.n_blocks = 1, cfg.attn_res = {}, cfg.groups = 4;
+  const int B = 4, R = 28, C = 10;
+  std::vector<double> T(C * C, 0.0);  // asymmetric: 2 -> 7 and 5 -> 6 at 0.4
+  for (int y = 0; y < C; ++y) T[y * C + y] = 1;
+  T[2 * C + 2] = 0.6, T[2 * C + 7] = 0.4, T[5 * C + 5] = 0.6, T[5 * C + 6] = 0.4;
+  Kokkos::View<float****, Kokkos::LayoutRight, Exec::memory_space> x("dmis::test::x0", B, 1, R, R);
+  Kokkos::View<int*, Kokkos::LayoutRight, Exec::memory_space> obs("dmis::test::obs", B);
+  Kokkos::View<uint8_t**, Kokkos::LayoutRight, Exec::memory_space> cand("dmis::test::cand", B, C);
+  Kokkos::View<uint8_t*, Kokkos::LayoutRight, Exec::memory_space> lab("dmis::test::lab", B);
+  Kokkos::deep_copy(x, 0.25f);
+  auto ho = Kokkos::create_mirror_view(obs);
+  for (int b = 0; b < B; ++b) ho(b) = (2 * b + 1) % C;
+  Kokkos::deep_copy(obs, ho);
+  Kokkos::deep_copy(cand, 1);
+  Kokkos::deep_copy(lab, 1);
+  auto read = [&](methods::MethodStep<Exec>& s) {
+    auto t = s.transition();
+    auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), t);
+    std::vector<double> v(C * C);
+    for (int y = 0; y < C; ++y)
+      for (int k = 0; k < C; ++k) v[y * C + k] = h(y, k);
+    return v;
+  };
+  methods::TrainStepConfig tc;
+  methods::MethodConfig mc;
+  mc.name = "dmis", mc.supervision = "noisy", mc.classifier_fraction = 0.5, mc.top_k = 3;
+  mc.transition = "known", mc.known_transition = T;
+  methods::MethodStep<Exec> known(cfg, tc, mc, B);
+  known.initialize(models::InitScheme::Adm);
+  // counts of B / (1 - momentum) samples per step's steady state, C rows: 20 per row; prior 1
+  const double rows = B / (1 - mc.transition_momentum) / C;
+  auto expect_process = [&](const std::vector<double>& got, const char* when) {
+    for (int y = 0; y < C; ++y)
+      for (int k = 0; k < C; ++k)
+        EXPECT_NEAR(got[y * C + k], (rows * T[y * C + k] + 0.1) / (rows + 1), 1e-6)
+            << when << ": T(" << y << ", " << k << ")";
+  };
+  expect_process(read(known), "at the start");
+  for (int i = 0; i < 3; ++i) known.run(Exec(), x, obs, cand, lab);
+  Kokkos::fence();
+  expect_process(read(known), "after 3 steps");
+
+  mc.transition = "estimate", mc.known_transition.clear(), mc.transition_init = 0.4;
+  methods::MethodStep<Exec> est(cfg, tc, mc, B);
+  est.initialize(models::InitScheme::Adm);
+  const auto start = read(est);
+  EXPECT_NEAR(start[0], (rows * 0.6 + 0.1) / (rows + 1), 1e-6);
+  EXPECT_NEAR(start[1], (rows * 0.4 / 9 + 0.1) / (rows + 1), 1e-6);
+  for (int i = 0; i < 3; ++i) est.run(Exec(), x, obs, cand, lab);
+  Kokkos::fence();
+  const auto moved = read(est);
+  double change = 0;
+  for (int i = 0; i < C * C; ++i) change = std::max(change, std::abs(moved[i] - start[i]));
+  EXPECT_GT(change, 1e-3) << "estimate: the online EM did not move T";
+
+  mc.transition = "known";
+  mc.known_transition.assign(4, 0.25);
+  try {
+    methods::MethodStep<Exec> bad(cfg, tc, mc, B);
+    ADD_FAILURE() << "a known transition of 4 values for 10 classes was accepted";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("known needs the noise process's transition of 10 x 10 values, found 4"),
+              std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
