@@ -26,6 +26,7 @@ class Dmis(CMakePackage, CudaPackage, ROCmPackage):
     variant("hdf5", default=True, description="HDF5 datasets and checkpoints")
     variant("openmp", default=True, description="Use the Kokkos OpenMP host backend")
     variant("tests", default=False, description="Build the GoogleTest suite (run by ctest)")
+    variant("bench", default=False, description="Build and install dmis-bench (bench/)")
 
     # project(dmis LANGUAGES C CXX): FindHDF5 probes the C compiler.
     depends_on("c", type="build")
@@ -90,6 +91,7 @@ class Dmis(CMakePackage, CudaPackage, ROCmPackage):
             self.define_from_variant("DMIS_ENABLE_MPI", "mpi"),
             self.define_from_variant("DMIS_ENABLE_HDF5", "hdf5"),
             self.define_from_variant("DMIS_ENABLE_TESTS", "tests"),
+            self.define_from_variant("DMIS_ENABLE_BENCH", "bench"),
             self.define("DMIS_REQUIRE_OPENMP", spec.satisfies("+openmp")),
             self.define("DMIS_REQUIRE_CUDA", spec.satisfies("+cuda")),
             self.define("DMIS_REQUIRE_HIP", spec.satisfies("+rocm")),
