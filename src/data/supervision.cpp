@@ -180,6 +180,17 @@ void compute_stats(Supervision& s, const std::vector<int32_t>& clean) {
   s.stats = st;
 }
 
+// The asymmetric map a config means: its own class_map, else its dataset's; checked against K.
+static std::vector<int> resolved_class_map(const SupervisionConfig& c, int K) {
+  const std::vector<int> map = c.class_map.empty() ? asymmetric_class_map(c.dataset_name, K) : c.class_map;
+  if (map.size() != static_cast<size_t>(K))
+    throw InputError(cat("supervision: class_map has ", map.size(), " entries, expected K = ", K));
+  for (int k = 0; k < K; ++k)
+    if (map[k] < -1 || map[k] >= K)
+      throw InputError(cat("supervision: class_map[", k, "] = ", map[k], " is outside [-1, ", K, ")"));
+  return map;
+}
+
 std::vector<double> noise_transition(const Supervision& sup) {
   if (sup.kind != SupervisionKind::Noisy)
     throw InputError(cat("a known label-noise transition needs noisy-label supervision, found ",
@@ -196,12 +207,10 @@ std::vector<double> noise_transition(const Supervision& sup) {
     for (int y = 0; y < K; ++y)
       for (int k = 0; k < K; ++k) T[y * K + k] = y == k ? 1 - c.rate : c.rate / (K - 1);
   } else {
-    std::vector<int> map = c.class_map.empty() ? asymmetric_class_map(c.dataset_name, K) : c.class_map;
-    if (map.size() != static_cast<size_t>(K))
-      throw InputError(cat("supervision: class_map has ", map.size(), " entries, expected K = ", K));
+    const std::vector<int> map = resolved_class_map(c, K);
     for (int y = 0; y < K; ++y) {
       const int to = map[y];
-      if (to < 0 || to == y || to >= K) {
+      if (to < 0 || to == y) {
         T[y * K + y] = 1;
       } else {
         T[y * K + y] = 1 - c.rate;
@@ -256,16 +265,7 @@ Supervision generate_supervision(const std::vector<int32_t>& clean, int K,
         s.observed[i] = other >= clean[i] ? other + 1 : other; // skips the clean class
       }
     } else {
-      std::vector<int> map = config.class_map;
-      if (map.empty())
-        map = asymmetric_class_map(config.dataset_name, K);
-      if (map.size() != static_cast<size_t>(K))
-        throw InputError(
-            cat("supervision: class_map has ", map.size(), " entries, expected K = ", K));
-      for (int k = 0; k < K; ++k)
-        if (map[k] < -1 || map[k] >= K)
-          throw InputError(
-              cat("supervision: class_map[", k, "] = ", map[k], " is outside [-1, ", K, ")"));
+      const std::vector<int> map = resolved_class_map(config, K);
       s.config.class_map = map;
       for (size_t i = 0; i < N; ++i) {
         const int to = map[clean[i]];

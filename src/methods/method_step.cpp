@@ -419,8 +419,8 @@ void MethodStep<Exec>::run_dmis(const Exec& exec, const Tensor4<const T, Exec>& 
   // generative one into the store's (zeroed by begin), the two added at the end
   const V1 grads = store.grads, gcls(m_gcls.data(), grads.extent(0)), diag(m_diag.data(), ops::kDiagnostics);
   optim::Optimizer<Exec, T>::fill(exec, gcls, T(0));
-  // beta 0 (or the ramp's first step): dlogits are all 0, so is the backward's gradient; skip it
-  // (the forward stays, for L_cls in the diagnostics)
+  // beta 0: dlogits are all 0, so is the backward's gradient; skip it (the forward stays, for
+  // L_cls in the diagnostics)
   if (ramp * m_cfg.beta > 0) m_live_cls->backward(exec, store.params, Tensor2<const T, Exec>(tgt), gcls);
   optim::Optimizer<Exec, T>::grad_norm2(exec, Tensor1<const T, Exec>(gcls), V1(m_norm_scratch.data(), m_norm_scratch.extent(0)),
                                         V1(m_diag.data() + ops::kGradNorm2Cls, 1));
