@@ -88,10 +88,9 @@ int cmd_classify(const Args& args) {
   if (ds.classes != m.net.classes)
     throw InputError(cat("dataset '", data_path, "' has ", ds.classes, " classes; the checkpoint's "
                          "network has ", m.net.classes));
-  if (sp.C != m.net.out_channels || sp.H != m.net.resolution || sp.W != m.net.resolution)
-    throw InputError(cat("dataset '", data_path, "' has images of ", sp.C, "x", sp.H, "x", sp.W,
-                         "; the network takes ", m.net.out_channels, "x", m.net.resolution, "x",
-                         m.net.resolution));
+  const std::string bad = data::image_shape_mismatch(sp, data_path, m.net.out_channels,
+                                                     m.net.resolution, "the checkpoint's network");
+  if (!bad.empty()) throw InputError(bad);
   const int N = limit > 0 ? static_cast<int>(std::min<long>(limit, sp.N)) : sp.N;
   const std::vector<int32_t>& truth = sp.clean_labels.empty() ? sp.labels : sp.clean_labels;
 

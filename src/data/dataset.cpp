@@ -514,6 +514,13 @@ void require_images(const Split& sp, const std::string& path, const std::string&
            " needs clean images in /", sp.name, "/images"));
 }
 
+std::string image_shape_mismatch(const Split& sp, const std::string& path, int channels,
+                                 int resolution, const std::string& network) {
+  if (sp.C == channels && sp.H == resolution && sp.W == resolution) return "";
+  return cat("dataset '", path, "' has images of ", sp.C, "x", sp.H, "x", sp.W, " but ", network,
+             " takes ", channels, "x", resolution, "x", resolution);
+}
+
 std::string read_train_corruption(const std::string& path) {
   h5::File f(path, h5::File::Mode::Read);
   if (!f.exists("/train/observations"))

@@ -67,6 +67,13 @@ Dataset read_dataset(const std::string& path, bool with_test = true, size_t limi
 /// "dmis classify"), and the message says which file and what it holds instead.
 void require_images(const Split& sp, const std::string& path, const std::string& who);
 
+/// What is wrong with `sp`'s images for a network of `channels` x `resolution` x `resolution`
+/// ("dataset 'PATH' has images of 1x28x28 but <network> takes 3x32x32"; `network` names it, as
+/// "the network 'ddpmpp-cifar'"), or "" when they fit. One check for training, DiffEM and
+/// classify; each caller says which key or file to change.
+std::string image_shape_mismatch(const Split& sp, const std::string& path, int channels,
+                                 int resolution, const std::string& network = "the network");
+
 /// Reads /train/clean_images of a corrupted dataset (for evaluating reconstructions); throws
 /// InputError naming the file when it has none (import with --keep-clean).
 std::vector<uint8_t> read_clean_images(const std::string& path, size_t limit = 0);

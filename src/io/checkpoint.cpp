@@ -1,15 +1,15 @@
-#include <cmath>
 #include "io/checkpoint.hpp"
 
-#include "io/file_digest.hpp"
-
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 
 #include "core/error.hpp"
 #include "core/version.hpp"
+#include "io/file_digest.hpp"
+#include "io/fnv1a.hpp"
 #include "io/h5.hpp"
 
 namespace dmis::io {
@@ -67,16 +67,13 @@ public:
   }
   std::string hex() const {
     char b[17];
-    std::snprintf(b, sizeof b, "%016llx", static_cast<unsigned long long>(m_h));
+    std::snprintf(b, sizeof b, "%016llx", static_cast<unsigned long long>(m_fnv.h));
     return b;
   }
 
 private:
-  void mix(uint64_t w) {
-    m_h ^= w;
-    m_h *= 1099511628211ull;
-  }
-  uint64_t m_h = 1469598103934665603ull;
+  void mix(uint64_t w) { m_fnv.mix(w); }
+  Fnv1a64 m_fnv{kFnvBasisContent};
 };
 
 std::string content_digest(const CheckpointData& d) {
@@ -144,6 +141,13 @@ void write_checkpoint(const std::string& path, const CheckpointData& d) {
   }, h5::Digest::Whole);  // format 3: and the digest of the whole file's bytes in its user block
 }
 
+void check_layout(const CheckpointData& d, const std::string& path, const ParamTable& expect) {
+  const std::string diff = expect.first_difference(d.table);
+  if (!diff.empty())
+    throw InputError(cat("checkpoint '", path, "' was written for another network layout: ", diff,
+                         " (\"here\" is the network of this deck, \"there\" the checkpoint)"));
+}
+
 CheckpointData read_checkpoint(const std::string& path, const ParamTable* expect) {
   // format 3: every byte checked before HDF5 parses any (a damaged file could crash or hang it)
   const bool whole = verify_file_digest(path, "checkpoint") == FileDigest::Verified;
@@ -177,12 +181,7 @@ CheckpointData read_checkpoint(const std::string& path, const ParamTable* expect
     for (int r = 0; r < ranks[i]; ++r) shape.push_back(shapes[i * 4 + r]);
     d.table.add(names[i], shape);
   }
-  if (expect) {
-    const std::string diff = expect->first_difference(d.table);
-    if (!diff.empty())
-      throw InputError(cat("checkpoint '", path, "' was written for another network layout: ",
-                           diff, " (\"here\" is the network of this deck, \"there\" the checkpoint)"));
-  }
+  if (expect) check_layout(d, path, *expect);
   // weights that are not finite would sample NaN images and classify at 0 % with exit 0
   auto finite = [&](const char* name, const auto& v) {
     size_t bad = 0, first = 0;

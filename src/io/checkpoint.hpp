@@ -34,6 +34,8 @@ void write_checkpoint(const std::string& path, const CheckpointData& data);
 /// Reads a checkpoint. When `expect` is given, its layout is compared with the stored one first
 /// and a difference is an error naming the first differing tensor.
 CheckpointData read_checkpoint(const std::string& path, const ParamTable* expect = nullptr);
+/// The same comparison for a checkpoint already read from `path` (named in the error).
+void check_layout(const CheckpointData& data, const std::string& path, const ParamTable& expect);
 
 /// The complete checkpoints "<prefix>-<step>.h5" in a directory, oldest first.
 std::vector<std::string> list_checkpoints(const std::string& dir, const std::string& prefix);

@@ -8,6 +8,7 @@
 
 #include "core/error.hpp"
 #include "core/io_error.hpp"
+#include "io/fnv1a.hpp"
 
 namespace dmis::io {
 
@@ -27,7 +28,7 @@ using FilePtr = std::unique_ptr<std::FILE, Closer>;
 uint64_t digest_rest(std::FILE* f, const std::string& path, uint64_t& bytes) {
   if (std::fseek(f, static_cast<long>(kDigestBlock), SEEK_SET) != 0)
     throw InputError(cat("cannot read '", path, "': ", std::strerror(errno)));
-  uint64_t h = 14695981039346656037ull;
+  Fnv1a64 h;
   std::vector<unsigned char> buf(1 << 20);
   bytes = kDigestBlock;
   size_t carry = 0;  // bytes of a partial word left from the previous read
@@ -40,15 +41,14 @@ uint64_t digest_rest(std::FILE* f, const std::string& path, uint64_t& bytes) {
     for (size_t i = 0; i < words; ++i) {
       uint64_t w = 0;
       for (int b = 7; b >= 0; --b) w = (w << 8) | buf[i * 8 + static_cast<size_t>(b)];
-      h ^= w;
-      h *= 1099511628211ull;
+      h.mix(w);
     }
     if (n == 0) break;
     carry = have - words * 8;
     std::memmove(buf.data(), buf.data() + words * 8, carry);
   }
   if (std::ferror(f)) throw InputError(cat("cannot read '", path, "': ", std::strerror(errno)));
-  return h;
+  return h.h;
 }
 
 std::string hex(uint64_t v) {

@@ -144,10 +144,9 @@ int train_diffem(const deck::Deck& d) {
                                "observations; the data's channel is ", channel.spec(),
                                " (use mean or observation)"));
   models::UNetConfig final_net = network_from_deck(d, ds.classes);
-  if (tr.C != final_net.out_channels || tr.H != final_net.resolution || tr.W != final_net.resolution)
-    d.fail("network.preset", cat("dataset '", plan.data_path, "' has images of ", tr.C, "x", tr.H,
-                                 "x", tr.W, " but the network takes ", final_net.out_channels, "x",
-                                 final_net.resolution, "x", final_net.resolution));
+  const std::string bad = data::image_shape_mismatch(tr, plan.data_path, final_net.out_channels,
+                                                     final_net.resolution);
+  if (!bad.empty()) d.fail("network.preset", bad);
   models::UNetConfig post_net = final_net;
   const int C = tr.C, R = tr.H, HW = R * R, N = tr.N, K = ds.classes, Cc = C + 1;
   post_net.in_channels = C + Cc;  // [x, y, mask]
