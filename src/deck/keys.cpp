@@ -125,6 +125,11 @@ const std::vector<KeySpec>& registry() {
       F("method.classifier_sigma", "0", 0, 1e3,
         "dmis: 0: the classifier's K noise levels from the DMIS window (K = 1: its median, "
         "0.30); > 0: all K at this sigma, with independent noise"),
+      F("method.classifier_sigma_max", "0", 0, 1e3,
+        "dmis: > method.classifier_sigma: the posterior classifier's K levels evenly spaced from "
+        "classifier_sigma to this sigma, weighted alike (K = 1: their midpoint); a model trained "
+        "on noisy labels carries its class information at sigma 2-6 "
+        "(docs/results-label-purity.md); 0: all K at classifier_sigma"),
       F("method.cls_sigma", "0", 0, 1e3,
         "dmis: sigma at which the classification term trains the live classifier (its K points, "
         "independent noise); 0: the levels of the posterior's classifier (method.classifier_sigma "

@@ -74,6 +74,7 @@ public:
   double logit_scale() const { return m_cfg.logit_scale; }
   /// Forward passes of the UNet per call (B * NC * K).
   int evaluations() const { return m_B * m_NC * m_K; }
+  const ClassifierConfig& config() const { return m_cfg; }
   models::UNet<Exec, T>& net() { return m_net; }
 
 private:

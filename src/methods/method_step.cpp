@@ -115,6 +115,16 @@ MethodStep<Exec>::MethodStep(const models::UNetConfig& net, const TrainStepConfi
     cc.timesteps = "window";
     cc.window = m.window;
     cc.fixed_sigma = m.classifier_sigma;
+    if (m.classifier_sigma_max > 0) {  // K levels evenly over [classifier_sigma, _max], alike
+      if (!(m.classifier_sigma > 0 && m.classifier_sigma_max > m.classifier_sigma))
+        throw InputError(cat("method.classifier_sigma_max (", m.classifier_sigma_max,
+                             ") must exceed method.classifier_sigma (", m.classifier_sigma, ")"));
+      cc.fixed_sigma = 0;
+      cc.timesteps = "uniform";
+      cc.uniform_min = m.classifier_sigma;
+      cc.uniform_max = m.classifier_sigma_max;
+      cc.equal_weights = true;
+    }
     cc.logit_scale = 1;  // unscaled logits u: the step applies s (a device scalar) and the prior
     cc.edm = train.edm;
     m_ema_cls = std::make_unique<DiffusionClassifier<Exec>>(net, cc, m_Bw, m_C, true, conv_scratch_mb);

@@ -39,6 +39,7 @@ struct MethodConfig {
   int timesteps = 1;                  // K noise levels of the training classifier
   double window = 6.4;
   double classifier_sigma = 0;        // > 0: the classifier's K points at this sigma
+  double classifier_sigma_max = 0;    // > classifier_sigma: the K points evenly up to it
   double cls_sigma = 0;               // > 0: the live classifier (L_cls) at this sigma instead
   double classifier_fraction = 0.25;  // of each batch
   int top_k = 10;                     // classes kept in the live classifier
@@ -135,6 +136,11 @@ public:
   void set_logit_scale(double s);
   /// Samples of the local batch with posterior weights / with the classification term.
   int posterior_samples() const { return m_Bw; }
+  /// The diffusion classifiers of a DMIS step (null for the other methods): the EMA one of the
+  /// posterior (method.classifier_sigma) and the live one of the classification term
+  /// (method.cls_sigma where it is set).
+  const DiffusionClassifier<Exec>* posterior_classifier() const { return m_ema_cls.get(); }
+  const DiffusionClassifier<Exec>* live_classifier() const { return m_live_cls.get(); }
   int classifier_samples_local() const { return m_Bc; }
   /// Counted FLOPs of one step of the given kind.
   double flops_per_step(bool dmis) const;

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include "core/error.hpp"
@@ -137,6 +138,13 @@ RunPlan make_plan(const deck::Deck& d) {
   p.method.timesteps = static_cast<int>(d.get_int("method.timesteps"));
   p.method.window = d.get_float("method.window");
   p.method.classifier_sigma = d.get_float("method.classifier_sigma");
+  p.method.classifier_sigma_max = d.get_float("method.classifier_sigma_max");
+  if (p.method.classifier_sigma_max > 0 &&
+      !(p.method.classifier_sigma > 0 && p.method.classifier_sigma_max > p.method.classifier_sigma))
+    d.fail("method.classifier_sigma_max",
+           cat("a range of the classifier's levels needs method.classifier_sigma > 0 below it; "
+               "found classifier_sigma ", p.method.classifier_sigma, " and classifier_sigma_max ",
+               p.method.classifier_sigma_max));
   p.method.cls_sigma = d.get_float("method.cls_sigma");
   p.method.classifier_fraction = d.get_float("method.classifier_fraction");
   p.method.top_k = static_cast<int>(d.get_int("method.top_k"));
@@ -213,6 +221,7 @@ int train(const deck::Deck& d) {
   // ---- run directory -----------------------------------------------------------------------
   RunFiles files(plan.run_dir, root);
   std::string resume_from, fresh_note;
+  std::optional<io::CheckpointData> resumed;  // the checkpoint 'latest' chose, read once
   std::vector<std::string> skipped;  // damaged checkpoints that resume passed over
   if (plan.resume == "none") {
     if (files.holds_run())
@@ -225,7 +234,7 @@ int train(const deck::Deck& d) {
     const auto ck = io::list_checkpoints(plan.run_dir, "ckpt");
     for (auto it = ck.rbegin(); it != ck.rend() && resume_from.empty(); ++it) {
       try {
-        (void)io::read_checkpoint(*it);
+        resumed = io::read_checkpoint(*it);
         resume_from = *it;
       } catch (const InputError& e) {
         skipped.push_back(cat("run.resume latest: skipping ", *it, ": ", e.what()));
@@ -259,12 +268,10 @@ int train(const deck::Deck& d) {
     // the images against the preset's first: a network for other images is the cause of any
     // later complaint about its levels (attn_res)
     const auto pre = models::UNetConfig::from_preset(d.get_string("network.preset"));
-    if (tr.C != pre.out_channels || tr.H != pre.resolution || tr.W != pre.resolution)
-      d.fail("network.preset",
-             cat("dataset '", plan.data_path, "' has images of ", tr.C, "x", tr.H, "x", tr.W,
-                 " but the network '", pre.preset, "' takes ", pre.out_channels, "x",
-                 pre.resolution, "x", pre.resolution,
-                 " (unet-s/unet-m: 1x28x28, ddpmpp-cifar: 3x32x32)"));
+    const std::string bad = data::image_shape_mismatch(tr, plan.data_path, pre.out_channels,
+                                                       pre.resolution, cat("the network '", pre.preset, "'"));
+    if (!bad.empty())
+      d.fail("network.preset", cat(bad, " (unet-s/unet-m: 1x28x28, ddpmpp-cifar: 3x32x32)"));
   }
   plan.net = network_from_deck(d, ds.classes);
   data::Supervision sup;
@@ -344,7 +351,9 @@ int train(const deck::Deck& d) {
     std::string detail;
     if (plan.method.name == "dmis")
       detail = cat("K ", plan.method.timesteps,
-                   plan.method.classifier_sigma > 0 ? cat(" at sigma ", plan.method.classifier_sigma)
+                   plan.method.classifier_sigma_max > 0
+                       ? cat(" evenly at sigma ", plan.method.classifier_sigma, "-", plan.method.classifier_sigma_max)
+                   : plan.method.classifier_sigma > 0 ? cat(" at sigma ", plan.method.classifier_sigma)
                                                     : std::string(" in the DMIS window"),
                    plan.method.cls_sigma > 0 ? cat(" (the classification term at sigma ", plan.method.cls_sigma, ")")
                                              : std::string(),
@@ -385,7 +394,9 @@ int train(const deck::Deck& d) {
   if (resume_from.empty()) {
     method.initialize(plan.init);
   } else {
-    const io::CheckpointData ck = io::read_checkpoint(resume_from, &core.net().table());
+    const io::CheckpointData ck = resumed ? std::move(*resumed) : io::read_checkpoint(resume_from);
+    resumed.reset();
+    io::check_layout(ck, resume_from, core.net().table());
     if (ck.kind != "training-state")
       throw InputError(cat("cannot resume from '", resume_from, "': it is an ", ck.kind,
                            " (no optimizer state); resume from a ckpt-*.h5 file"));

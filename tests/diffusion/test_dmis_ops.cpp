@@ -581,4 +581,71 @@ TEST(MethodStepTransition, KnownIsTheProcessAndStaysFixed) {
   }
 }
 
+// method.cls_sigma moves the classification term's classifier alone: the posterior's EMA
+// classifier stays at method.classifier_sigma (or its range up to classifier_sigma_max); at 0
+// (the default) both share the posterior's levels. Vanilla has neither.
+TEST(MethodStepClassifiers, ClsSigmaAndTheLevelRangeReachTheirClassifiers) {
+  auto cfg = models::UNetConfig::from_preset("unet-s");
+  cfg.base = 8, cfg.mults = {1, 2}, cfg.n_blocks = 1, cfg.attn_res = {}, cfg.groups = 4;
+  const int B = 4;
+  methods::TrainStepConfig tc;
+  methods::MethodConfig mc;
+  mc.name = "dmis", mc.supervision = "noisy", mc.classifier_fraction = 0.5, mc.top_k = 3;
+  mc.classifier_sigma = 2.4;
+  {
+    methods::MethodStep<Exec> s(cfg, tc, mc, B);
+    ASSERT_NE(s.live_classifier(), nullptr);
+    ASSERT_NE(s.posterior_classifier(), nullptr);
+    EXPECT_EQ(s.live_classifier()->config().fixed_sigma, 2.4);
+    EXPECT_EQ(s.posterior_classifier()->config().fixed_sigma, 2.4);
+  }
+  mc.cls_sigma = 0.3;
+  {
+    methods::MethodStep<Exec> s(cfg, tc, mc, B);
+    EXPECT_EQ(s.live_classifier()->config().fixed_sigma, 0.3);
+    EXPECT_EQ(s.posterior_classifier()->config().fixed_sigma, 2.4);
+    // everything else of the two classifiers is the same
+    EXPECT_EQ(s.live_classifier()->config().points, s.posterior_classifier()->config().points);
+    EXPECT_EQ(s.live_classifier()->config().timesteps, s.posterior_classifier()->config().timesteps);
+  }
+  // method.classifier_sigma_max: the posterior's K levels evenly from classifier_sigma to it,
+  // weighted alike; the classification term keeps its own sigma
+  mc.timesteps = 3, mc.classifier_sigma = 2, mc.classifier_sigma_max = 6;
+  {
+    methods::MethodStep<Exec> s(cfg, tc, mc, B);
+    std::vector<double> sigma, weight;
+    methods::classifier_levels(s.posterior_classifier()->config(), sigma, weight);
+    ASSERT_EQ(sigma.size(), 3u);
+    EXPECT_NEAR(sigma[0], 2, 1e-12);
+    EXPECT_NEAR(sigma[1], 4, 1e-12);
+    EXPECT_NEAR(sigma[2], 6, 1e-12);
+    auto lambda = [](double x) { return (x * x + 0.25) / (x * x * 0.25); };  // sigma_data 0.5
+    for (int k = 0; k < 3; ++k) EXPECT_NEAR(weight[k], lambda(sigma[k]) / 3, 1e-9) << k;
+    methods::classifier_levels(s.live_classifier()->config(), sigma, weight);
+    for (double x : sigma) EXPECT_EQ(x, 0.3);
+  }
+  mc.cls_sigma = 0;  // the term then shares the posterior's levels
+  {
+    methods::MethodStep<Exec> s(cfg, tc, mc, B);
+    std::vector<double> sigma, weight;
+    methods::classifier_levels(s.live_classifier()->config(), sigma, weight);
+    EXPECT_NEAR(sigma[1], 4, 1e-12);
+  }
+  mc.classifier_sigma_max = 1;  // below classifier_sigma: named
+  try {
+    methods::MethodStep<Exec> s(cfg, tc, mc, B);
+    ADD_FAILURE() << "classifier_sigma_max below classifier_sigma was accepted";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("method.classifier_sigma_max (1) must exceed method.classifier_sigma (2)"),
+              std::string::npos) << e.what();
+  }
+  mc.classifier_sigma_max = 0;
+  mc.name = "vanilla";
+  {
+    methods::MethodStep<Exec> s(cfg, tc, mc, B);
+    EXPECT_EQ(s.live_classifier(), nullptr);
+    EXPECT_EQ(s.posterior_classifier(), nullptr);
+  }
+}
+
 }  // namespace
