@@ -101,6 +101,14 @@ def main():
          "Written by `scripts/results_corrupted.py` from the runs of `scripts/experiments-corrupted` "
          f"(`{'/`, `'.join(a.runs)}/`); regenerate with `scripts/experiments-corrupted` (resumable; "
          "`--only report` rewrites this page).\n",
+         "Each method's run starts from its deck (`inputs/quickstart.yaml` for vanilla, "
+         "`inputs/corrupted/mask90-ambient.yaml`, `mask90-diffem.yaml`, "
+         "`sym40mask50-dmis-ambient.yaml`) with its data, name and variant overridden. "
+         "`scripts/experiments-corrupted --only decks` lists where a rerun's deck differs from the "
+         "archived run's: for the runs here only keys their method does not read, except the two "
+         "DMIS runs (archived with `method.logit_scale: 1` and before the keys issue 18 added; a "
+         "rerun trains the current DMIS) and the diffusion classifier's `classify.points` (2 "
+         "then).\n",
          "Budget: the quickstart network (unet-s base 16, mults [1, 2, 2], one block, no attention, "
          "268k parameters), 72 kimg a model at batch 64, lr 0.002; samples: 50 per class, 18 Heun "
          "steps; measures in the features of the project's evaluator CNN against the real test set "
