@@ -9,6 +9,7 @@
 #include "data/dataset.hpp"
 #include "diffusion/sampler.hpp"
 #include "dist/comm.hpp"
+#include "io/atomic_file.hpp"
 #include "io/h5.hpp"
 #include "io/png.hpp"
 #include "generate.hpp"
@@ -61,34 +62,26 @@ int cmd_sample(const Args& args) {
   const bool root = dist::rank() == 0;
   if (!root) return 0;
   {
-    const std::string tmp = out + ".tmp";
-    try {
-      h5::File f(tmp, h5::File::Mode::Create);
-      f.write("/images", {static_cast<size_t>(total), static_cast<size_t>(C), static_cast<size_t>(R),
-                          static_cast<size_t>(R)},
-              all.data());
-      f.write("/labels", {static_cast<size_t>(total)}, all_labels.data());
-      f.set_attr("/", "checkpoint", m.checkpoint);
-      f.set_attr("/", "step", int64_t(m.data.step));
-      f.set_attr("/", "weights", std::string(use_ema ? "ema" : "raw"));
-      f.set_attr("/", "sampler", std::string("edm-heun"));
-      f.set_attr("/", "steps", int64_t(sc.steps));
-      f.set_attr("/", "churn", sc.churn);
-      f.set_attr("/", "guidance", sc.guidance);
-      f.set_attr("/", "seed", int64_t(sc.seed));
-      f.set_attr("/", "classes", int64_t(K));
-      f.set_attr("/", "clipped_values", int64_t(clipped));
-      f.close();  // checked before anything is renamed into place
-      // the grid first: where it fails, the samples file is left as it was
-      png::write_grid(grid, all, total, C, R, R, K, per);
-    } catch (...) {
-      std::remove(tmp.c_str());
-      throw;
-    }
-    if (std::rename(tmp.c_str(), out.c_str()) != 0) {
-      std::remove(tmp.c_str());
-      throw InputError(cat("cannot move '", tmp, "' to '", out, "'"));
-    }
+    io::AtomicFile file(out);
+    h5::File f(file.tmp(), h5::File::Mode::Create);
+    f.write("/images", {static_cast<size_t>(total), static_cast<size_t>(C), static_cast<size_t>(R),
+                        static_cast<size_t>(R)},
+            all.data());
+    f.write("/labels", {static_cast<size_t>(total)}, all_labels.data());
+    f.set_attr("/", "checkpoint", m.checkpoint);
+    f.set_attr("/", "step", int64_t(m.data.step));
+    f.set_attr("/", "weights", std::string(use_ema ? "ema" : "raw"));
+    f.set_attr("/", "sampler", std::string("edm-heun"));
+    f.set_attr("/", "steps", int64_t(sc.steps));
+    f.set_attr("/", "churn", sc.churn);
+    f.set_attr("/", "guidance", sc.guidance);
+    f.set_attr("/", "seed", int64_t(sc.seed));
+    f.set_attr("/", "classes", int64_t(K));
+    f.set_attr("/", "clipped_values", int64_t(clipped));
+    f.close();  // checked before anything is renamed into place
+    // the grid first: where it fails, the samples file is left as it was
+    png::write_grid(grid, all, total, C, R, R, K, per);
+    file.commit();
   }
   const double frac = static_cast<double>(clipped) / static_cast<double>(all.size());
   if (frac > 0.01)

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "io/atomic_file.hpp"
 
 namespace dmis::h5 {
 
@@ -107,18 +108,12 @@ enum class Digest { None, Whole };
 /// path is left as it was.
 template <class Fill>
 void write_atomic(const std::string& path, Fill&& fill, Digest digest = Digest::None) {
-  const std::string tmp = path + ".tmp";
-  try {
-    File f(tmp, digest == Digest::Whole ? File::Mode::CreateSigned : File::Mode::Create);
-    fill(f);
-    f.close();
-    if (digest == Digest::Whole) sign_file(tmp);
-    if (std::rename(tmp.c_str(), path.c_str()) != 0)
-      throw InputError(cat("cannot move '", tmp, "' to '", path, "': ", std::strerror(errno)));
-  } catch (...) {
-    std::remove(tmp.c_str());
-    throw;
-  }
+  io::AtomicFile out(path);
+  File f(out.tmp(), digest == Digest::Whole ? File::Mode::CreateSigned : File::Mode::Create);
+  fill(f);
+  f.close();
+  if (digest == Digest::Whole) sign_file(out.tmp());
+  out.commit();
 }
 
 }  // namespace dmis::h5

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "core/error.hpp"
+#include "io/atomic_file.hpp"
 
 #if defined(DMIS_HAVE_PNG)
 #include <png.h>
@@ -60,25 +61,18 @@ void write_grid(const std::string& path, const std::vector<float>& images, int N
               to_byte(img[(static_cast<size_t>(c) * H + y) * W + x]);
   }
 
-  const std::string tmp = path + ".tmp";
+  io::AtomicFile out(path);
   png_image image;
   std::memset(&image, 0, sizeof(image));
   image.version = PNG_IMAGE_VERSION;
   image.width = static_cast<png_uint_32>(width);
   image.height = static_cast<png_uint_32>(height);
   image.format = C == 1 ? PNG_FORMAT_GRAY : PNG_FORMAT_RGB;
-  const int ok = png_image_write_to_file(&image, tmp.c_str(), 0, pixels.data(), 0, nullptr);
+  const int ok = png_image_write_to_file(&image, out.tmp().c_str(), 0, pixels.data(), 0, nullptr);
   const std::string message = image.message;
   png_image_free(&image);
-  if (!ok) {
-    std::remove(tmp.c_str());
-    throw InputError(cat("cannot write PNG '", path, "': ", message));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string why = std::strerror(errno);
-    std::remove(tmp.c_str());
-    throw InputError(cat("cannot write PNG '", path, "': rename from '", tmp, "' failed: ", why));
-  }
+  if (!ok) throw InputError(cat("cannot write PNG '", path, "': ", message));
+  out.commit();
 #endif
 }
 

@@ -206,20 +206,16 @@ int train_diffem(const deck::Deck& d) {
     ck.adam_m = to_host_vec(store.adam_m);
     ck.adam_v = to_host_vec(store.adam_v);
     ck.ema = to_host_vec(store.ema);
-    const std::string path = lap_path(dir, lap);
-    io::write_checkpoint(path + ".part", ck);  // the state first, then the reconstructions
-    {
-      // reconstructions beside the state, in a second file written atomically; the lap counts
-      // as complete only when lap-NN.h5 exists, which is renamed last
-      const std::string rp = path + ".recon.tmp";
-      {
-        h5::File f(rp, h5::File::Mode::Create);
-        f.write("/reconstructions", {static_cast<size_t>(N), size_t(C), size_t(R), size_t(R)}, hr.data(), 4);
-        f.set_attr("/", "lap", int64_t(lap));
-      }
-      fs::rename(rp, path + ".recon");
-    }
-    fs::rename(path + ".part", path);
+    // the state first (into lap-NN.h5.part), then the reconstructions beside it (written
+    // atomically to lap-NN.h5.recon); the lap counts as complete only when lap-NN.h5 exists,
+    // which is renamed last. A failure on the way leaves no .part behind.
+    io::AtomicFile lap_file(lap_path(dir, lap), ".part");
+    io::write_checkpoint(lap_file.tmp(), ck);
+    h5::write_atomic(lap_file.path() + ".recon", [&](h5::File& f) {
+      f.write("/reconstructions", {static_cast<size_t>(N), size_t(C), size_t(R), size_t(R)}, hr.data(), 4);
+      f.set_attr("/", "lap", int64_t(lap));
+    });
+    lap_file.commit();
     files.log(cat("lap ", lap, ": ", lap == 0 ? "start (" + d.get_string("diffem.start") + ")"
                                                  : cat("M-step loss ", num(loss)),
                   std::isfinite(err.mse) ? cat(", reconstruction PSNR ", num(err.psnr, 4), " dB (MSE ",

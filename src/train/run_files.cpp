@@ -14,6 +14,7 @@
 
 #include "core/error.hpp"
 #include "core/io_error.hpp"
+#include "io/atomic_file.hpp"
 #include "io/checkpoint.hpp"
 
 namespace dmis::train {
@@ -21,24 +22,15 @@ namespace dmis::train {
 namespace fs = std::filesystem;
 
 void write_file_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
+  io::AtomicFile out(path);
   {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) throw InputError(cat("cannot write '", tmp, "': ", std::strerror(errno)));
+    std::ofstream f(out.tmp(), std::ios::binary | std::ios::trunc);
+    if (!f) throw InputError(cat("cannot write '", out.tmp(), "': ", std::strerror(errno)));
     f << text;
     f.flush();
-    if (!f) {
-      const std::string why = write_failure_cause(tmp);
-      f.close();
-      std::remove(tmp.c_str());
-      throw InputError(cat("cannot write '", tmp, "': ", why));
-    }
+    if (!f) throw InputError(cat("cannot write '", out.tmp(), "': ", write_failure_cause(out.tmp())));
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string why = std::strerror(errno);
-    std::remove(tmp.c_str());
-    throw InputError(cat("cannot move '", tmp, "' to '", path, "': ", why));
-  }
+  out.commit();
 }
 
 RunFiles::RunFiles(const std::string& dir, bool writer) : m_dir(dir), m_writer(writer) {}

@@ -487,13 +487,16 @@ int train(const deck::Deck& d) {
     ck.prior_counts.assign(hc.data(), hc.data() + hc.extent(0));
     dist::allreduce_sum(ck.prior_counts.data(), ck.prior_counts.size());
     if (!root) return std::string();
-    const std::string path = io::checkpoint_path(plan.run_dir, "ckpt", step);
-    io::write_checkpoint(path, ck);
+    // the EMA snapshot first, the checkpoint last: a run killed between the two resumes from
+    // the previous checkpoint and writes the same snapshot again, where the other order would
+    // resume from this checkpoint and never write this step's snapshot
     io::CheckpointData snap = ck;
     snap.kind = "ema-snapshot";
     snap.params.clear(), snap.adam_m.clear(), snap.adam_v.clear(), snap.prior_counts.clear();
     snap.transition.clear(), snap.logit_scale.clear();
     io::write_checkpoint(io::checkpoint_path(plan.run_dir, "ema", step), snap);
+    const std::string path = io::checkpoint_path(plan.run_dir, "ckpt", step);
+    io::write_checkpoint(path, ck);
     files.prune("ckpt", plan.keep);
     files.prune("ema", plan.keep);
     return path;
