@@ -611,7 +611,10 @@ template <class Exec>
 int MethodStep<Exec>::evaluations_per_step(bool dmis) const {
   if (!dmis) return 3 * m_B;  // forward + backward (counted as two)
   const int extra = m_extra_net ? m_E * m_Bw : 0;
-  return 3 * m_B + m_Bw * m_C * m_cfg.timesteps + 3 * m_Bc * m_Kc * m_cfg.timesteps + extra;
+  // the classification term's slice: forward + backward, the forward alone with beta 0 (run()
+  // skips the backward of a zero gradient)
+  const int cls = (m_cfg.beta > 0 ? 3 : 1) * m_Bc * m_Kc * m_cfg.timesteps;
+  return 3 * m_B + m_Bw * m_C * m_cfg.timesteps + cls + extra;
 }
 
 template <class Exec>
@@ -620,8 +623,8 @@ double MethodStep<Exec>::flops_per_step(bool dmis) const {
   const double f = net.forward_flops_per_sample(), fb = f + net.backward_flops_per_sample();
   if (!dmis) return m_B * fb;
   const int extra = m_extra_net ? m_E * m_Bw : 0;
-  return m_B * fb + m_Bw * m_C * m_cfg.timesteps * f + m_Bc * m_Kc * m_cfg.timesteps * fb +
-         extra * f;
+  return m_B * fb + m_Bw * m_C * m_cfg.timesteps * f +
+         m_Bc * m_Kc * m_cfg.timesteps * (m_cfg.beta > 0 ? fb : f) + extra * f;
 }
 
 #define DMIS_INST(E, T) DMIS_INST_##T(E)

@@ -420,7 +420,9 @@ TEST(DmisOps, ClassifierLevelsAndTheirWeights) {
   for (int k = 0; k < 8; ++k) {
     EXPECT_GT(sig[k], l);
     EXPECT_LT(sig[k], r);
-    if (k) EXPECT_GT(sig[k], sig[k - 1]);
+    if (k) {
+      EXPECT_GT(sig[k], sig[k - 1]);
+    }
     // the k-th of 8 equal-probability cells' midpoint in probability
     EXPECT_NEAR(F(sig[k]), F(l) + (k + 0.5) / 8 * (F(r) - F(l)), 1e-7);
     EXPECT_NEAR(w[k], lambda(sig[k]) / 8, 1e-9 * w[k]);
@@ -584,6 +586,28 @@ TEST(MethodStepTransition, KnownIsTheProcessAndStaysFixed) {
 // method.cls_sigma moves the classification term's classifier alone: the posterior's EMA
 // classifier stays at method.classifier_sigma (or its range up to classifier_sigma_max); at 0
 // (the default) both share the posterior's levels. Vanilla has neither.
+// The cost the log and the bench report: beta 0 skips the classification slice's backward
+// (its forward stays, for L_cls), so the count drops by exactly that backward.
+TEST(MethodStepCost, BetaZeroCountsTheClassifierSliceForwardOnly) {
+  auto cfg = models::UNetConfig::from_preset("unet-s");
+  cfg.base = 8, cfg.mults = {1, 2}, cfg.n_blocks = 1, cfg.attn_res = {}, cfg.groups = 4;
+  const int B = 8;
+  methods::TrainStepConfig tc;
+  methods::MethodConfig mc;
+  mc.name = "dmis", mc.supervision = "noisy", mc.classifier_fraction = 0.5, mc.top_k = 3;
+  mc.posterior_fraction = 0.5, mc.timesteps = 2, mc.beta = 1;
+  methods::MethodStep<Exec> with_term(cfg, tc, mc, B);
+  mc.beta = 0;
+  methods::MethodStep<Exec> without(cfg, tc, mc, B);
+  ASSERT_EQ(with_term.classifier_samples_local(), 4);
+  ASSERT_EQ(with_term.posterior_samples(), 4);
+  EXPECT_EQ(with_term.evaluations_per_step(false), 3 * B);
+  // 3B + B_w C K + 3 B_c top_k K with the term; its backward (2 B_c top_k K) gone without
+  EXPECT_EQ(with_term.evaluations_per_step(true), 3 * B + 4 * 10 * 2 + 3 * 4 * 3 * 2);
+  EXPECT_EQ(without.evaluations_per_step(true), 3 * B + 4 * 10 * 2 + 4 * 3 * 2);
+  EXPECT_LT(without.flops_per_step(true), with_term.flops_per_step(true));
+}
+
 TEST(MethodStepClassifiers, ClsSigmaAndTheLevelRangeReachTheirClassifiers) {
   auto cfg = models::UNetConfig::from_preset("unet-s");
   cfg.base = 8, cfg.mults = {1, 2}, cfg.n_blocks = 1, cfg.attn_res = {}, cfg.groups = 4;
