@@ -27,6 +27,7 @@
 #include "methods/edm_step.hpp"
 #include "methods/method_step.hpp"
 #include "train/trainer.hpp"
+#include "kernels/conv2d.hpp"
 #include "kernels/cross_entropy.hpp"
 #include "models/evaluator.hpp"
 #include "models/unet.hpp"
@@ -39,6 +40,7 @@ using Exec = Kokkos::DefaultExecutionSpace;
 const char* kUsage =
     "usage: dmis-bench train-step  [--preset unet-s] [--batch 64] [--warmup 3] [--steps 10]\n"
     "                              [--compare-torch] [--python PATH] [--conv-scratch-mb MB]\n"
+    "                              [--conv gemm|winograd]\n"
     "       dmis-bench classifier  [--preset unet-s] [--batch 64] [--classes K] [...same]\n"
     "       dmis-bench evaluator   [--batch 128] [--warmup 3] [--steps 10] [--profile]\n"
     "       dmis-bench dmis-step   --deck FILE [--set KEY=VALUE]... [--warmup 3] [--steps 10]\n"
@@ -59,7 +61,10 @@ const char* kUsage =
     "evaluator classifier (forward, cross-entropy, backward, AdamW; models/evaluator.hpp).\n"
     "dmis-step times the DMIS training step of a deck (its network, batch and method keys)\n"
     "against the vanilla step of the same network and batch, alternating one of each so that\n"
-    "both see the same machine load; ratio = dmis / vanilla (--profile: the DMIS steps).\n";
+    "both see the same machine load; ratio = dmis / vanilla (--profile: the DMIS steps).\n"
+    "--conv: how 3x3 stride-1 convolutions are computed (im2col + GEMM, the default, or\n"
+    "Winograd F(2x2,3x3); DMIS_CONV_ALGO sets the same). Every result names the algorithm and the\n"
+    "OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE the process saw.\n";
 
 struct Options {
   std::string mode, preset = "unet-s", python = "/usr/bin/python3", launcher = "mpirun";
@@ -118,6 +123,12 @@ Options parse(int argc, char** argv) {
     else if (a == "--python") o.python = value(i);
     else if (a == "--conv-scratch-mb") o.conv_scratch_mb = to_int(a, value(i));
     else if (a == "--compare-torch") o.compare_torch = true;
+    else if (a == "--conv") {
+      const std::string v = value(i);
+      if (v != "winograd" && v != "gemm")
+        throw UsageError(cat("--conv expects winograd or gemm, found '", v, "'"));
+      kernels::set_conv_algorithm(kernels::parse_conv_algorithm(v, "--conv"));
+    }
     else if (a == "--deck") o.deck = value(i);
     else if (a == "--set") o.sets.push_back(value(i));
     else if (a == "--profile") o.profile = true;
@@ -128,6 +139,18 @@ Options parse(int argc, char** argv) {
       throw UsageError(cat("unknown option '", a, "'"));
   }
   return o;
+}
+
+// The settings that change the kernels a result measured: the convolution algorithm and the
+// OpenBLAS overrides of the environment (this project never sets them; a machine may).
+std::string kernel_fields() {
+  auto env = [](const char* k) {
+    const char* v = std::getenv(k);
+    return v ? cat("\"", v, "\"") : std::string("null");
+  };
+  return cat(", \"conv\": \"", kernels::conv_algorithm_name(kernels::conv_algorithm()),
+             "\", \"openblas_coretype\": ", env("OPENBLAS_CORETYPE"),
+             ", \"openblas_l2_size\": ", env("OPENBLAS_L2_SIZE"));
 }
 
 // Resident memory from /proc/self/status, in MiB ("VmRSS" now, "VmHWM" peak since reset).
@@ -330,7 +353,7 @@ int bench_train_step(const Options& o) {
      << "\", \"threads\": " << threads() << ", \"steps\": " << o.steps
      << ", \"loss\": " << loss << ", \"peak_rss_mb\": " << peak
      << ", \"step_mem_mb\": " << peak - rss0
-     << ", \"workspace_mb\": " << step.net().workspace_bytes() / 1048576.0;
+     << ", \"workspace_mb\": " << step.net().workspace_bytes() / 1048576.0 << kernel_fields();
   if (o.compare_torch) {
     const auto t = run_torch(o);
     const double timg = std::atof(t.at("img_per_s").c_str());
@@ -386,7 +409,7 @@ int bench_classifier(const Options& o) {
      << ", \"step_ms\": " << med << ", \"gflop_per_s\": " << gflop / (med / 1e3)
      << ", \"params\": " << net.table().total() << ", \"backend\": \"" << Exec::name()
      << "\", \"threads\": " << threads() << ", \"peak_rss_mb\": " << proc_mb("VmHWM:")
-     << ", \"step_mem_mb\": " << proc_mb("VmHWM:") - rss0;
+     << ", \"step_mem_mb\": " << proc_mb("VmHWM:") - rss0 << kernel_fields();
   if (o.compare_torch) {
     const auto t = run_torch(o);
     const double timg = std::atof(t.at("img_per_s").c_str());
@@ -486,7 +509,7 @@ int bench_evaluator(const Options& o) {
             << B / (med / 1e3) << ", \"step_ms\": " << med << ", \"gflop_per_step\": " << gflop
             << ", \"gflop_per_s\": " << gflop / (med / 1e3) << ", \"params\": "
             << net.table().total() << ", \"backend\": \"" << Exec::name()
-            << "\", \"threads\": " << threads() << "}" << std::endl;
+            << "\", \"threads\": " << threads() << kernel_fields() << "}" << std::endl;
   return 0;
 }
 
@@ -564,7 +587,7 @@ int bench_dmis_step(const Options& o) {
             << ", \"ratio\": " << md / mv << ", \"evaluations_ratio\": "
             << double(dm.evaluations_per_step(true)) / dm.evaluations_per_step(false)
             << ", \"backend\": \"" << Exec::name() << "\", \"threads\": " << threads()
-            << ", \"steps\": " << o.steps << "}" << std::endl;
+            << ", \"steps\": " << o.steps << kernel_fields() << "}" << std::endl;
   return 0;
 }
 

@@ -1,10 +1,34 @@
 #include "kernels/conv2d.hpp"
 
 #include <algorithm>
+#include <cstdlib>
+#include <string>
 
 #include "kernels/eti.hpp"
 
 namespace dmis::kernels {
+
+namespace {
+ConvAlgorithm initial_conv_algorithm() {
+  const char* env = std::getenv("DMIS_CONV_ALGO");
+  return env && *env ? parse_conv_algorithm(env, "DMIS_CONV_ALGO") : ConvAlgorithm::Gemm;
+}
+ConvAlgorithm& conv_algorithm_ref() {
+  static ConvAlgorithm a = initial_conv_algorithm();
+  return a;
+}
+}  // namespace
+
+ConvAlgorithm conv_algorithm() { return conv_algorithm_ref(); }
+void set_conv_algorithm(ConvAlgorithm a) { conv_algorithm_ref() = a; }
+const char* conv_algorithm_name(ConvAlgorithm a) {
+  return a == ConvAlgorithm::Winograd ? "winograd" : "gemm";
+}
+ConvAlgorithm parse_conv_algorithm(const std::string& s, const char* what) {
+  if (s == "winograd") return ConvAlgorithm::Winograd;
+  if (s == "gemm") return ConvAlgorithm::Gemm;
+  throw InputError(cat(what, ": expected winograd or gemm, found '", s, "'"));
+}
 
 template <class Exec, class T>
 Conv2dGeometry Conv2d<Exec, T>::geometry(const char* op, const CX& x, const CX& w, int stride) {
@@ -29,15 +53,32 @@ Conv2dGeometry Conv2d<Exec, T>::geometry(const char* op, const CX& x, const CX& 
 
 namespace {
 
+// Winograd F(2x2, 3x3) applies to 3x3 stride-1 convolutions (pad 1, output = input size).
+inline bool winograd_shape(const Conv2dGeometry& g) { return g.k == 3 && g.stride == 1; }
+inline bool use_winograd(const Conv2dGeometry& g) {
+  return winograd_shape(g) && conv_algorithm() == ConvAlgorithm::Winograd;
+}
+// 2x2 output tiles of one sample (odd sizes: the last row / column of tiles is half used)
+inline size_t winograd_tiles(const Conv2dGeometry& g) {
+  return static_cast<size_t>((g.Ho + 1) / 2) * ((g.Wo + 1) / 2);
+}
+
 // Scratch per sample of a chunk: the unfolded input and the GEMM output, for the forward
-// convolution and for backward's transposed one (input and output channels swapped).
+// convolution and for backward's transposed one (input and output channels swapped); for a
+// shape Winograd applies to, also room for its transformed input (16, Cin, tiles) and products
+// (16, Cout, tiles), whose sum is the same for the transposed convolution. The size does not
+// depend on the algorithm chosen, so scratch sized once serves both, with the same chunks
+// (the weight gradient, im2col under both, is then bitwise the same).
 inline size_t per_sample_scratch(const Conv2dGeometry& g) {
   const size_t cmax = static_cast<size_t>(std::max(g.Cin, g.Cout));
-  return static_cast<size_t>(g.P()) * (cmax * g.k * g.k + cmax);
+  const size_t gemm = static_cast<size_t>(g.P()) * (cmax * g.k * g.k + cmax);
+  if (!winograd_shape(g)) return gemm;
+  return std::max(gemm, 16 * winograd_tiles(g) * static_cast<size_t>(g.Cin + g.Cout));
 }
-// The flipped weights of backward's transposed convolution, at the end of the scratch.
+// The flipped weights of backward's transposed convolution, or Winograd's transformed weights
+// (16, Cout, Cin), at the end of the scratch.
 inline size_t weight_scratch(const Conv2dGeometry& g) {
-  return static_cast<size_t>(g.Cin) * g.Cout * g.k * g.k;
+  return static_cast<size_t>(g.Cin) * g.Cout * (winograd_shape(g) ? 16 : g.k * g.k);
 }
 
 // Samples per chunk that fit in the scratch.
@@ -130,6 +171,158 @@ void conv_by_gemm(const Exec& exec, const Conv2dGeometry& g, const Tensor4<const
   }
 }
 
+// ---- Winograd F(2x2, 3x3) -------------------------------------------------------------------
+constexpr int kTileBlock = 16;  // tiles a transform iteration handles at once (local buffers)
+// y_tile (2x2) = A^T [ U . V ] A with U = G w G^T (4x4 per channel pair), V = B^T d B (4x4 per
+// input patch), summed over input channels: for each of the 16 positions xi of the 4x4 tile a
+// GEMM M[xi] (O, tiles) = U[xi] (O, I) x V[xi] (I, tiles).
+//   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],  G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1],
+//   A^T = [1 1 1 0; 0 1 -1 -1].
+
+// U (16, O, I) <- G w G^T for every (o, i). Forward: O = Cout, I = Cin, w(o, i). The input
+// gradient's transposed convolution (flip): O = Cin, I = Cout, the kernel w(i, o) rotated by 180.
+template <class Exec, class T>
+void winograd_weights(const Exec& exec, const Tensor4<const T, Exec>& w, bool flip, T* U) {
+  const int Cout = static_cast<int>(w.extent(0)), Cin = static_cast<int>(w.extent(1));
+  const int O = flip ? Cin : Cout, I = flip ? Cout : Cin;
+  const size_t plane = static_cast<size_t>(O) * I;
+  Kokkos::parallel_for(
+      "dmis::conv2d::winograd_weights", Kokkos::RangePolicy<Exec>(exec, 0, O * I),
+      KOKKOS_LAMBDA(int r) {
+        const int o = r / I, i = r % I;
+        T g[3][3];
+        for (int a = 0; a < 3; ++a)
+          for (int b = 0; b < 3; ++b) g[a][b] = flip ? w(i, o, 2 - a, 2 - b) : w(o, i, a, b);
+        T gg[4][3];  // G g
+        for (int b = 0; b < 3; ++b) {
+          gg[0][b] = g[0][b];
+          gg[1][b] = T(0.5) * (g[0][b] + g[1][b] + g[2][b]);
+          gg[2][b] = T(0.5) * (g[0][b] - g[1][b] + g[2][b]);
+          gg[3][b] = g[2][b];
+        }
+        for (int a = 0; a < 4; ++a) {  // (G g) G^T
+          T* u = U + (a * 4) * plane + r;
+          u[0 * plane] = gg[a][0];
+          u[1 * plane] = T(0.5) * (gg[a][0] + gg[a][1] + gg[a][2]);
+          u[2 * plane] = T(0.5) * (gg[a][0] - gg[a][1] + gg[a][2]);
+          u[3 * plane] = gg[a][2];
+        }
+      });
+}
+
+// y (=, or += with accumulate) the 3x3 stride-1 convolution of x by the transformed weights U
+// (16, O, I) + bias, in chunks of `chunk` samples; x (B, I, H, W), y (B, O, H, W). space holds
+// V (16, I, nb*tiles) then M (16, O, nb*tiles).
+template <class Exec, class T>
+void conv_winograd(const Exec& exec, const Tensor4<const T, Exec>& x, const T* U,
+                   const Tensor1<const T, Exec>& bias, const Tensor4<T, Exec>& y, T* space,
+                   int chunk, bool accumulate) {
+  const bool has_bias = bias.extent(0) != 0;
+  const int B = static_cast<int>(x.extent(0)), I = static_cast<int>(x.extent(1));
+  const int H = static_cast<int>(x.extent(2)), W = static_cast<int>(x.extent(3));
+  const int O = static_cast<int>(y.extent(1));
+  const int th = (H + 1) / 2, tw = (W + 1) / 2, tps = th * tw;  // tiles per sample
+  for (int b0 = 0; b0 < B; b0 += chunk) {
+    const int nb = std::min(chunk, B - b0);
+    const int nt = nb * tps;
+    T* V = space;                                   // (16, I, nt)
+    T* M = space + static_cast<size_t>(16) * I * nt;  // (16, O, nt)
+    const size_t vplane = static_cast<size_t>(I) * nt, mplane = static_cast<size_t>(O) * nt;
+    // V = B^T d B for each (sample, channel, tile); one row of tiles per iteration, in blocks
+    // of kTileBlock tiles: the block's 4 input rows (zero-padded) are combined row-wise first
+    // (B^T, contiguous), then column-wise per tile, and each of the 16 planes is written as a
+    // contiguous run (every input element is loaded once, not once per overlapping patch).
+    Kokkos::parallel_for(
+        "dmis::conv2d::winograd_input", Kokkos::RangePolicy<Exec>(exec, 0, nb * I * th),
+        KOKKOS_LAMBDA(int r) {
+          const int ty = r % th, ci = (r / th) % I, bl = r / (th * I);
+          const T* plane = &x(b0 + bl, ci, 0, 0);
+          T* v = V + static_cast<size_t>(ci) * nt + static_cast<size_t>(bl) * tps + ty * tw;
+          for (int t0 = 0; t0 < tw; t0 += kTileBlock) {
+            const int nbt = tw - t0 < kTileBlock ? tw - t0 : kTileBlock;
+            const int c0 = 2 * t0 - 1, ncol = 2 * nbt + 2;  // the block's input columns
+            T d[4][2 * kTileBlock + 2];
+            for (int a = 0; a < 4; ++a) {
+              const int ih = 2 * ty - 1 + a;
+              const bool row_in = ih >= 0 && ih < H;
+              const T* in = plane + (row_in ? ih : 0) * W;
+              for (int j = 0; j < ncol; ++j) {
+                const int iw = c0 + j;
+                d[a][j] = (row_in && iw >= 0 && iw < W) ? in[iw] : T(0);
+              }
+            }
+            T e[4][2 * kTileBlock + 2];  // B^T d, all columns of the block
+            for (int j = 0; j < ncol; ++j) {
+              e[0][j] = d[0][j] - d[2][j];
+              e[1][j] = d[1][j] + d[2][j];
+              e[2][j] = d[2][j] - d[1][j];
+              e[3][j] = d[1][j] - d[3][j];
+            }
+            for (int a = 0; a < 4; ++a) {  // (B^T d) B, tile by tile
+              T* o0 = v + (a * 4 + 0) * vplane + t0;
+              T* o1 = v + (a * 4 + 1) * vplane + t0;
+              T* o2 = v + (a * 4 + 2) * vplane + t0;
+              T* o3 = v + (a * 4 + 3) * vplane + t0;
+              const T* q = e[a];
+              for (int t = 0; t < nbt; ++t) {
+                o0[t] = q[2 * t] - q[2 * t + 2];
+                o1[t] = q[2 * t + 1] + q[2 * t + 2];
+                o2[t] = q[2 * t + 2] - q[2 * t + 1];
+                o3[t] = q[2 * t + 1] - q[2 * t + 3];
+              }
+            }
+          }
+        });
+    Kokkos::Profiling::pushRegion("dmis::conv2d::gemm_winograd");
+    for (int xi = 0; xi < 16; ++xi)
+      compat::gemm(exec, "N", "N", T(1),
+                   Tensor2<const T, Exec>(U + static_cast<size_t>(xi) * O * I, O, I),
+                   Tensor2<const T, Exec>(V + xi * vplane, I, nt), T(0),
+                   Tensor2<T, Exec>(M + xi * mplane, O, nt));
+    Kokkos::Profiling::popRegion();
+    // y tile = A^T m A (+ bias); one row of tiles per iteration, in blocks of kTileBlock
+    // tiles: the 16 planes read as contiguous runs, the two output rows assembled in a buffer
+    // and written (or added) contiguously
+    Kokkos::parallel_for(
+        "dmis::conv2d::winograd_output", Kokkos::RangePolicy<Exec>(exec, 0, nb * O * th),
+        KOKKOS_LAMBDA(int r) {
+          const int ty = r % th, co = (r / th) % O, bl = r / (th * O);
+          const T bv = has_bias ? bias(co) : T(0);
+          const T* m = M + static_cast<size_t>(co) * nt + static_cast<size_t>(bl) * tps + ty * tw;
+          T* out = &y(b0 + bl, co, 0, 0);
+          const int rows = 2 * ty + 1 < H ? 2 : 1;
+          for (int t0 = 0; t0 < tw; t0 += kTileBlock) {
+            const int nbt = tw - t0 < kTileBlock ? tw - t0 : kTileBlock;
+            T s[2][4][kTileBlock];  // A^T m
+            for (int b = 0; b < 4; ++b) {
+              const T* m0 = m + (0 * 4 + b) * mplane + t0;
+              const T* m1 = m + (1 * 4 + b) * mplane + t0;
+              const T* m2 = m + (2 * 4 + b) * mplane + t0;
+              const T* m3 = m + (3 * 4 + b) * mplane + t0;
+              for (int t = 0; t < nbt; ++t) {
+                s[0][b][t] = m0[t] + m1[t] + m2[t];
+                s[1][b][t] = m1[t] - m2[t] - m3[t];
+              }
+            }
+            const int ow0 = 2 * t0;
+            const int ncol = (2 * nbt < W - ow0) ? 2 * nbt : W - ow0;
+            for (int a = 0; a < rows; ++a) {
+              T row[2 * kTileBlock];  // (A^T m) A for the block's tiles, interleaved
+              for (int t = 0; t < nbt; ++t) {
+                row[2 * t] = s[a][0][t] + s[a][1][t] + s[a][2][t] + bv;
+                row[2 * t + 1] = s[a][1][t] - s[a][2][t] - s[a][3][t] + bv;
+              }
+              T* dst = out + (2 * ty + a) * W + ow0;
+              if (accumulate)
+                for (int j = 0; j < ncol; ++j) dst[j] += row[j];
+              else
+                for (int j = 0; j < ncol; ++j) dst[j] = row[j];
+            }
+          }
+        });
+  }
+}
+
 }  // namespace
 
 template <class Exec, class T>
@@ -145,6 +338,12 @@ void Conv2d<Exec, T>::forward(const Exec& exec, const CX& x, const CX& w, const 
   expect_shape(op, "y", y, {g.B, g.Cout, g.Ho, g.Wo});
   if (bias.extent(0) != 0) expect_shape(op, "bias", bias, {g.Cout});
   const int chunk = chunk_for(op, g, scratch.extent(0));
+  if (use_winograd(g)) {
+    T* U = scratch.data() + scratch.extent(0) - weight_scratch(g);  // (16, Cout, Cin)
+    winograd_weights<Exec, T>(exec, w, /*flip=*/false, U);
+    conv_winograd<Exec, T>(exec, x, U, bias, y, scratch.data(), chunk, accumulate);
+    return;
+  }
   conv_by_gemm<Exec, T>(exec, g, x, Tensor2<const T, Exec>(w.data(), g.Cout, g.K()), bias, y,
                         scratch.data(), chunk, accumulate);
 }
@@ -208,6 +407,14 @@ void Conv2d<Exec, T>::backward(const Exec& exec, const CX& dy, const CX& x, cons
   if (!want_dx) return;
 
   const bool accumulate = (mode == GradMode::Accumulate);
+  if (use_winograd(g)) {
+    // dx = conv(dy, w rotated by 180 degrees with in/out channels swapped), by Winograd
+    T* U = scratch.data() + scratch.extent(0) - weight_scratch(g);  // (16, Cin, Cout)
+    winograd_weights<Exec, T>(exec, w, /*flip=*/true, U);
+    conv_winograd<Exec, T>(exec, dy, U, Tensor1<const T, Exec>(), dx, scratch.data(), chunk,
+                           accumulate);
+    return;
+  }
   if (s == 1) {
     // dx = conv(dy, w flipped by 180 degrees with in/out channels swapped), same padding: one
     // more GEMM-shaped convolution, written straight into dx.

@@ -6,9 +6,28 @@
 // unfolded (im2col) into col (Cin*k*k, nb*P), P = Ho*Wo, and one Kokkos Kernels GEMM computes
 // W (Cout, Cin*k*k) x col -> tmp (Cout, nb*P), which is permuted into y with the bias added.
 // The chunk size follows from the scratch the caller provides (see scratch_size).
+//
+// 3x3 stride-1 convolutions (most of the UNet's) can take Winograd's F(2x2, 3x3) instead
+// (ConvAlgorithm::Winograd; not the default: on this project's 2-core CPU its transforms, which
+// move about as many bytes as im2col, made the step no faster, docs/performance.md), for the
+// forward pass and for the input gradient (itself a 3x3 stride-1 convolution of dy): each 2x2
+// output tile is A^T [ (G w G^T) . (B^T d B) ] A over the 4x4 input patch d, so the products
+// become 16 GEMMs (Cout, Cin) x (Cin, tiles), 2.25x fewer multiplies than the unfolded GEMM
+// and no 9x unfolded copy of the input. The transforms are Kokkos kernels; the GEMMs go through
+// Kokkos Kernels. The weight gradient stays im2col + GEMM (its long inner dimension suits it).
 #include "kernels/common.hpp"
 
 namespace dmis::kernels {
+
+/// How 3x3 stride-1 convolutions are computed: the unfolded GEMM of every other convolution
+/// (the default) or Winograd F(2x2, 3x3). Process-wide; the environment variable
+/// DMIS_CONV_ALGO (winograd | gemm) sets the initial value. The two differ in rounding only.
+enum class ConvAlgorithm { Gemm, Winograd };
+ConvAlgorithm conv_algorithm();
+void set_conv_algorithm(ConvAlgorithm a);
+/// "winograd" / "gemm"; parse throws InputError naming `what` for anything else.
+const char* conv_algorithm_name(ConvAlgorithm a);
+ConvAlgorithm parse_conv_algorithm(const std::string& s, const char* what);
 
 struct Conv2dGeometry {
   int B, Cin, H, W;    // input (B, Cin, H, W)

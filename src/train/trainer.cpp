@@ -17,6 +17,7 @@
 #include "dist/comm.hpp"
 #include "dist/reduce.hpp"
 #include "io/checkpoint.hpp"
+#include "kernels/conv2d.hpp"
 #include "train/device_data.hpp"
 #include "train/run_files.hpp"
 
@@ -297,7 +298,8 @@ int train(const deck::Deck& d) {
     files.log(banner());
     files.log(cat("run directory ", plan.run_dir, " (", ranks, " rank", ranks > 1 ? "s" : "",
                   ", batch ", plan.batch, ")"));
-    files.log(cat("network ", plan.net.describe()));
+    files.log(cat("network ", plan.net.describe(), "; 3x3 stride-1 convolutions by ",
+                  kernels::conv_algorithm_name(kernels::conv_algorithm())));
     files.log(cat("data ", plan.data_path, ": ", tr.N, " training images of ", tr.C, "x", tr.H,
                   "x", tr.W, ", ", ds.classes, " classes",
                   tr.corrupted() ? cat("; corrupted: ", tr.corruption, " (seed ",

@@ -33,11 +33,24 @@ size_t scratch_for(const ConvCase& c) {
 
 int out_size(int n, int k, int s) { return (n + 2 * ((k - 1) / 2) - k) / s + 1; }
 
+// Sets the process-wide convolution algorithm for one scope (3x3 stride-1 convolutions take
+// Winograd F(2x2, 3x3) or the unfolded GEMM; every other shape the GEMM either way).
+struct AlgorithmScope {
+  kernels::ConvAlgorithm saved = kernels::conv_algorithm();
+  explicit AlgorithmScope(kernels::ConvAlgorithm a) { kernels::set_conv_algorithm(a); }
+  ~AlgorithmScope() { kernels::set_conv_algorithm(saved); }
+};
+const kernels::ConvAlgorithm kAlgorithms[] = {kernels::ConvAlgorithm::Winograd,
+                                              kernels::ConvAlgorithm::Gemm};
+
 TYPED_TEST(Conv2dTest, ForwardMatchesReference) {
   using E = TypeParam;
   using Op = kernels::Conv2d<E, float>;
   E exec;
+  for (const auto algo : kAlgorithms)
   for (const auto& c : kCases) {
+    SCOPED_TRACE(kernels::conv_algorithm_name(algo));
+    AlgorithmScope scope(algo);
     const int Ho = out_size(c.H, c.k, c.stride), Wo = out_size(c.W, c.k, c.stride);
     TestTensor<float, E> x("x", {c.B, c.Cin, c.H, c.W}), w("w", {c.Cout, c.Cin, c.k, c.k}),
         b("b", {c.Cout}), y("y", {c.B, c.Cout, Ho, Wo}), s("s", {int(scratch_for<E, float>(c))});
@@ -65,8 +78,12 @@ TYPED_TEST(Conv2dTest, BackwardMatchesFiniteDifferences) {
   using Op = kernels::Conv2d<E, double>;
   E exec;
   const ConvCase cases[] = {{2, 3, 4, 5, 5, 3, 1, 1}, {1, 2, 3, 7, 7, 3, 2, 1},
-                            {2, 3, 2, 4, 5, 1, 1, 2}, {2, 2, 3, 6, 6, 3, 2, 2}};
+                            {2, 3, 2, 4, 5, 1, 1, 2}, {2, 2, 3, 6, 6, 3, 2, 2},
+                            {3, 2, 3, 4, 7, 3, 1, 2}};
+  for (const auto algo : kAlgorithms)
   for (const auto& c : cases) {
+    SCOPED_TRACE(kernels::conv_algorithm_name(algo));
+    AlgorithmScope scope(algo);
     const int Ho = out_size(c.H, c.k, c.stride), Wo = out_size(c.W, c.k, c.stride);
     TestTensor<double, E> x("x", {c.B, c.Cin, c.H, c.W}), w("w", {c.Cout, c.Cin, c.k, c.k}),
         b("b", {c.Cout}), y("y", {c.B, c.Cout, Ho, Wo}), r("r", {c.B, c.Cout, Ho, Wo}),
@@ -97,7 +114,7 @@ TYPED_TEST(Conv2dTest, BackwardAccumulatesWhereAsked) {
   using E = TypeParam;
   using Op = kernels::Conv2d<E, double>;
   E exec;
-  const ConvCase c{2, 3, 4, 6, 6, 3, 2, 1};
+  for (const ConvCase c : {ConvCase{2, 3, 4, 6, 6, 3, 2, 1}, ConvCase{2, 3, 4, 5, 6, 3, 1, 1}}) {
   const int Ho = out_size(c.H, c.k, c.stride), Wo = out_size(c.W, c.k, c.stride);
   TestTensor<double, E> x("x", {c.B, c.Cin, c.H, c.W}), w("w", {c.Cout, c.Cin, c.k, c.k}),
       r("r", {c.B, c.Cout, Ho, Wo}), dx("dx", {c.B, c.Cin, c.H, c.W}),
@@ -128,6 +145,64 @@ TYPED_TEST(Conv2dTest, BackwardAccumulatesWhereAsked) {
   EXPECT_TRUE(all_close(dx.values(), want_dx, 1e-12, 1e-12, "dx accumulate"));
   EXPECT_TRUE(all_close(dw.values(), want_dw, 1e-12, 1e-12, "dw accumulate"));
   EXPECT_TRUE(all_close(db.values(), want_db, 1e-12, 1e-12, "db accumulate"));
+  }
+}
+
+// Winograd against the unfolded GEMM at the UNet's shapes (float, as trained): forward (with
+// the residual accumulate) and the input gradient. F(2x2, 3x3)'s transforms add at most 4
+// terms with weights 1 or 1/2 before and after the products, so the two differ by a few float
+// roundings of the largest partial sums: 1e-5 relative to the output's scale.
+TYPED_TEST(Conv2dTest, WinogradMatchesTheUnfoldedGemm) {
+  using E = TypeParam;
+  using Op = kernels::Conv2d<E, float>;
+  E exec;
+  for (const ConvCase c : {ConvCase{3, 16, 32, 28, 28, 3, 1, 2}, ConvCase{2, 32, 32, 7, 7, 3, 1, 2},
+                           ConvCase{2, 33, 17, 14, 9, 3, 1, 1}}) {
+    TestTensor<float, E> x("x", {c.B, c.Cin, c.H, c.W}), w("w", {c.Cout, c.Cin, 3, 3}),
+        b("b", {c.Cout}), y("y", {c.B, c.Cout, c.H, c.W}), dy("dy", {c.B, c.Cout, c.H, c.W}),
+        dx("dx", {c.B, c.Cin, c.H, c.W}), dw("dw", {c.Cout, c.Cin, 3, 3}), db("db", {c.Cout}),
+        s("s", {int(scratch_for<E, float>(c))});
+    x.randn(21);
+    w.randn(22, 0.1);
+    b.randn(23);
+    dy.randn(24);
+    std::vector<double> yv[2], dxv[2], dwv[2];
+    for (int a = 0; a < 2; ++a) {
+      AlgorithmScope scope(kAlgorithms[a]);
+      y.fill(1);
+      Op::forward(exec, x.t4(), w.t4(), b.t1(), 1, y.t4(), s.t1(), /*accumulate=*/true);
+      dx.fill(0);
+      dw.fill(0);
+      db.fill(0);
+      Op::backward(exec, dy.t4(), x.t4(), w.t4(), 1, dx.t4(), GradMode::Overwrite, dw.t4(),
+                   db.t1(), s.t1());
+      y.download();
+      dx.download();
+      dw.download();
+      yv[a] = y.values();
+      dxv[a] = dx.values();
+      dwv[a] = dw.values();
+    }
+    EXPECT_TRUE(all_close(yv[0], yv[1], 1e-5, 1e-5, "y: winograd vs gemm"))
+        << c.Cin << "->" << c.Cout << " " << c.H << "x" << c.W;
+    EXPECT_TRUE(all_close(dxv[0], dxv[1], 1e-5, 1e-5, "dx: winograd vs gemm"))
+        << c.Cin << "->" << c.Cout << " " << c.H << "x" << c.W;
+    // the weight gradient is the unfolded GEMM under both
+    EXPECT_EQ(dwv[0], dwv[1]);
+  }
+}
+
+TEST(ConvAlgorithm, ParsesItsNamesAndRejectsOthers) {
+  EXPECT_EQ(kernels::parse_conv_algorithm("winograd", "x"), kernels::ConvAlgorithm::Winograd);
+  EXPECT_EQ(kernels::parse_conv_algorithm("gemm", "x"), kernels::ConvAlgorithm::Gemm);
+  try {
+    kernels::parse_conv_algorithm("fft", "DMIS_CONV_ALGO");
+    FAIL() << "expected an InputError";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("DMIS_CONV_ALGO: expected winograd or gemm, found 'fft'"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 TYPED_TEST(Conv2dTest, ChunkingDoesNotChangeTheResult) {
