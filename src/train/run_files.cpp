@@ -22,15 +22,13 @@ namespace dmis::train {
 namespace fs = std::filesystem;
 
 void write_file_atomic(const std::string& path, const std::string& text) {
-  io::AtomicFile out(path);
-  {
-    std::ofstream f(out.tmp(), std::ios::binary | std::ios::trunc);
-    if (!f) throw InputError(cat("cannot write '", out.tmp(), "': ", std::strerror(errno)));
+  io::write_atomic_file(path, [&](const std::string& tmp) {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    if (!f) throw InputError(cat("cannot write '", tmp, "': ", std::strerror(errno)));
     f << text;
     f.flush();
-    if (!f) throw InputError(cat("cannot write '", out.tmp(), "': ", write_failure_cause(out.tmp())));
-  }
-  out.commit();
+    if (!f) throw InputError(cat("cannot write '", tmp, "': ", write_failure_cause(tmp)));
+  });
 }
 
 RunFiles::RunFiles(const std::string& dir, bool writer) : m_dir(dir), m_writer(writer) {}
