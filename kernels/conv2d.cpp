@@ -1,6 +1,7 @@
 #include "kernels/conv2d.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <string>
 
@@ -32,22 +33,15 @@ ConvAlgorithm parse_conv_algorithm(const std::string& s, const char* what) {
 
 template <class Exec, class T>
 Conv2dGeometry Conv2d<Exec, T>::geometry(const char* op, const CX& x, const CX& w, int stride) {
-  Conv2dGeometry g{};
-  g.B = static_cast<int>(x.extent(0));
-  g.Cin = static_cast<int>(x.extent(1));
-  g.H = static_cast<int>(x.extent(2));
-  g.W = static_cast<int>(x.extent(3));
-  g.Cout = static_cast<int>(w.extent(0));
-  g.k = static_cast<int>(w.extent(2));
+  const Conv2dGeometry g = Conv2dGeometry::make(
+      static_cast<int>(x.extent(0)), static_cast<int>(x.extent(1)), static_cast<int>(x.extent(2)),
+      static_cast<int>(x.extent(3)), static_cast<int>(w.extent(0)), static_cast<int>(w.extent(2)),
+      stride);
   expect(stride == 1 || stride == 2, op, cat("stride must be 1 or 2, got ", stride));
   expect(g.k % 2 == 1, op, cat("kernel size must be odd, got ", g.k));
   expect_shape(op, "w", w, {-1, g.Cin, g.k, g.k});
   expect(g.B > 0 && g.Cin > 0 && g.H > 0 && g.W > 0 && g.Cout > 0, op,
          cat("empty tensor: x ", detail::shape_string(x), ", w ", detail::shape_string(w)));
-  g.stride = stride;
-  g.pad = (g.k - 1) / 2;
-  g.Ho = (g.H + 2 * g.pad - g.k) / stride + 1;
-  g.Wo = (g.W + 2 * g.pad - g.k) / stride + 1;
   return g;
 }
 
@@ -328,6 +322,13 @@ void conv_winograd(const Exec& exec, const Tensor4<const T, Exec>& x, const T* U
 template <class Exec, class T>
 size_t Conv2d<Exec, T>::scratch_size(const Conv2dGeometry& g, int chunk) {
   return static_cast<size_t>(chunk) * per_sample_scratch(g) + weight_scratch(g);
+}
+
+template <class Exec, class T>
+size_t Conv2d<Exec, T>::scratch_within(const Conv2dGeometry& g, double budget_elems) {
+  const double one = static_cast<double>(scratch_size(g, 1));
+  const int chunk = std::max(1, std::min(g.B, static_cast<int>(std::floor(budget_elems / one))));
+  return scratch_size(g, chunk);
 }
 
 template <class Exec, class T>

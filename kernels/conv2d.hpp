@@ -35,6 +35,13 @@ struct Conv2dGeometry {
   int Ho, Wo;          // output (B, Cout, Ho, Wo)
   int K() const { return Cin * k * k; }
   int P() const { return Ho * Wo; }
+  /// The geometry of input (B, Cin, H, W), Cout output channels, a k x k kernel, stride s and
+  /// the padding (k - 1) / 2 of every convolution here (no checks: Conv2d::geometry checks).
+  static Conv2dGeometry make(int B, int Cin, int H, int W, int Cout, int k, int stride) {
+    const int pad = (k - 1) / 2;
+    return {B, Cin, H, W, Cout, k, stride, pad, (H + 2 * pad - k) / stride + 1,
+            (W + 2 * pad - k) / stride + 1};
+  }
 };
 
 template <class Exec, class T>
@@ -49,6 +56,9 @@ struct Conv2d {
 
   /// Scratch elements needed to process `chunk` samples per GEMM (chunk >= 1).
   static size_t scratch_size(const Conv2dGeometry& g, int chunk);
+  /// Scratch elements for the largest chunk (at least one sample, at most the batch) whose
+  /// scratch fits in `budget_elems`: what a network sizes its shared convolution scratch by.
+  static size_t scratch_within(const Conv2dGeometry& g, double budget_elems);
 
   /// y (B, Cout, Ho, Wo) = conv(x (B, Cin, H, W), w (Cout, Cin, k, k)) + bias (Cout), or
   /// y += ... with `accumulate` (a residual sum without another pass). bias may be empty (no

@@ -150,11 +150,8 @@ template <class Exec, class T> void Evaluator<Exec, T>::prepare(int batch, bool 
     s.act = take(act);
     s.mean = take(static_cast<size_t>(B) * G);
     s.rstd = take(static_cast<size_t>(B) * G);
-    kernels::Conv2dGeometry g{B, s.cin, s.Hin, s.Hin, s.cout, 3, s.stride, 1, s.Ho, s.Ho};
-    using Conv = kernels::Conv2d<Exec, T>;
-    const double one = static_cast<double>(Conv::scratch_size(g, 1));
-    const int chunk = std::max(1, std::min(B, static_cast<int>(std::floor(budget / one))));
-    scratch = std::max(scratch, Conv::scratch_size(g, chunk));
+    const auto g = kernels::Conv2dGeometry::make(B, s.cin, s.Hin, s.Hin, s.cout, 3, s.stride);
+    scratch = std::max(scratch, kernels::Conv2d<Exec, T>::scratch_within(g, budget));
     scratch = std::max(scratch, kernels::GroupNorm<Exec, T>::scratch_size(B, s.cout, G));
   }
   m_feat = take(static_cast<size_t>(B) * F);

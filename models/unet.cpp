@@ -351,13 +351,8 @@ void UNet<Exec, T>::layout(Alloc& a) {
   size_t scratch = 0;
   const double budget_elems = m_conv_scratch_mb * 1024.0 * 1024.0 / sizeof(T);
   auto conv_scratch = [&](const ConvRef& c, int H, int W) {
-    kernels::Conv2dGeometry g{B, c.cin, H, W, c.cout, c.k, c.stride, (c.k - 1) / 2, 0, 0};
-    g.Ho = (H + 2 * g.pad - c.k) / c.stride + 1;
-    g.Wo = (W + 2 * g.pad - c.k) / c.stride + 1;
-    using Conv = kernels::Conv2d<Exec, T>;
-    const double one = static_cast<double>(Conv::scratch_size(g, 1));
-    const int chunk = std::max(1, std::min(B, static_cast<int>(std::floor(budget_elems / one))));
-    scratch = std::max(scratch, Conv::scratch_size(g, chunk));
+    const auto g = kernels::Conv2dGeometry::make(B, c.cin, H, W, c.cout, c.k, c.stride);
+    scratch = std::max(scratch, kernels::Conv2d<Exec, T>::scratch_within(g, budget_elems));
   };
   for (size_t i = 0; i < m_nodes.size(); ++i) {
     const Node& n = m_nodes[i];

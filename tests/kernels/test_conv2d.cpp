@@ -25,9 +25,7 @@ const ConvCase kCases[] = {
 
 template <class Exec, class T>
 size_t scratch_for(const ConvCase& c) {
-  kernels::Conv2dGeometry g{c.B, c.Cin, c.H, c.W, c.Cout, c.k, c.stride, (c.k - 1) / 2, 0, 0};
-  g.Ho = (c.H + 2 * g.pad - c.k) / c.stride + 1;
-  g.Wo = (c.W + 2 * g.pad - c.k) / c.stride + 1;
+  const auto g = kernels::Conv2dGeometry::make(c.B, c.Cin, c.H, c.W, c.Cout, c.k, c.stride);
   return kernels::Conv2d<Exec, T>::scratch_size(g, c.chunk);
 }
 
