@@ -524,7 +524,8 @@ int bench_dmis_step(const Options& o) {
   const int C = 10, B = plan.batch;
   plan.net = train::network_from_deck(d, C);
   Exec exec;
-  if (plan.method.supervision == "noisy" && plan.method.transition == "known") {
+  if (plan.method.supervision == methods::dmis_ops::Supervision::Noisy &&
+      plan.method.transition == methods::TransitionMode::Known) {
     // the noise process the deck generates (the trainer reads it from the generated labels;
     // the asymmetric map is Fashion-MNIST's, the default deck's dataset)
     std::vector<int32_t> clean(1000);
@@ -534,7 +535,7 @@ int bench_dmis_step(const Options& o) {
         data::noise_transition(data::generate_supervision(clean, C, plan.supervision));
   }
   methods::MethodConfig vanilla = plan.method;
-  vanilla.name = "vanilla";
+  vanilla.kind = methods::MethodKind::Vanilla;
   methods::MethodStep<Exec> dm(plan.net, plan.step, plan.method, B, plan.conv_scratch_mb),
       vm(plan.net, plan.step, vanilla, B, plan.conv_scratch_mb);
   dm.initialize(plan.init);
@@ -547,8 +548,8 @@ int bench_dmis_step(const Options& o) {
   Kokkos::View<uint8_t**, Kokkos::LayoutRight, Exec::memory_space> cand("dmis::bench::candidates", B, C);
   Kokkos::View<uint8_t*, Kokkos::LayoutRight, Exec::memory_space> lab("dmis::bench::labeled", B);
   fill_batch(exec, x, obs, C - 1);  // labels in [0, C)
-  const bool partial = plan.method.supervision == "partial";
-  const bool unlabeled = plan.method.supervision == "unlabeled";
+  const bool partial = plan.method.supervision == methods::dmis_ops::Supervision::Partial;
+  const bool unlabeled = plan.method.supervision == methods::dmis_ops::Supervision::Unlabeled;
   Kokkos::parallel_for(
       "dmis::bench::supervision", Kokkos::RangePolicy<Exec>(exec, 0, B), KOKKOS_LAMBDA(int b) {
         for (int k = 0; k < C; ++k) cand(b, k) = k == obs(b) || (partial && (k * 7 + b) % 3 == 0);
@@ -579,7 +580,7 @@ int bench_dmis_step(const Options& o) {
   if (o.profile) print_profile(o.steps);
   const double mv = median(tv), md = median(td);
   std::cout << std::setprecision(6) << "{\"bench\": \"dmis-step\", \"deck\": \"" << o.deck
-            << "\", \"supervision\": \"" << plan.method.supervision << "\", \"batch\": " << B
+            << "\", \"supervision\": \"" << methods::name_of(plan.method.supervision) << "\", \"batch\": " << B
             << ", \"params\": " << vm.core().net().table().total()
             << ", \"posterior_samples\": " << dm.posterior_samples()
             << ", \"classifier_samples\": " << dm.classifier_samples_local()

@@ -14,13 +14,6 @@ namespace dmis::methods {
 namespace {
 using dmis_ops::Supervision;
 enum Kind : int { kClean = 0, kNoisy = 1, kPartial = 2, kUnlabeled = 3 };
-Supervision kind_of(const std::string& s) {
-  if (s == "clean") return Supervision::Clean;
-  if (s == "noisy") return Supervision::Noisy;
-  if (s == "partial") return Supervision::Partial;
-  if (s == "unlabeled") return Supervision::Unlabeled;
-  throw InputError(cat("unknown supervision kind '", s, "'"));
-}
 template <class Exec>
 Buffer1<float, Exec> fbuf(const char* name, size_t n) {
   return Buffer1<float, Exec>(std::string("dmis::method::") + name, std::max<size_t>(n, 1));
@@ -60,28 +53,20 @@ void fill_class_ids(const Buffer1<int, Exec>& ids, int C) {
 template <class Exec>
 MethodStep<Exec>::MethodStep(const models::UNetConfig& net, const TrainStepConfig& train,
                              const MethodConfig& m, int local_batch, double conv_scratch_mb)
-    : m_cfg(m), m_train(train), m_kind(kind_of(m.supervision)), m_B(local_batch),
+    : m_cfg(m), m_train(train), m_kind(m.supervision), m_B(local_batch),
       m_core(net, train, local_batch, conv_scratch_mb) {
-  if (m.name != "vanilla" && m.name != "dmis" && m.name != "ambient")
-    throw InputError(cat("unknown method '", m.name, "' (vanilla, dmis or ambient)"));
-  if (m.ambient && m.name != "dmis")
-    throw InputError(cat("method.ambient goes with method.name dmis (found '", m.name,
+  if (m.kind == MethodKind::Diffem)
+    throw InputError("method diffem is a pipeline of training runs (train::train), not one step");
+  if (m.ambient && m.kind != MethodKind::Dmis)
+    throw InputError(cat("method.ambient goes with method.name dmis (found '", name_of(m.kind),
                          "'; method.name ambient is Ambient Diffusion with the observed labels)"));
   if (needs_masks() != m_core.masked_input())
-    throw InputError(cat("method '", m.name, m.ambient ? "' with ambient" : "'",
+    throw InputError(cat("method '", name_of(m.kind), m.ambient ? "' with ambient" : "'",
                          needs_masks() ? " needs" : " does not take",
                          " a network with a mask input channel (in_channels = out_channels + 1), "
                          "found ", net.in_channels, " -> ", net.out_channels));
   if (!(m.delta >= 0 && m.delta < 1))
     throw InputError(cat("method.delta: expected a rate in [0, 1), found ", m.delta));
-  if (m.noisy_target != "posterior" && m.noisy_target != "elr")
-    throw InputError(cat("method.noisy_target: expected posterior or elr, found '", m.noisy_target, "'"));
-  if (m.transition != "estimate" && m.transition != "fixed" && m.transition != "known")
-    throw InputError(cat("method.transition: expected estimate, fixed or known, found '", m.transition, "'"));
-  if (m.cls_push != "both" && m.cls_push != "pull")
-    throw InputError(cat("method.cls_push: expected both or pull, found '", m.cls_push, "'"));
-  if (m.gen_objective != "sample" && m.gen_objective != "mixture")
-    throw InputError(cat("method.gen_objective: expected sample or mixture, found '", m.gen_objective, "'"));
   m_scale = resolved_logit_scale(m.logit_scale, net);
   m_C = net.classes;
   // the classifier's samples: the first Bc of the global batch, which interleaved shards spread
@@ -109,7 +94,7 @@ MethodStep<Exec>::MethodStep(const models::UNetConfig& net, const TrainStepConfi
   m_rest = fbuf<Exec>("mix_rest", m_B * n);
   if (needs_masks())
     m_mask_tilde = fbuf<Exec>("ambient_mask", static_cast<size_t>(m_B) * net.resolution * net.resolution);
-  if (m.name == "dmis") {
+  if (m.kind == MethodKind::Dmis) {
     ClassifierConfig cc;
     cc.points = m.timesteps;
     cc.timesteps = "window";
@@ -153,7 +138,7 @@ MethodStep<Exec>::MethodStep(const models::UNetConfig& net, const TrainStepConfi
       const double rows = Bwg / (1.0 - std::min(m.transition_momentum, 0.999)) / m_C;
       // known: the supervision's own noise process instead (fixed; the same weight of counts,
       // so that the Dirichlet prior's share is the same as fixed's)
-      const bool known = m.transition == "known" && m_kind == dmis_ops::Supervision::Noisy;
+      const bool known = m.transition == TransitionMode::Known && m_kind == dmis_ops::Supervision::Noisy;
       if (known && m.known_transition.size() != static_cast<size_t>(m_C) * m_C)
         throw InputError(cat("method.transition: known needs the noise process's transition of ",
                              m_C, " x ", m_C, " values, found ", m.known_transition.size()));
@@ -170,7 +155,7 @@ MethodStep<Exec>::MethodStep(const models::UNetConfig& net, const TrainStepConfi
     m_gcls = fbuf<Exec>("grads_cls", m_core.store().grads.extent(0));
     m_norm_scratch = fbuf<Exec>("diag_norm_scratch", optim::Optimizer<Exec, T>::norm_scratch_size(
                                                         m_core.store().grads.extent(0)));
-    if (m_E > 0 && m.gen_objective == "mixture") {
+    if (m_E > 0 && m.gen_objective == GenObjective::Mixture) {
       m_genw = fbuf<Exec>("gen_weights", m_Bw * m_C);
       m_extra_net = std::make_unique<models::UNet<Exec, T>>(net);
       m_extra_net->prepare(m_E * m_Bw, conv_scratch_mb, /*inference_only=*/true);
@@ -234,7 +219,7 @@ double MethodStep<Exec>::dmis_ramp(long s) const {
 
 template <class Exec>
 bool MethodStep<Exec>::dmis_active(long s) const {
-  if (m_cfg.name != "dmis") return false;
+  if (m_cfg.kind != MethodKind::Dmis) return false;
   return static_cast<double>(s) * m_core.global_batch() >= m_cfg.warmup_kimg * 1e3;
 }
 
@@ -371,7 +356,7 @@ void MethodStep<Exec>::run_dmis(const Exec& exec, const Tensor4<const T, Exec>& 
                         kScaleGridLo, kScaleGridRatio, ll);
   });
   // online EM for the transition: this step's expected counts of (class, noisy label)
-  const bool estimate_transition = m_kind == ops::Supervision::Noisy && m_cfg.transition == "estimate";
+  const bool estimate_transition = m_kind == ops::Supervision::Noisy && m_cfg.transition == TransitionMode::Estimate;
   if (estimate_transition)
     ops::transition_counts(exec, Tensor2<const T, Exec>(q), obsw,
                            Tensor2<T, Exec>(m_trans_step.data(), C, C));
@@ -383,7 +368,7 @@ void MethodStep<Exec>::run_dmis(const Exec& exec, const Tensor4<const T, Exec>& 
                            static_cast<float>(m_cfg.transition_momentum),
                            static_cast<float>(m_cfg.transition_prior),
                            Tensor2<T, Exec>(m_trans.data(), C, C));
-  if (m_kind == ops::Supervision::Partial && m_cfg.prior == "estimate") {
+  if (m_kind == ops::Supervision::Partial && m_cfg.prior == PriorMode::Estimate) {
     // the class prior's counts: arg-max of the posterior over the candidates, once per sample
     auto counts = m_counts;
     Kokkos::parallel_for(
@@ -408,7 +393,7 @@ void MethodStep<Exec>::run_dmis(const Exec& exec, const Tensor4<const T, Exec>& 
   ops::scaled_softmax<Exec>(exec, m_live_cls->logits(), Tensor2<const int, Exec>(set), m_log_prior,
                             scale, fth);
   // 4. its target: q on the set, or DMIS's ELR-style target for noisy labels
-  if (m_kind == ops::Supervision::Noisy && m_cfg.noisy_target == "elr")
+  if (m_kind == ops::Supervision::Noisy && m_cfg.noisy_target == NoisyTarget::Elr)
     ops::elr_targets(exec, Tensor2<const T, Exec>(fth), Tensor2<const T, Exec>(m_fphi.data(), Bc, C),
                      Tensor2<const int, Exec>(set), Tensor1<const int, Exec>(observed.data(), Bc),
                      static_cast<float>(m_cfg.elr_clamp), tgt);
@@ -423,7 +408,7 @@ void MethodStep<Exec>::run_dmis(const Exec& exec, const Tensor4<const T, Exec>& 
     const T g = T(ramp * m_cfg.beta) / T(static_cast<double>(Bc) * m_core.global_batch() / B);
     ops::classification_grad(exec, Tensor2<const T, Exec>(fth), Tensor2<const T, Exec>(tgt), g,
                              V1(m_loss_cls.data(), 1), tgt,  // tgt now holds dlogits
-                             m_cfg.cls_push == "pull");
+                             m_cfg.cls_push == ClsPush::Pull);
   }
   // the classification gradient into its own buffer (its norm for the diagnostics); the
   // generative one into the store's (zeroed by begin), the two added at the end
@@ -436,7 +421,7 @@ void MethodStep<Exec>::run_dmis(const Exec& exec, const Tensor4<const T, Exec>& 
                                         V1(m_diag.data() + ops::kGradNorm2Cls, 1));
   // 6. the generative term
   const Tensor1<int, Exec> top(m_top.data(), B);
-  if (m_cfg.gen_objective == "sample") {
+  if (m_cfg.gen_objective == GenObjective::Sample) {
     // a class drawn from q for the first Bw samples (during the ramp-in, with probability r),
     // the vanilla label for the others; then classifier-free guidance's label dropout
     ops::sample_labels(exec, Tensor2<const T, Exec>(q), rng::Philox(seed, rng::kPseudoLabel), step,
@@ -586,7 +571,7 @@ void MethodStep<Exec>::mixture_term(const Exec& exec, const Tensor4<const T, Exe
 
 template <class Exec>
 void MethodStep<Exec>::end_epoch(const Exec& exec) {
-  if (!(m_cfg.name == "dmis" && m_cfg.prior == "estimate" && m_kind == Supervision::Partial))
+  if (!(m_cfg.kind == MethodKind::Dmis && m_cfg.prior == PriorMode::Estimate && m_kind == Supervision::Partial))
     return;
   // pi <- mu pi + (1 - mu) counts / total, then the counts restart (once per epoch)
   auto prior = m_prior;

@@ -24,18 +24,19 @@
 #include "methods/classifier.hpp"
 #include "methods/dmis_ops.hpp"
 #include "methods/edm_step.hpp"
+#include "methods/method_choices.hpp"
 
 namespace dmis::methods {
 
 struct MethodConfig {
-  std::string name = "vanilla";       // vanilla | dmis | ambient
+  MethodKind kind = MethodKind::Vanilla;
   double delta = 0.1;                 // ambient: further-corruption rate of the seen pixels
   bool ambient = false;               // dmis: Ambient's masked objective on corrupted images
-  std::string supervision = "clean";  // clean | noisy | partial | unlabeled
+  dmis_ops::Supervision supervision = dmis_ops::Supervision::Clean;
   double beta = 1.0;                  // weight of the classification loss
   double warmup_kimg = 0;             // vanilla steps before the DMIS terms switch on
   double rampup_kimg = 0;             // then the DMIS terms ramp in linearly over this
-  std::string cls_push = "both";      // classification gradient: both (the loss's) or pull only
+  ClsPush cls_push = ClsPush::Both;   // classification gradient: the loss's, or pull only
   int timesteps = 1;                  // K noise levels of the training classifier
   double window = 6.4;
   double classifier_sigma = 0;        // > 0: the classifier's K points at this sigma
@@ -45,20 +46,20 @@ struct MethodConfig {
   int top_k = 10;                     // classes kept in the live classifier
   double tau = 0.01;
   double logit_scale = 0.0;           // s; 0: the number of pixels (the sum of Eq. 12)
-  std::string noisy_target = "posterior";  // posterior | elr (DMIS Eq. 15)
+  NoisyTarget noisy_target = NoisyTarget::Posterior;  // or elr (DMIS Eq. 15)
   double elr_clamp = 1e-4;            // elr: probabilities clamped as ELR's reference does
   double posterior_fraction = 1.0;    // of each batch: samples whose generative class comes from q
-  std::string gen_objective = "sample";  // sample | mixture
+  GenObjective gen_objective = GenObjective::Sample;
   double transition_momentum = 0.98;  // noisy: per-step decay of the transition counts
   double transition_init = 0.5;       // noisy: EM's start, labels wrong with this probability
-  std::string transition = "estimate";  // noisy: estimate (online EM) | fixed (at the start) |
-                                        // known (known_transition, fixed)
+  TransitionMode transition = TransitionMode::Estimate;  // noisy: online EM, fixed at the start,
+                                                        // or known (known_transition, fixed)
   std::vector<double> known_transition;  // transition known: T(y, ŷ) row-major (C, C), from the
                                          // supervision's own noise process (data::noise_transition)
   double transition_prior = 1.0;      // noisy: Dirichlet pseudo-samples per row of T
   bool calibrate_scale = true;        // s by maximum likelihood of the supervision while training
   double scale_momentum = 0.9;        // per-step smoothing of that calibration (on log s)
-  std::string prior = "uniform";      // uniform | estimate
+  PriorMode prior = PriorMode::Uniform;
   double prior_momentum = 0.9;
   int gen_extra = 2;                  // classes mixed in without gradient (besides the top one)
 };
@@ -89,7 +90,7 @@ public:
            const Tensor1<const int, Exec>& index = Tensor1<const int, Exec>());
   /// Whether the method needs the pixel masks and indices (ambient).
   bool needs_masks() const {
-    return m_cfg.name == "ambient" || (m_cfg.name == "dmis" && m_cfg.ambient);
+    return m_cfg.kind == MethodKind::Ambient || (m_cfg.kind == MethodKind::Dmis && m_cfg.ambient);
   }
 
   /// Whether step `s` uses the DMIS terms (dmis, after the warm-up).

@@ -124,18 +124,19 @@ RunPlan make_plan(const deck::Deck& d) {
   p.step.sample_stride = ranks;
   p.conv_scratch_mb = d.get_float("train.conv_scratch_mb");
 
-  p.method.name = d.get_string("method.name");
+  using methods::parse_choice;
+  p.method.kind = parse_choice<methods::MethodKind>(d.get_string("method.name"), "method.name");
   p.method.delta = d.get_float("method.delta");
   p.method.ambient = d.get_bool("method.ambient");
   p.step.hidden_unit_weight = d.get_string("method.hidden_weight") == "unit";
-  if (p.method.ambient && p.method.name != "dmis")
-    d.fail("method.ambient", cat("true goes with method.name dmis, found '", p.method.name,
+  if (p.method.ambient && p.method.kind != methods::MethodKind::Dmis)
+    d.fail("method.ambient", cat("true goes with method.name dmis, found '", methods::name_of(p.method.kind),
                                  "' (method.name ambient is Ambient Diffusion on the observed labels)"));
-  p.method.supervision = kind;
+  p.method.supervision = parse_choice<methods::dmis_ops::Supervision>(kind, "supervision.kind");
   p.method.beta = d.get_float("method.beta");
   p.method.warmup_kimg = d.get_float("method.warmup_kimg");
   p.method.rampup_kimg = d.get_float("method.rampup_kimg");
-  p.method.cls_push = d.get_string("method.cls_push");
+  p.method.cls_push = parse_choice<methods::ClsPush>(d.get_string("method.cls_push"), "method.cls_push");
   p.method.timesteps = static_cast<int>(d.get_int("method.timesteps"));
   p.method.window = d.get_float("method.window");
   p.method.classifier_sigma = d.get_float("method.classifier_sigma");
@@ -152,19 +153,23 @@ RunPlan make_plan(const deck::Deck& d) {
   p.method.tau = d.get_float("method.tau");
   p.method.gen_extra = static_cast<int>(d.get_int("method.gen_extra"));
   p.method.logit_scale = d.get_float("method.logit_scale");
-  p.method.prior = d.get_string("method.prior");
+  p.method.prior = parse_choice<methods::PriorMode>(d.get_string("method.prior"), "method.prior");
   p.method.prior_momentum = d.get_float("method.prior_momentum");
-  p.method.noisy_target = d.get_string("method.noisy_target");
+  p.method.noisy_target =
+      parse_choice<methods::NoisyTarget>(d.get_string("method.noisy_target"), "method.noisy_target");
   p.method.elr_clamp = d.get_float("method.elr_clamp");
   p.method.posterior_fraction = d.get_float("method.posterior_fraction");
-  p.method.gen_objective = d.get_string("method.gen_objective");
+  p.method.gen_objective =
+      parse_choice<methods::GenObjective>(d.get_string("method.gen_objective"), "method.gen_objective");
   p.method.transition_momentum = d.get_float("method.transition_momentum");
   p.method.transition_prior = d.get_float("method.transition_prior");
   p.method.calibrate_scale = d.get_bool("method.calibrate_scale");
   p.method.transition_init = d.get_float("method.transition_init");
-  p.method.transition = d.get_string("method.transition");
+  p.method.transition =
+      parse_choice<methods::TransitionMode>(d.get_string("method.transition"), "method.transition");
   p.method.scale_momentum = d.get_float("method.scale_momentum");
-  if (p.method.name == "dmis") {
+  const bool is_dmis = p.method.kind == methods::MethodKind::Dmis;
+  if (is_dmis) {
     const int bc = methods::classifier_samples(p.method.classifier_fraction, p.batch);
     if (bc % ranks != 0)
       d.fail("method.classifier_fraction",
@@ -180,7 +185,8 @@ RunPlan make_plan(const deck::Deck& d) {
              cat(p.method.posterior_fraction, " is below method.classifier_fraction ",
                  p.method.classifier_fraction, ": the classifier's samples need posteriors"));
   }
-  if (p.method.prior == "estimate" && kind != "partial" && p.method.name == "dmis")
+  if (p.method.prior == methods::PriorMode::Estimate &&
+      p.method.supervision != methods::dmis_ops::Supervision::Partial && is_dmis)
     d.fail("method.prior", cat("'estimate' updates the prior from candidate sets (partial labels); "
                                "supervision.kind is '", kind, "'"));
   return p;
@@ -313,8 +319,9 @@ int train(const deck::Deck& d) {
                                         tr.masks, sup.observed, sup.candidates, sup.labeled)
                      : DeviceData<Exec>(tr.N, tr.C, tr.H, tr.W, ds.classes, tr.images,
                                         sup.observed, sup.candidates, sup.labeled);
-  if (plan.method.name == "dmis" && plan.method.supervision == "noisy" &&
-      plan.method.transition == "known") {
+  const bool is_dmis = plan.method.kind == methods::MethodKind::Dmis;
+  if (is_dmis && plan.method.supervision == methods::dmis_ops::Supervision::Noisy &&
+      plan.method.transition == methods::TransitionMode::Known) {
     try {
       plan.method.known_transition = data::noise_transition(sup);
     } catch (const InputError& e) {
@@ -332,8 +339,8 @@ int train(const deck::Deck& d) {
   };
   // noisy labels: the transition counts of a step summed over the ranks (every rank then
   // holds the same estimate, as with one rank)
-  dist::DeviceReducer<Exec> count_reducer(plan.method.name == "dmis" ? method.step_sums_size() : 1);
-  if (ranks > 1 && plan.method.name == "dmis")
+  dist::DeviceReducer<Exec> count_reducer(is_dmis ? method.step_sums_size() : 1);
+  if (ranks > 1 && is_dmis)
     method.on_step_sums = [&count_reducer](const Exec& e, const Tensor1<float, Exec>& c) {
       count_reducer.sum(e, c);
     };
@@ -342,7 +349,7 @@ int train(const deck::Deck& d) {
       plan.supervision_source == "dataset" ? tr.clean_labels
                                            : (tr.clean_labels.empty() ? tr.labels : tr.clean_labels);
   Kokkos::View<int*, Kokkos::LayoutRight, Exec::memory_space> audit(
-      "dmis::train::audit_labels", plan.method.name == "dmis" ? audit_host.size() : 0);
+      "dmis::train::audit_labels", is_dmis ? audit_host.size() : 0);
   if (audit.extent(0) > 0) {
     auto h = Kokkos::create_mirror_view(audit);
     for (size_t i = 0; i < audit_host.size(); ++i) h(i) = audit_host[i];
@@ -351,7 +358,7 @@ int train(const deck::Deck& d) {
   }
   if (root) {
     std::string detail;
-    if (plan.method.name == "dmis")
+    if (is_dmis)
       detail = cat("K ", plan.method.timesteps,
                    plan.method.classifier_sigma_max > 0
                        ? cat(" evenly at sigma ", plan.method.classifier_sigma, "-", plan.method.classifier_sigma_max)
@@ -364,25 +371,25 @@ int train(const deck::Deck& d) {
                    ", posterior fraction ", plan.method.posterior_fraction,
                    ", classifier fraction ", plan.method.classifier_fraction, ", top-k ",
                    plan.method.top_k, ", warm-up ", plan.method.warmup_kimg, " kimg, ramp-in ", plan.method.rampup_kimg, " kimg, beta ",
-                   plan.method.beta, ", generative term ", plan.method.gen_objective,
-                   plan.method.gen_objective == "mixture"
+                   plan.method.beta, ", generative term ", methods::name_of(plan.method.gen_objective),
+                   plan.method.gen_objective == methods::GenObjective::Mixture
                        ? cat(" (tau ", plan.method.tau, ", extra classes ", plan.method.gen_extra, ")")
                        : std::string(),
-                   plan.method.supervision == "noisy"
-                       ? cat(", noisy-label target ", plan.method.noisy_target,
-                             plan.method.noisy_target == "elr" ? cat(" (clamp ", plan.method.elr_clamp, ")")
+                   plan.method.supervision == methods::dmis_ops::Supervision::Noisy
+                       ? cat(", noisy-label target ", methods::name_of(plan.method.noisy_target),
+                             plan.method.noisy_target == methods::NoisyTarget::Elr ? cat(" (clamp ", plan.method.elr_clamp, ")")
                                                                : std::string(),
-                             plan.method.transition == "known"
+                             plan.method.transition == methods::TransitionMode::Known
                                  ? cat(", transition known (", sup.config.noise, " noise at rate ",
                                        sup.config.rate, ")")
-                                 : cat(", transition ", plan.method.transition, " from rate ",
+                                 : cat(", transition ", methods::name_of(plan.method.transition), " from rate ",
                                        plan.method.transition_init))
                        : std::string());
     if (method.needs_masks())
       detail += cat(detail.empty() ? "" : "; ", "ambient: delta ", plan.method.delta,
                     ", the network sees ", 1 - plan.method.delta, " of the observed pixels, hidden ones weighted ",
                     plan.step.hidden_unit_weight ? "1 / sigma_data^2" : "lambda(sigma)");
-    files.log(cat("parameters ", core.net().table().total(), ", method ", plan.method.name,
+    files.log(cat("parameters ", core.net().table().total(), ", method ", methods::name_of(plan.method.kind),
                   detail.empty() ? std::string() : " (" + detail + ")"));
     files.log(cat("training ", plan.steps, " steps (", plan.steps * plan.batch / 1e3,
                   " kimg); progress every ", plan.log_every, " steps; checkpoints every ",
@@ -481,7 +488,7 @@ int train(const deck::Deck& d) {
     ck.prior = to_host(method.prior());
     // the DMIS state once the DMIS terms have run (before, it is the deck's starting point, so
     // that a run resumed from the warm-up with other method keys starts from its own)
-    if (plan.method.name == "dmis" && step > 0 && method.dmis_active(step - 1)) {
+    if (is_dmis && step > 0 && method.dmis_active(step - 1)) {
       ck.transition = to_host(method.transition_counts());
       ck.logit_scale = to_host(method.logit_scale());
     }
@@ -517,7 +524,7 @@ int train(const deck::Deck& d) {
   double ema_rate = 0;
   // the first step with the DMIS terms (they cost more: the ETA of a warm-up counts them in)
   long dmis_from = plan.steps;
-  if (plan.method.name == "dmis")
+  if (is_dmis)
     for (long k = start; k < plan.steps; ++k)
       if (method.dmis_active(k)) {
         dmis_from = k;
@@ -527,7 +534,7 @@ int train(const deck::Deck& d) {
                            method.evaluations_per_step(false);
   for (long s = start; s < plan.steps; ++s) {
     const bool dmis_on = method.dmis_active(s);
-    if (root && plan.method.name == "dmis" && dmis_on && (s == start || !method.dmis_active(s - 1)))
+    if (root && is_dmis && dmis_on && (s == start || !method.dmis_active(s - 1)))
       files.log(cat("step ", s, ": DMIS terms on (", method.evaluations_per_step(true),
                     " denoiser evaluations per step against ", method.evaluations_per_step(false),
                     " for vanilla)"));
@@ -607,7 +614,7 @@ int train(const deck::Deck& d) {
           std::ostringstream line;
           line << "step " << done << "/" << plan.steps << " | kimg " << std::fixed
                << std::setprecision(1) << kimg << " | loss " << std::setprecision(4) << gen;
-          if (plan.method.name == "dmis") line << " cls " << std::setprecision(4) << cls;
+          if (is_dmis) line << " cls " << std::setprecision(4) << cls;
           const double nd = dacc_host(ND);
           auto dmean = [&](int i) { return nd > 0 ? dacc_host(i) / nd : std::nan(""); };
           using D = methods::dmis_ops::Diagnostic;
@@ -644,7 +651,7 @@ int train(const deck::Deck& d) {
                << ", \"observed_acc\": " << num(dmean(D::kAccObserved))
                << ", \"grad_norm_cls\": " << num(std::sqrt(dmean(D::kGradNorm2Cls)))
                << ", \"grad_norm_gen\": " << num(std::sqrt(dmean(D::kGradNorm2Gen)));
-            if (plan.method.supervision == "noisy") {  // 1 - mean diagonal of the estimated T
+            if (plan.method.supervision == methods::dmis_ops::Supervision::Noisy) {  // 1 - mean diagonal of the estimated T
               auto th = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), method.transition());
               double diag = 0;
               for (size_t y = 0; y < th.extent(0); ++y) diag += th(y, y);

@@ -168,7 +168,7 @@ StepResult ambient_step(const std::vector<float>& x0, const std::vector<float>& 
   methods::TrainStepConfig tc;
   tc.hidden_unit_weight = o.unit;
   methods::MethodConfig mc;
-  mc.name = "ambient";
+  mc.kind = methods::MethodKind::Ambient;
   mc.delta = 0.2;
   methods::MethodStep<Exec> step(tiny_ambient_net(), tc, mc, B);
   step.initialize(models::InitScheme::Adm);
@@ -280,9 +280,9 @@ std::vector<float> combined_step(const std::vector<float>& x0, const std::vector
   methods::TrainStepConfig tc;
   tc.global_batch = B;
   methods::MethodConfig mc;
-  mc.name = "dmis";
+  mc.kind = methods::MethodKind::Dmis;
   mc.ambient = true;
-  mc.supervision = "noisy";
+  mc.supervision = methods::dmis_ops::Supervision::Noisy;
   mc.classifier_fraction = 0.5;
   mc.top_k = 3;
   mc.gen_extra = 1;
@@ -320,7 +320,7 @@ TEST(Ambient, FurtherMaskIsFixedPerImageAndDropsDelta) {
   const int B = 6, R = 28, hw = R * R;
   methods::TrainStepConfig tc;
   methods::MethodConfig mc;
-  mc.name = "ambient";
+  mc.kind = methods::MethodKind::Ambient;
   mc.delta = 0.25;
   auto net = tiny_ambient_net();
   net.resolution = R;

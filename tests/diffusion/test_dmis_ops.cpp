@@ -542,8 +542,8 @@ TEST(MethodStepTransition, KnownIsTheProcessAndStaysFixed) {
   };
   methods::TrainStepConfig tc;
   methods::MethodConfig mc;
-  mc.name = "dmis", mc.supervision = "noisy", mc.classifier_fraction = 0.5, mc.top_k = 3;
-  mc.transition = "known", mc.known_transition = T;
+  mc.kind = methods::MethodKind::Dmis, mc.supervision = methods::dmis_ops::Supervision::Noisy, mc.classifier_fraction = 0.5, mc.top_k = 3;
+  mc.transition = methods::TransitionMode::Known, mc.known_transition = T;
   methods::MethodStep<Exec> known(cfg, tc, mc, B);
   known.initialize(models::InitScheme::Adm);
   // counts of B / (1 - momentum) samples per step's steady state, C rows: 20 per row; prior 1
@@ -559,7 +559,7 @@ TEST(MethodStepTransition, KnownIsTheProcessAndStaysFixed) {
   Kokkos::fence();
   expect_process(read(known), "after 3 steps");
 
-  mc.transition = "estimate", mc.known_transition.clear(), mc.transition_init = 0.4;
+  mc.transition = methods::TransitionMode::Estimate, mc.known_transition.clear(), mc.transition_init = 0.4;
   methods::MethodStep<Exec> est(cfg, tc, mc, B);
   est.initialize(models::InitScheme::Adm);
   const auto start = read(est);
@@ -572,7 +572,7 @@ TEST(MethodStepTransition, KnownIsTheProcessAndStaysFixed) {
   for (int i = 0; i < C * C; ++i) change = std::max(change, std::abs(moved[i] - start[i]));
   EXPECT_GT(change, 1e-3) << "estimate: the online EM did not move T";
 
-  mc.transition = "known";
+  mc.transition = methods::TransitionMode::Known;
   mc.known_transition.assign(4, 0.25);
   try {
     methods::MethodStep<Exec> bad(cfg, tc, mc, B);
@@ -594,7 +594,7 @@ TEST(MethodStepCost, BetaZeroCountsTheClassifierSliceForwardOnly) {
   const int B = 8;
   methods::TrainStepConfig tc;
   methods::MethodConfig mc;
-  mc.name = "dmis", mc.supervision = "noisy", mc.classifier_fraction = 0.5, mc.top_k = 3;
+  mc.kind = methods::MethodKind::Dmis, mc.supervision = methods::dmis_ops::Supervision::Noisy, mc.classifier_fraction = 0.5, mc.top_k = 3;
   mc.posterior_fraction = 0.5, mc.timesteps = 2, mc.beta = 1;
   methods::MethodStep<Exec> with_term(cfg, tc, mc, B);
   mc.beta = 0;
@@ -614,7 +614,7 @@ TEST(MethodStepClassifiers, ClsSigmaAndTheLevelRangeReachTheirClassifiers) {
   const int B = 4;
   methods::TrainStepConfig tc;
   methods::MethodConfig mc;
-  mc.name = "dmis", mc.supervision = "noisy", mc.classifier_fraction = 0.5, mc.top_k = 3;
+  mc.kind = methods::MethodKind::Dmis, mc.supervision = methods::dmis_ops::Supervision::Noisy, mc.classifier_fraction = 0.5, mc.top_k = 3;
   mc.classifier_sigma = 2.4;
   {
     methods::MethodStep<Exec> s(cfg, tc, mc, B);
@@ -664,7 +664,7 @@ TEST(MethodStepClassifiers, ClsSigmaAndTheLevelRangeReachTheirClassifiers) {
               std::string::npos) << e.what();
   }
   mc.classifier_sigma_max = 0;
-  mc.name = "vanilla";
+  mc.kind = methods::MethodKind::Vanilla;
   {
     methods::MethodStep<Exec> s(cfg, tc, mc, B);
     EXPECT_EQ(s.live_classifier(), nullptr);

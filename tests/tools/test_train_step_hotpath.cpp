@@ -71,7 +71,7 @@ TYPED_TEST(MethodStepHotPath, DmisAmbientStepAllocatesCopiesAndFencesNothing) {
   cfg.in_channels = 2;  // image + mask
   methods::TrainStepConfig tc;
   methods::MethodConfig mc;
-  mc.name = "dmis", mc.ambient = true, mc.supervision = "noisy", mc.classifier_fraction = 0.5;
+  mc.kind = methods::MethodKind::Dmis, mc.ambient = true, mc.supervision = methods::dmis_ops::Supervision::Noisy, mc.classifier_fraction = 0.5;
   mc.top_k = 3, mc.gen_extra = 1;
   const int B = 4, R = 28;
   methods::MethodStep<E> step(cfg, tc, mc, B);
