@@ -672,4 +672,48 @@ TEST(MethodStepClassifiers, ClsSigmaAndTheLevelRangeReachTheirClassifiers) {
   }
 }
 
+// The deck's spellings of the method choices, both ways, and the error for anything else: the
+// plan parses each once (make_plan), so its message is what a user sees for a bad value that
+// reaches it.
+TEST(MethodChoices, SpellingsRoundTripAndBadValuesNameTheKey) {
+  using namespace methods;
+  for (auto k : {MethodKind::Vanilla, MethodKind::Dmis, MethodKind::Ambient, MethodKind::Diffem})
+    EXPECT_EQ(parse_choice<MethodKind>(name_of(k), "method.name"), k);
+  for (auto k : {TransitionMode::Estimate, TransitionMode::Fixed, TransitionMode::Known})
+    EXPECT_EQ(parse_choice<TransitionMode>(name_of(k), "method.transition"), k);
+  for (auto k : {dmis_ops::Supervision::Clean, dmis_ops::Supervision::Noisy,
+                 dmis_ops::Supervision::Partial, dmis_ops::Supervision::Unlabeled})
+    EXPECT_EQ(parse_choice<dmis_ops::Supervision>(name_of(k), "supervision.kind"), k);
+  EXPECT_STREQ(name_of(GenObjective::Mixture), "mixture");
+  EXPECT_STREQ(name_of(NoisyTarget::Elr), "elr");
+  EXPECT_STREQ(name_of(ClsPush::Pull), "pull");
+  EXPECT_STREQ(name_of(PriorMode::Estimate), "estimate");
+  try {
+    parse_choice<TransitionMode>("learned", "method.transition");
+    FAIL() << "expected an InputError";
+  } catch (const InputError& e) {
+    EXPECT_STREQ(e.what(), "method.transition: expected estimate, fixed or known, found 'learned'");
+  }
+  try {
+    parse_choice<GenObjective>("Sample", "method.gen_objective");
+    FAIL() << "expected an InputError";
+  } catch (const InputError& e) {
+    EXPECT_STREQ(e.what(), "method.gen_objective: expected sample or mixture, found 'Sample'");
+  }
+}
+
+// A MethodStep is one step of vanilla, dmis or ambient; diffem is a pipeline of runs.
+TEST(MethodChoices, DiffemIsNotAStep) {
+  methods::MethodConfig mc;
+  mc.kind = methods::MethodKind::Diffem;
+  auto net = models::UNetConfig::from_preset("unet-s");
+  net.base = 8, net.mults = {1}, net.n_blocks = 1, net.attn_res = {}, net.groups = 4;
+  try {
+    methods::MethodStep<Kokkos::DefaultExecutionSpace> step(net, methods::TrainStepConfig{}, mc, 2);
+    FAIL() << "expected an InputError";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("diffem is a pipeline"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
