@@ -1,8 +1,8 @@
 // `dmis train` with method.name: diffem (spec/method.md section 5; DiffEM, Rozet et al.).
 //
 // The run directory holds the EM laps under diffem/ and, at the end, the final model as a plain
-// run (ckpt-*/ema-* in the run directory itself, trained by train() on the last
-// reconstructions, so that dmis sample and dmis classify use it like any other run):
+// run (ckpt-*/ema-* in the run directory itself, trained by train_run() from the deck that
+// diffem_laps returns, on the last reconstructions, so that dmis sample and dmis classify use it like any other run):
 //
 //   diffem/log.txt, stats.jsonl  one record per lap: M-step loss, reconstruction error against
 //                                the clean images when the dataset keeps them (--keep-clean)
@@ -100,7 +100,7 @@ std::string num(double v, int prec = 4) {
 
 }  // namespace
 
-int train_diffem(const deck::Deck& d) {
+deck::Deck diffem_laps(const deck::Deck& d) {
   RunPlan plan = make_plan(d);
   const bool root = dist::rank() == 0;
   const int ranks = dist::size();
@@ -456,7 +456,7 @@ int train_diffem(const deck::Deck& d) {
   final_deck.set(std::string("run.resume=") + (final_started ? "latest" : "none"));
   final_deck.set("run.out_dir=" + fs::path(plan.run_dir).parent_path().string());
   final_deck.set("run.name=" + fs::path(plan.run_dir).filename().string());
-  return train(final_deck);
+  return final_deck;
 }
 
 }  // namespace dmis::train

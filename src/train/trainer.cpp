@@ -219,8 +219,14 @@ void from_host(const V& v, const std::vector<float>& src) {
 }  // namespace
 
 int train(const deck::Deck& d) {
-  if (d.get_string("method.name") == "diffem") return train_diffem(d);
+  if (d.get_string("method.name") == "diffem") return train_run(diffem_laps(d));
+  return train_run(d);
+}
+
+int train_run(const deck::Deck& d) {
   RunPlan plan = make_plan(d);
+  if (plan.method.kind == methods::MethodKind::Diffem)
+    d.fail("method.name", "diffem is a pipeline of runs: train it with train(), not train_run()");
   const bool root = dist::rank() == 0;
   const int ranks = dist::size();
   const int local_batch = plan.batch / ranks;

@@ -36,13 +36,18 @@ models::UNetConfig network_from_deck(const deck::Deck& d, int classes);
 /// Everything a run needs, from a validated deck. Throws DeckError located at the key.
 RunPlan make_plan(const deck::Deck& d);
 
-/// Runs (or resumes) the training described by the deck; returns the exit code. method.name:
-/// diffem goes to train_diffem.
+/// Runs (or resumes) the training described by the deck; returns the exit code. A pipeline in
+/// one direction: method.name diffem runs its EM laps (diffem_laps), then the final model from
+/// the deck they return; every other method is one run (train_run).
 int train(const deck::Deck& d);
 
-/// DiffEM (src/train/diffem.cpp): EM laps of a posterior denoiser on corrupted images, then the
-/// final model on the last reconstructions (through train()).
-int train_diffem(const deck::Deck& d);
+/// One training run of vanilla, dmis or ambient from the deck (not diffem: see train).
+int train_run(const deck::Deck& d);
+
+/// DiffEM (src/train/diffem.cpp): the EM laps of a posterior denoiser on corrupted images, into
+/// the run directory's diffem/ (resumed after the last finished lap). Returns the deck of the
+/// final model: vanilla on the last reconstructions, in the same run directory.
+deck::Deck diffem_laps(const deck::Deck& d);
 
 /// The run directory a deck's run writes to: run.out_dir / (run.name or the deck's stem).
 std::string run_directory(const deck::Deck& d);
