@@ -18,6 +18,7 @@
 #include "dist/reduce.hpp"
 #include "io/checkpoint.hpp"
 #include "kernels/conv2d.hpp"
+#include "train/checkpointer.hpp"
 #include "train/device_data.hpp"
 #include "train/run_files.hpp"
 
@@ -201,19 +202,6 @@ std::string duration(double s) {
   else if (t >= 60) os << t / 60 << "m" << std::setw(2) << std::setfill('0') << t % 60 << "s";
   else os << t << "s";
   return os.str();
-}
-
-template <class V>
-std::vector<float> to_host(const V& v) {
-  auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), v);
-  return std::vector<float>(h.data(), h.data() + h.extent(0));
-}
-
-template <class V>
-void from_host(const V& v, const std::vector<float>& src) {
-  auto h = Kokkos::create_mirror_view(v);
-  for (size_t i = 0; i < src.size(); ++i) h(i) = src[i];
-  Kokkos::deep_copy(v, h);
 }
 
 }  // namespace
@@ -406,43 +394,12 @@ int train_run(const deck::Deck& d) {
   }
 
   // ---- initial or resumed state ------------------------------------------------------------
+  Checkpointer<Exec> checkpointer(plan, deck_text, method, files, root, resume_from);
   if (resume_from.empty()) {
     method.initialize(plan.init);
   } else {
-    const io::CheckpointData ck = resumed ? std::move(*resumed) : io::read_checkpoint(resume_from);
+    checkpointer.restore(resumed ? std::move(*resumed) : io::read_checkpoint(resume_from), resume_from);
     resumed.reset();
-    io::check_layout(ck, resume_from, core.net().table());
-    if (ck.kind != "training-state")
-      throw InputError(cat("cannot resume from '", resume_from, "': it is an ", ck.kind,
-                           " (no optimizer state); resume from a ckpt-*.h5 file"));
-    if (ck.params.empty() || ck.adam_m.empty() || ck.adam_v.empty())
-      throw InputError(cat("cannot resume from '", resume_from, "': parameters or Adam moments missing"));
-    from_host(store.params, ck.params);
-    from_host(store.adam_m, ck.adam_m);
-    from_host(store.adam_v, ck.adam_v);
-    from_host(store.ema, ck.ema);
-    // the method's state: a value the network and deck cannot take names the file
-    try {
-      if (!ck.prior.empty()) {
-        std::vector<double> pi(ck.prior.begin(), ck.prior.end());
-        method.set_prior(pi);
-      }
-      if (!ck.transition.empty()) method.set_transition_counts(ck.transition);
-      if (!ck.logit_scale.empty()) method.set_logit_scale(ck.logit_scale[0]);
-    } catch (const InputError& e) {
-      throw InputError(cat("cannot resume from '", resume_from, "': /method: ", e.what()));
-    }
-    if (!ck.prior_counts.empty()) {  // the sum over ranks: rank 0 carries it
-      auto hc = Kokkos::create_mirror_view(method.prior_counts());
-      for (size_t i = 0; i < ck.prior_counts.size() && i < hc.extent(0); ++i)
-        hc(i) = root ? ck.prior_counts[i] : 0;
-      Kokkos::deep_copy(method.prior_counts(), hc);
-    }
-    core.set_step(ck.step);
-    if (root) {
-      files.truncate_stats_after(ck.step);
-      files.log(cat("resumed from ", resume_from, " at step ", ck.step));
-    }
   }
 
   // ---- buffers of one batch ----------------------------------------------------------------
@@ -467,55 +424,6 @@ int train_run(const deck::Deck& d) {
   auto dacc_host = Kokkos::create_mirror_view(dacc);
   Kokkos::deep_copy(dacc, 0.0f);
   Kokkos::deep_copy(acc, 0.0f);
-
-  std::string last_ckpt = resume_from.empty() ? std::string("none") : resume_from;
-  auto save = [&](long step) {
-    Kokkos::fence();
-    io::CheckpointData ck;
-    ck.kind = "training-state";
-    ck.step = step;
-    ck.images_seen = static_cast<double>(step) * plan.batch;
-    ck.seed = plan.seed;
-    ck.deck = deck_text;
-    ck.preset = plan.net.preset;
-    ck.table = core.net().table();
-    ck.params = to_host(store.params);
-    ck.adam_m = to_host(store.adam_m);
-    ck.adam_v = to_host(store.adam_v);
-    ck.ema = to_host(store.ema);
-    // weights gone to NaN or inf (the loss may still be finite at this step): no checkpoint
-    // that the NaN guard would later call good
-    for (const auto* w : {&ck.params, &ck.ema})
-      for (float x : *w)
-        if (!std::isfinite(x))
-          throw Error(cat("step ", step, ": the weights are not finite numbers (NaN or inf); no "
-                          "checkpoint written, training stopped. Last good checkpoint: ", last_ckpt,
-                          ". Lower train.lr or set train.grad_clip, then resume from it."));
-    ck.prior = to_host(method.prior());
-    // the DMIS state once the DMIS terms have run (before, it is the deck's starting point, so
-    // that a run resumed from the warm-up with other method keys starts from its own)
-    if (is_dmis && step > 0 && method.dmis_active(step - 1)) {
-      ck.transition = to_host(method.transition_counts());
-      ck.logit_scale = to_host(method.logit_scale());
-    }
-    auto hc = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), method.prior_counts());
-    ck.prior_counts.assign(hc.data(), hc.data() + hc.extent(0));
-    dist::allreduce_sum(ck.prior_counts.data(), ck.prior_counts.size());
-    if (!root) return std::string();
-    // the EMA snapshot first, the checkpoint last: a run killed between the two resumes from
-    // the previous checkpoint and writes the same snapshot again, where the other order would
-    // resume from this checkpoint and never write this step's snapshot
-    io::CheckpointData snap = ck;
-    snap.kind = "ema-snapshot";
-    snap.params.clear(), snap.adam_m.clear(), snap.adam_v.clear(), snap.prior_counts.clear();
-    snap.transition.clear(), snap.logit_scale.clear();
-    io::write_checkpoint(io::checkpoint_path(plan.run_dir, "ema", step), snap);
-    const std::string path = io::checkpoint_path(plan.run_dir, "ckpt", step);
-    io::write_checkpoint(path, ck);
-    files.prune("ckpt", plan.keep);
-    files.prune("ema", plan.keep);
-    return path;
-  };
 
   // ---- the loop ----------------------------------------------------------------------------
   const long start = core.step();
@@ -601,7 +509,7 @@ int train_run(const deck::Deck& d) {
       if (!std::isfinite(gen) || !std::isfinite(cls) || !std::isfinite(acc_host(2)))
         throw Error(cat("step ", done, ": the loss is not a number (generative ", gen,
                         ", classification ", cls, ", gradient norm^2 ", acc_host(2),
-                        "); training stopped. Last good checkpoint: ", last_ckpt,
+                        "); training stopped. Last good checkpoint: ", checkpointer.last(),
                         ". Lower train.lr or set train.grad_clip, then resume from it."));
       if (log_now) {
         const auto now = std::chrono::steady_clock::now();
@@ -672,13 +580,7 @@ int train_run(const deck::Deck& d) {
         steps_since_log = 0;
         t_log = now;
       }
-      if (ckpt_now) {
-        const std::string path = save(done);
-        if (root) {
-          last_ckpt = path;
-          files.log(cat("checkpoint ", path));
-        }
-      }
+      if (ckpt_now) checkpointer.save(done);
     }
   }
   if (root) {
