@@ -140,6 +140,10 @@ const std::vector<KeySpec>& registry() {
       I("method.top_k", "10", 1, 4096, "dmis: classes kept in the classifier (by EMA posterior)"),
       I("method.gen_extra", "2", 0, 1024,
         "dmis: classes besides the top one mixed into the generative term without gradient"),
+      F("method.relabel_confidence", "0", 0, 1,
+        "dmis: the generative term takes the posterior's class only where the posterior q "
+        "gives its top class at least this; elsewhere the sample trains on its vanilla label "
+        "(noisy labels: the observed one). 0: always the posterior's (Eq. 10)"),
       F("method.tau", "0.01", 0, 1,
         "dmis: generative loss: classes with weight above tau are mixed in (without gradient)"),
       F("method.logit_scale", "0", 0, 1e6,

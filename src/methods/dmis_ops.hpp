@@ -295,6 +295,29 @@ void sample_labels(const Exec& exec, const Tensor2<const float, Exec>& q, const 
       });
 }
 
+/// The largest entry of row b of q (B, C).
+template <class Q>
+KOKKOS_INLINE_FUNCTION float row_max(const Q& q, int b) {
+  float m = q(b, 0);
+  for (int y = 1; y < static_cast<int>(q.extent(1)); ++y) m = q(b, y) > m ? q(b, y) : m;
+  return m;
+}
+
+/// method.relabel_confidence: labels (Bw = q-rows) keep the posterior's class only where q is
+/// at least this sure of its top class (max_y q(b, y) >= confidence); elsewhere the sample
+/// trains on its vanilla label (B; the observed label for noisy labels) as vanilla does. A
+/// mistaken relabelling is structured (it follows the classifier's confusions, the same for
+/// every look-alike image), a noisy label's mistake is not.
+template <class Exec>
+void keep_confident(const Exec& exec, const Tensor2<const float, Exec>& q, float confidence,
+                    const Tensor1<const int, Exec>& vanilla, const Tensor1<int, Exec>& labels) {
+  Kokkos::parallel_for(
+      "dmis::dmis_ops::keep_confident", Kokkos::RangePolicy<Exec>(exec, 0, q.extent(0)),
+      KOKKOS_LAMBDA(int b) {
+        if (row_max(q, b) < confidence) labels(b) = vanilla(b);
+      });
+}
+
 /// The ramp-in of the posterior's classes (method.rampup_kimg): labels (B) holds the class
 /// drawn from q for its first Bw = q-rows samples; each of them keeps it with probability r (its
 /// own draw of the stream, per step and sample), the others and every sample from Bw on take the
@@ -373,10 +396,12 @@ enum Diagnostic : int {
   kGradNorm2Cls = 6,    // squared norm of the classification term's gradient (this rank)
   kGradNorm2Gen = 7,    // squared norm of the generative term's gradient (this rank)
   kLogitScale = 8,      // the diffusion classifier's logit scale s after this step
-  kDiagnostics = 9
+  kRelabeled = 9,       // the generative term's class (not dropped) != the observed label
+  kDiagnostics = 10
 };
 
-/// Fills diag entries kEntropyTarget .. kAccObserved for the Bw samples with posteriors.
+/// Fills diag entries kEntropyTarget .. kAccObserved and kRelabeled for the Bw samples with
+/// posteriors (kRelabeled: NaN where none has both an observed label and a generative class).
 /// audit (N) may be empty. gen_labels (B): the generative term's classes (C = "no label").
 template <class Exec>
 void posterior_diagnostics(const Exec& exec, const Tensor2<const float, Exec>& q,
@@ -392,7 +417,7 @@ void posterior_diagnostics(const Exec& exec, const Tensor2<const float, Exec>& q
       "dmis::dmis_ops::posterior_diagnostics", Kokkos::RangePolicy<Exec>(exec, 0, 1),
       KOKKOS_LAMBDA(int) {
         float hq = 0, hf = 0;
-        int aq = 0, af = 0, ag = 0, ng = 0, ao = 0, no = 0;
+        int aq = 0, af = 0, ag = 0, ng = 0, ao = 0, no = 0, nr = 0, rl = 0;
         for (int b = 0; b < B; ++b) {
           int mq = 0, mf = 0;
           for (int y = 0; y < C; ++y) {
@@ -402,6 +427,7 @@ void posterior_diagnostics(const Exec& exec, const Tensor2<const float, Exec>& q
             mq = a > q(b, mq) ? y : mq;
             mf = c > f(b, mf) ? y : mf;
           }
+          if (gen_labels(b) < C && observed(b) >= 0) ++nr, rl += gen_labels(b) != observed(b);
           if (!audited) continue;
           const int truth = audit(index(b));
           aq += mq == truth, af += mf == truth;
@@ -414,6 +440,7 @@ void posterior_diagnostics(const Exec& exec, const Tensor2<const float, Exec>& q
         diag(kAccEma) = audited ? float(af) / B : nan;
         diag(kAccGen) = audited && ng > 0 ? float(ag) / ng : nan;
         diag(kAccObserved) = audited && no > 0 ? float(ao) / no : nan;
+        diag(kRelabeled) = nr > 0 ? float(rl) / nr : nan;
       });
 }
 

@@ -426,9 +426,13 @@ void MethodStep<Exec>::run_dmis(const Exec& exec, const Tensor4<const T, Exec>& 
     // the vanilla label for the others; then classifier-free guidance's label dropout
     ops::sample_labels(exec, Tensor2<const T, Exec>(q), rng::Philox(seed, rng::kPseudoLabel), step,
                        ids, Tensor1<int, Exec>(m_top.data(), Bw));
-    if (Bw < B || ramp < 1) {
+    const bool unsure_to_vanilla = m_cfg.relabel_confidence > 0;
+    if (Bw < B || ramp < 1 || unsure_to_vanilla) {
       const Tensor1<int, Exec> vanilla(m_labels.data(), B);
       vanilla_labels(exec, observed, candidates, labeled, vanilla);
+      if (unsure_to_vanilla)
+        ops::keep_confident(exec, Tensor2<const T, Exec>(q), static_cast<float>(m_cfg.relabel_confidence),
+                            Tensor1<const int, Exec>(vanilla), Tensor1<int, Exec>(m_top.data(), Bw));
       ops::ramp_labels(exec, static_cast<float>(ramp), Bw, rng::Philox(seed, rng::kRampLabel), step,
                        ids, Tensor1<const int, Exec>(vanilla), top);
     }
@@ -485,10 +489,14 @@ void MethodStep<Exec>::mixture_term(const Exec& exec, const Tensor4<const T, Exe
   {
     const rng::Philox gdrop(seed, rng::kLabelDrop), gcand(seed, rng::kCandidate);
     const T p_uncond = T(m_train.p_uncond), tau = T(m_cfg.tau);
+    const T confidence = T(m_cfg.relabel_confidence);
     Kokkos::parallel_for(
         "dmis::method::gen_classes", Kokkos::RangePolicy<Exec>(exec, 0, B), KOKKOS_LAMBDA(int b) {
           const bool dropped = rng::uniform<T>(gdrop, step, ids(b), 0u) < p_uncond;
-          if (b >= Bw || dropped) {
+          // method.relabel_confidence: a posterior not sure enough of its top class trains the
+          // sample on its vanilla label, as the samples without posteriors do
+          const bool unsure = b < Bw && !dropped && dmis_ops::row_max(genw, b) < confidence;
+          if (b >= Bw || dropped || unsure) {
             top(b) = dropped ? C
                              : vanilla_label(kind, C, b, observed(b), candidates, labeled(b) != 0,
                                              gcand, step, ids(b));

@@ -62,6 +62,8 @@ struct MethodConfig {
   PriorMode prior = PriorMode::Uniform;
   double prior_momentum = 0.9;
   int gen_extra = 2;                  // classes mixed in without gradient (besides the top one)
+  double relabel_confidence = 0;      // the posterior's class only where max q >= this, else
+                                      // the vanilla label (0: always the posterior's)
 };
 
 /// Samples of a global batch of B that get DMIS's classification term: round(fraction * B),
@@ -128,6 +130,9 @@ public:
   static constexpr float kScaleGridLo = 1.f, kScaleGridRatio = 1.41421356f;
   /// Clean labels of the whole training set (N), for the diagnostics only (never for training).
   void set_audit_labels(const Tensor1<const int, Exec>& clean) { m_audit = clean; }
+  /// The last DMIS step's posteriors q (Bw, C) and generative classes (B; C: "no label").
+  Tensor2<const T, Exec> posterior() const { return Tensor2<const T, Exec>(m_q.data(), m_Bw, m_C); }
+  Tensor1<const int, Exec> generative_labels() const { return Tensor1<const int, Exec>(m_top.data(), m_B); }
   /// The last DMIS step's diagnostics (dmis_ops::kDiagnostics values, dmis_ops::Diagnostic).
   V1 diagnostics() const { return V1(m_diag.data(), dmis_ops::kDiagnostics); }
   /// The diffusion classifier's logit scale s (1): the resolved method.logit_scale, then

@@ -153,6 +153,7 @@ RunPlan make_plan(const deck::Deck& d) {
   p.method.top_k = static_cast<int>(d.get_int("method.top_k"));
   p.method.tau = d.get_float("method.tau");
   p.method.gen_extra = static_cast<int>(d.get_int("method.gen_extra"));
+  p.method.relabel_confidence = d.get_float("method.relabel_confidence");
   p.method.logit_scale = d.get_float("method.logit_scale");
   p.method.prior = parse_choice<methods::PriorMode>(d.get_string("method.prior"), "method.prior");
   p.method.prior_momentum = d.get_float("method.prior_momentum");
@@ -369,6 +370,10 @@ int train_run(const deck::Deck& d) {
                    plan.method.gen_objective == methods::GenObjective::Mixture
                        ? cat(" (tau ", plan.method.tau, ", extra classes ", plan.method.gen_extra, ")")
                        : std::string(),
+                   plan.method.relabel_confidence > 0
+                       ? cat(", the posterior's class where q >= ", plan.method.relabel_confidence,
+                             " (else the vanilla label)")
+                       : std::string(),
                    plan.method.supervision == methods::dmis_ops::Supervision::Noisy
                        ? cat(", noisy-label target ", methods::name_of(plan.method.noisy_target),
                              plan.method.noisy_target == methods::NoisyTarget::Elr ? cat(" (clamp ", plan.method.elr_clamp, ")")
@@ -563,6 +568,7 @@ int train_run(const deck::Deck& d) {
                << ", \"ema_acc\": " << num(dmean(D::kAccEma))
                << ", \"gen_acc\": " << num(dmean(D::kAccGen))
                << ", \"observed_acc\": " << num(dmean(D::kAccObserved))
+               << ", \"relabeled\": " << num(dmean(D::kRelabeled))
                << ", \"grad_norm_cls\": " << num(std::sqrt(dmean(D::kGradNorm2Cls)))
                << ", \"grad_norm_gen\": " << num(std::sqrt(dmean(D::kGradNorm2Gen)));
             if (plan.method.supervision == methods::dmis_ops::Supervision::Noisy) {  // 1 - mean diagonal of the estimated T

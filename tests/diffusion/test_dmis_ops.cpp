@@ -2,6 +2,7 @@
 // the diffusion classifier's logit scale.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <numeric>
 #include <vector>
@@ -312,6 +313,23 @@ TEST(DmisOps, RampLabelsKeepThePosteriorClassWithProbabilityR) {
   EXPECT_EQ(run(0.3f), part);
 }
 
+// method.relabel_confidence: a sample keeps the posterior's class where q's top entry reaches
+// the confidence (the boundary included), else it takes the vanilla label
+TEST(DmisOps, KeepConfidentFallsBackToTheVanillaLabelBelowTheConfidence) {
+  const int B = 3, C = 3;
+  auto dq = upload(std::vector<float>{0.8f, 0.1f, 0.1f, 0.2f, 0.5f, 0.3f, 0.1f, 0.2f, 0.7f});
+  auto dv = upload(std::vector<int>{2, 0, 1});
+  auto run = [&](float conf) {
+    auto d = upload(std::vector<int>{0, 1, 2});  // the posterior's classes
+    ops::keep_confident(Exec(), c2(dq, B, C), conf, c1(dv, B), Tensor1<int, Exec>(d.data(), B));
+    return host(d, B);
+  };
+  EXPECT_EQ(run(0.f), (std::vector<int>{0, 1, 2}));
+  EXPECT_EQ(run(0.7f), (std::vector<int>{0, 0, 2}));  // 0.7 reaches 0.7
+  EXPECT_EQ(run(0.75f), (std::vector<int>{0, 0, 1}));
+  EXPECT_EQ(run(0.9f), (std::vector<int>{2, 0, 1}));
+}
+
 // Labels corrupted through a known T, a classifier that knows the clean class: the counts'
 // rows recover T; the prior keeps every entry above zero
 TEST(DmisOps, TransitionEstimateRecoversTheNoise) {
@@ -370,11 +388,13 @@ TEST(DmisOps, DiagnosticsCountAgainstTheAuditLabels) {
   EXPECT_FLOAT_EQ(d[ops::kAccEma], 0.5f);      // 0 = 0; 1 != 2
   EXPECT_FLOAT_EQ(d[ops::kAccGen], 1.0f);      // one counted, right
   EXPECT_FLOAT_EQ(d[ops::kAccObserved], 0.5f); // 1 != 0; 2 = 2
+  EXPECT_FLOAT_EQ(d[ops::kRelabeled], 1.0f);   // 0 != 1; the dropped one not counted
   // without audit labels: NaN
   ops::posterior_diagnostics(Exec(), c2(dq, B, C), c2(df, B, C), c1(dgen, B), c1(dobs, B),
                              c1(didx, B), Tensor1<const int, Exec>(),
                              Tensor1<float, Exec>(diag.data(), ops::kDiagnostics));
   EXPECT_TRUE(std::isnan(host(diag, ops::kDiagnostics)[ops::kAccTarget]));
+  EXPECT_FLOAT_EQ(host(diag, ops::kDiagnostics)[ops::kRelabeled], 1.0f);  // needs no audit
 }
 
 // The default logit scale is the pixel count: the logits are C*H*W times those of the mean
@@ -580,6 +600,91 @@ TEST(MethodStepTransition, KnownIsTheProcessAndStaysFixed) {
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find("known needs the noise process's transition of 10 x 10 values, found 4"),
               std::string::npos) << e.what();
+  }
+}
+
+// method.relabel_confidence in a whole step, under both generative objectives: every sample
+// with a posterior trains on the posterior's class (its draw, or its top class) where q is sure
+// of it, and on its observed label where not; 0 keeps the posterior's class everywhere. The
+// transition is flat (labels wrong with probability 0.9), so q is the classifier's own
+// posterior and disagrees with the observed labels on most samples.
+TEST(MethodStepRelabel, UnsurePosteriorsKeepTheObservedLabel) {
+  auto cfg = models::UNetConfig::from_preset("unet-s");
+  cfg.base = 8, cfg.mults = {1, 2}, cfg.n_blocks = 1, cfg.attn_res = {}, cfg.groups = 4;
+  const int B = 16, R = 28, C = 10;
+  Kokkos::View<float****, Kokkos::LayoutRight, Exec::memory_space> x("dmis::test::x0", B, 1, R, R);
+  Kokkos::View<int*, Kokkos::LayoutRight, Exec::memory_space> obs("dmis::test::obs", B);
+  Kokkos::View<uint8_t**, Kokkos::LayoutRight, Exec::memory_space> cand("dmis::test::cand", B, C);
+  Kokkos::View<uint8_t*, Kokkos::LayoutRight, Exec::memory_space> lab("dmis::test::lab", B);
+  {
+    const auto px = pattern(static_cast<size_t>(B) * R * R, 17u, -1.f, 1.f);
+    auto hx = Kokkos::create_mirror_view(x);
+    for (size_t i = 0; i < px.size(); ++i) hx.data()[i] = px[i];
+    Kokkos::deep_copy(x, hx);
+  }
+  std::vector<int> observed(B);
+  {
+    auto ho = Kokkos::create_mirror_view(obs);
+    for (int b = 0; b < B; ++b) ho(b) = observed[b] = (3 * b + 1) % C;
+    Kokkos::deep_copy(obs, ho);
+  }
+  Kokkos::deep_copy(cand, 1);
+  Kokkos::deep_copy(lab, 1);
+  methods::TrainStepConfig tc;
+  tc.p_uncond = 0;  // every sample keeps a class
+  methods::MethodConfig mc;
+  mc.kind = methods::MethodKind::Dmis, mc.supervision = methods::dmis_ops::Supervision::Noisy;
+  mc.classifier_fraction = 0.25, mc.top_k = 3, mc.beta = 0, mc.logit_scale = 1;
+  mc.calibrate_scale = false;
+  mc.transition = methods::TransitionMode::Fixed, mc.transition_init = 0.9;
+  for (auto objective : {methods::GenObjective::Mixture, methods::GenObjective::Sample}) {
+    mc.gen_objective = objective, mc.gen_extra = 0;
+    auto step_with = [&](double confidence, std::vector<float>& q) {
+      mc.relabel_confidence = confidence;
+      methods::MethodStep<Exec> s(cfg, tc, mc, B);
+      s.initialize(models::InitScheme::Adm);
+      {  // the initialisation's zero output layer would give every class the same logit
+        auto& store = s.core().store();
+        auto hp = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), store.params);
+        const auto noise = pattern(hp.extent(0), 29u, -0.05f, 0.05f);
+        for (size_t i = 0; i < hp.extent(0); ++i) hp(i) += noise[i];
+        Kokkos::deep_copy(store.params, hp);
+        Kokkos::deep_copy(store.ema, hp);
+      }
+      s.run(Exec(), x, obs, cand, lab);
+      Kokkos::fence();
+      auto hq = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), s.posterior());
+      auto hg = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), s.generative_labels());
+      q.assign(hq.data(), hq.data() + B * C);
+      return std::vector<int>(hg.data(), hg.data() + B);
+    };
+    std::vector<float> q0, q1;
+    const auto always = step_with(0, q0);
+    // the median of the top entries: about half the samples on each side
+    std::vector<float> tops(B);
+    for (int b = 0; b < B; ++b) tops[b] = *std::max_element(&q0[b * C], &q0[b * C] + C);
+    std::vector<float> sorted = tops;
+    std::sort(sorted.begin(), sorted.end());
+    const float conf = 0.5f * (sorted[B / 2 - 1] + sorted[B / 2]);
+    const auto some = step_with(conf, q1);
+    EXPECT_EQ(q0, q1) << "the confidence changed the posterior";
+    int relabeled = 0, kept = 0, unsure = 0;
+    for (int b = 0; b < B; ++b) {
+      relabeled += always[b] != observed[b];
+      if (tops[b] < conf) {
+        ++unsure;
+        EXPECT_EQ(some[b], observed[b]) << "sample " << b << ": q's top " << tops[b] << " < " << conf;
+      } else {
+        ++kept;
+        EXPECT_EQ(some[b], always[b]) << "sample " << b << ": q's top " << tops[b] << " >= " << conf;
+      }
+      if (objective == methods::GenObjective::Mixture) {
+        EXPECT_EQ(always[b], std::max_element(&q0[b * C], &q0[b * C] + C) - &q0[b * C]) << b;
+      }
+    }
+    EXPECT_GT(relabeled, 0) << "no sample relabelled: the test shows nothing";
+    EXPECT_GT(unsure, 0);
+    EXPECT_GT(kept, 0);
   }
 }
 
