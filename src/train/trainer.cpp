@@ -20,6 +20,7 @@
 #include "kernels/conv2d.hpp"
 #include "train/checkpointer.hpp"
 #include "train/device_data.hpp"
+#include "train/progress_log.hpp"
 #include "train/run_files.hpp"
 
 namespace dmis::train {
@@ -194,15 +195,26 @@ RunPlan make_plan(const deck::Deck& d) {
   return p;
 }
 
+
 namespace {
 
-std::string duration(double s) {
-  std::ostringstream os;
-  const long t = static_cast<long>(std::lround(s));
-  if (t >= 3600) os << t / 3600 << "h" << std::setw(2) << std::setfill('0') << (t % 3600) / 60 << "m";
-  else if (t >= 60) os << t / 60 << "m" << std::setw(2) << std::setfill('0') << t % 60 << "s";
-  else os << t << "s";
-  return os.str();
+/// Whether step s (0-based, global batch B over a training set of N) is the last of an epoch.
+bool epoch_ends(long s, int B, size_t N) {
+  const uint64_t n = N, done = static_cast<uint64_t>(s) + 1;
+  return (done * B) / n != (static_cast<uint64_t>(s) * B) / n;
+}
+
+/// The method's end of an epoch (the class prior's update) with the epoch's prior counts summed
+/// over the ranks first (rank 0 carries the sum).
+void end_epoch(methods::MethodStep<Exec>& method, int ranks, bool root) {
+  if (ranks > 1) {
+    auto counts = method.prior_counts();
+    auto hc = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), counts);
+    dist::allreduce_sum(hc.data(), hc.extent(0));
+    if (!root) Kokkos::deep_copy(hc, 0);
+    Kokkos::deep_copy(counts, hc);
+  }
+  method.end_epoch(Exec());
 }
 
 }  // namespace
@@ -418,18 +430,6 @@ int train_run(const deck::Deck& d) {
   Kokkos::View<uint8_t**, Kokkos::LayoutRight, Exec::memory_space> cand("dmis::train::candidates",
                                                                          local_batch, K);
   Kokkos::View<uint8_t*, Kokkos::LayoutRight, Exec::memory_space> lab("dmis::train::labeled", local_batch);
-  Kokkos::View<float*, Kokkos::LayoutRight, Exec::memory_space> acc("dmis::train::loss_sums", 3);
-  auto acc_host = Kokkos::create_mirror_view(acc);
-  Kokkos::View<float*, Kokkos::LayoutRight, Exec::memory_space> last("dmis::train::last", 3);
-  auto last_host = Kokkos::create_mirror_view(last);
-  // sums of the DMIS diagnostics over the DMIS steps since the last progress line (the last
-  // entry counts the steps)
-  constexpr int ND = methods::dmis_ops::kDiagnostics;
-  Kokkos::View<float*, Kokkos::LayoutRight, Exec::memory_space> dacc("dmis::train::diag_sums", ND + 1);
-  auto dacc_host = Kokkos::create_mirror_view(dacc);
-  Kokkos::deep_copy(dacc, 0.0f);
-  Kokkos::deep_copy(acc, 0.0f);
-
   // ---- the loop ----------------------------------------------------------------------------
   const long start = core.step();
   if (start >= plan.steps) {
@@ -437,20 +437,7 @@ int train_run(const deck::Deck& d) {
     return 0;
   }
   const uint64_t data_seed = plan.seed ^ 0xD1B54A32D192ED03ull;
-  auto t_start = std::chrono::steady_clock::now();
-  auto t_log = t_start;
-  long steps_since_log = 0;
-  double ema_rate = 0;
-  // the first step with the DMIS terms (they cost more: the ETA of a warm-up counts them in)
-  long dmis_from = plan.steps;
-  if (is_dmis)
-    for (long k = start; k < plan.steps; ++k)
-      if (method.dmis_active(k)) {
-        dmis_from = k;
-        break;
-      }
-  const double dmis_cost = static_cast<double>(method.evaluations_per_step(true)) /
-                           method.evaluations_per_step(false);
+  ProgressLog<Exec> progress(plan, method, files, root, start);
   for (long s = start; s < plan.steps; ++s) {
     const bool dmis_on = method.dmis_active(s);
     if (root && is_dmis && dmis_on && (s == start || !method.dmis_active(s - 1)))
@@ -460,138 +447,20 @@ int train_run(const deck::Deck& d) {
     dev.gather(Exec(), data_seed, static_cast<uint64_t>(s) * plan.batch, plan.step.ids(), x0, obs,
                cand, lab, idx, pixel_mask);
     method.run(Exec(), x0, obs, cand, lab, pixel_mask, idx);
-    {  // running sums of the losses (device side), and the last step's values
-      auto gen = method.loss_gen();
-      auto cls = method.loss_cls();
-      auto gn = core.grad_norm2();
-      Kokkos::parallel_for(
-          "dmis::train::loss_sums", Kokkos::RangePolicy<Exec>(0, 1), KOKKOS_LAMBDA(int) {
-            acc(0) += gen(0);
-            acc(1) += cls(0);
-            acc(2) += gn(0);
-            last(0) = gen(0);
-            last(1) = cls(0);
-            last(2) = gn(0);
-          });
-      if (dmis_on) {
-        auto diag = method.diagnostics();
-        Kokkos::parallel_for(
-            "dmis::train::diag_sums", Kokkos::RangePolicy<Exec>(0, 1), KOKKOS_LAMBDA(int) {
-              for (int i = 0; i < ND; ++i) dacc(i) += diag(i);
-              dacc(ND) += 1;
-            });
-      }
-    }
-    ++steps_since_log;
+    progress.add_step(dmis_on);
     const long done = s + 1;
-    const uint64_t n = static_cast<uint64_t>(tr.N);
-    if ((static_cast<uint64_t>(done) * plan.batch) / n != (static_cast<uint64_t>(s) * plan.batch) / n) {
-      if (ranks > 1) {  // the prior's counts over all ranks (once an epoch)
-        auto counts = method.prior_counts();
-        auto hc = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), counts);
-        dist::allreduce_sum(hc.data(), hc.extent(0));
-        if (!root) Kokkos::deep_copy(hc, 0);  // rank 0 carries the sum
-        Kokkos::deep_copy(counts, hc);
-      }
-      method.end_epoch(Exec());
-    }
+    if (epoch_ends(s, plan.batch, tr.N)) end_epoch(method, ranks, root);
     const bool log_now = done % plan.log_every == 0 || done == plan.steps;
     const bool ckpt_now =
         done == plan.steps || (plan.checkpoint_every > 0 && done % plan.checkpoint_every == 0);
     if (log_now || ckpt_now) {
-      Kokkos::fence();
-      Kokkos::deep_copy(acc_host, acc);
-      Kokkos::deep_copy(last_host, last);
-      Kokkos::deep_copy(dacc_host, dacc);
-      if (ranks > 1) {  // losses: mean over ranks; the gradient norm is already global
-        double v[4] = {acc_host(0), acc_host(1), last_host(0), last_host(1)};
-        dist::allreduce_sum(v, 4);
-        acc_host(0) = v[0] / ranks, acc_host(1) = v[1] / ranks;
-        last_host(0) = v[2] / ranks, last_host(1) = v[3] / ranks;
-      }
-      const double gen = acc_host(0) / steps_since_log, cls = acc_host(1) / steps_since_log;
-      const double gnorm = std::sqrt(std::max(0.0, static_cast<double>(acc_host(2)) / steps_since_log));
-      if (!std::isfinite(gen) || !std::isfinite(cls) || !std::isfinite(acc_host(2)))
-        throw Error(cat("step ", done, ": the loss is not a number (generative ", gen,
-                        ", classification ", cls, ", gradient norm^2 ", acc_host(2),
-                        "); training stopped. Last good checkpoint: ", checkpointer.last(),
-                        ". Lower train.lr or set train.grad_clip, then resume from it."));
-      if (log_now) {
-        const auto now = std::chrono::steady_clock::now();
-        const double dt = std::chrono::duration<double>(now - t_log).count();
-        const double elapsed = std::chrono::duration<double>(now - t_start).count();
-        const double sps = dt / steps_since_log;
-        ema_rate = ema_rate == 0 ? sps : 0.7 * ema_rate + 0.3 * sps;
-        // measured rate for the phase we are in; the DMIS phase, not yet measured during the
-        // warm-up, estimated by its denoiser evaluations per step
-        const double eta =
-            done < dmis_from
-                ? ema_rate * ((dmis_from - done) + dmis_cost * (plan.steps - dmis_from))
-                : ema_rate * (plan.steps - done);
-        const double kimg = done * plan.batch / 1e3;
-        if (root) {
-          std::ostringstream line;
-          line << "step " << done << "/" << plan.steps << " | kimg " << std::fixed
-               << std::setprecision(1) << kimg << " | loss " << std::setprecision(4) << gen;
-          if (is_dmis) line << " cls " << std::setprecision(4) << cls;
-          const double nd = dacc_host(ND);
-          auto dmean = [&](int i) { return nd > 0 ? dacc_host(i) / nd : std::nan(""); };
-          using D = methods::dmis_ops::Diagnostic;
-          if (nd > 0) {
-            line << " s " << std::setprecision(0) << dmean(D::kLogitScale) << " H "
-                 << std::setprecision(2) << dmean(D::kEntropyTarget);
-            if (std::isfinite(dmean(D::kAccTarget)))
-              line << " acc " << std::setprecision(1) << 100 * dmean(D::kAccTarget) << "%";
-          }
-          line << " | grad " << std::setprecision(3) << gnorm << " | " << std::setprecision(0)
-               << plan.batch / sps << " img/s | " << std::setprecision(0) << sps * 1e3
-               << " ms/step | ETA " << duration(eta);
-          files.log(line.str());
-          std::ostringstream js;
-          js << std::setprecision(9) << "{\"step\": " << done << ", \"kimg\": " << kimg
-             << ", \"loss\": " << gen << ", \"loss_cls\": " << cls
-             << ", \"loss_last\": " << last_host(0) << ", \"loss_cls_last\": " << last_host(1)
-             << ", \"grad_norm\": " << gnorm << ", \"lr\": " << core.learning_rate(done)
-             << ", \"img_per_s\": " << plan.batch / sps << ", \"sec_per_step\": " << sps
-             << ", \"dmis\": " << (dmis_on ? "true" : "false");
-          if (nd > 0) {  // the DMIS internals (spec: observable while it trains)
-            auto num = [](double v) {
-              std::ostringstream o;
-              o << std::setprecision(6);
-              if (std::isfinite(v)) o << v; else o << "null";
-              return o.str();
-            };
-            js << ", \"logit_scale\": " << num(dacc_host(D::kLogitScale) / nd)
-               << ", \"target_entropy\": " << num(dmean(D::kEntropyTarget))
-               << ", \"ema_entropy\": " << num(dmean(D::kEntropyEma))
-               << ", \"target_acc\": " << num(dmean(D::kAccTarget))
-               << ", \"ema_acc\": " << num(dmean(D::kAccEma))
-               << ", \"gen_acc\": " << num(dmean(D::kAccGen))
-               << ", \"observed_acc\": " << num(dmean(D::kAccObserved))
-               << ", \"relabeled\": " << num(dmean(D::kRelabeled))
-               << ", \"grad_norm_cls\": " << num(std::sqrt(dmean(D::kGradNorm2Cls)))
-               << ", \"grad_norm_gen\": " << num(std::sqrt(dmean(D::kGradNorm2Gen)));
-            if (plan.method.supervision == methods::dmis_ops::Supervision::Noisy) {  // 1 - mean diagonal of the estimated T
-              auto th = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), method.transition());
-              double diag = 0;
-              for (size_t y = 0; y < th.extent(0); ++y) diag += th(y, y);
-              js << ", \"noise_rate_estimate\": " << num(1 - diag / th.extent(0));
-            }
-          }
-          js << ", \"time\": " << elapsed << "}";
-          files.stats(js.str());
-        }
-        Kokkos::deep_copy(acc, 0.0f);
-        Kokkos::deep_copy(dacc, 0.0f);
-        steps_since_log = 0;
-        t_log = now;
-      }
+      progress.collect(done, checkpointer.last());
+      if (log_now) progress.report(done, dmis_on);
       if (ckpt_now) checkpointer.save(done);
     }
   }
   if (root) {
-    const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
-    files.log(cat("done: ", plan.steps - start, " steps in ", duration(total), "; EMA snapshot ",
+    files.log(cat("done: ", plan.steps - start, " steps in ", duration(progress.elapsed()), "; EMA snapshot ",
                   io::checkpoint_path(plan.run_dir, "ema", plan.steps)));
   }
   return 0;
