@@ -397,11 +397,14 @@ enum Diagnostic : int {
   kGradNorm2Gen = 7,    // squared norm of the generative term's gradient (this rank)
   kLogitScale = 8,      // the diffusion classifier's logit scale s after this step
   kRelabeled = 9,       // the generative term's class (not dropped) != the observed label
-  kDiagnostics = 10
+  kRelabelAcc = 10,     // of those relabelled: the generative class = clean label
+  kRelabelWasRight = 11,  // of those relabelled: the observed label they replace = clean label
+  kDiagnostics = 12
 };
 
-/// Fills diag entries kEntropyTarget .. kAccObserved and kRelabeled for the Bw samples with
-/// posteriors (kRelabeled: NaN where none has both an observed label and a generative class).
+/// Fills diag entries kEntropyTarget .. kAccObserved and kRelabeled .. kRelabelWasRight for the
+/// Bw samples with posteriors (kRelabeled: NaN where none has both an observed label and a
+/// generative class; the relabelled samples' accuracies NaN where none was relabelled).
 /// audit (N) may be empty. gen_labels (B): the generative term's classes (C = "no label").
 template <class Exec>
 void posterior_diagnostics(const Exec& exec, const Tensor2<const float, Exec>& q,
@@ -417,7 +420,7 @@ void posterior_diagnostics(const Exec& exec, const Tensor2<const float, Exec>& q
       "dmis::dmis_ops::posterior_diagnostics", Kokkos::RangePolicy<Exec>(exec, 0, 1),
       KOKKOS_LAMBDA(int) {
         float hq = 0, hf = 0;
-        int aq = 0, af = 0, ag = 0, ng = 0, ao = 0, no = 0, nr = 0, rl = 0;
+        int aq = 0, af = 0, ag = 0, ng = 0, ao = 0, no = 0, nr = 0, rl = 0, ra = 0, rw = 0;
         for (int b = 0; b < B; ++b) {
           int mq = 0, mf = 0;
           for (int y = 0; y < C; ++y) {
@@ -433,6 +436,8 @@ void posterior_diagnostics(const Exec& exec, const Tensor2<const float, Exec>& q
           aq += mq == truth, af += mf == truth;
           if (gen_labels(b) < C) ++ng, ag += gen_labels(b) == truth;
           if (observed(b) >= 0) ++no, ao += observed(b) == truth;
+          if (gen_labels(b) < C && observed(b) >= 0 && gen_labels(b) != observed(b))
+            ra += gen_labels(b) == truth, rw += observed(b) == truth;
         }
         diag(kEntropyTarget) = hq / B;
         diag(kEntropyEma) = hf / B;
@@ -441,6 +446,8 @@ void posterior_diagnostics(const Exec& exec, const Tensor2<const float, Exec>& q
         diag(kAccGen) = audited && ng > 0 ? float(ag) / ng : nan;
         diag(kAccObserved) = audited && no > 0 ? float(ao) / no : nan;
         diag(kRelabeled) = nr > 0 ? float(rl) / nr : nan;
+        diag(kRelabelAcc) = audited && rl > 0 ? float(ra) / rl : nan;
+        diag(kRelabelWasRight) = audited && rl > 0 ? float(rw) / rl : nan;
       });
 }
 

@@ -186,6 +186,8 @@ private:
           .add("gen_acc", dmean(D::kAccGen), p)
           .add("observed_acc", dmean(D::kAccObserved), p)
           .add("relabeled", dmean(D::kRelabeled), p)
+          .add("relabel_acc", dmean(D::kRelabelAcc), p)
+          .add("relabel_was_right", dmean(D::kRelabelWasRight), p)
           .add("grad_norm_cls", std::sqrt(dmean(D::kGradNorm2Cls)), p)
           .add("grad_norm_gen", std::sqrt(dmean(D::kGradNorm2Gen)), p);
       if (m_plan.method.supervision == methods::dmis_ops::Supervision::Noisy) {

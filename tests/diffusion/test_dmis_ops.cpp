@@ -389,12 +389,15 @@ TEST(DmisOps, DiagnosticsCountAgainstTheAuditLabels) {
   EXPECT_FLOAT_EQ(d[ops::kAccGen], 1.0f);      // one counted, right
   EXPECT_FLOAT_EQ(d[ops::kAccObserved], 0.5f); // 1 != 0; 2 = 2
   EXPECT_FLOAT_EQ(d[ops::kRelabeled], 1.0f);   // 0 != 1; the dropped one not counted
+  EXPECT_FLOAT_EQ(d[ops::kRelabelAcc], 1.0f);  // relabelled 1 -> 0, the truth is 0
+  EXPECT_FLOAT_EQ(d[ops::kRelabelWasRight], 0.0f);
   // without audit labels: NaN
   ops::posterior_diagnostics(Exec(), c2(dq, B, C), c2(df, B, C), c1(dgen, B), c1(dobs, B),
                              c1(didx, B), Tensor1<const int, Exec>(),
                              Tensor1<float, Exec>(diag.data(), ops::kDiagnostics));
   EXPECT_TRUE(std::isnan(host(diag, ops::kDiagnostics)[ops::kAccTarget]));
   EXPECT_FLOAT_EQ(host(diag, ops::kDiagnostics)[ops::kRelabeled], 1.0f);  // needs no audit
+  EXPECT_TRUE(std::isnan(host(diag, ops::kDiagnostics)[ops::kRelabelAcc]));
 }
 
 // The default logit scale is the pixel count: the logits are C*H*W times those of the mean
