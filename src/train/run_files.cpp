@@ -14,6 +14,7 @@
 
 #include "core/error.hpp"
 #include "core/io_error.hpp"
+#include "deck/deck.hpp"
 #include "io/atomic_file.hpp"
 #include "io/checkpoint.hpp"
 
@@ -123,6 +124,46 @@ void RunFiles::prune(const std::string& prefix, long keep) {
   if (!m_writer) return;
   const auto all = io::list_checkpoints(m_dir, prefix);
   for (size_t i = 0; i + keep < all.size(); ++i) std::remove(all[i].c_str());
+}
+
+ResumePoint resume_point(const RunFiles& files, const std::string& resume, const deck::Deck& d) {
+  ResumePoint at;
+  const std::string& dir = files.dir();
+  if (resume == "none") {
+    if (files.holds_run())
+      d.fail("run.resume", cat("the run directory '", dir, "' already holds a run; set "
+                               "run.resume: latest to continue it, or choose another run.name"));
+  } else if (resume == "latest") {
+    // the newest checkpoint that reads and verifies (a damaged one, e.g. written to a full
+    // disk, is skipped and said); none (a run stopped before its first, or no run yet): from
+    // step 0
+    const auto ck = io::list_checkpoints(dir, "ckpt");
+    std::vector<std::string> skipped;
+    for (auto it = ck.rbegin(); it != ck.rend() && at.from.empty(); ++it) {
+      try {
+        at.checkpoint = io::read_checkpoint(*it);
+        at.from = *it;
+      } catch (const InputError& e) {
+        skipped.push_back(cat("run.resume latest: skipping ", *it, ": ", e.what()));
+      }
+    }
+    if (!ck.empty() && at.from.empty()) {
+      std::string why;
+      for (const auto& s : skipped) why += "\n  " + s;
+      d.fail("run.resume", cat("'latest', but none of the ", ck.size(), " checkpoints of '", dir,
+                               "' can be read:", why));
+    }
+    at.notes = skipped;
+    if (ck.empty()) {
+      at.restarted = true;
+      at.notes.push_back(cat("run.resume: latest, but '", dir, "' holds no complete checkpoint",
+                             files.holds_run() ? " (the run stopped before its first)" : "",
+                             ": starting from step 0"));
+    }
+  } else {
+    at.from = resume;
+  }
+  return at;
 }
 
 }  // namespace dmis::train

@@ -2,7 +2,15 @@
 // The files of a run directory: log.txt (every progress line, also printed), stats.jsonl (one
 // JSON record per progress line), deck.yaml (the resolved deck) and the checkpoints. Only rank 0
 // writes. Text files that are replaced are written to a temporary name and renamed.
+#include <optional>
 #include <string>
+#include <vector>
+
+#include "io/checkpoint.hpp"
+
+namespace dmis::deck {
+class Deck;
+}
 
 namespace dmis::train {
 
@@ -32,6 +40,21 @@ private:
   bool m_writer;
   int m_lock = -1;  // the lock file's descriptor while held
 };
+
+/// Where a run starts: run.resume (none, latest or a checkpoint's path) against what the run
+/// directory holds.
+struct ResumePoint {
+  std::string from;                              // the checkpoint to resume from; empty: step 0
+  std::optional<io::CheckpointData> checkpoint;  // latest: that checkpoint, already read
+  std::vector<std::string> notes;                // for the log: damaged checkpoints passed over,
+                                                 // a start from step 0 despite latest
+  bool restarted = false;  // latest without a complete checkpoint: the stopped run's stats go
+};
+/// The resume policy. none: the directory must not hold a run; latest: the newest checkpoint
+/// that reads and verifies (damaged ones are passed over and named; none at all: step 0); a
+/// path: that checkpoint (read later). A DeckError naming run.resume where the policy cannot
+/// be followed. Reads only (every rank may call it before the directory is created).
+ResumePoint resume_point(const RunFiles& files, const std::string& resume, const deck::Deck& d);
 
 /// Writes `text` to `path` through a temporary file and a rename.
 void write_file_atomic(const std::string& path, const std::string& text);

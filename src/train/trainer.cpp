@@ -234,46 +234,13 @@ int train_run(const deck::Deck& d) {
 
   // ---- run directory -----------------------------------------------------------------------
   RunFiles files(plan.run_dir, root);
-  std::string resume_from, fresh_note;
-  std::optional<io::CheckpointData> resumed;  // the checkpoint 'latest' chose, read once
-  std::vector<std::string> skipped;  // damaged checkpoints that resume passed over
-  if (plan.resume == "none") {
-    if (files.holds_run())
-      d.fail("run.resume", cat("the run directory '", plan.run_dir, "' already holds a run; set "
-                               "run.resume: latest to continue it, or choose another run.name"));
-  } else if (plan.resume == "latest") {
-    // the newest checkpoint that reads and verifies (a damaged one, e.g. written to a full
-    // disk, is skipped and said); none (a run stopped before its first, or no run yet): from
-    // step 0
-    const auto ck = io::list_checkpoints(plan.run_dir, "ckpt");
-    for (auto it = ck.rbegin(); it != ck.rend() && resume_from.empty(); ++it) {
-      try {
-        resumed = io::read_checkpoint(*it);
-        resume_from = *it;
-      } catch (const InputError& e) {
-        skipped.push_back(cat("run.resume latest: skipping ", *it, ": ", e.what()));
-      }
-    }
-    if (!ck.empty() && resume_from.empty()) {
-      std::string why;
-      for (const auto& s : skipped) why += "\n  " + s;
-      d.fail("run.resume", cat("'latest', but none of the ", ck.size(), " checkpoints of '",
-                               plan.run_dir, "' can be read:", why));
-    }
-    if (ck.empty()) fresh_note = cat("run.resume: latest, but '", plan.run_dir, "' holds no complete checkpoint",
-                          files.holds_run() ? " (the run stopped before its first)" : "",
-                          ": starting from step 0");
-  } else {
-    resume_from = plan.resume;
-  }
+  ResumePoint at = resume_point(files, plan.resume, d);
+  const std::string& resume_from = at.from;
   dist::barrier();  // every rank has looked at the directory before rank 0 writes into it
   files.create();  // checks that the directory is writable before any work starts
   if (root)
-    for (const auto& s : skipped) files.log(s);
-  if (root && !fresh_note.empty()) {
-    files.log(fresh_note);
-    files.truncate_stats_after(0);  // the records of the run that stopped
-  }
+    for (const auto& line : at.notes) files.log(line);
+  if (root && at.restarted) files.truncate_stats_after(0);  // the records of the run that stopped
 
   // ---- data and supervision ----------------------------------------------------------------
   const data::Dataset ds = data::read_dataset(plan.data_path, /*with_test=*/false, plan.train_limit);
@@ -415,8 +382,9 @@ int train_run(const deck::Deck& d) {
   if (resume_from.empty()) {
     method.initialize(plan.init);
   } else {
-    checkpointer.restore(resumed ? std::move(*resumed) : io::read_checkpoint(resume_from), resume_from);
-    resumed.reset();
+    checkpointer.restore(at.checkpoint ? std::move(*at.checkpoint) : io::read_checkpoint(resume_from),
+                         resume_from);
+    at.checkpoint.reset();
   }
 
   // ---- buffers of one batch ----------------------------------------------------------------
