@@ -48,7 +48,7 @@ public:
               long start)
       : m_plan(plan), m_method(method), m_files(files), m_root(root), m_ranks(dist::size()),
         m_acc("dmis::train::loss_sums", 3), m_last("dmis::train::last", 3),
-        m_dacc("dmis::train::diag_sums", ND + 1),
+        m_dacc("dmis::train::diag_sums", 2 * ND + 1),
         m_acc_host(Kokkos::create_mirror_view(m_acc)), m_last_host(Kokkos::create_mirror_view(m_last)),
         m_dacc_host(Kokkos::create_mirror_view(m_dacc)),
         m_dmis(plan.method.kind == methods::MethodKind::Dmis) {
@@ -86,7 +86,13 @@ public:
       auto diag = m_method.diagnostics();
       Kokkos::parallel_for(
           "dmis::train::diag_sums", Kokkos::RangePolicy<Exec>(0, 1), KOKKOS_LAMBDA(int) {
-            for (int i = 0; i < ND; ++i) dacc(i) += diag(i);
+            // a diagnostic that a step leaves undefined (NaN: no sample it counts) is left out
+            // of that diagnostic's mean, not of the others'
+            for (int i = 0; i < ND; ++i) {
+              const bool defined = diag(i) == diag(i);
+              dacc(i) += defined ? diag(i) : 0.f;
+              dacc(ND + 1 + i) += defined ? 1.f : 0.f;
+            }
             dacc(ND) += 1;
           });
     }
@@ -147,9 +153,9 @@ public:
 
 private:
   using D = methods::dmis_ops::Diagnostic;
-  // the mean of diagnostic i over the DMIS steps since the last line (NaN: none)
+  // the mean of diagnostic i over the DMIS steps since the last line that define it (NaN: none)
   double dmean(int i) const {
-    const double n = m_dacc_host(ND);
+    const double n = m_dacc_host(ND + 1 + i);
     return n > 0 ? m_dacc_host(i) / n : std::nan("");
   }
 
@@ -208,7 +214,8 @@ private:
   bool m_root;
   int m_ranks;
   // device sums since the last line: generative loss, classification loss, squared gradient
-  // norm; the last step's values; the DMIS diagnostics (the last entry counts the DMIS steps)
+  // norm; the last step's values; the DMIS diagnostics' sums (ND), the DMIS steps (1) and the
+  // steps that define each diagnostic (ND)
   Buf<float> m_acc, m_last, m_dacc;
   typename Buf<float>::HostMirror m_acc_host, m_last_host, m_dacc_host;
   bool m_dmis;
