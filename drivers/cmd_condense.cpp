@@ -10,7 +10,7 @@
 #include "commands.hpp"
 #include "core/error.hpp"
 #include "dist/comm.hpp"
-#include "eval/classifier.hpp"
+#include "eval/image_classifier.hpp"
 #include "eval_common.hpp"
 #include "generate.hpp"
 #include "model_source.hpp"

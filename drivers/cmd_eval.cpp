@@ -9,7 +9,7 @@
 #include "commands.hpp"
 #include "core/error.hpp"
 #include "data/dataset.hpp"
-#include "eval/classifier.hpp"
+#include "eval/image_classifier.hpp"
 #include "eval/evaluator_file.hpp"
 #include "eval/metrics.hpp"
 #include "eval_common.hpp"

@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "eval/classifier.hpp"
+#include "eval/image_classifier.hpp"
 
 namespace dmis::cli {
 

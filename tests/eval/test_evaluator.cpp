@@ -5,7 +5,7 @@
 #include <filesystem>
 #include <random>
 
-#include "eval/classifier.hpp"
+#include "eval/image_classifier.hpp"
 #include "eval/evaluator_file.hpp"
 #include "harness/exec_spaces.hpp"
 #include "harness/gradcheck.hpp"

@@ -1,4 +1,4 @@
-#include "eval/classifier.hpp"
+#include "eval/image_classifier.hpp"
 
 #include <cmath>
 #include <iomanip>
