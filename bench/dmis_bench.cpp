@@ -124,10 +124,11 @@ Options parse(int argc, char** argv) {
     else if (a == "--conv-scratch-mb") o.conv_scratch_mb = to_int(a, value(i));
     else if (a == "--compare-torch") o.compare_torch = true;
     else if (a == "--conv") {
-      const std::string v = value(i);
-      if (v != "winograd" && v != "gemm")
-        throw UsageError(cat("--conv expects winograd or gemm, found '", v, "'"));
-      kernels::set_conv_algorithm(kernels::parse_conv_algorithm(v, "--conv"));
+      try {
+        kernels::set_conv_algorithm(kernels::parse_conv_algorithm(value(i), "--conv"));
+      } catch (const InputError& e) {
+        throw UsageError(e.what());
+      }
     }
     else if (a == "--deck") o.deck = value(i);
     else if (a == "--set") o.sets.push_back(value(i));

@@ -14,6 +14,7 @@
 #include "core/error.hpp"
 #include "dist/comm.hpp"
 #include "io/h5.hpp"
+#include "kernels/conv2d.hpp"
 
 namespace dmis::cli {
 
@@ -107,6 +108,9 @@ int main(int argc, char** argv) {
       code = c;
     };
     try {
+      // the environment's choices before the command makes anything (a run directory, a file):
+      // DMIS_CONV_ALGO is read at the first convolution otherwise
+      kernels::conv_algorithm();
       code = cmd->run(args);
     } catch (const UsageError& e) {
       fail(e.exit_code(), cat(who, ": error: ", e.what(), "\nusage: dmis ", name, " ", cmd->usage, "\n"));

@@ -101,24 +101,12 @@ std::string describe_config(const Supervision& s) {
 } // namespace
 
 const char* kind_name(SupervisionKind kind) {
-  switch (kind) {
-  case SupervisionKind::Clean:
-    return "clean";
-  case SupervisionKind::Noisy:
-    return "noisy";
-  case SupervisionKind::Partial:
-    return "partial";
-  case SupervisionKind::Unlabeled:
-    return "unlabeled";
-  }
-  return "?";
+  return kSupervisionKindNames[static_cast<size_t>(kind)];
 }
 
 SupervisionKind parse_kind(const std::string& name) {
-  for (auto k : {SupervisionKind::Clean, SupervisionKind::Noisy, SupervisionKind::Partial,
-                 SupervisionKind::Unlabeled})
-    if (name == kind_name(k))
-      return k;
+  for (size_t k = 0; k < kSupervisionKindNames.size(); ++k)
+    if (name == kSupervisionKindNames[k]) return static_cast<SupervisionKind>(k);
   throw InputError(
       cat("unknown supervision kind '", name, "' (known: clean, noisy, partial, unlabeled)"));
 }

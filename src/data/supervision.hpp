@@ -9,10 +9,9 @@
 #include <vector>
 
 #include "data/dataset.hpp"
+#include "data/supervision_kind.hpp"
 
 namespace dmis::data {
-
-enum class SupervisionKind { Clean, Noisy, Partial, Unlabeled };
 
 /// "clean", "noisy", "partial", "unlabeled".
 const char* kind_name(SupervisionKind kind);

@@ -16,10 +16,12 @@
 #include "core/kokkos_compat.hpp"
 #include "core/rng.hpp"
 #include "core/types.hpp"
+#include "data/supervision_kind.hpp"
 
 namespace dmis::methods::dmis_ops {
 
-enum class Supervision : int { Clean = 0, Noisy = 1, Partial = 2, Unlabeled = 3 };
+/// supervision.kind (one enum with the data layer's; its value selects the kind in device code)
+using Supervision = data::SupervisionKind;
 
 // ---- p(z_b | y) up to a factor that does not depend on y: one functor per supervision kind ----
 

@@ -48,7 +48,7 @@ struct Choices<PriorMode> {
 };
 template <>
 struct Choices<dmis_ops::Supervision> {  // supervision.kind
-  static constexpr std::array<const char*, 4> names{"clean", "noisy", "partial", "unlabeled"};
+  static constexpr const auto& names = data::kSupervisionKindNames;
 };
 
 template <class E>

@@ -77,11 +77,9 @@ RunPlan make_plan(const deck::Deck& d) {
   p.train_limit = static_cast<size_t>(d.get_int("data.train_limit"));
   p.test_limit = static_cast<size_t>(d.get_int("data.test_limit"));
 
-  const std::string kind = d.get_string("supervision.kind");
-  p.supervision.kind = kind == "clean"   ? data::SupervisionKind::Clean
-                       : kind == "noisy" ? data::SupervisionKind::Noisy
-                       : kind == "partial" ? data::SupervisionKind::Partial
-                                           : data::SupervisionKind::Unlabeled;
+  // one kind for the data (what to generate) and the method (its likelihood p(z | y))
+  p.supervision.kind = methods::parse_choice<data::SupervisionKind>(d.get_string("supervision.kind"),
+                                                                     "supervision.kind");
   p.supervision.noise = d.get_string("supervision.noise");
   p.supervision.rate = d.get_float("supervision.rate");
   p.supervision.partial = d.get_string("supervision.partial");
@@ -134,7 +132,7 @@ RunPlan make_plan(const deck::Deck& d) {
   if (p.method.ambient && p.method.kind != methods::MethodKind::Dmis)
     d.fail("method.ambient", cat("true goes with method.name dmis, found '", methods::name_of(p.method.kind),
                                  "' (method.name ambient is Ambient Diffusion on the observed labels)"));
-  p.method.supervision = parse_choice<methods::dmis_ops::Supervision>(kind, "supervision.kind");
+  p.method.supervision = p.supervision.kind;
   p.method.beta = d.get_float("method.beta");
   p.method.warmup_kimg = d.get_float("method.warmup_kimg");
   p.method.rampup_kimg = d.get_float("method.rampup_kimg");
@@ -191,7 +189,7 @@ RunPlan make_plan(const deck::Deck& d) {
   if (p.method.prior == methods::PriorMode::Estimate &&
       p.method.supervision != methods::dmis_ops::Supervision::Partial && is_dmis)
     d.fail("method.prior", cat("'estimate' updates the prior from candidate sets (partial labels); "
-                               "supervision.kind is '", kind, "'"));
+                               "supervision.kind is '", data::kind_name(p.supervision.kind), "'"));
   return p;
 }
 
