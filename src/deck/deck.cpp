@@ -377,9 +377,9 @@ std::vector<long> Deck::get_ints(const std::string& path) const {
 bool Deck::given(const std::string& path) const { return value(path).given; }
 std::string Deck::where(const std::string& path) const { return value(path).where; }
 
-void Deck::fail(const std::string& path, const std::string& message) const {
-  throw DeckError(cat(where(path), ": ", path, ": ", message));
-}
+void Deck::fail(const std::string& path, const std::string& message) const { ref(path).fail(message); }
+
+void KeyRef::fail(const std::string& message) const { throw DeckError(cat(where, ": ", key, ": ", message)); }
 
 std::string Deck::resolved_yaml() const {
   std::ostringstream os;

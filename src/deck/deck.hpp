@@ -36,6 +36,15 @@ public:
   explicit DeckError(const std::string& what) : InputError(what) {}
 };
 
+/// A key's place in its deck, kept by a plan for the checks that need the data first (the
+/// network against the images, the noise transition of the supervision): errors from those
+/// read like Deck::fail's, without the deck.
+struct KeyRef {
+  std::string key, where;
+  /// A DeckError "where: key: message".
+  [[noreturn]] void fail(const std::string& message) const;
+};
+
 /// A loaded, validated deck: every registry key has a value (given or default).
 class Deck {
 public:
@@ -61,6 +70,8 @@ public:
   std::string where(const std::string& path) const;
   /// A DeckError for a cross-key check, located at `path`.
   [[noreturn]] void fail(const std::string& path, const std::string& message) const;
+  /// `path` and its location, for a later fail.
+  KeyRef ref(const std::string& path) const { return KeyRef{path, where(path)}; }
 
   const std::string& file() const { return m_file; }
   /// The resolved deck as YAML (every key, defaults filled), grouped by section.

@@ -3,7 +3,7 @@
 // Adam moments, EMA, the method's state) into a checkpoint and writes it, and puts a resumed
 // checkpoint's state back. One job, used by train_run (src/train/trainer.cpp):
 //
-//   Checkpointer<Exec> ckpt(plan, deck_text, method, files, root, resume_from);
+//   Checkpointer<Exec> ckpt(plan, method, files, root, resume_from);
 //   ckpt.restore(checkpoint, path);   // a resumed run, before the loop
 //   ckpt.save(step);                  // every plan.checkpoint_every steps
 //
@@ -43,9 +43,9 @@ template <class Exec>
 class Checkpointer {
 public:
   /// resumed_from: the checkpoint the run starts from (empty: a fresh run).
-  Checkpointer(const RunPlan& plan, const std::string& deck_text, methods::MethodStep<Exec>& method,
-               RunFiles& files, bool root, const std::string& resumed_from)
-      : m_plan(plan), m_deck(deck_text), m_method(method), m_files(files), m_root(root),
+  Checkpointer(const RunPlan& plan, methods::MethodStep<Exec>& method, RunFiles& files, bool root,
+               const std::string& resumed_from)
+      : m_plan(plan), m_deck(plan.deck_text), m_method(method), m_files(files), m_root(root),
         m_last(resumed_from.empty() ? std::string("none") : resumed_from) {}
 
   /// The last good checkpoint: the last written by this run, or the one it resumed from, or

@@ -98,36 +98,74 @@ std::string num(double v, int prec = 4) {
   return os.str();
 }
 
-}  // namespace
+enum class DiffemStart { Mean, Observation, Ppca, PpcaMean };
 
-deck::Deck diffem_laps(const deck::Deck& d) {
-  RunPlan plan = make_plan(d);
-  const bool root = dist::rank() == 0;
-  const int ranks = dist::size();
-  const int local_batch = plan.batch / ranks;
-  const std::string dir = (fs::path(plan.run_dir) / "diffem").string();
-  const int laps = static_cast<int>(d.get_int("diffem.laps"));
+/// diffem.* (and the E-step sampler's sample.* levels), resolved once.
+struct DiffemPlan {
+  int laps = 3;
+  long lap_steps = 1;  // M-step steps per lap
+  DiffemStart start = DiffemStart::Mean;
+  std::string start_name;
+  PpcaConfig ppca;
+  int sample_batch = 100;
+  diffusion::SamplerConfig sampler;
+  double final_kimg = 0;
+  bool ppca_start() const { return start == DiffemStart::Ppca || start == DiffemStart::PpcaMean; }
+};
 
-  // ---- resume: the last complete lap ---------------------------------------------------------
-  RunFiles files(dir, root);
-  int done_laps = 0;
+DiffemPlan diffem_plan(const deck::Deck& d, const RunPlan& plan) {
+  DiffemPlan dp;
+  dp.laps = static_cast<int>(d.get_int("diffem.laps"));
+  dp.lap_steps = std::max(1L, static_cast<long>(std::ceil(d.get_float("diffem.lap_kimg") * 1e3 / plan.batch)));
+  dp.start_name = d.get_string("diffem.start");
+  dp.start = dp.start_name == "observation" ? DiffemStart::Observation
+             : dp.start_name == "ppca"      ? DiffemStart::Ppca
+             : dp.start_name == "ppca_mean" ? DiffemStart::PpcaMean
+                                            : DiffemStart::Mean;
+  dp.ppca.rank = static_cast<int>(d.get_int("diffem.ppca_rank"));
+  dp.ppca.iters = static_cast<int>(d.get_int("diffem.ppca_iters"));
+  dp.ppca.sample = dp.start == DiffemStart::Ppca;
+  dp.ppca.seed = plan.seed ^ 0x99CAull;
+  dp.sample_batch = static_cast<int>(d.get_int("diffem.sample_batch"));
+  dp.sampler.steps = static_cast<int>(d.get_int("diffem.sample_steps"));
+  dp.sampler.sigma_min = d.get_float("sample.sigma_min");
+  dp.sampler.sigma_max = d.get_float("sample.sigma_max");
+  dp.sampler.rho = d.get_float("sample.rho");
+  dp.final_kimg = d.get_float("diffem.final_kimg");
+  return dp;
+}
+
+/// The laps already complete in `dir` under the plan's resume policy (0: start with lap 0).
+int laps_done(const RunPlan& plan, const DiffemPlan& dp, const std::string& dir) {
+  int done = 0;
   if (plan.resume == "none") {
     if (fs::exists(lap_path(dir, 0)) || RunFiles(plan.run_dir, false).holds_run())
-      d.fail("run.resume", cat("the run directory '", plan.run_dir, "' already holds a run; set "
+      plan.resume_key.fail(cat("the run directory '", plan.run_dir, "' already holds a run; set "
                                "run.resume: latest to continue it, or choose another run.name"));
   } else if (plan.resume == "latest") {
     if (!fs::exists(lap_path(dir, 0)))
-      d.fail("run.resume", cat("'latest', but '", dir, "' holds no complete DiffEM lap"));
-    while (done_laps < laps && fs::exists(lap_path(dir, done_laps + 1))) ++done_laps;
+      plan.resume_key.fail(cat("'latest', but '", dir, "' holds no complete DiffEM lap"));
+    while (done < dp.laps && fs::exists(lap_path(dir, done + 1))) ++done;
   } else {
-    d.fail("run.resume", "diffem resumes from its laps: use none or latest");
+    plan.resume_key.fail("diffem resumes from its laps: use none or latest");
   }
-  dist::barrier();
-  files.create();
+  return done;
+}
 
-  // ---- the observations ----------------------------------------------------------------------
-  const data::Dataset ds = data::read_dataset(plan.data_path, /*with_test=*/true, plan.train_limit);
-  const auto& tr = ds.train;
+/// The corrupted training set, its channel, the posterior denoiser's network (the deck's with
+/// the observation and its mask as 1 + C extra input channels) and the clean images where the
+/// dataset keeps them (for the reconstruction error only).
+struct Observations {
+  data::Dataset ds;
+  data::Corruption channel;
+  models::UNetConfig post_net;
+  std::vector<uint8_t> clean;
+};
+
+Observations read_observations(const deck::Deck& d, const RunPlan& plan, const DiffemPlan& dp) {
+  Observations o;
+  o.ds = data::read_dataset(plan.data_path, /*with_test=*/true, plan.train_limit);
+  const auto& tr = o.ds.train;
   if (!tr.corrupted())
     d.fail("method.name", cat("diffem learns from corrupted images, but the training split of '",
                               plan.data_path, "' holds clean images (make one with dmis import "
@@ -136,327 +174,399 @@ deck::Deck diffem_laps(const deck::Deck& d) {
     d.fail("method.name", cat("diffem corrupts its reconstructions afresh through the dataset's "
                               "channel, but '", plan.data_path, "' does not record it (attribute "
                               "/train corruption)"));
-  const data::Corruption channel = data::parse_corruption(tr.corruption);
-  const std::string start_kind = d.get_string("diffem.start");
-  const bool ppca = start_kind == "ppca" || start_kind == "ppca_mean";
-  if (ppca && (channel.kind == data::Corruption::Kind::Blur || channel.noise > 0))
+  o.channel = data::parse_corruption(tr.corruption);
+  if (dp.ppca_start() && (o.channel.kind == data::Corruption::Kind::Blur || o.channel.noise > 0))
     d.fail("diffem.start", cat("the ppca start integrates out missing pixels of noise-free "
-                               "observations; the data's channel is ", channel.spec(),
+                               "observations; the data's channel is ", o.channel.spec(),
                                " (use mean or observation)"));
-  models::UNetConfig final_net = network_from_deck(d, ds.classes);
+  const models::UNetConfig final_net = network_from_deck(d, o.ds.classes);
   const std::string bad = data::image_shape_mismatch(tr, plan.data_path, final_net.out_channels,
                                                      final_net.resolution);
   if (!bad.empty()) d.fail("network.preset", bad);
-  models::UNetConfig post_net = final_net;
-  const int C = tr.C, R = tr.H, HW = R * R, N = tr.N, K = ds.classes, Cc = C + 1;
-  post_net.in_channels = C + Cc;  // [x, y, mask]
-  const size_t n_img = static_cast<size_t>(C) * HW;
-  std::vector<uint8_t> clean;
+  o.post_net = final_net;
+  o.post_net.in_channels = tr.C + tr.C + 1;  // [x, y, mask]
   try {
-    clean = data::read_clean_images(plan.data_path, plan.train_limit);
+    o.clean = data::read_clean_images(plan.data_path, plan.train_limit);
   } catch (const InputError&) {
-    clean.clear();  // no ground truth kept: no reconstruction error
+    o.clean.clear();  // no ground truth kept: no reconstruction error
   }
+  return o;
+}
 
-  const long lap_steps =
-      std::max(1L, static_cast<long>(std::ceil(d.get_float("diffem.lap_kimg") * 1e3 / plan.batch)));
-  if (root) {
-    files.log(cat("DiffEM: ", laps, " laps of ", lap_steps, " steps (", lap_steps * plan.batch / 1e3,
-                  " kimg) of the posterior denoiser, then an E-step over ", N, " observations (",
-                  tr.corruption, ")", ranks > 1 ? cat(", over ", ranks, " ranks") : std::string()));
-    files.log(cat("posterior denoiser ", post_net.describe()));
-    if (clean.empty())
-      files.log("the dataset keeps no clean images: no reconstruction error is reported");
-  }
+/// The start's reconstructions on the host: the observations, with the missing pixels at the
+/// per-pixel mean of the observed ones (start mean) or left at 0 (start observation).
+std::vector<float> simple_start(const data::Split& tr, DiffemStart start) {
+  const int C = tr.C, HW = tr.H * tr.W, N = tr.N;
+  const size_t n_img = static_cast<size_t>(C) * HW;
+  std::vector<float> out(tr.observations);
+  if (start != DiffemStart::Mean) return out;
+  std::vector<double> sum(n_img, 0.0), cnt(HW, 0.0);
+  for (int i = 0; i < N; ++i)
+    for (int p = 0; p < HW; ++p)
+      if (tr.masks[static_cast<size_t>(i) * HW + p]) {
+        cnt[p] += 1;
+        for (int c = 0; c < C; ++c) sum[c * HW + p] += tr.observations[i * n_img + c * HW + p];
+      }
+  for (int i = 0; i < N; ++i)
+    for (int p = 0; p < HW; ++p)
+      if (!tr.masks[static_cast<size_t>(i) * HW + p])
+        for (int c = 0; c < C; ++c)
+          out[i * n_img + c * HW + p] = cnt[p] > 0 ? static_cast<float>(sum[c * HW + p] / cnt[p]) : 0.f;
+  return out;
+}
 
-  // ---- device state ---------------------------------------------------------------------------
-  Exec exec;
-  DView<float*> y("dmis::diffem::observations", N * n_img), recon("dmis::diffem::recon", N * n_img);
-  DView<float*> masks("dmis::diffem::masks", static_cast<size_t>(N) * HW);
-  DView<int*> labels("dmis::diffem::labels", N);
-  upload(y, tr.observations);
-  upload(masks, tr.masks);
-  {
-    std::vector<int> lab(tr.labels.begin(), tr.labels.end());
+/// The EM laps on the device: the observations, the current reconstructions, the posterior
+/// denoiser's training step and the E-step's sampler, allocated once.
+class Laps {
+public:
+  Laps(const RunPlan& plan, const DiffemPlan& dp, const Observations& o, const std::string& dir,
+       RunFiles& files, bool root)
+      : m_plan(plan), m_dp(dp), m_o(o), m_tr(o.ds.train), m_dir(dir), m_files(files), m_root(root),
+        m_ranks(dist::size()), m_B(plan.batch / m_ranks), m_C(m_tr.C), m_R(m_tr.H), m_HW(m_R * m_R),
+        m_N(m_tr.N), m_K(o.ds.classes), m_n_img(static_cast<size_t>(m_C) * m_HW),
+        m_y("dmis::diffem::observations", m_N * m_n_img), m_recon("dmis::diffem::recon", m_N * m_n_img),
+        m_masks("dmis::diffem::masks", static_cast<size_t>(m_N) * m_HW), m_labels("dmis::diffem::labels", m_N),
+        m_core(o.post_net, plan.step, m_B, plan.conv_scratch_mb),
+        m_reducer(std::max(m_core.store().grads.extent(0), m_N * m_n_img)) {
+    upload(m_y, m_tr.observations);
+    upload(m_masks, m_tr.masks);
+    std::vector<int> lab(m_tr.labels.begin(), m_tr.labels.end());
     for (auto& l : lab)
-      if (l < 0) l = K;  // no label: the "no label" token
-    upload(labels, lab);
+      if (l < 0) l = m_K;  // no label: the "no label" token
+    upload(m_labels, lab);
+    if (m_ranks > 1)
+      m_core.on_gradients = [this](const Exec& e, const Tensor1<float, Exec>& g) { m_reducer.sum(e, g); };
   }
-  methods::TrainStepConfig tc = plan.step;
-  methods::EdmTrainStep<Exec> core(post_net, tc, local_batch, plan.conv_scratch_mb);
-  auto& store = core.store();
-  dist::DeviceReducer<Exec> reducer(std::max(store.grads.extent(0), N * n_img));
-  if (ranks > 1)
-    core.on_gradients = [&reducer](const Exec& e, const Tensor1<float, Exec>& g) { reducer.sum(e, g); };
 
-  auto save_lap = [&](int lap, double loss, double seconds) {
-    Kokkos::fence();
-    const std::vector<float> hr = to_host_vec(recon);
-    const ReconError err = recon_error(hr, clean, tr.masks, C, HW);
-    if (!root) return;
-    io::CheckpointData ck;
-    ck.kind = "training-state";
-    ck.step = core.step();
-    ck.images_seen = core.images_seen();
-    ck.seed = plan.seed;
-    ck.deck = d.resolved_yaml();
-    ck.preset = post_net.preset;
-    ck.table = core.net().table();
-    ck.params = to_host_vec(store.params);
-    ck.adam_m = to_host_vec(store.adam_m);
-    ck.adam_v = to_host_vec(store.adam_v);
-    ck.ema = to_host_vec(store.ema);
-    // the state first (into lap-NN.h5.part), then the reconstructions beside it (written
-    // atomically to lap-NN.h5.recon); the lap counts as complete only when lap-NN.h5 exists,
-    // which is renamed last. A failure on the way leaves no .part behind.
-    io::AtomicFile lap_file(lap_path(dir, lap), ".part");
-    io::write_checkpoint(lap_file.tmp(), ck);
-    h5::write_atomic(lap_file.path() + ".recon", [&](h5::File& f) {
-      f.write("/reconstructions", {static_cast<size_t>(N), size_t(C), size_t(R), size_t(R)}, hr.data(), 4);
-      f.set_attr("/", "lap", int64_t(lap));
-    });
-    lap_file.commit();
-    files.log(cat("lap ", lap, ": ", lap == 0 ? "start (" + d.get_string("diffem.start") + ")"
-                                                 : cat("M-step loss ", num(loss)),
-                  std::isfinite(err.mse) ? cat(", reconstruction PSNR ", num(err.psnr, 4), " dB (MSE ",
-                                               num(err.mse), ", missing pixels ", num(err.mse_missing), ")")
-                                         : std::string(),
-                  seconds > 0 ? cat(", ", num(seconds, 3), " s") : std::string()));
-    files.stats(cat("{\"lap\": ", lap, ", \"step\": ", core.step(), ", \"loss\": ", num(loss, 6),
-                    ", \"mse\": ", num(err.mse, 6), ", \"mse_missing\": ", num(err.mse_missing, 6),
-                    ", \"psnr\": ", num(err.psnr, 6), ", \"seconds\": ", num(seconds, 6), "}"));
-  };
+  Laps(const Laps&) = delete;
+  Laps& operator=(const Laps&) = delete;
 
-  if (done_laps == 0 && !fs::exists(lap_path(dir, 0))) {
-    // ---- lap 0: the start --------------------------------------------------------------------
-    core.initialize(plan.init);
-    if (ppca) {
-      PpcaConfig pc;
-      pc.rank = static_cast<int>(d.get_int("diffem.ppca_rank"));
-      pc.iters = static_cast<int>(d.get_int("diffem.ppca_iters"));
-      pc.sample = start_kind == "ppca";
-      pc.seed = plan.seed ^ 0x99CAull;
+  /// Lap 0: the start's reconstructions (ppca, mean or observation) and a fresh denoiser.
+  void start() {
+    m_core.initialize(m_plan.init);
+    if (m_dp.ppca_start()) {
+      const PpcaConfig& pc = m_dp.ppca;
       const auto t0 = std::chrono::steady_clock::now();
-      const PpcaResult fit = ppca_start(y, masks, N, C, HW, pc, recon, [&](int it, double v) {
+      const bool root = m_root;
+      const PpcaResult fit = ppca_start(m_y, m_masks, m_N, m_C, m_HW, pc, m_recon, [&](int it, double v) {
         if (root && (it % 5 == 0 || it == pc.iters))
           std::cout << "lap 0: PPCA EM iteration " << it << "/" << pc.iters << " | noise variance "
                     << num(v, 4) << std::endl;
       });
-      if (root)
-        files.log(cat("lap 0: PPCA prior of rank ", pc.rank, " after ", pc.iters, " EM iterations: ",
-                      "noise variance ", num(fit.v, 4), ", ", num(100 * fit.explained, 3),
-                      " % of the observed values' variance explained; ",
-                      pc.sample ? "a posterior draw" : "the posterior mean", " per observation (",
-                      num(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 3),
-                      " s)"));
+      if (m_root)
+        m_files.log(cat("lap 0: PPCA prior of rank ", pc.rank, " after ", pc.iters, " EM iterations: ",
+                        "noise variance ", num(fit.v, 4), ", ", num(100 * fit.explained, 3),
+                        " % of the observed values' variance explained; ",
+                        pc.sample ? "a posterior draw" : "the posterior mean", " per observation (",
+                        num(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 3),
+                        " s)"));
     } else {
-      std::vector<float> start(tr.observations);
-      if (start_kind == "mean") {
-        std::vector<double> sum(n_img, 0.0), cnt(HW, 0.0);
-        for (int i = 0; i < N; ++i)
-          for (int p = 0; p < HW; ++p)
-            if (tr.masks[static_cast<size_t>(i) * HW + p]) {
-              cnt[p] += 1;
-              for (int c = 0; c < C; ++c) sum[c * HW + p] += tr.observations[i * n_img + c * HW + p];
-            }
-        for (int i = 0; i < N; ++i)
-          for (int p = 0; p < HW; ++p)
-            if (!tr.masks[static_cast<size_t>(i) * HW + p])
-              for (int c = 0; c < C; ++c)
-                start[i * n_img + c * HW + p] = cnt[p] > 0 ? static_cast<float>(sum[c * HW + p] / cnt[p]) : 0.f;
-      }
-      upload(recon, start);
+      upload(m_recon, simple_start(m_tr, m_dp.start));
     }
-    save_lap(0, NAN, 0);
-  } else {
-    // ---- resume after lap done_laps ----------------------------------------------------------
-    const std::string path = lap_path(dir, done_laps);
-    const io::CheckpointData ck = io::read_checkpoint(path, &core.net().table());
+    save(0, NAN, 0);
+  }
+
+  /// The state after lap `lap` (its denoiser and reconstructions) back on the device.
+  void resume(int lap) {
+    const std::string path = lap_path(m_dir, lap);
+    auto& store = m_core.store();
+    const io::CheckpointData ck = io::read_checkpoint(path, &m_core.net().table());
     upload(store.params, ck.params);
     upload(store.adam_m, ck.adam_m);
     upload(store.adam_v, ck.adam_v);
     upload(store.ema, ck.ema);
-    core.set_step(ck.step);
+    m_core.set_step(ck.step);
     h5::File f(path + ".recon", h5::File::Mode::Read);
     const auto r = f.read_float("/reconstructions");
-    if (r.data.size() != N * n_img)
-      throw InputError(cat("'", path, ".recon' holds ", r.data.size(), " values, expected ", N * n_img,
-                           " (the reconstructions of ", N, " images)"));
-    upload(recon, r.data);
-    if (root) files.log(cat("resumed after lap ", done_laps, " (step ", ck.step, ")"));
+    if (r.data.size() != m_N * m_n_img)
+      throw InputError(cat("'", path, ".recon' holds ", r.data.size(), " values, expected ", m_N * m_n_img,
+                           " (the reconstructions of ", m_N, " images)"));
+    upload(m_recon, r.data);
+    if (m_root) m_files.log(cat("resumed after lap ", lap, " (step ", ck.step, ")"));
   }
 
-  // ---- laps ---------------------------------------------------------------------------------------
-  const data::CorruptionKernel ck_channel(channel, R, R, tr.corruption_seed ^ plan.seed);
-  DView<float****> x0("dmis::diffem::x0", local_batch, C, R, R), obs("dmis::diffem::obs", local_batch, C, R, R),
-      mk("dmis::diffem::mask", local_batch, 1, R, R), cond("dmis::diffem::cond", local_batch, Cc, R, R);
-  DView<int*> idx("dmis::diffem::index", local_batch), lab_b("dmis::diffem::labels_b", local_batch),
-      lab_d("dmis::diffem::labels_dropped", local_batch);
+  /// Lap `lap` >= 1: the M-step, the E-step, then the lap's files.
+  void run(int lap) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const double loss = m_step(lap);
+    e_step(lap);
+    save(lap, loss, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+
+  /// The last reconstructions as a dmis dataset (rank 0 writes it); returns its path.
+  std::string write_reconstructions() const;
+
+private:
+  double m_step(int lap);
+  void e_step(int lap);
+  void save(int lap, double loss, double seconds);
+
+  const RunPlan& m_plan;
+  const DiffemPlan& m_dp;
+  const Observations& m_o;
+  const data::Split& m_tr;
+  std::string m_dir;
+  RunFiles& m_files;
+  bool m_root;
+  int m_ranks, m_B, m_C, m_R, m_HW, m_N, m_K;
+  size_t m_n_img;
+  Exec m_exec;
+  DView<float*> m_y, m_recon;  // (N * C * HW) observations, reconstructions
+  DView<float*> m_masks;       // (N * HW)
+  DView<int*> m_labels;        // (N) observed labels, K for none
+  methods::EdmTrainStep<Exec> m_core;
+  dist::DeviceReducer<Exec> m_reducer;
+};
+
+/// The M-step of lap `lap`: the posterior denoiser on (reconstruction, fresh corruption of it)
+/// pairs, corruption round `lap`. Returns the mean loss of the lap's last progress window.
+double Laps::m_step(int lap) {
+  const int B = m_B, C = m_C, R = m_R, Cc = C + 1;
+  const size_t n_img = m_n_img;
+  const data::CorruptionKernel channel(m_o.channel, R, R, m_tr.corruption_seed ^ m_plan.seed);
+  DView<float****> x0("dmis::diffem::x0", B, C, R, R), obs("dmis::diffem::obs", B, C, R, R),
+      mk("dmis::diffem::mask", B, 1, R, R), cond("dmis::diffem::cond", B, Cc, R, R);
+  DView<int*> idx("dmis::diffem::index", B), lab_b("dmis::diffem::labels_b", B),
+      lab_d("dmis::diffem::labels_dropped", B);
   DView<float*> loss_acc("dmis::diffem::loss_sum", 1);
   auto loss_host = Kokkos::create_mirror_view(loss_acc);
-  // E-step state
-  const int Bs = static_cast<int>(d.get_int("diffem.sample_batch"));
-  diffusion::SamplerConfig sc;
-  sc.steps = static_cast<int>(d.get_int("diffem.sample_steps"));
-  sc.sigma_min = d.get_float("sample.sigma_min");
-  sc.sigma_max = d.get_float("sample.sigma_max");
-  sc.rho = d.get_float("sample.rho");
-  models::UNet<Exec, float> snet(post_net);
+  const auto labels = m_labels;
+  const auto recon = m_recon;
+  const uint32_t N32 = static_cast<uint32_t>(m_N);
+  const uint64_t data_seed = m_plan.seed ^ 0xD1FFE3ull;
+  const rng::SampleIds ids = m_plan.step.ids();
+  const Exec exec = m_exec;
+  const long steps = m_dp.lap_steps, every = m_plan.log_every;
+  Kokkos::deep_copy(loss_acc, 0.0f);
+  auto t_log = std::chrono::steady_clock::now();
+  double lap_loss = NAN;
+  for (long s = 0; s < steps; ++s) {
+    const long g = m_core.step();  // continues over the laps: draws never repeat
+    const uint64_t first = static_cast<uint64_t>(g) * m_plan.batch;
+    Kokkos::parallel_for(
+        "dmis::diffem::gather", Kokkos::RangePolicy<Exec>(exec, 0, B), KOKKOS_LAMBDA(int b) {
+          const uint32_t i = DeviceData<Exec>::index_at(first + ids(b), N32, data_seed);
+          idx(b) = static_cast<int>(i);
+          lab_b(b) = labels(i);
+        });
+    // the images as one flat copy (coalesced on a GPU), after the indices
+    Kokkos::parallel_for(
+        "dmis::diffem::gather_images", Kokkos::RangePolicy<Exec>(exec, 0, static_cast<size_t>(B) * n_img),
+        KOKKOS_LAMBDA(size_t r) {
+          const size_t b = r / n_img, e = r % n_img;
+          x0.data()[r] = recon(static_cast<size_t>(idx(b)) * n_img + e);
+        });
+    data::corrupt<Exec>(exec, channel, static_cast<uint32_t>(lap), idx, x0, obs, mk);
+    kernels::Concat<Exec, float>::forward(exec, obs, mk, cond);
+    m_core.begin(exec);
+    m_core.drop_labels(exec, lab_b, lab_d);
+    m_core.sample_inputs(exec, x0, Tensor4<const float, Exec>(), cond);
+    m_core.generative_loss(exec, x0, lab_d, Tensor1<const float, Exec>(), Tensor4<const float, Exec>());
+    m_core.finish(exec);
+    auto l = m_core.loss();
+    Kokkos::parallel_for(
+        "dmis::diffem::loss_sum", Kokkos::RangePolicy<Exec>(exec, 0, 1),
+        KOKKOS_LAMBDA(int) { loss_acc(0) += l(0); });
+    const long done = s + 1;
+    if (done % every != 0 && done != steps) continue;
+    Kokkos::fence();
+    const auto now = std::chrono::steady_clock::now();
+    const double dt = std::chrono::duration<double>(now - t_log).count();
+    t_log = now;
+    Kokkos::deep_copy(loss_host, loss_acc);
+    double lh = loss_host(0);
+    dist::allreduce_sum(&lh, 1);
+    lh /= m_ranks;
+    const long since = done % every == 0 ? every : done % every;
+    lap_loss = lh / since;
+    if (m_root)
+      m_files.log(cat("lap ", lap, "/", m_dp.laps, " M-step ", done, "/", steps, " | loss ", num(lh / since),
+                      " | ", num(since * m_plan.batch / dt, 4), " img/s | ETA M-step ",
+                      num(dt / since * (steps - done), 3), " s"));
+    if (!std::isfinite(lh))
+      throw Error(cat("DiffEM lap ", lap, " step ", done, ": the loss is not a number; lower "
+                      "train.lr, then resume (run.resume: latest restarts this lap)"));
+    Kokkos::deep_copy(loss_acc, 0.0f);
+  }
+  return lap_loss;
+}
+
+/// The E-step of lap `lap`: a posterior sample (Heun, EMA weights) for every observation; rank
+/// r takes its share [lo, hi) and the images are summed back over the ranks.
+void Laps::e_step(int lap) {
+  const int Bs = m_dp.sample_batch, C = m_C, R = m_R, HW = m_HW, Cc = C + 1;
+  const size_t n_img = m_n_img;
+  models::UNet<Exec, float> snet(m_o.post_net);
   snet.prepare(Bs, 0, /*inference_only=*/true);
   DView<float****> scond("dmis::diffem::sample_cond", Bs, Cc, R, R), sout("dmis::diffem::sample_out", Bs, C, R, R);
   DView<int*> slab("dmis::diffem::sample_labels", Bs);
   diffusion::HeunSampler<Exec> sampler(Bs, C, R, R);
-  auto denoiser = diffusion::conditional_denoiser<Exec>(snet, store.ema, plan.step.edm, scond);
-  const uint32_t N32 = static_cast<uint32_t>(N);
-  const uint64_t data_seed = plan.seed ^ 0xD1FFE3ull;
-  const rng::SampleIds ids = plan.step.ids();
-
-  for (int lap = done_laps + 1; lap <= laps; ++lap) {
-    const auto t0 = std::chrono::steady_clock::now();
-    // M-step: the posterior denoiser on (reconstruction, fresh corruption) pairs
-    Kokkos::deep_copy(loss_acc, 0.0f);
-    auto t_log = t0;
-    double lap_loss = NAN;  // the mean loss of the lap's last progress window
-    for (long s = 0; s < lap_steps; ++s) {
-      const long g = core.step();  // continues over the laps: draws never repeat
-      const uint64_t first = static_cast<uint64_t>(g) * plan.batch;
-      Kokkos::parallel_for(
-          "dmis::diffem::gather", Kokkos::RangePolicy<Exec>(exec, 0, local_batch), KOKKOS_LAMBDA(int b) {
-            const uint32_t i = DeviceData<Exec>::index_at(first + ids(b), N32, data_seed);
-            idx(b) = static_cast<int>(i);
-            lab_b(b) = labels(i);
-          });
-      // the images as one flat copy (coalesced on a GPU), after the indices
-      Kokkos::parallel_for(
-          "dmis::diffem::gather_images",
-          Kokkos::RangePolicy<Exec>(exec, 0, static_cast<size_t>(local_batch) * n_img),
-          KOKKOS_LAMBDA(size_t r) {
-            const size_t b = r / n_img, e = r % n_img;
-            x0.data()[r] = recon(static_cast<size_t>(idx(b)) * n_img + e);
-          });
-      data::corrupt<Exec>(exec, ck_channel, static_cast<uint32_t>(lap), idx, x0, obs, mk);
-      kernels::Concat<Exec, float>::forward(exec, obs, mk, cond);
-      core.begin(exec);
-      core.drop_labels(exec, lab_b, lab_d);
-      core.sample_inputs(exec, x0, Tensor4<const float, Exec>(), cond);
-      core.generative_loss(exec, x0, lab_d, Tensor1<const float, Exec>(), Tensor4<const float, Exec>());
-      core.finish(exec);
-      auto l = core.loss();
-      Kokkos::parallel_for(
-          "dmis::diffem::loss_sum", Kokkos::RangePolicy<Exec>(exec, 0, 1),
-          KOKKOS_LAMBDA(int) { loss_acc(0) += l(0); });
-      const long done = s + 1;
-      if (done % plan.log_every == 0 || done == lap_steps) {
-        Kokkos::fence();
-        const auto now = std::chrono::steady_clock::now();
-        const double dt = std::chrono::duration<double>(now - t_log).count();
-        t_log = now;
-        double lh = 0;
-        {
-          Kokkos::deep_copy(loss_host, loss_acc);
-          lh = loss_host(0);
-          dist::allreduce_sum(&lh, 1);
-          lh /= ranks;
-        }
-        const long since = done % plan.log_every == 0 ? plan.log_every : done % plan.log_every;
-        lap_loss = lh / since;
-        if (root)
-          files.log(cat("lap ", lap, "/", laps, " M-step ", done, "/", lap_steps, " | loss ",
-                        num(lh / since), " | ", num(since * plan.batch / dt, 4), " img/s | ETA M-step ",
-                        num(dt / since * (lap_steps - done), 3), " s"));
-        if (!std::isfinite(lh))
-          throw Error(cat("DiffEM lap ", lap, " step ", done, ": the loss is not a number; lower "
-                          "train.lr, then resume (run.resume: latest restarts this lap)"));
-        Kokkos::deep_copy(loss_acc, 0.0f);
-      }
-    }
-    // E-step: a posterior sample for every observation; rank r takes [lo, hi)
-    const auto shard = dist::share(N);
-    const long lo = static_cast<long>(shard.first), hi = static_cast<long>(shard.second);
-    sc.seed = plan.seed * 1000003ull + static_cast<uint64_t>(lap);
+  auto denoiser = diffusion::conditional_denoiser<Exec>(snet, m_core.store().ema, m_plan.step.edm, scond);
+  diffusion::SamplerConfig sc = m_dp.sampler;
+  sc.seed = m_plan.seed * 1000003ull + static_cast<uint64_t>(lap);
+  const auto shard = dist::share(m_N);
+  const long lo = static_cast<long>(shard.first), hi = static_cast<long>(shard.second);
+  const auto recon = m_recon, y = m_y, masks = m_masks;
+  const auto labels = m_labels;
+  const int ranks = m_ranks;
+  const Exec exec = m_exec;
+  Kokkos::parallel_for(
+      "dmis::diffem::clear_others", Kokkos::RangePolicy<Exec>(exec, 0, recon.extent(0)), KOKKOS_LAMBDA(size_t e) {
+        const size_t i = e / n_img;
+        if (ranks > 1 && (i < static_cast<size_t>(lo) || i >= static_cast<size_t>(hi))) recon(e) = 0.f;
+      });
+  const auto te = std::chrono::steady_clock::now();
+  for (long first = lo; first < hi; first += Bs) {
+    const int nb = static_cast<int>(std::min<long>(Bs, hi - first));
     Kokkos::parallel_for(
-        "dmis::diffem::clear_others", Kokkos::RangePolicy<Exec>(exec, 0, recon.extent(0)),
-        KOKKOS_LAMBDA(size_t e) {
-          const size_t i = e / n_img;
-          if (ranks > 1 && (i < static_cast<size_t>(lo) || i >= static_cast<size_t>(hi))) recon(e) = 0.f;
+        "dmis::diffem::estep_cond", Kokkos::RangePolicy<Exec>(exec, 0, Bs), KOKKOS_LAMBDA(int b) {
+          const size_t i = static_cast<size_t>(first + (b < nb ? b : nb - 1));  // pad the last batch
+          slab(b) = labels(i);
+          for (int c = 0; c < C; ++c)
+            for (int p = 0; p < HW; ++p) (&scond(b, c, 0, 0))[p] = y(i * n_img + c * HW + p);
+          for (int p = 0; p < HW; ++p) (&scond(b, C, 0, 0))[p] = masks(i * HW + p);
         });
-    auto te = std::chrono::steady_clock::now();
-    for (long first = lo; first < hi; first += Bs) {
-      const int nb = static_cast<int>(std::min<long>(Bs, hi - first));
-      Kokkos::parallel_for(
-          "dmis::diffem::estep_cond", Kokkos::RangePolicy<Exec>(exec, 0, Bs), KOKKOS_LAMBDA(int b) {
-            const size_t i = static_cast<size_t>(first + (b < nb ? b : nb - 1));  // pad the last batch
-            slab(b) = labels(i);
-            for (int c = 0; c < C; ++c)
-              for (int p = 0; p < HW; ++p) (&scond(b, c, 0, 0))[p] = y(i * n_img + c * HW + p);
-            for (int p = 0; p < HW; ++p) (&scond(b, C, 0, 0))[p] = masks(i * HW + p);
-          });
-      sampler.run(exec, sc, denoiser, slab, K, static_cast<uint32_t>(first), sout);
-      Kokkos::parallel_for(
-          "dmis::diffem::estep_store", Kokkos::RangePolicy<Exec>(exec, 0, static_cast<size_t>(nb) * n_img),
-          KOKKOS_LAMBDA(size_t e) {
-            const float v = sout.data()[e];
-            recon(static_cast<size_t>(first) * n_img + e) = v < -1.f ? -1.f : (v > 1.f ? 1.f : v);
-          });
-      if (root && ((first - lo) / Bs) % 10 == 9) {
-        Kokkos::fence();
-        const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - te).count();
-        const double done_imgs = static_cast<double>(first + nb - lo);
-        files.log(cat("lap ", lap, "/", laps, " E-step ", first + nb - lo, "/", hi - lo, " images",
+    sampler.run(exec, sc, denoiser, slab, m_K, static_cast<uint32_t>(first), sout);
+    Kokkos::parallel_for(
+        "dmis::diffem::estep_store", Kokkos::RangePolicy<Exec>(exec, 0, static_cast<size_t>(nb) * n_img),
+        KOKKOS_LAMBDA(size_t e) {
+          const float v = sout.data()[e];
+          recon(static_cast<size_t>(first) * n_img + e) = v < -1.f ? -1.f : (v > 1.f ? 1.f : v);
+        });
+    if (m_root && ((first - lo) / Bs) % 10 == 9) {
+      Kokkos::fence();
+      const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - te).count();
+      const double done_imgs = static_cast<double>(first + nb - lo);
+      m_files.log(cat("lap ", lap, "/", m_dp.laps, " E-step ", first + nb - lo, "/", hi - lo, " images",
                       ranks > 1 ? " of rank 0" : "", " | ", num(done_imgs / dt, 4), " img/s | ETA ",
                       num(dt / done_imgs * (hi - first - nb), 3), " s"));
-      }
     }
-    if (ranks > 1) reducer.sum(exec, Tensor1<float, Exec>(recon.data(), recon.extent(0)));
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    save_lap(lap, lap_loss, secs);
   }
+  if (ranks > 1) m_reducer.sum(exec, Tensor1<float, Exec>(recon.data(), recon.extent(0)));
+}
 
-  // ---- the final model on the last reconstructions -----------------------------------------------
-  const std::string rec_path = (fs::path(dir) / "reconstructions.h5").string();
-  if (root) {
-    Kokkos::fence();
-    const std::vector<float> hr = to_host_vec(recon);
-    data::Dataset out;
-    out.name = ds.name + "-diffem";
-    out.classes = ds.classes;
-    out.class_names = ds.class_names;
-    out.source = cat("DiffEM reconstructions after ", laps, " laps of ", plan.data_path, " (", tr.corruption,
-                     "), run ", plan.run_dir);
-    out.train.name = "train";
-    out.train.N = N, out.train.C = C, out.train.H = R, out.train.W = R;
-    out.train.images.resize(hr.size());
-    for (size_t i = 0; i < hr.size(); ++i)
-      out.train.images[i] = static_cast<uint8_t>(std::lround(std::max(0.0, std::min(255.0, (hr[i] + 1.0) * 127.5))));
-    out.train.labels = tr.labels;
-    out.train.clean_labels = tr.clean_labels;
-    out.train.candidates = tr.candidates;
-    out.train.unlabeled = tr.unlabeled;
-    out.test = ds.test;
-    out.has_test = ds.has_test;
-    data::write_dataset(rec_path, out);
-    files.log(cat("wrote ", rec_path, "; training the final model on it"));
+/// lap-NN.h5 (the denoiser's state) with lap-NN.h5.recon (the reconstructions) beside it, the
+/// log line and the stats record of the lap.
+void Laps::save(int lap, double loss, double seconds) {
+  Kokkos::fence();
+  const std::vector<float> hr = to_host_vec(m_recon);
+  const ReconError err = recon_error(hr, m_o.clean, m_tr.masks, m_C, m_HW);
+  if (!m_root) return;
+  const auto& store = m_core.store();
+  io::CheckpointData ck;
+  ck.kind = "training-state";
+  ck.step = m_core.step();
+  ck.images_seen = m_core.images_seen();
+  ck.seed = m_plan.seed;
+  ck.deck = m_plan.deck_text;
+  ck.preset = m_o.post_net.preset;
+  ck.table = m_core.net().table();
+  ck.params = to_host_vec(store.params);
+  ck.adam_m = to_host_vec(store.adam_m);
+  ck.adam_v = to_host_vec(store.adam_v);
+  ck.ema = to_host_vec(store.ema);
+  // the state first (into lap-NN.h5.part), then the reconstructions beside it (written
+  // atomically to lap-NN.h5.recon); the lap counts as complete only when lap-NN.h5 exists,
+  // which is renamed last. A failure on the way leaves no .part behind.
+  io::AtomicFile lap_file(lap_path(m_dir, lap), ".part");
+  io::write_checkpoint(lap_file.tmp(), ck);
+  h5::write_atomic(lap_file.path() + ".recon", [&](h5::File& f) {
+    f.write("/reconstructions", {static_cast<size_t>(m_N), size_t(m_C), size_t(m_R), size_t(m_R)}, hr.data(), 4);
+    f.set_attr("/", "lap", int64_t(lap));
+  });
+  lap_file.commit();
+  m_files.log(cat("lap ", lap, ": ", lap == 0 ? "start (" + m_dp.start_name + ")" : cat("M-step loss ", num(loss)),
+                  std::isfinite(err.mse) ? cat(", reconstruction PSNR ", num(err.psnr, 4), " dB (MSE ",
+                                               num(err.mse), ", missing pixels ", num(err.mse_missing), ")")
+                                         : std::string(),
+                  seconds > 0 ? cat(", ", num(seconds, 3), " s") : std::string()));
+  m_files.stats(cat("{\"lap\": ", lap, ", \"step\": ", m_core.step(), ", \"loss\": ", num(loss, 6),
+                    ", \"mse\": ", num(err.mse, 6), ", \"mse_missing\": ", num(err.mse_missing, 6),
+                    ", \"psnr\": ", num(err.psnr, 6), ", \"seconds\": ", num(seconds, 6), "}"));
+}
+
+std::string Laps::write_reconstructions() const {
+  const std::string path = (fs::path(m_dir) / "reconstructions.h5").string();
+  if (!m_root) return path;
+  Kokkos::fence();
+  const std::vector<float> hr = to_host_vec(m_recon);
+  const auto& ds = m_o.ds;
+  data::Dataset out;
+  out.name = ds.name + "-diffem";
+  out.classes = ds.classes;
+  out.class_names = ds.class_names;
+  out.source = cat("DiffEM reconstructions after ", m_dp.laps, " laps of ", m_plan.data_path, " (",
+                   m_tr.corruption, "), run ", m_plan.run_dir);
+  out.train.name = "train";
+  out.train.N = m_N, out.train.C = m_C, out.train.H = m_R, out.train.W = m_R;
+  out.train.images.resize(hr.size());
+  for (size_t i = 0; i < hr.size(); ++i)
+    out.train.images[i] = static_cast<uint8_t>(std::lround(std::max(0.0, std::min(255.0, (hr[i] + 1.0) * 127.5))));
+  out.train.labels = m_tr.labels;
+  out.train.clean_labels = m_tr.clean_labels;
+  out.train.candidates = m_tr.candidates;
+  out.train.unlabeled = m_tr.unlabeled;
+  out.test = ds.test;
+  out.has_test = ds.has_test;
+  data::write_dataset(path, out);
+  m_files.log(cat("wrote ", path, "; training the final model on it"));
+  return path;
+}
+
+/// The final model's deck: vanilla on the reconstructions, in the same run directory (its
+/// deck.yaml and checkpoints record it as such, for sample and classify), resumed where it was
+/// started before.
+deck::Deck final_deck(const deck::Deck& d, const RunPlan& plan, const DiffemPlan& dp, const std::string& rec_path,
+                      bool root) {
+  deck::Deck f = d;
+  f.set("method.name=vanilla");
+  f.set("data.path=" + rec_path);
+  f.set("data.train_limit=0");
+  if (dp.final_kimg > 0) {
+    f.set("train.steps=0");
+    f.set(cat("train.kimg=", dp.final_kimg));
   }
-  dist::barrier();
-  deck::Deck final_deck = d;
-  final_deck.set("method.name=vanilla");
-  final_deck.set("data.path=" + rec_path);
-  final_deck.set("data.train_limit=0");
-  const double final_kimg = d.get_float("diffem.final_kimg");
-  if (final_kimg > 0) {
-    final_deck.set("train.steps=0");
-    final_deck.set(cat("train.kimg=", final_kimg));
-  }
-  const bool final_started = !io::list_checkpoints(plan.run_dir, "ckpt").empty();
-  if (!final_started && root) {  // killed before the final model's first checkpoint: start it again
+  const bool started = !io::list_checkpoints(plan.run_dir, "ckpt").empty();
+  if (!started && root) {  // killed before the final model's first checkpoint: start it again
     std::error_code ec;
     fs::remove(fs::path(plan.run_dir) / "deck.yaml", ec);
   }
   dist::barrier();
-  final_deck.set(std::string("run.resume=") + (final_started ? "latest" : "none"));
-  final_deck.set("run.out_dir=" + fs::path(plan.run_dir).parent_path().string());
-  final_deck.set("run.name=" + fs::path(plan.run_dir).filename().string());
-  return final_deck;
+  f.set(std::string("run.resume=") + (started ? "latest" : "none"));
+  f.set("run.out_dir=" + fs::path(plan.run_dir).parent_path().string());
+  f.set("run.name=" + fs::path(plan.run_dir).filename().string());
+  return f;
+}
+
+}  // namespace
+
+deck::Deck diffem_laps(const deck::Deck& d) {
+  const RunPlan plan = make_plan(d);
+  const DiffemPlan dp = diffem_plan(d, plan);
+  const bool root = dist::rank() == 0;
+  const int ranks = dist::size();
+  const std::string dir = (fs::path(plan.run_dir) / "diffem").string();
+  RunFiles files(dir, root);
+  const int done = laps_done(plan, dp, dir);
+  dist::barrier();
+  files.create();
+  const Observations o = read_observations(d, plan, dp);
+  if (root) {
+    files.log(cat("DiffEM: ", dp.laps, " laps of ", dp.lap_steps, " steps (", dp.lap_steps * plan.batch / 1e3,
+                  " kimg) of the posterior denoiser, then an E-step over ", o.ds.train.N, " observations (",
+                  o.ds.train.corruption, ")", ranks > 1 ? cat(", over ", ranks, " ranks") : std::string()));
+    files.log(cat("posterior denoiser ", o.post_net.describe()));
+    if (o.clean.empty()) files.log("the dataset keeps no clean images: no reconstruction error is reported");
+  }
+  Laps laps(plan, dp, o, dir, files, root);
+  if (done == 0 && !fs::exists(lap_path(dir, 0)))
+    laps.start();
+  else
+    laps.resume(done);
+  for (int lap = done + 1; lap <= dp.laps; ++lap) laps.run(lap);
+  const std::string rec_path = laps.write_reconstructions();
+  dist::barrier();
+  return final_deck(d, plan, dp, rec_path, root);
 }
 
 }  // namespace dmis::train

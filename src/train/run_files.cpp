@@ -126,12 +126,12 @@ void RunFiles::prune(const std::string& prefix, long keep) {
   for (size_t i = 0; i + keep < all.size(); ++i) std::remove(all[i].c_str());
 }
 
-ResumePoint resume_point(const RunFiles& files, const std::string& resume, const deck::Deck& d) {
+ResumePoint resume_point(const RunFiles& files, const std::string& resume, const deck::KeyRef& resume_key) {
   ResumePoint at;
   const std::string& dir = files.dir();
   if (resume == "none") {
     if (files.holds_run())
-      d.fail("run.resume", cat("the run directory '", dir, "' already holds a run; set "
+      resume_key.fail(cat("the run directory '", dir, "' already holds a run; set "
                                "run.resume: latest to continue it, or choose another run.name"));
   } else if (resume == "latest") {
     // the newest checkpoint that reads and verifies (a damaged one, e.g. written to a full
@@ -150,7 +150,7 @@ ResumePoint resume_point(const RunFiles& files, const std::string& resume, const
     if (!ck.empty() && at.from.empty()) {
       std::string why;
       for (const auto& s : skipped) why += "\n  " + s;
-      d.fail("run.resume", cat("'latest', but none of the ", ck.size(), " checkpoints of '", dir,
+      resume_key.fail(cat("'latest', but none of the ", ck.size(), " checkpoints of '", dir,
                                "' can be read:", why));
     }
     at.notes = skipped;

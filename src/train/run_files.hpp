@@ -9,7 +9,7 @@
 #include "io/checkpoint.hpp"
 
 namespace dmis::deck {
-class Deck;
+struct KeyRef;
 }
 
 namespace dmis::train {
@@ -54,7 +54,7 @@ struct ResumePoint {
 /// that reads and verifies (damaged ones are passed over and named; none at all: step 0); a
 /// path: that checkpoint (read later). A DeckError naming run.resume where the policy cannot
 /// be followed. Reads only (every rank may call it before the directory is created).
-ResumePoint resume_point(const RunFiles& files, const std::string& resume, const deck::Deck& d);
+ResumePoint resume_point(const RunFiles& files, const std::string& resume, const deck::KeyRef& resume_key);
 
 /// Writes `text` to `path` through a temporary file and a rename.
 void write_file_atomic(const std::string& path, const std::string& text);

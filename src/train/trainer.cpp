@@ -34,7 +34,11 @@ std::string run_directory(const deck::Deck& d) {
   return (fs::path(d.get_string("run.out_dir")) / name).string();
 }
 
-models::UNetConfig network_from_deck(const deck::Deck& d, int classes) {
+namespace {
+
+/// The network a deck describes: the preset with the deck's overrides; classes and checks later
+/// (resolve_network).
+models::UNetConfig network_config(const deck::Deck& d) {
   models::UNetConfig c = models::UNetConfig::from_preset(d.get_string("network.preset"));
   if (d.get_int("network.base") > 0) c.base = static_cast<int>(d.get_int("network.base"));
   if (d.given("network.mults")) {
@@ -49,21 +53,33 @@ models::UNetConfig network_from_deck(const deck::Deck& d, int classes) {
   }
   if (d.get_int("network.groups") > 0) c.groups = static_cast<int>(d.get_int("network.groups"));
   c.dropout = static_cast<float>(d.get_float("network.dropout"));
-  c.classes = classes;
   const std::string method = d.get_string("method.name");
   if (method == "ambient" || (method == "dmis" && d.get_bool("method.ambient")))
     c.in_channels = c.out_channels + 1;  // the mask channel
+  return c;
+}
+
+}  // namespace
+
+models::UNetConfig resolve_network(models::UNetConfig c, int classes, const deck::KeyRef& preset_key) {
+  c.classes = classes;
   try {
     c.validate();
     models::unet_param_table(c);  // checks the GroupNorm divisibility of every layer
   } catch (const InputError& e) {
-    d.fail("network.preset", e.what());
+    preset_key.fail(e.what());
   }
   return c;
 }
 
-RunPlan make_plan(const deck::Deck& d) {
-  RunPlan p;
+models::UNetConfig network_from_deck(const deck::Deck& d, int classes) {
+  return resolve_network(network_config(d), classes, d.ref("network.preset"));
+}
+
+namespace {
+
+/// run.*, data.* and supervision.*
+void plan_run(const deck::Deck& d, RunPlan& p) {
   p.deck_file = d.file();
   p.out_dir = d.get_string("run.out_dir");
   p.run_dir = run_directory(d);
@@ -87,8 +103,12 @@ RunPlan make_plan(const deck::Deck& d) {
   p.supervision.labeled_fraction = d.get_float("supervision.labeled_fraction");
   const long sseed = d.get_int("supervision.seed");
   p.supervision.seed = sseed >= 0 ? static_cast<uint64_t>(sseed) : p.seed;
-  p.supervision_source = d.get_string("supervision.source");
+  p.supervision_from_dataset = d.get_string("supervision.source") == "dataset";
+  p.resume_key = d.ref("run.resume");
+}
 
+/// train.*, diffusion.* and network.init
+void plan_training(const deck::Deck& d, RunPlan& p) {
   p.batch = static_cast<int>(d.get_int("train.batch"));
   const long steps = d.get_int("train.steps");
   const double kimg = d.get_float("train.kimg");
@@ -123,7 +143,10 @@ RunPlan make_plan(const deck::Deck& d) {
   p.step.sample_offset = dist::rank();  // shards are interleaved: see rng::SampleIds
   p.step.sample_stride = ranks;
   p.conv_scratch_mb = d.get_float("train.conv_scratch_mb");
+}
 
+/// method.*
+void plan_method(const deck::Deck& d, RunPlan& p) {
   using methods::parse_choice;
   p.method.kind = parse_choice<methods::MethodKind>(d.get_string("method.name"), "method.name");
   p.method.delta = d.get_float("method.delta");
@@ -169,6 +192,12 @@ RunPlan make_plan(const deck::Deck& d) {
   p.method.transition =
       parse_choice<methods::TransitionMode>(d.get_string("method.transition"), "method.transition");
   p.method.scale_momentum = d.get_float("method.scale_momentum");
+  p.transition_key = d.ref("method.transition");
+}
+
+/// The method's cross-key checks that need the batch and the ranks.
+void check_method(const deck::Deck& d, const RunPlan& p) {
+  const int ranks = dist::size();
   const bool is_dmis = p.method.kind == methods::MethodKind::Dmis;
   if (is_dmis) {
     const int bc = methods::classifier_samples(p.method.classifier_fraction, p.batch);
@@ -190,6 +219,19 @@ RunPlan make_plan(const deck::Deck& d) {
       p.method.supervision != methods::dmis_ops::Supervision::Partial && is_dmis)
     d.fail("method.prior", cat("'estimate' updates the prior from candidate sets (partial labels); "
                                "supervision.kind is '", data::kind_name(p.supervision.kind), "'"));
+}
+
+}  // namespace
+
+RunPlan make_plan(const deck::Deck& d) {
+  RunPlan p;
+  plan_run(d, p);
+  plan_training(d, p);
+  plan_method(d, p);
+  check_method(d, p);
+  p.net = network_config(d);
+  p.preset_key = d.ref("network.preset");
+  p.deck_text = d.resolved_yaml();
   return p;
 }
 
@@ -215,194 +257,166 @@ void end_epoch(methods::MethodStep<Exec>& method, int ranks, bool root) {
   method.end_epoch(Exec());
 }
 
-}  // namespace
-
-int train(const deck::Deck& d) {
-  if (d.get_string("method.name") == "diffem") return train_run(diffem_laps(d));
-  return train_run(d);
-}
-
-int train_run(const deck::Deck& d) {
-  RunPlan plan = make_plan(d);
-  if (plan.method.kind == methods::MethodKind::Diffem)
-    d.fail("method.name", "diffem is a pipeline of runs: train it with train(), not train_run()");
-  const bool root = dist::rank() == 0;
-  const int ranks = dist::size();
-  const int local_batch = plan.batch / ranks;
-
-  // ---- run directory -----------------------------------------------------------------------
-  RunFiles files(plan.run_dir, root);
-  ResumePoint at = resume_point(files, plan.resume, d);
-  const std::string& resume_from = at.from;
-  dist::barrier();  // every rank has looked at the directory before rank 0 writes into it
-  files.create();  // checks that the directory is writable before any work starts
-  if (root)
-    for (const auto& line : at.notes) files.log(line);
-  if (root && at.restarted) files.truncate_stats_after(0);  // the records of the run that stopped
-
-  // ---- data and supervision ----------------------------------------------------------------
-  const data::Dataset ds = data::read_dataset(plan.data_path, /*with_test=*/false, plan.train_limit);
-  const auto& tr = ds.train;
-  {
-    // the images against the preset's first: a network for other images is the cause of any
-    // later complaint about its levels (attn_res)
-    const auto pre = models::UNetConfig::from_preset(d.get_string("network.preset"));
-    const std::string bad = data::image_shape_mismatch(tr, plan.data_path, pre.out_channels,
-                                                       pre.resolution, cat("the network '", pre.preset, "'"));
-    if (!bad.empty())
-      d.fail("network.preset", cat(bad, " (unet-s/unet-m: 1x28x28, ddpmpp-cifar: 3x32x32)"));
-  }
-  plan.net = network_from_deck(d, ds.classes);
+/// The training images and their supervision: read from the run directory when resuming (the
+/// run's own draw), else from the dataset or generated from its clean labels and written there.
+/// Resolves the plan's network for the dataset's classes (after checking the images against the
+/// preset: a network for other images is the cause of any later complaint about its levels).
+struct RunData {
+  data::Dataset ds;
   data::Supervision sup;
+};
+
+RunData load_data(RunPlan& plan, const std::string& resume_from, bool root) {
+  RunData r;
+  r.ds = data::read_dataset(plan.data_path, /*with_test=*/false, plan.train_limit);
+  const auto& tr = r.ds.train;
+  const std::string bad = data::image_shape_mismatch(tr, plan.data_path, plan.net.out_channels,
+                                                     plan.net.resolution, cat("the network '", plan.net.preset, "'"));
+  if (!bad.empty()) plan.preset_key.fail(cat(bad, " (unet-s/unet-m: 1x28x28, ddpmpp-cifar: 3x32x32)"));
+  plan.net = resolve_network(plan.net, r.ds.classes, plan.preset_key);
   const std::string sup_file = (fs::path(plan.run_dir) / "supervision.h5").string();
   if (!resume_from.empty() && fs::exists(sup_file)) {
-    sup = data::read_supervision(sup_file);
-    if (sup.N != tr.N)
-      throw InputError(cat("'", sup_file, "' holds supervision for ", sup.N,
+    r.sup = data::read_supervision(sup_file);
+    if (r.sup.N != tr.N)
+      throw InputError(cat("'", sup_file, "' holds supervision for ", r.sup.N,
                            " images; the training set has ", tr.N));
-  } else if (plan.supervision_source == "dataset") {
-    sup = data::supervision_from_split(tr, ds.classes, plan.supervision.kind);
+  } else if (plan.supervision_from_dataset) {
+    r.sup = data::supervision_from_split(tr, r.ds.classes, plan.supervision.kind);
   } else {
     // generated from the clean labels (the ground truth when the file carries one)
-    plan.supervision.dataset_name = ds.name;
-    sup = data::generate_supervision(tr.clean_labels.empty() ? tr.labels : tr.clean_labels,
-                                     ds.classes, plan.supervision);
+    plan.supervision.dataset_name = r.ds.name;
+    r.sup = data::generate_supervision(tr.clean_labels.empty() ? tr.labels : tr.clean_labels,
+                                       r.ds.classes, plan.supervision);
   }
-  if (root && resume_from.empty()) data::write_supervision(sup_file, sup);
+  if (root && resume_from.empty()) data::write_supervision(sup_file, r.sup);
+  return r;
+}
 
-  const std::string deck_text = d.resolved_yaml();
-  if (root) {
-    files.write_text("deck.yaml", deck_text);
-    files.log(banner());
-    files.log(cat("run directory ", plan.run_dir, " (", ranks, " rank", ranks > 1 ? "s" : "",
-                  ", batch ", plan.batch, ")"));
-    files.log(cat("network ", plan.net.describe(), "; 3x3 stride-1 convolutions by ",
-                  kernels::conv_algorithm_name(kernels::conv_algorithm())));
-    files.log(cat("data ", plan.data_path, ": ", tr.N, " training images of ", tr.C, "x", tr.H,
-                  "x", tr.W, ", ", ds.classes, " classes",
-                  tr.corrupted() ? cat("; corrupted: ", tr.corruption, " (seed ",
-                                       tr.corruption_seed, "), observations and masks only")
-                                 : std::string()));
-    files.log(cat("supervision ", data::summary(sup)));
-  }
+/// deck.yaml and the log's first lines: the build, the run, the network, the data.
+void log_run(RunFiles& files, const RunPlan& plan, const RunData& data, int ranks) {
+  const auto& tr = data.ds.train;
+  files.write_text("deck.yaml", plan.deck_text);
+  files.log(banner());
+  files.log(cat("run directory ", plan.run_dir, " (", ranks, " rank", ranks > 1 ? "s" : "",
+                ", batch ", plan.batch, ")"));
+  files.log(cat("network ", plan.net.describe(), "; 3x3 stride-1 convolutions by ",
+                kernels::conv_algorithm_name(kernels::conv_algorithm())));
+  files.log(cat("data ", plan.data_path, ": ", tr.N, " training images of ", tr.C, "x", tr.H,
+                "x", tr.W, ", ", data.ds.classes, " classes",
+                tr.corrupted() ? cat("; corrupted: ", tr.corruption, " (seed ",
+                                     tr.corruption_seed, "), observations and masks only")
+                               : std::string()));
+  files.log(cat("supervision ", data::summary(data.sup)));
+}
 
-  const DeviceData<Exec> dev =
-      tr.corrupted() ? DeviceData<Exec>(tr.N, tr.C, tr.H, tr.W, ds.classes, tr.observations,
-                                        tr.masks, sup.observed, sup.candidates, sup.labeled)
-                     : DeviceData<Exec>(tr.N, tr.C, tr.H, tr.W, ds.classes, tr.images,
-                                        sup.observed, sup.candidates, sup.labeled);
-  const bool is_dmis = plan.method.kind == methods::MethodKind::Dmis;
-  if (is_dmis && plan.method.supervision == methods::dmis_ops::Supervision::Noisy &&
-      plan.method.transition == methods::TransitionMode::Known) {
-    try {
-      plan.method.known_transition = data::noise_transition(sup);
-    } catch (const InputError& e) {
-      d.fail("method.transition", cat("'known': ", e.what()));
-    }
-  }
-  methods::MethodStep<Exec> method(plan.net, plan.step, plan.method, local_batch,
-                                   plan.conv_scratch_mb);
-  auto& core = method.core();
-  auto& store = core.store();
-  // data parallelism: one sum of the flat gradient buffer over the ranks per step
-  dist::DeviceReducer<Exec> reducer(store.grads.extent(0));
-  if (ranks > 1) core.on_gradients = [&reducer](const Exec& e, const Tensor1<float, Exec>& g) {
-    reducer.sum(e, g);
-  };
-  // noisy labels: the transition counts of a step summed over the ranks (every rank then
-  // holds the same estimate, as with one rank)
-  dist::DeviceReducer<Exec> count_reducer(is_dmis ? method.step_sums_size() : 1);
-  if (ranks > 1 && is_dmis)
-    method.on_step_sums = [&count_reducer](const Exec& e, const Tensor1<float, Exec>& c) {
-      count_reducer.sum(e, c);
-    };
-  // the clean labels, for the diagnostics of the DMIS posterior (never used for training)
-  const std::vector<int32_t>& audit_host =
-      plan.supervision_source == "dataset" ? tr.clean_labels
-                                           : (tr.clean_labels.empty() ? tr.labels : tr.clean_labels);
-  Kokkos::View<int*, Kokkos::LayoutRight, Exec::memory_space> audit(
-      "dmis::train::audit_labels", is_dmis ? audit_host.size() : 0);
-  if (audit.extent(0) > 0) {
-    auto h = Kokkos::create_mirror_view(audit);
-    for (size_t i = 0; i < audit_host.size(); ++i) h(i) = audit_host[i];
-    Kokkos::deep_copy(audit, h);
-    method.set_audit_labels(audit);
-  }
-  if (root) {
-    std::string detail;
+/// The DMIS settings in a line: the classifier's levels and scale, the fractions, the schedule,
+/// the generative objective and the noisy-label model.
+std::string dmis_detail(const RunPlan& plan, methods::MethodStep<Exec>& method,
+                        const data::Supervision& sup) {
+  const auto& m = plan.method;
+  const std::string levels =
+      m.classifier_sigma_max > 0 ? cat(" evenly at sigma ", m.classifier_sigma, "-", m.classifier_sigma_max)
+      : m.classifier_sigma > 0   ? cat(" at sigma ", m.classifier_sigma)
+                                 : std::string(" in the DMIS window");
+  const std::string noisy =
+      m.supervision != methods::dmis_ops::Supervision::Noisy
+          ? std::string()
+          : cat(", noisy-label target ", methods::name_of(m.noisy_target),
+                m.noisy_target == methods::NoisyTarget::Elr ? cat(" (clamp ", m.elr_clamp, ")") : std::string(),
+                m.transition == methods::TransitionMode::Known
+                    ? cat(", transition known (", sup.config.noise, " noise at rate ", sup.config.rate, ")")
+                    : cat(", transition ", methods::name_of(m.transition), " from rate ", m.transition_init));
+  return cat("K ", m.timesteps, levels,
+             m.cls_sigma > 0 ? cat(" (the classification term at sigma ", m.cls_sigma, ")") : std::string(),
+             ", logit scale ", method.initial_logit_scale(), m.calibrate_scale ? " (calibrated)" : "",
+             ", posterior fraction ", m.posterior_fraction, ", classifier fraction ", m.classifier_fraction,
+             ", top-k ", m.top_k, ", warm-up ", m.warmup_kimg, " kimg, ramp-in ", m.rampup_kimg,
+             " kimg, beta ", m.beta, ", generative term ", methods::name_of(m.gen_objective),
+             m.gen_objective == methods::GenObjective::Mixture
+                 ? cat(" (tau ", m.tau, ", extra classes ", m.gen_extra, ")")
+                 : std::string(),
+             m.relabel_confidence > 0
+                 ? cat(", the posterior's class where q >= ", m.relabel_confidence, " (else the vanilla label)")
+                 : std::string(),
+             noisy);
+}
+
+/// The log's lines on the method, the length of the run and the ranks.
+void log_method(RunFiles& files, const RunPlan& plan, methods::MethodStep<Exec>& method,
+                const data::Supervision& sup, int ranks, const std::string& gradient_path) {
+  std::string detail;
+  if (plan.method.kind == methods::MethodKind::Dmis) detail = dmis_detail(plan, method, sup);
+  if (method.needs_masks())
+    detail += cat(detail.empty() ? "" : "; ", "ambient: delta ", plan.method.delta,
+                  ", the network sees ", 1 - plan.method.delta, " of the observed pixels, hidden ones weighted ",
+                  plan.step.hidden_unit_weight ? "1 / sigma_data^2" : "lambda(sigma)");
+  files.log(cat("parameters ", method.core().net().table().total(), ", method ",
+                methods::name_of(plan.method.kind), detail.empty() ? std::string() : " (" + detail + ")"));
+  files.log(cat("training ", plan.steps, " steps (", plan.steps * plan.batch / 1e3,
+                " kimg); progress every ", plan.log_every, " steps; checkpoints every ",
+                plan.checkpoint_every, " steps"));
+  if (ranks > 1)
+    files.log(cat("data parallel over ", ranks, " ranks: ", plan.batch / ranks,
+                  " images per rank and step, gradients ", gradient_path));
+}
+
+/// The sums over the ranks of one step: the flat gradient buffer and, for DMIS, the step's
+/// transition counts (every rank then holds the same estimate, as with one rank). Hooked into
+/// the method for its lifetime; nothing with one rank.
+struct RankSums {
+  dist::DeviceReducer<Exec> grads, counts;
+  RankSums(methods::MethodStep<Exec>& method, bool is_dmis)
+      : grads(method.core().store().grads.extent(0)), counts(is_dmis ? method.step_sums_size() : 1) {
+    if (dist::size() == 1) return;
+    method.core().on_gradients = [this](const Exec& e, const Tensor1<float, Exec>& g) { grads.sum(e, g); };
     if (is_dmis)
-      detail = cat("K ", plan.method.timesteps,
-                   plan.method.classifier_sigma_max > 0
-                       ? cat(" evenly at sigma ", plan.method.classifier_sigma, "-", plan.method.classifier_sigma_max)
-                   : plan.method.classifier_sigma > 0 ? cat(" at sigma ", plan.method.classifier_sigma)
-                                                    : std::string(" in the DMIS window"),
-                   plan.method.cls_sigma > 0 ? cat(" (the classification term at sigma ", plan.method.cls_sigma, ")")
-                                             : std::string(),
-                   ", logit scale ", method.initial_logit_scale(),
-                   plan.method.calibrate_scale ? " (calibrated)" : "",
-                   ", posterior fraction ", plan.method.posterior_fraction,
-                   ", classifier fraction ", plan.method.classifier_fraction, ", top-k ",
-                   plan.method.top_k, ", warm-up ", plan.method.warmup_kimg, " kimg, ramp-in ", plan.method.rampup_kimg, " kimg, beta ",
-                   plan.method.beta, ", generative term ", methods::name_of(plan.method.gen_objective),
-                   plan.method.gen_objective == methods::GenObjective::Mixture
-                       ? cat(" (tau ", plan.method.tau, ", extra classes ", plan.method.gen_extra, ")")
-                       : std::string(),
-                   plan.method.relabel_confidence > 0
-                       ? cat(", the posterior's class where q >= ", plan.method.relabel_confidence,
-                             " (else the vanilla label)")
-                       : std::string(),
-                   plan.method.supervision == methods::dmis_ops::Supervision::Noisy
-                       ? cat(", noisy-label target ", methods::name_of(plan.method.noisy_target),
-                             plan.method.noisy_target == methods::NoisyTarget::Elr ? cat(" (clamp ", plan.method.elr_clamp, ")")
-                                                               : std::string(),
-                             plan.method.transition == methods::TransitionMode::Known
-                                 ? cat(", transition known (", sup.config.noise, " noise at rate ",
-                                       sup.config.rate, ")")
-                                 : cat(", transition ", methods::name_of(plan.method.transition), " from rate ",
-                                       plan.method.transition_init))
-                       : std::string());
-    if (method.needs_masks())
-      detail += cat(detail.empty() ? "" : "; ", "ambient: delta ", plan.method.delta,
-                    ", the network sees ", 1 - plan.method.delta, " of the observed pixels, hidden ones weighted ",
-                    plan.step.hidden_unit_weight ? "1 / sigma_data^2" : "lambda(sigma)");
-    files.log(cat("parameters ", core.net().table().total(), ", method ", methods::name_of(plan.method.kind),
-                  detail.empty() ? std::string() : " (" + detail + ")"));
-    files.log(cat("training ", plan.steps, " steps (", plan.steps * plan.batch / 1e3,
-                  " kimg); progress every ", plan.log_every, " steps; checkpoints every ",
-                  plan.checkpoint_every, " steps"));
-    if (ranks > 1)
-      files.log(cat("data parallel over ", ranks, " ranks: ", local_batch,
-                    " images per rank and step, gradients ", reducer.path()));
+      method.on_step_sums = [this](const Exec& e, const Tensor1<float, Exec>& c) { counts.sum(e, c); };
   }
+  RankSums(const RankSums&) = delete;
+  RankSums& operator=(const RankSums&) = delete;
+};
 
-  // ---- initial or resumed state ------------------------------------------------------------
-  Checkpointer<Exec> checkpointer(plan, deck_text, method, files, root, resume_from);
-  if (resume_from.empty()) {
-    method.initialize(plan.init);
-  } else {
-    checkpointer.restore(at.checkpoint ? std::move(*at.checkpoint) : io::read_checkpoint(resume_from),
-                         resume_from);
-    at.checkpoint.reset();
-  }
+/// The clean labels on the device for the DMIS posterior's diagnostics (never for training);
+/// empty for the other methods. The method keeps an unmanaged view: the caller holds this one.
+Kokkos::View<int*, Kokkos::LayoutRight, Exec::memory_space> audit_labels(const RunPlan& plan,
+                                                                       const data::Split& tr) {
+  const std::vector<int32_t>& labels =
+      plan.supervision_from_dataset ? tr.clean_labels : (tr.clean_labels.empty() ? tr.labels : tr.clean_labels);
+  Kokkos::View<int*, Kokkos::LayoutRight, Exec::memory_space> audit(
+      "dmis::train::audit_labels", plan.method.kind == methods::MethodKind::Dmis ? labels.size() : 0);
+  auto h = Kokkos::create_mirror_view(audit);
+  for (size_t i = 0; i < audit.extent(0); ++i) h(i) = labels[i];
+  Kokkos::deep_copy(audit, h);
+  return audit;
+}
 
-  // ---- buffers of one batch ----------------------------------------------------------------
-  const int C = tr.C, H = tr.H, W = tr.W, K = ds.classes;
-  Kokkos::View<float****, Kokkos::LayoutRight, Exec::memory_space> x0("dmis::train::x0", local_batch, C, H, W);
-  // the pixel masks of the observations (Ambient); empty for the other methods
-  Kokkos::View<float****, Kokkos::LayoutRight, Exec::memory_space> pixel_mask(
-      "dmis::train::pixel_mask", method.needs_masks() ? local_batch : 0, 1, H, W);
-  Kokkos::View<int*, Kokkos::LayoutRight, Exec::memory_space> obs("dmis::train::observed", local_batch),
-      idx("dmis::train::index", local_batch);
-  Kokkos::View<uint8_t**, Kokkos::LayoutRight, Exec::memory_space> cand("dmis::train::candidates",
-                                                                         local_batch, K);
-  Kokkos::View<uint8_t*, Kokkos::LayoutRight, Exec::memory_space> lab("dmis::train::labeled", local_batch);
-  // ---- the loop ----------------------------------------------------------------------------
-  const long start = core.step();
-  if (start >= plan.steps) {
-    if (root) files.log(cat("nothing to do: the run is at step ", start, " of ", plan.steps));
-    return 0;
-  }
+/// One batch on the device, allocated once: the images (or observations), their pixel masks
+/// (Ambient; empty otherwise), the supervision and the sample indices.
+struct Batch {
+  template <class T>
+  using View = Kokkos::View<T, Kokkos::LayoutRight, Exec::memory_space>;
+  View<float****> x0, pixel_mask;          // [B, C, H, W], [B or 0, 1, H, W]
+  View<int*> observed, index;              // [B]
+  View<uint8_t**> candidates;              // [B, K]
+  View<uint8_t*> labeled;                  // [B]
+  Batch(int B, int C, int H, int W, int K, bool masks)
+      : x0("dmis::train::x0", B, C, H, W),
+        pixel_mask("dmis::train::pixel_mask", masks ? B : 0, 1, H, W),
+        observed("dmis::train::observed", B),
+        index("dmis::train::index", B),
+        candidates("dmis::train::candidates", B, K),
+        labeled("dmis::train::labeled", B) {}
+};
+
+/// The steps from the method's current one to the plan's last: gather, step, epoch's end, log,
+/// checkpoint.
+void train_loop(const RunPlan& plan, methods::MethodStep<Exec>& method, const DeviceData<Exec>& dev,
+                const data::Split& tr, Checkpointer<Exec>& checkpointer, RunFiles& files, int ranks,
+                bool root) {
+  const long start = method.core().step();
+  Batch b(plan.batch / ranks, tr.C, tr.H, tr.W, dev.classes(), method.needs_masks());
   const uint64_t data_seed = plan.seed ^ 0xD1B54A32D192ED03ull;
+  const bool is_dmis = plan.method.kind == methods::MethodKind::Dmis;
   ProgressLog<Exec> progress(plan, method, files, root, start);
   for (long s = start; s < plan.steps; ++s) {
     const bool dmis_on = method.dmis_active(s);
@@ -410,9 +424,9 @@ int train_run(const deck::Deck& d) {
       files.log(cat("step ", s, ": DMIS terms on (", method.evaluations_per_step(true),
                     " denoiser evaluations per step against ", method.evaluations_per_step(false),
                     " for vanilla)"));
-    dev.gather(Exec(), data_seed, static_cast<uint64_t>(s) * plan.batch, plan.step.ids(), x0, obs,
-               cand, lab, idx, pixel_mask);
-    method.run(Exec(), x0, obs, cand, lab, pixel_mask, idx);
+    dev.gather(Exec(), data_seed, static_cast<uint64_t>(s) * plan.batch, plan.step.ids(), b.x0,
+               b.observed, b.candidates, b.labeled, b.index, b.pixel_mask);
+    method.run(Exec(), b.x0, b.observed, b.candidates, b.labeled, b.pixel_mask, b.index);
     progress.add_step(dmis_on);
     const long done = s + 1;
     if (epoch_ends(s, plan.batch, tr.N)) end_epoch(method, ranks, root);
@@ -425,10 +439,73 @@ int train_run(const deck::Deck& d) {
       if (ckpt_now) checkpointer.save(done);
     }
   }
-  if (root) {
+  if (root)
     files.log(cat("done: ", plan.steps - start, " steps in ", duration(progress.elapsed()), "; EMA snapshot ",
                   io::checkpoint_path(plan.run_dir, "ema", plan.steps)));
+}
+
+}  // namespace
+
+int train(const deck::Deck& d) {
+  if (d.get_string("method.name") == "diffem") return train_run(diffem_laps(d));
+  return train_run(d);
+}
+
+int train_run(const deck::Deck& d) { return train_run(make_plan(d)); }
+
+int train_run(RunPlan plan) {
+  if (plan.method.kind == methods::MethodKind::Diffem)
+    throw InputError("method.name diffem is a pipeline of runs: train it with train(), not train_run()");
+  const bool root = dist::rank() == 0;
+  const int ranks = dist::size();
+
+  // the run directory: its resume policy, then created (checks that it is writable first)
+  RunFiles files(plan.run_dir, root);
+  ResumePoint at = resume_point(files, plan.resume, plan.resume_key);
+  const std::string resume_from = at.from;
+  dist::barrier();  // every rank has looked at the directory before rank 0 writes into it
+  files.create();
+  if (root)
+    for (const auto& line : at.notes) files.log(line);
+  if (root && at.restarted) files.truncate_stats_after(0);  // the records of the run that stopped
+
+  const RunData data = load_data(plan, resume_from, root);
+  const auto& tr = data.ds.train;
+  if (root) log_run(files, plan, data, ranks);
+  const DeviceData<Exec> dev =
+      tr.corrupted() ? DeviceData<Exec>(tr.N, tr.C, tr.H, tr.W, data.ds.classes, tr.observations, tr.masks,
+                                        data.sup.observed, data.sup.candidates, data.sup.labeled)
+                     : DeviceData<Exec>(tr.N, tr.C, tr.H, tr.W, data.ds.classes, tr.images,
+                                        data.sup.observed, data.sup.candidates, data.sup.labeled);
+  const bool is_dmis = plan.method.kind == methods::MethodKind::Dmis;
+  if (is_dmis && plan.method.supervision == methods::dmis_ops::Supervision::Noisy &&
+      plan.method.transition == methods::TransitionMode::Known) {
+    try {
+      plan.method.known_transition = data::noise_transition(data.sup);
+    } catch (const InputError& e) {
+      plan.transition_key.fail(cat("'known': ", e.what()));
+    }
   }
+  methods::MethodStep<Exec> method(plan.net, plan.step, plan.method, plan.batch / ranks, plan.conv_scratch_mb);
+  RankSums sums(method, is_dmis);
+  const auto audit = audit_labels(plan, tr);
+  if (audit.extent(0) > 0) method.set_audit_labels(audit);
+  if (root) log_method(files, plan, method, data.sup, ranks, sums.grads.path());
+
+  // the initial or resumed state
+  Checkpointer<Exec> checkpointer(plan, method, files, root, resume_from);
+  if (resume_from.empty()) {
+    method.initialize(plan.init);
+  } else {
+    checkpointer.restore(at.checkpoint ? std::move(*at.checkpoint) : io::read_checkpoint(resume_from),
+                         resume_from);
+    at.checkpoint.reset();
+  }
+  if (method.core().step() >= plan.steps) {
+    if (root) files.log(cat("nothing to do: the run is at step ", method.core().step(), " of ", plan.steps));
+    return 0;
+  }
+  train_loop(plan, method, dev, tr, checkpointer, files, ranks, root);
   return 0;
 }
 

@@ -13,14 +13,18 @@
 
 namespace dmis::train {
 
+/// A deck resolved once (make_plan): nothing after it reads deck keys or compares names.
 struct RunPlan {
   std::string deck_file, name, out_dir, run_dir, resume;
+  std::string deck_text;  // the resolved deck, written to deck.yaml and into checkpoints
   uint64_t seed = 1;
   long log_every = 50, checkpoint_every = 500, keep = 2;
   std::string data_path;
   size_t train_limit = 0, test_limit = 0;
   data::SupervisionConfig supervision;
-  std::string supervision_source = "generate";
+  bool supervision_from_dataset = false;  // supervision.source: dataset (else generated)
+  // the network: preset plus overrides; classes (and the checks) once the data is read
+  // (resolve_network)
   models::UNetConfig net;
   models::InitScheme init = models::InitScheme::Adm;
   methods::TrainStepConfig step;
@@ -28,10 +32,16 @@ struct RunPlan {
   int batch = 64;
   long steps = 0;
   double conv_scratch_mb = 0;
+  // where the keys of the checks that need the data (or the run directory) are
+  deck::KeyRef preset_key, transition_key, resume_key;
 };
 
 /// The network a deck describes (preset plus overrides), for `classes` classes.
 models::UNetConfig network_from_deck(const deck::Deck& d, int classes);
+
+/// `net` for `classes` classes, checked (the levels, the GroupNorm divisibility of every
+/// layer); a DeckError at `preset_key` where it does not hold.
+models::UNetConfig resolve_network(models::UNetConfig net, int classes, const deck::KeyRef& preset_key);
 
 /// Everything a run needs, from a validated deck. Throws DeckError located at the key.
 RunPlan make_plan(const deck::Deck& d);
@@ -43,6 +53,8 @@ int train(const deck::Deck& d);
 
 /// One training run of vanilla, dmis or ambient from the deck (not diffem: see train).
 int train_run(const deck::Deck& d);
+/// The same from its plan.
+int train_run(RunPlan plan);
 
 /// DiffEM (src/train/diffem.cpp): the EM laps of a posterior denoiser on corrupted images, into
 /// the run directory's diffem/ (resumed after the last finished lap). Returns the deck of the
