@@ -94,79 +94,99 @@ MethodStep<Exec>::MethodStep(const models::UNetConfig& net, const TrainStepConfi
   m_rest = fbuf<Exec>("mix_rest", m_B * n);
   if (needs_masks())
     m_mask_tilde = fbuf<Exec>("ambient_mask", static_cast<size_t>(m_B) * net.resolution * net.resolution);
-  if (m.kind == MethodKind::Dmis) {
-    ClassifierConfig cc;
-    cc.points = m.timesteps;
-    cc.timesteps = "window";
-    cc.window = m.window;
-    cc.fixed_sigma = m.classifier_sigma;
-    if (m.classifier_sigma_max > 0) {  // K levels evenly over [classifier_sigma, _max], alike
-      if (!(m.classifier_sigma > 0 && m.classifier_sigma_max > m.classifier_sigma))
-        throw InputError(cat("method.classifier_sigma_max (", m.classifier_sigma_max,
-                             ") must exceed method.classifier_sigma (", m.classifier_sigma, ")"));
-      cc.fixed_sigma = 0;
-      cc.timesteps = "uniform";
-      cc.uniform_min = m.classifier_sigma;
-      cc.uniform_max = m.classifier_sigma_max;
-      cc.equal_weights = true;
-    }
-    cc.logit_scale = 1;  // unscaled logits u: the step applies s (a device scalar) and the prior
-    cc.edm = train.edm;
-    m_ema_cls = std::make_unique<DiffusionClassifier<Exec>>(net, cc, m_Bw, m_C, true, conv_scratch_mb);
-    ClassifierConfig live = cc;
-    if (m.cls_sigma > 0) live.fixed_sigma = m.cls_sigma;
-    m_live_cls =
-        std::make_unique<DiffusionClassifier<Exec>>(net, live, m_Bc, m_Kc, false, conv_scratch_mb);
-    m_fphi = fbuf<Exec>("f_phi", m_Bw * m_C);
-    m_q = fbuf<Exec>("posterior", m_Bw * m_C);
-    m_ftheta = fbuf<Exec>("f_theta", m_Bc * m_Kc);
-    m_target = fbuf<Exec>("target", m_Bc * m_Kc);
-    m_classes_all = ibuf<Exec>("classes_all", m_Bw * m_C);
-    m_classes_set = ibuf<Exec>("classes_set", m_Bc * m_Kc);
-    fill_class_ids<Exec>(m_classes_all, m_C);
-    m_trans_step = fbuf<Exec>("step_sums", m_C * m_C + kScaleGrid);  // counts (C, C), ll (G)
-    m_trans_acc = fbuf<Exec>("transition_counts", m_C * m_C);
-    m_trans = fbuf<Exec>("transition", m_C * m_C);
-    {
-      // EM's starting point for the transition: a label is right with probability
-      // 1 - transition_init, wrong labels spread evenly (diagonally dominant, the usual
-      // identifiability assumption), with the weight of the counts' steady state (the samples
-      // of 1 / (1 - momentum) steps) so that it fades as the estimates come in
-      const double e0 = m.transition_init;
-      const int Bwg = classifier_samples(m.posterior_fraction,
-                                         train.global_batch > 0 ? train.global_batch : local_batch);
-      const double rows = Bwg / (1.0 - std::min(m.transition_momentum, 0.999)) / m_C;
-      // known: the supervision's own noise process instead (fixed; the same weight of counts,
-      // so that the Dirichlet prior's share is the same as fixed's)
-      const bool known = m.transition == TransitionMode::Known && m_kind == dmis_ops::Supervision::Noisy;
-      if (known && m.known_transition.size() != static_cast<size_t>(m_C) * m_C)
-        throw InputError(cat("method.transition: known needs the noise process's transition of ",
-                             m_C, " x ", m_C, " values, found ", m.known_transition.size()));
-      std::vector<float> init(m_C * m_C);
-      for (int y = 0; y < m_C; ++y)
-        for (int k = 0; k < m_C; ++k)
-          init[y * m_C + k] = static_cast<float>(
-              rows * (known ? m.known_transition[y * m_C + k] : y == k ? 1 - e0 : e0 / (m_C - 1)));
-      set_transition_counts(init);
-    }
-    m_diag = fbuf<Exec>("diagnostics", dmis_ops::kDiagnostics);
-    m_scale_dev = fbuf<Exec>("logit_scale", 1);
-    set_logit_scale(m_scale);
-    m_gcls = fbuf<Exec>("grads_cls", m_core.store().grads.extent(0));
-    m_norm_scratch = fbuf<Exec>("diag_norm_scratch", optim::Optimizer<Exec, T>::norm_scratch_size(
-                                                        m_core.store().grads.extent(0)));
-    if (m_E > 0 && m.gen_objective == GenObjective::Mixture) {
-      m_genw = fbuf<Exec>("gen_weights", m_Bw * m_C);
-      m_extra_net = std::make_unique<models::UNet<Exec, T>>(net);
-      m_extra_net->prepare(m_E * m_Bw, conv_scratch_mb, /*inference_only=*/true);
-      m_extra_w = fbuf<Exec>("extra_weight", m_E * m_Bw);
-      m_extra_labels = ibuf<Exec>("extra_labels", m_E * m_Bw);
-      m_extra_in = fbuf<Exec>("extra_in", m_E * m_Bw * n);
-      m_extra_cn = fbuf<Exec>("extra_c_noise", m_E * m_Bw);
-      m_extra_sigma = fbuf<Exec>("extra_sigma", m_E * m_Bw);
-    }
-    Kokkos::fence();
+  if (m.kind == MethodKind::Dmis) allocate_dmis(net, conv_scratch_mb);
+}
+
+namespace {
+
+/// The DMIS classifiers' levels: K points in the DMIS window, at method.classifier_sigma, or
+/// evenly over [classifier_sigma, classifier_sigma_max] with equal weights; unscaled logits u
+/// (the step applies s, a device scalar, and the prior).
+ClassifierConfig dmis_classifier_config(const MethodConfig& m, const TrainStepConfig& train) {
+  ClassifierConfig cc;
+  cc.points = m.timesteps;
+  cc.timesteps = "window";
+  cc.window = m.window;
+  cc.fixed_sigma = m.classifier_sigma;
+  if (m.classifier_sigma_max > 0) {  // K levels evenly over [classifier_sigma, _max], alike
+    if (!(m.classifier_sigma > 0 && m.classifier_sigma_max > m.classifier_sigma))
+      throw InputError(cat("method.classifier_sigma_max (", m.classifier_sigma_max,
+                           ") must exceed method.classifier_sigma (", m.classifier_sigma, ")"));
+    cc.fixed_sigma = 0;
+    cc.timesteps = "uniform";
+    cc.uniform_min = m.classifier_sigma;
+    cc.uniform_max = m.classifier_sigma_max;
+    cc.equal_weights = true;
   }
+  cc.logit_scale = 1;
+  cc.edm = train.edm;
+  return cc;
+}
+
+/// EM's starting counts for the noisy-label transition (C x C): a label is right with
+/// probability 1 - transition_init, wrong labels spread evenly (diagonally dominant, the usual
+/// identifiability assumption), with the weight of the counts' steady state (the samples of
+/// 1 / (1 - momentum) steps) so that it fades as the estimates come in. known: the
+/// supervision's own noise process instead (fixed; the same weight of counts, so that the
+/// Dirichlet prior's share is the same as fixed's).
+std::vector<float> initial_transition_counts(const MethodConfig& m, const TrainStepConfig& train,
+                                             int local_batch, int C) {
+  const double e0 = m.transition_init;
+  const int Bwg = classifier_samples(m.posterior_fraction, train.global_batch > 0 ? train.global_batch : local_batch);
+  const double rows = Bwg / (1.0 - std::min(m.transition_momentum, 0.999)) / C;
+  const bool known = m.transition == TransitionMode::Known && m.supervision == dmis_ops::Supervision::Noisy;
+  if (known && m.known_transition.size() != static_cast<size_t>(C) * C)
+    throw InputError(cat("method.transition: known needs the noise process's transition of ", C, " x ", C,
+                         " values, found ", m.known_transition.size()));
+  std::vector<float> init(C * C);
+  for (int y = 0; y < C; ++y)
+    for (int k = 0; k < C; ++k)
+      init[y * C + k] = static_cast<float>(rows * (known ? m.known_transition[y * C + k]
+                                                         : y == k ? 1 - e0 : e0 / (C - 1)));
+  return init;
+}
+
+}  // namespace
+
+/// DMIS's state: the two diffusion classifiers, the posteriors and targets, the noisy-label
+/// transition, the diagnostics and gradient buffers, and the mixture's extra-class network.
+template <class Exec>
+void MethodStep<Exec>::allocate_dmis(const models::UNetConfig& net, double conv_scratch_mb) {
+  const MethodConfig& m = m_cfg;
+  const size_t n = static_cast<size_t>(net.in_channels) * net.resolution * net.resolution;
+  const ClassifierConfig cc = dmis_classifier_config(m, m_train);
+  m_ema_cls = std::make_unique<DiffusionClassifier<Exec>>(net, cc, m_Bw, m_C, true, conv_scratch_mb);
+  ClassifierConfig live = cc;
+  if (m.cls_sigma > 0) live.fixed_sigma = m.cls_sigma;
+  m_live_cls = std::make_unique<DiffusionClassifier<Exec>>(net, live, m_Bc, m_Kc, false, conv_scratch_mb);
+  m_fphi = fbuf<Exec>("f_phi", m_Bw * m_C);
+  m_q = fbuf<Exec>("posterior", m_Bw * m_C);
+  m_ftheta = fbuf<Exec>("f_theta", m_Bc * m_Kc);
+  m_target = fbuf<Exec>("target", m_Bc * m_Kc);
+  m_classes_all = ibuf<Exec>("classes_all", m_Bw * m_C);
+  m_classes_set = ibuf<Exec>("classes_set", m_Bc * m_Kc);
+  fill_class_ids<Exec>(m_classes_all, m_C);
+  m_trans_step = fbuf<Exec>("step_sums", m_C * m_C + kScaleGrid);  // counts (C, C), ll (G)
+  m_trans_acc = fbuf<Exec>("transition_counts", m_C * m_C);
+  m_trans = fbuf<Exec>("transition", m_C * m_C);
+  set_transition_counts(initial_transition_counts(m, m_train, m_B, m_C));
+  m_diag = fbuf<Exec>("diagnostics", dmis_ops::kDiagnostics);
+  m_scale_dev = fbuf<Exec>("logit_scale", 1);
+  set_logit_scale(m_scale);
+  m_gcls = fbuf<Exec>("grads_cls", m_core.store().grads.extent(0));
+  m_norm_scratch = fbuf<Exec>("diag_norm_scratch", optim::Optimizer<Exec, T>::norm_scratch_size(
+                                                      m_core.store().grads.extent(0)));
+  if (m_E > 0 && m.gen_objective == GenObjective::Mixture) {
+    m_genw = fbuf<Exec>("gen_weights", m_Bw * m_C);
+    m_extra_net = std::make_unique<models::UNet<Exec, T>>(net);
+    m_extra_net->prepare(m_E * m_Bw, conv_scratch_mb, /*inference_only=*/true);
+    m_extra_w = fbuf<Exec>("extra_weight", m_E * m_Bw);
+    m_extra_labels = ibuf<Exec>("extra_labels", m_E * m_Bw);
+    m_extra_in = fbuf<Exec>("extra_in", m_E * m_Bw * n);
+    m_extra_cn = fbuf<Exec>("extra_c_noise", m_E * m_Bw);
+    m_extra_sigma = fbuf<Exec>("extra_sigma", m_E * m_Bw);
+  }
+  Kokkos::fence();
 }
 
 template <class Exec>
@@ -302,37 +322,50 @@ void MethodStep<Exec>::run_dmis(const Exec& exec, const Tensor4<const T, Exec>& 
                                 const Tensor1<const uint8_t, Exec>& labeled,
                                 const Tensor4<const T, Exec>& mask,
                                 const Tensor1<const int, Exec>& index) {
-  namespace ops = dmis_ops;
   const auto& nc = m_core.net().config();
-  const int B = m_B, Bw = m_Bw, Bc = m_Bc, Kc = m_Kc, C = m_C;
-  const int Ch = nc.out_channels, R = nc.resolution;
+  const int R = nc.resolution;
   // DMIS with Ambient's masked objective (noisy labels and missing pixels): the classifiers see
   // the observation masks A, the generative term the further-masked A B, its loss A
   const bool masked = needs_masks();
-  const Tensor4<T, Exec> tilde(masked ? m_mask_tilde.data() : nullptr, masked ? B : 0, 1, R, R);
+  const Tensor4<T, Exec> tilde(masked ? m_mask_tilde.data() : nullptr, masked ? m_B : 0, 1, R, R);
   if (masked) further_mask(exec, mask, index, tilde);
-  const uint32_t step = static_cast<uint32_t>(m_core.step());
-  const rng::SampleIds ids = m_train.ids();
-  const uint64_t seed = m_train.seed;
-  auto& store = m_core.store();
-  // the first Bw samples get posteriors (Bw, ...), the first Bc <= Bw the classification term
-  const Tensor4<const T, Exec> x0w(x0.data(), Bw, Ch, R, R), x0c(x0.data(), Bc, Ch, R, R);
-  const Tensor4<const T, Exec> maskw(masked ? mask.data() : nullptr, masked ? Bw : 0, 1, R, R),
-      maskc(masked ? mask.data() : nullptr, masked ? Bc : 0, 1, R, R);
-  const Tensor1<const int, Exec> obsw(observed.data(), Bw);
-
   // the ramp-in after the warm-up (method.rampup_kimg): r in (0, 1], host-known from the step
   const double ramp = dmis_ramp(m_core.step());
   m_core.begin(exec);
-  // 1. the EMA diffusion classifier over every class: f = p_phi(y | x0)   (Bw, C)
+  dmis_posterior(exec, x0, observed, candidates, labeled, mask);    // 1-2
+  dmis_classification(exec, x0, observed, mask, ramp);             // 3-5
+  if (m_cfg.gen_objective == GenObjective::Sample)                  // 6
+    sample_term(exec, x0, observed, candidates, labeled, mask, tilde, ramp);
+  else
+    mixture_term(exec, x0, observed, candidates, labeled, mask, tilde);
+  dmis_finish(exec, observed, index);                               // 7
+  m_core.finish(exec);
+}
+
+// 1. the EMA diffusion classifier over every class: f = p_phi(y | x0)   (Bw, C)
+// 2. the posterior given the supervision, q ∝ p(z | y) f   (Bw, C), with p(z | y) of the
+//    supervision kind (noisy labels: the current transition estimate); the likelihood of the
+//    supervision over the grid of logit scales; the transition's online EM and the class
+//    prior's counts (both take effect from the next step, with the sums of every rank)
+template <class Exec>
+void MethodStep<Exec>::dmis_posterior(const Exec& exec, const Tensor4<const T, Exec>& x0,
+                                      const Tensor1<const int, Exec>& observed,
+                                      const Tensor2<const uint8_t, Exec>& candidates,
+                                      const Tensor1<const uint8_t, Exec>& labeled,
+                                      const Tensor4<const T, Exec>& mask) {
+  namespace ops = dmis_ops;
+  const auto& nc = m_core.net().config();
+  const int Bw = m_Bw, C = m_C, Ch = nc.out_channels, R = nc.resolution;
+  const bool masked = needs_masks();
+  const Tensor4<const T, Exec> x0w(x0.data(), Bw, Ch, R, R);
+  const Tensor4<const T, Exec> maskw(masked ? mask.data() : nullptr, masked ? Bw : 0, 1, R, R);
+  const Tensor1<const int, Exec> obsw(observed.data(), Bw);
   const Tensor2<const int, Exec> all(m_classes_all.data(), Bw, C);
   const Tensor1<const T, Exec> scale(m_scale_dev.data(), 1);
-  m_ema_cls->forward(exec, store.ema, x0w, all, Tensor1<const T, Exec>(), seed, step, ids, maskw);
+  m_ema_cls->forward(exec, m_core.store().ema, x0w, all, Tensor1<const T, Exec>(), m_train.seed,
+                     static_cast<uint32_t>(m_core.step()), m_train.ids(), maskw);
   const Tensor2<T, Exec> fphi(m_fphi.data(), Bw, C), q(m_q.data(), Bw, C);
   ops::scaled_softmax<Exec>(exec, m_ema_cls->logits(), all, m_log_prior, scale, fphi);
-  // 2. the posterior given the supervision, q ∝ p(z | y) f   (Bw, C), with p(z | y) of the
-  //    supervision kind (noisy labels: the current transition estimate); and the likelihood of
-  //    the supervision over the grid of logit scales
   const V1 sums(m_trans_step.data(), C * C + kScaleGrid), ll(m_trans_step.data() + C * C, kScaleGrid);
   auto with_likelihood = [&](auto&& fn) {
     switch (m_kind) {
@@ -352,22 +385,17 @@ void MethodStep<Exec>::run_dmis(const Exec& exec, const Tensor4<const T, Exec>& 
     ops::posterior(exec, lik, Tensor2<const T, Exec>(fphi), q);
     if (m_cfg.calibrate_scale)
       ops::scale_loglik(exec, lik, Tensor2<const T, Exec>(m_ema_cls->logits()), all,
-                        Tensor1<const T, Exec>(m_log_prior),
-                        kScaleGridLo, kScaleGridRatio, ll);
+                        Tensor1<const T, Exec>(m_log_prior), kScaleGridLo, kScaleGridRatio, ll);
   });
-  // online EM for the transition: this step's expected counts of (class, noisy label)
   const bool estimate_transition = m_kind == ops::Supervision::Noisy && m_cfg.transition == TransitionMode::Estimate;
   if (estimate_transition)
-    ops::transition_counts(exec, Tensor2<const T, Exec>(q), obsw,
-                           Tensor2<T, Exec>(m_trans_step.data(), C, C));
-  // both estimates take effect from the next step, with the sums of every rank
+    ops::transition_counts(exec, Tensor2<const T, Exec>(q), obsw, Tensor2<T, Exec>(m_trans_step.data(), C, C));
   if (on_step_sums) on_step_sums(exec, sums);
   if (estimate_transition)
     ops::transition_update(exec, Tensor2<T, Exec>(m_trans_step.data(), C, C),
                            Tensor2<T, Exec>(m_trans_acc.data(), C, C),
                            static_cast<float>(m_cfg.transition_momentum),
-                           static_cast<float>(m_cfg.transition_prior),
-                           Tensor2<T, Exec>(m_trans.data(), C, C));
+                           static_cast<float>(m_cfg.transition_prior), Tensor2<T, Exec>(m_trans.data(), C, C));
   if (m_kind == ops::Supervision::Partial && m_cfg.prior == PriorMode::Estimate) {
     // the class prior's counts: arg-max of the posterior over the candidates, once per sample
     auto counts = m_counts;
@@ -380,7 +408,26 @@ void MethodStep<Exec>::run_dmis(const Exec& exec, const Tensor4<const T, Exec>& 
           }
         });
   }
-  // 3. the live classifier on the classes of largest q (a known label always among them)
+}
+
+// 3. the live classifier on the classes of largest q (a known label always among them)
+// 4. its target: q on the set, or DMIS's ELR-style target for noisy labels
+// 5. L_cls and its gradient, taken with respect to the unscaled logits u (the classifier's
+//    backward): the gradient with respect to s u divided by s. Its size does not depend on the
+//    scale, i.e. beta weighs a classification loss summed over pixels against a generative
+//    loss summed over pixels as in the paper (here both are per pixel), while s sets how sharp
+//    the posterior is. Into its own buffer (its norm for the diagnostics); added at the end.
+template <class Exec>
+void MethodStep<Exec>::dmis_classification(const Exec& exec, const Tensor4<const T, Exec>& x0,
+                                           const Tensor1<const int, Exec>& observed,
+                                           const Tensor4<const T, Exec>& mask, double ramp) {
+  namespace ops = dmis_ops;
+  const auto& nc = m_core.net().config();
+  const int B = m_B, Bc = m_Bc, Kc = m_Kc, C = m_C, Ch = nc.out_channels, R = nc.resolution;
+  const bool masked = needs_masks();
+  const Tensor4<const T, Exec> x0c(x0.data(), Bc, Ch, R, R);
+  const Tensor4<const T, Exec> maskc(masked ? mask.data() : nullptr, masked ? Bc : 0, 1, R, R);
+  auto& store = m_core.store();
   const Tensor2<const T, Exec> qc(m_q.data(), Bc, C);
   const Tensor2<int, Exec> set(m_classes_set.data(), Bc, Kc);
   const bool has_label = m_kind != ops::Supervision::Partial;
@@ -388,80 +435,89 @@ void MethodStep<Exec>::run_dmis(const Exec& exec, const Tensor4<const T, Exec>& 
                    has_label ? Tensor1<const int, Exec>(observed.data(), Bc) : Tensor1<const int, Exec>(),
                    set);
   m_live_cls->forward(exec, store.params, x0c, Tensor2<const int, Exec>(set), Tensor1<const T, Exec>(),
-                      seed, step, ids, maskc);
+                      m_train.seed, static_cast<uint32_t>(m_core.step()), m_train.ids(), maskc);
   const Tensor2<T, Exec> fth(m_ftheta.data(), Bc, Kc), tgt(m_target.data(), Bc, Kc);
   ops::scaled_softmax<Exec>(exec, m_live_cls->logits(), Tensor2<const int, Exec>(set), m_log_prior,
-                            scale, fth);
-  // 4. its target: q on the set, or DMIS's ELR-style target for noisy labels
+                            Tensor1<const T, Exec>(m_scale_dev.data(), 1), fth);
   if (m_kind == ops::Supervision::Noisy && m_cfg.noisy_target == NoisyTarget::Elr)
     ops::elr_targets(exec, Tensor2<const T, Exec>(fth), Tensor2<const T, Exec>(m_fphi.data(), Bc, C),
                      Tensor2<const int, Exec>(set), Tensor1<const int, Exec>(observed.data(), Bc),
                      static_cast<float>(m_cfg.elr_clamp), tgt);
   else
     ops::restricted_targets(exec, qc, Tensor2<const int, Exec>(set), tgt);
-  // 5. L_cls and its gradient, taken with respect to the unscaled logits u (the classifier's
-  //    backward): the gradient with respect to s u divided by s. Its size does not depend on
-  //    the scale, i.e. beta weighs a classification loss summed over pixels against a
-  //    generative loss summed over pixels as in the paper (here both are per pixel), while s
-  //    sets how sharp the posterior is.
-  {
-    const T g = T(ramp * m_cfg.beta) / T(static_cast<double>(Bc) * m_core.global_batch() / B);
-    ops::classification_grad(exec, Tensor2<const T, Exec>(fth), Tensor2<const T, Exec>(tgt), g,
-                             V1(m_loss_cls.data(), 1), tgt,  // tgt now holds dlogits
-                             m_cfg.cls_push == ClsPush::Pull);
-  }
-  // the classification gradient into its own buffer (its norm for the diagnostics); the
-  // generative one into the store's (zeroed by begin), the two added at the end
-  const V1 grads = store.grads, gcls(m_gcls.data(), grads.extent(0)), diag(m_diag.data(), ops::kDiagnostics);
+  const T g = T(ramp * m_cfg.beta) / T(static_cast<double>(Bc) * m_core.global_batch() / B);
+  ops::classification_grad(exec, Tensor2<const T, Exec>(fth), Tensor2<const T, Exec>(tgt), g,
+                           V1(m_loss_cls.data(), 1), tgt,  // tgt now holds dlogits
+                           m_cfg.cls_push == ClsPush::Pull);
+  const V1 gcls(m_gcls.data(), store.grads.extent(0));
   optim::Optimizer<Exec, T>::fill(exec, gcls, T(0));
   // beta 0: dlogits are all 0, so is the backward's gradient; skip it (the forward stays, for
   // L_cls in the diagnostics)
   if (ramp * m_cfg.beta > 0) m_live_cls->backward(exec, store.params, Tensor2<const T, Exec>(tgt), gcls);
-  optim::Optimizer<Exec, T>::grad_norm2(exec, Tensor1<const T, Exec>(gcls), V1(m_norm_scratch.data(), m_norm_scratch.extent(0)),
+  optim::Optimizer<Exec, T>::grad_norm2(exec, Tensor1<const T, Exec>(gcls),
+                                        V1(m_norm_scratch.data(), m_norm_scratch.extent(0)),
                                         V1(m_diag.data() + ops::kGradNorm2Cls, 1));
-  // 6. the generative term
+}
+
+// 6. the generative term (sample objective): a class drawn from q for the first Bw samples
+//    (during the ramp-in, with probability r; below method.relabel_confidence, the vanilla
+//    label), the vanilla label for the others; then classifier-free guidance's label dropout
+template <class Exec>
+void MethodStep<Exec>::sample_term(const Exec& exec, const Tensor4<const T, Exec>& x0,
+                                   const Tensor1<const int, Exec>& observed,
+                                   const Tensor2<const uint8_t, Exec>& candidates,
+                                   const Tensor1<const uint8_t, Exec>& labeled,
+                                   const Tensor4<const T, Exec>& mask, const Tensor4<T, Exec>& tilde,
+                                   double ramp) {
+  namespace ops = dmis_ops;
+  const int B = m_B, Bw = m_Bw;
+  const uint32_t step = static_cast<uint32_t>(m_core.step());
+  const rng::SampleIds ids = m_train.ids();
+  const uint64_t seed = m_train.seed;
   const Tensor1<int, Exec> top(m_top.data(), B);
-  if (m_cfg.gen_objective == GenObjective::Sample) {
-    // a class drawn from q for the first Bw samples (during the ramp-in, with probability r),
-    // the vanilla label for the others; then classifier-free guidance's label dropout
-    ops::sample_labels(exec, Tensor2<const T, Exec>(q), rng::Philox(seed, rng::kPseudoLabel), step,
-                       ids, Tensor1<int, Exec>(m_top.data(), Bw));
-    const bool unsure_to_vanilla = m_cfg.relabel_confidence > 0;
-    if (Bw < B || ramp < 1 || unsure_to_vanilla) {
-      const Tensor1<int, Exec> vanilla(m_labels.data(), B);
-      vanilla_labels(exec, observed, candidates, labeled, vanilla);
-      if (unsure_to_vanilla)
-        ops::keep_confident(exec, Tensor2<const T, Exec>(q), static_cast<float>(m_cfg.relabel_confidence),
-                            Tensor1<const int, Exec>(vanilla), Tensor1<int, Exec>(m_top.data(), Bw));
-      ops::ramp_labels(exec, static_cast<float>(ramp), Bw, rng::Philox(seed, rng::kRampLabel), step,
-                       ids, Tensor1<const int, Exec>(vanilla), top);
-    }
-    m_core.drop_labels(exec, top, top);
-    m_core.sample_inputs(exec, x0, tilde);
-    m_core.generative_loss(exec, x0, top, V1(), Tensor4<const T, Exec>(), T(1),
-                           masked ? Tensor4<const T, Exec>(mask) : Tensor4<const T, Exec>());
-  } else {
-    mixture_term(exec, x0, observed, candidates, labeled, mask, tilde);
+  const Tensor2<const T, Exec> q(m_q.data(), Bw, m_C);
+  ops::sample_labels(exec, q, rng::Philox(seed, rng::kPseudoLabel), step, ids, Tensor1<int, Exec>(m_top.data(), Bw));
+  const bool unsure_to_vanilla = m_cfg.relabel_confidence > 0;
+  if (Bw < B || ramp < 1 || unsure_to_vanilla) {
+    const Tensor1<int, Exec> vanilla(m_labels.data(), B);
+    vanilla_labels(exec, observed, candidates, labeled, vanilla);
+    if (unsure_to_vanilla)
+      ops::keep_confident(exec, q, static_cast<float>(m_cfg.relabel_confidence),
+                          Tensor1<const int, Exec>(vanilla), Tensor1<int, Exec>(m_top.data(), Bw));
+    ops::ramp_labels(exec, static_cast<float>(ramp), Bw, rng::Philox(seed, rng::kRampLabel), step, ids,
+                     Tensor1<const int, Exec>(vanilla), top);
   }
-  // 7. diagnostics, then the total gradient = generative + classification
-  optim::Optimizer<Exec, T>::grad_norm2(exec, Tensor1<const T, Exec>(grads), V1(m_norm_scratch.data(), m_norm_scratch.extent(0)),
+  m_core.drop_labels(exec, top, top);
+  m_core.sample_inputs(exec, x0, tilde);
+  m_core.generative_loss(exec, x0, top, V1(), Tensor4<const T, Exec>(), T(1),
+                         needs_masks() ? Tensor4<const T, Exec>(mask) : Tensor4<const T, Exec>());
+}
+
+// 7. the diagnostics, then the total gradient = generative + classification, the logit scale's
+//    calibration
+template <class Exec>
+void MethodStep<Exec>::dmis_finish(const Exec& exec, const Tensor1<const int, Exec>& observed,
+                                   const Tensor1<const int, Exec>& index) {
+  namespace ops = dmis_ops;
+  const int Bw = m_Bw, C = m_C;
+  const V1 grads = m_core.store().grads, gcls(m_gcls.data(), grads.extent(0)), diag(m_diag.data(), ops::kDiagnostics);
+  optim::Optimizer<Exec, T>::grad_norm2(exec, Tensor1<const T, Exec>(grads),
+                                        V1(m_norm_scratch.data(), m_norm_scratch.extent(0)),
                                         V1(m_diag.data() + ops::kGradNorm2Gen, 1));
-  ops::posterior_diagnostics(exec, Tensor2<const T, Exec>(q), Tensor2<const T, Exec>(fphi),
-                             Tensor1<const int, Exec>(m_top.data(), Bw), obsw,
+  ops::posterior_diagnostics(exec, Tensor2<const T, Exec>(m_q.data(), Bw, C),
+                             Tensor2<const T, Exec>(m_fphi.data(), Bw, C),
+                             Tensor1<const int, Exec>(m_top.data(), Bw), Tensor1<const int, Exec>(observed.data(), Bw),
                              m_audit.extent(0) > 0 ? Tensor1<const int, Exec>(index.data(), Bw)
                                                    : Tensor1<const int, Exec>(),
                              m_audit, diag);
   ops::add_into(exec, Tensor1<const T, Exec>(gcls), grads);
+  const V1 sd(m_scale_dev.data(), 1);
   if (m_cfg.calibrate_scale)
-    ops::update_scale(exec, ll, kScaleGridLo, kScaleGridRatio,
-                      static_cast<float>(m_cfg.scale_momentum), V1(m_scale_dev.data(), 1));
-  {
-    const V1 sd(m_scale_dev.data(), 1);
-    Kokkos::parallel_for(
-        "dmis::method::diag_scale", Kokkos::RangePolicy<Exec>(exec, 0, 1),
-        KOKKOS_LAMBDA(int) { diag(ops::kLogitScale) = sd(0); });
-  }
-  m_core.finish(exec);
+    ops::update_scale(exec, V1(m_trans_step.data() + C * C, kScaleGrid), kScaleGridLo, kScaleGridRatio,
+                      static_cast<float>(m_cfg.scale_momentum), sd);
+  Kokkos::parallel_for(
+      "dmis::method::diag_scale", Kokkos::RangePolicy<Exec>(exec, 0, 1),
+      KOKKOS_LAMBDA(int) { diag(ops::kLogitScale) = sd(0); });
 }
 
 template <class Exec>
@@ -473,14 +529,31 @@ void MethodStep<Exec>::mixture_term(const Exec& exec, const Tensor4<const T, Exe
   // TDSM's mixture D_bar = sum_y q_y D(x_sigma; sigma, y) inside the norm (Eq. 10 with the
   // posterior given x0): the top class with gradient, up to E more above tau without
   const auto& nc = m_core.net().config();
+  const int B = m_B, Ch = nc.out_channels, R = nc.resolution, n = Ch * R * R;
+  mixture_classes(exec, observed, candidates, labeled);
+  m_core.sample_inputs(exec, x0, tilde);
+  const Tensor4<T, Exec> rest(m_rest.data(), B, Ch, R, R);
+  optim::Optimizer<Exec, T>::fill(exec, Tensor1<T, Exec>(m_rest.data(), static_cast<size_t>(B) * n),
+                                  T(0));
+  if (m_extra_net && m_E > 0) extra_classes(exec, tilde, rest);
+  m_core.generative_loss(exec, x0, Tensor1<const int, Exec>(m_top.data(), B),
+                         Tensor1<const T, Exec>(m_top_w.data(), B), rest, T(1),
+                         needs_masks() ? Tensor4<const T, Exec>(mask) : Tensor4<const T, Exec>());
+}
+
+/// The mixture's classes (B): the posterior's top class with its weight among the kept ones,
+/// up to E extra classes above tau (E, Bw) with theirs; the vanilla label (weight 1) for the
+/// samples without posteriors, the unsure (method.relabel_confidence) and the dropped ("no
+/// label", classifier-free guidance).
+template <class Exec>
+void MethodStep<Exec>::mixture_classes(const Exec& exec, const Tensor1<const int, Exec>& observed,
+                                       const Tensor2<const uint8_t, Exec>& candidates,
+                                       const Tensor1<const uint8_t, Exec>& labeled) {
   const int B = m_B, Bw = m_Bw, C = m_C, E = m_extra_net ? m_E : 0;
-  const int Ch = nc.out_channels, R = nc.resolution, n = Ch * R * R, HW = R * R;
-  const bool masked = needs_masks();
   const int kind = static_cast<int>(m_kind);
   const uint32_t step = static_cast<uint32_t>(m_core.step());
   const rng::SampleIds ids = m_train.ids();
   const uint64_t seed = m_train.seed;
-  auto& store = m_core.store();
   const Tensor2<const T, Exec> genw(m_q.data(), Bw, C);
   const Tensor1<int, Exec> top(m_top.data(), B);
   const Tensor1<T, Exec> topw(m_top_w.data(), B);
@@ -525,56 +598,60 @@ void MethodStep<Exec>::mixture_term(const Exec& exec, const Tensor4<const T, Exe
           for (int e = 0; e < E; ++e) xw(e, b) /= total;
         });
   }
-  m_core.sample_inputs(exec, x0, tilde);
+}
+
+/// rest (B, Ch, R, R) += the extra classes' weighted denoiser outputs at the step's x_sigma
+/// (one forward of the extra-class network over E * Bw inputs, no gradient).
+template <class Exec>
+void MethodStep<Exec>::extra_classes(const Exec& exec, const Tensor4<T, Exec>& tilde, const Tensor4<T, Exec>& rest) {
+  const auto& nc = m_core.net().config();
+  const int Bw = m_Bw, E = m_E;
+  const int Ch = nc.out_channels, R = nc.resolution, n = Ch * R * R, HW = R * R;
+  const bool masked = needs_masks();
+  const Tensor2<T, Exec> xw(m_extra_w.data(), E, Bw);
   const auto xs = m_core.x_sigma();
   const auto sig = m_core.sigma();
-  const Tensor4<T, Exec> rest(m_rest.data(), B, Ch, R, R);
-  optim::Optimizer<Exec, T>::fill(exec, Tensor1<T, Exec>(m_rest.data(), static_cast<size_t>(B) * n),
-                                  T(0));
-  if (E > 0) {
-    const int J = E * Bw;
-    const Tensor4<T, Exec> xin(m_extra_in.data(), J, nc.in_channels, R, R);
-    auto cn = m_extra_cn;
-    auto xsig = m_extra_sigma;
-    const T sd = T(m_train.edm.sigma_data);
-    // flat over (extra sample, input value): coalesced on a GPU
-    const int nin = n + (masked ? HW : 0);
-    Kokkos::parallel_for(
-        "dmis::method::extra_inputs", Kokkos::RangePolicy<Exec>(exec, 0, static_cast<size_t>(J) * nin),
-        KOKKOS_LAMBDA(size_t r) {
-          const int j = static_cast<int>(r / nin), k = static_cast<int>(r % nin), b = j % Bw;
-          const T s = sig(b);
-          if (k == 0) {
-            xsig(j) = s;
-            cn(j) = compat::log(s) / T(4);
-          }
-          const T c_in = T(1) / compat::sqrt(s * s + sd * sd);
-          xin.data()[r] = k < n ? c_in * (&xs(b, 0, 0, 0))[k]
-                                : tilde.data()[static_cast<size_t>(b) * HW + (k - n)];  // mask channel
-        });
-    m_extra_net->forward(exec, store.params,
-                         {xin, m_extra_cn, Tensor1<const int, Exec>(m_extra_labels.data(), J)},
-                         /*train=*/false);
-    const auto F = m_extra_net->output();
-    // flat over (sample, value); rest holds zeros, so rest = the sum over the extra classes
-    Kokkos::parallel_for(
-        "dmis::method::extra_mix", Kokkos::RangePolicy<Exec>(exec, 0, static_cast<size_t>(Bw) * n),
-        KOKKOS_LAMBDA(size_t r) {
-          const int b = static_cast<int>(r / n), i = static_cast<int>(r % n);
-          const diffusion::EdmScaling<T> scale(sig(b), sd);
-          const T a = (&xs(b, 0, 0, 0))[i];
-          const T m = masked ? tilde.data()[static_cast<size_t>(b) * HW + i % HW] : T(1);
-          T acc = 0;
-          for (int e = 0; e < E; ++e) {
-            const T w = xw(e, b);
-            if (w == T(0)) continue;
-            const T f = (&F(e * Bw + b, 0, 0, 0))[i];
-            acc += w * (masked ? scale.masked(a, f, m) : scale(a, f));
-          }
-          (&rest(b, 0, 0, 0))[i] += acc;
-        });
-  }
-  m_core.generative_loss(exec, x0, top, topw, rest, T(1), masked ? Tensor4<const T, Exec>(mask) : Tensor4<const T, Exec>());
+  const int J = E * Bw;
+  const Tensor4<T, Exec> xin(m_extra_in.data(), J, nc.in_channels, R, R);
+  auto cn = m_extra_cn;
+  auto xsig = m_extra_sigma;
+  const T sd = T(m_train.edm.sigma_data);
+  // flat over (extra sample, input value): coalesced on a GPU
+  const int nin = n + (masked ? HW : 0);
+  Kokkos::parallel_for(
+      "dmis::method::extra_inputs", Kokkos::RangePolicy<Exec>(exec, 0, static_cast<size_t>(J) * nin),
+      KOKKOS_LAMBDA(size_t r) {
+        const int j = static_cast<int>(r / nin), k = static_cast<int>(r % nin), b = j % Bw;
+        const T s = sig(b);
+        if (k == 0) {
+          xsig(j) = s;
+          cn(j) = compat::log(s) / T(4);
+        }
+        const T c_in = T(1) / compat::sqrt(s * s + sd * sd);
+        xin.data()[r] = k < n ? c_in * (&xs(b, 0, 0, 0))[k]
+                              : tilde.data()[static_cast<size_t>(b) * HW + (k - n)];  // mask channel
+      });
+  m_extra_net->forward(exec, m_core.store().params,
+                       {xin, m_extra_cn, Tensor1<const int, Exec>(m_extra_labels.data(), J)},
+                       /*train=*/false);
+  const auto F = m_extra_net->output();
+  // flat over (sample, value); rest holds zeros, so rest = the sum over the extra classes
+  Kokkos::parallel_for(
+      "dmis::method::extra_mix", Kokkos::RangePolicy<Exec>(exec, 0, static_cast<size_t>(Bw) * n),
+      KOKKOS_LAMBDA(size_t r) {
+        const int b = static_cast<int>(r / n), i = static_cast<int>(r % n);
+        const diffusion::EdmScaling<T> scale(sig(b), sd);
+        const T a = (&xs(b, 0, 0, 0))[i];
+        const T m = masked ? tilde.data()[static_cast<size_t>(b) * HW + i % HW] : T(1);
+        T acc = 0;
+        for (int e = 0; e < E; ++e) {
+          const T w = xw(e, b);
+          if (w == T(0)) continue;
+          const T f = (&F(e * Bw + b, 0, 0, 0))[i];
+          acc += w * (masked ? scale.masked(a, f, m) : scale(a, f));
+        }
+        (&rest(b, 0, 0, 0))[i] += acc;
+      });
 }
 
 template <class Exec>

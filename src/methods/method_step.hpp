@@ -166,13 +166,33 @@ public:
                 const Tensor2<const uint8_t, Exec>& candidates,
                 const Tensor1<const uint8_t, Exec>& labeled, const Tensor4<const T, Exec>& mask,
                 const Tensor1<const int, Exec>& index);
+  // run_dmis's stages, in order
+  void dmis_posterior(const Exec& exec, const Tensor4<const T, Exec>& x0,
+                      const Tensor1<const int, Exec>& observed,
+                      const Tensor2<const uint8_t, Exec>& candidates,
+                      const Tensor1<const uint8_t, Exec>& labeled, const Tensor4<const T, Exec>& mask);
+  void dmis_classification(const Exec& exec, const Tensor4<const T, Exec>& x0,
+                           const Tensor1<const int, Exec>& observed, const Tensor4<const T, Exec>& mask,
+                           double ramp);
+  void sample_term(const Exec& exec, const Tensor4<const T, Exec>& x0,
+                   const Tensor1<const int, Exec>& observed,
+                   const Tensor2<const uint8_t, Exec>& candidates,
+                   const Tensor1<const uint8_t, Exec>& labeled, const Tensor4<const T, Exec>& mask,
+                   const Tensor4<T, Exec>& tilde, double ramp);
+  void dmis_finish(const Exec& exec, const Tensor1<const int, Exec>& observed,
+                   const Tensor1<const int, Exec>& index);
   void mixture_term(const Exec& exec, const Tensor4<const T, Exec>& x0,
                     const Tensor1<const int, Exec>& observed,
                     const Tensor2<const uint8_t, Exec>& candidates,
                     const Tensor1<const uint8_t, Exec>& labeled, const Tensor4<const T, Exec>& mask,
                     const Tensor4<T, Exec>& tilde);
+  void mixture_classes(const Exec& exec, const Tensor1<const int, Exec>& observed,
+                       const Tensor2<const uint8_t, Exec>& candidates,
+                       const Tensor1<const uint8_t, Exec>& labeled);
+  void extra_classes(const Exec& exec, const Tensor4<T, Exec>& tilde, const Tensor4<T, Exec>& rest);
 
 private:
+  void allocate_dmis(const models::UNetConfig& net, double conv_scratch_mb);
   MethodConfig m_cfg;
   TrainStepConfig m_train;
   dmis_ops::Supervision m_kind;
