@@ -135,8 +135,7 @@ void DiffusionClassifier<Exec>::forward(const Exec& exec, const Tensor1<const T,
                                         uint32_t step, rng::SampleIds ids,
                                         const Tensor4<const T, Exec>& mask) {
   const auto& nc = m_net.config();
-  const int B = m_B, NC = m_NC, K = m_K, C = nc.out_channels, Cin = nc.in_channels,
-            R = nc.resolution, HW = R * R;
+  const int B = m_B, NC = m_NC, K = m_K, C = nc.out_channels, Cin = nc.in_channels, R = nc.resolution;
   const char* op = "dmis::classifier::forward";
   kernels::expect_shape(op, "x0", x0, {B, C, R, R});
   const bool masked = Cin == C + 1;
@@ -149,7 +148,29 @@ void DiffusionClassifier<Exec>::forward(const Exec& exec, const Tensor1<const T,
   const bool with_prior = log_prior.extent(0) != 0;
   if (with_prior) kernels::expect_shape(op, "log_prior", log_prior, {nc.classes + 1});
   m_x0 = x0;
-  const int J = B * NC * K, n = C * R * R;
+  noisy_inputs(exec, x0, classes, seed, step, ids, mask);
+  const int J = B * NC * K;
+  const Tensor4<T, Exec> xin(m_xin.data(), J, Cin, R, R), xs(m_xs.data(), J, C, R, R),
+      D(m_D.data(), J, C, R, R);
+  const models::UNetIO<Exec, T> io{xin, m_c_noise, m_labels};
+  m_net.forward(exec, params, io, /*train=*/false);
+  diffusion::Edm<Exec, T>::denoise(exec, m_cfg.edm, m_net.output(), xs, m_sigma, D);
+  errors(exec, x0, mask);
+  logits_from_errors(exec, classes, log_prior);
+}
+
+/// The network's inputs (J = B x NC x K): x0 + sigma_k eps_k (the same noise for every class of
+/// an image at level k), masked where the network takes a mask, scaled by c_in; the mask
+/// channel; sigma, c_noise and the class of every input.
+template <class Exec>
+void DiffusionClassifier<Exec>::noisy_inputs(const Exec& exec, const Tensor4<const T, Exec>& x0,
+                                             const Tensor2<const int, Exec>& classes, uint64_t seed,
+                                             uint32_t step, rng::SampleIds ids,
+                                             const Tensor4<const T, Exec>& mask) {
+  const auto& nc = m_net.config();
+  const int NC = m_NC, K = m_K, C = nc.out_channels, Cin = nc.in_channels, R = nc.resolution, HW = R * R;
+  const bool masked = Cin == C + 1;
+  const int J = m_B * NC * K, n = C * R * R;
   const rng::Philox gen(seed, rng::kClassifier);
   const T sd = T(m_cfg.edm.sigma_data);
   auto sigma_k = m_sigma_k;
@@ -186,9 +207,18 @@ void DiffusionClassifier<Exec>::forward(const Exec& exec, const Tensor1<const T,
         if (masked)
           for (int p = 0; p < HW; ++p) q[n + p] = m[p];  // the mask channel
       });
-  const models::UNetIO<Exec, T> io{xin, m_c_noise, m_labels};
-  m_net.forward(exec, params, io, /*train=*/false);
-  diffusion::Edm<Exec, T>::denoise(exec, m_cfg.edm, m_net.output(), xs, m_sigma, D);
+}
+
+/// err (J): the mean squared denoising error of every input over its (seen) values; seen (J):
+/// how many values that mean is over.
+template <class Exec>
+void DiffusionClassifier<Exec>::errors(const Exec& exec, const Tensor4<const T, Exec>& x0,
+                                       const Tensor4<const T, Exec>& mask) {
+  const auto& nc = m_net.config();
+  const int NC = m_NC, K = m_K, C = nc.out_channels, R = nc.resolution, HW = R * R;
+  const int J = m_B * NC * K, n = C * R * R;
+  const bool masked = nc.in_channels == C + 1;
+  const Tensor4<const T, Exec> D(m_D.data(), J, C, R, R);
   using Policy = Kokkos::TeamPolicy<Exec>;
   Policy policy(exec, J, Kokkos::AUTO);
   policy.set_scratch_size(0, Kokkos::PerTeam(kernels::team_sum_scratch_bytes<T>()));
@@ -221,6 +251,15 @@ void DiffusionClassifier<Exec>::forward(const Exec& exec, const Tensor1<const T,
           err(j) = s / c, seen(j) = c;
         });
       });
+}
+
+/// logits (B, NC) = log prior - s sum_k w_k err_k.
+template <class Exec>
+void DiffusionClassifier<Exec>::logits_from_errors(const Exec& exec, const Tensor2<const int, Exec>& classes,
+                                                   const Tensor1<const T, Exec>& log_prior) {
+  const int B = m_B, NC = m_NC, K = m_K;
+  const bool with_prior = log_prior.extent(0) != 0;
+  auto err = m_err;
   auto weight_k = m_weight_k;
   auto logits = m_logits;
   const T scale = T(m_cfg.logit_scale);

@@ -77,6 +77,14 @@ public:
   const ClassifierConfig& config() const { return m_cfg; }
   models::UNet<Exec, T>& net() { return m_net; }
 
+  // forward's stages (public only because CUDA's device lambdas cannot live in private member
+  // functions)
+  void noisy_inputs(const Exec& exec, const Tensor4<const T, Exec>& x0, const Tensor2<const int, Exec>& classes,
+                    uint64_t seed, uint32_t step, rng::SampleIds ids, const Tensor4<const T, Exec>& mask);
+  void errors(const Exec& exec, const Tensor4<const T, Exec>& x0, const Tensor4<const T, Exec>& mask);
+  void logits_from_errors(const Exec& exec, const Tensor2<const int, Exec>& classes,
+                          const Tensor1<const T, Exec>& log_prior);
+
 private:
   ClassifierConfig m_cfg;
   int m_B, m_NC, m_K;
