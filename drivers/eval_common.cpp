@@ -58,15 +58,6 @@ load_test_split(const std::string& path, long limit, int classes, std::string* l
       cat("dataset '", path, "' /test/", clean ? "clean_labels" : "labels"));
 }
 
-std::string json_number(double v) {
-  if (!std::isfinite(v))
-    return "null";
-  std::ostringstream os;
-  os.precision(8);
-  os << v;
-  return os.str();
-}
-
 std::string json_string(const std::string& s) {
   std::string out = "\"";
   for (char c : s) {

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "eval/image_classifier.hpp"
+#include "io/json_line.hpp"
 
 namespace dmis::cli {
 
@@ -17,8 +18,8 @@ double parse_double(const std::string& option, const std::string& v, double min_
 eval::ImageSet<Kokkos::DefaultExecutionSpace>
 load_test_split(const std::string& path, long limit, int classes, std::string* labels_used);
 
-/// A JSON number (null for NaN or infinity).
-std::string json_number(double v);
+/// A JSON number of an eval or condense record: 8 significant digits (null for NaN or infinity).
+inline std::string json_number(double v) { return io::json_number(v, 8); }
 /// A JSON string literal.
 std::string json_string(const std::string& s);
 /// [a, b, ...] of numbers.

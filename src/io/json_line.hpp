@@ -15,14 +15,18 @@
 
 namespace dmis::io {
 
+/// A JSON number with `precision` significant digits; null where it is not finite. The one
+/// rule for every number this program writes as JSON (stats.jsonl, eval and condense records).
+inline std::string json_number(double v, int precision = 9) {
+  if (!std::isfinite(v)) return "null";
+  std::ostringstream o;
+  o << std::setprecision(precision) << v;
+  return o.str();
+}
+
 class JsonLine {
 public:
-  JsonLine& add(const char* key, double v, int precision = 9) {
-    std::ostringstream o;
-    o << std::setprecision(precision);
-    if (std::isfinite(v)) o << v; else o << "null";
-    return field(key, o.str());
-  }
+  JsonLine& add(const char* key, double v, int precision = 9) { return field(key, json_number(v, precision)); }
   JsonLine& add(const char* key, long v) { return field(key, std::to_string(v)); }
   JsonLine& add(const char* key, int v) { return field(key, std::to_string(v)); }
   JsonLine& add(const char* key, bool v) { return field(key, v ? "true" : "false"); }

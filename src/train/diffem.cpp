@@ -32,6 +32,7 @@
 #include "dist/reduce.hpp"
 #include "io/checkpoint.hpp"
 #include "io/h5.hpp"
+#include "io/json_line.hpp"
 #include "kernels/tensor_ops.hpp"
 #include "methods/edm_step.hpp"
 #include "train/device_data.hpp"
@@ -91,12 +92,8 @@ ReconError recon_error(const std::vector<float>& recon, const std::vector<uint8_
   return e;
 }
 
-std::string num(double v, int prec = 4) {
-  if (!std::isfinite(v)) return "null";
-  std::ostringstream os;
-  os << std::setprecision(prec) << v;
-  return os.str();
-}
+/// A number in a log line (4 significant digits unless given).
+std::string num(double v, int prec = 4) { return io::json_number(v, prec); }
 
 enum class DiffemStart { Mean, Observation, Ppca, PpcaMean };
 
@@ -480,9 +477,15 @@ void Laps::save(int lap, double loss, double seconds) {
                                                num(err.mse), ", missing pixels ", num(err.mse_missing), ")")
                                          : std::string(),
                   seconds > 0 ? cat(", ", num(seconds, 3), " s") : std::string()));
-  m_files.stats(cat("{\"lap\": ", lap, ", \"step\": ", m_core.step(), ", \"loss\": ", num(loss, 6),
-                    ", \"mse\": ", num(err.mse, 6), ", \"mse_missing\": ", num(err.mse_missing, 6),
-                    ", \"psnr\": ", num(err.psnr, 6), ", \"seconds\": ", num(seconds, 6), "}"));
+  m_files.stats(io::JsonLine()
+                    .add("lap", lap)
+                    .add("step", m_core.step())
+                    .add("loss", loss, 6)
+                    .add("mse", err.mse, 6)
+                    .add("mse_missing", err.mse_missing, 6)
+                    .add("psnr", err.psnr, 6)
+                    .add("seconds", seconds, 6)
+                    .str());
 }
 
 std::string Laps::write_reconstructions() const {
