@@ -305,6 +305,13 @@ KOKKOS_INLINE_FUNCTION float row_max(const Q& q, int b) {
   return m;
 }
 
+/// method.relabel_confidence's rule, for both generative objectives: q's row b is not sure
+/// enough of its top class to relabel the sample (max_y q(b, y) < confidence).
+template <class Q>
+KOKKOS_INLINE_FUNCTION bool unsure(const Q& q, int b, float confidence) {
+  return row_max(q, b) < confidence;
+}
+
 /// method.relabel_confidence: labels (Bw = q-rows) keep the posterior's class only where q is
 /// at least this sure of its top class (max_y q(b, y) >= confidence); elsewhere the sample
 /// trains on its vanilla label (B; the observed label for noisy labels) as vanilla does. A
@@ -316,7 +323,7 @@ void keep_confident(const Exec& exec, const Tensor2<const float, Exec>& q, float
   Kokkos::parallel_for(
       "dmis::dmis_ops::keep_confident", Kokkos::RangePolicy<Exec>(exec, 0, q.extent(0)),
       KOKKOS_LAMBDA(int b) {
-        if (row_max(q, b) < confidence) labels(b) = vanilla(b);
+        if (unsure(q, b, confidence)) labels(b) = vanilla(b);
       });
 }
 

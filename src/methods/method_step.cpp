@@ -568,7 +568,7 @@ void MethodStep<Exec>::mixture_classes(const Exec& exec, const Tensor1<const int
           const bool dropped = rng::uniform<T>(gdrop, step, ids(b), 0u) < p_uncond;
           // method.relabel_confidence: a posterior not sure enough of its top class trains the
           // sample on its vanilla label, as the samples without posteriors do
-          const bool unsure = b < Bw && !dropped && dmis_ops::row_max(genw, b) < confidence;
+          const bool unsure = b < Bw && !dropped && dmis_ops::unsure(genw, b, confidence);
           if (b >= Bw || dropped || unsure) {
             top(b) = dropped ? C
                              : vanilla_label(kind, C, b, observed(b), candidates, labeled(b) != 0,

@@ -25,19 +25,36 @@
 
 namespace dmis::train {
 
-namespace detail {
+/// The values of a device view (any rank, contiguous) as a host vector.
 template <class V>
 std::vector<float> to_host(const V& v) {
   auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), v);
-  return std::vector<float>(h.data(), h.data() + h.extent(0));
+  return std::vector<float>(h.data(), h.data() + h.span());
 }
-template <class V>
-void from_host(const V& v, const std::vector<float>& src) {
+/// A host vector (of any arithmetic type) into a contiguous device view, converted.
+template <class V, class S>
+void from_host(const V& v, const std::vector<S>& src) {
   auto h = Kokkos::create_mirror_view(v);
-  for (size_t i = 0; i < src.size(); ++i) h(i) = src[i];
+  for (size_t i = 0; i < src.size(); ++i) h.data()[i] = src[i];
   Kokkos::deep_copy(v, h);
 }
-}  // namespace detail
+
+/// The optimizer's state of a parameter store (parameters, Adam moments, EMA) into a checkpoint,
+/// and back: the one definition of a training state's arrays (train_run and DiffEM's laps).
+template <class Store>
+void state_to_checkpoint(const Store& store, io::CheckpointData& ck) {
+  ck.params = to_host(store.params);
+  ck.adam_m = to_host(store.adam_m);
+  ck.adam_v = to_host(store.adam_v);
+  ck.ema = to_host(store.ema);
+}
+template <class Store>
+void state_from_checkpoint(const io::CheckpointData& ck, Store& store) {
+  from_host(store.params, ck.params);
+  from_host(store.adam_m, ck.adam_m);
+  from_host(store.adam_v, ck.adam_v);
+  from_host(store.ema, ck.ema);
+}
 
 template <class Exec>
 class Checkpointer {
@@ -65,10 +82,7 @@ public:
                            " (no optimizer state); resume from a ckpt-*.h5 file"));
     if (ck.params.empty() || ck.adam_m.empty() || ck.adam_v.empty())
       throw InputError(cat("cannot resume from '", path, "': parameters or Adam moments missing"));
-    detail::from_host(store.params, ck.params);
-    detail::from_host(store.adam_m, ck.adam_m);
-    detail::from_host(store.adam_v, ck.adam_v);
-    detail::from_host(store.ema, ck.ema);
+    state_from_checkpoint(ck, store);
     // the method's state: a value the network and deck cannot take names the file
     try {
       if (!ck.prior.empty()) {
@@ -108,10 +122,7 @@ public:
     ck.deck = m_deck;
     ck.preset = m_plan.net.preset;
     ck.table = core.net().table();
-    ck.params = detail::to_host(store.params);
-    ck.adam_m = detail::to_host(store.adam_m);
-    ck.adam_v = detail::to_host(store.adam_v);
-    ck.ema = detail::to_host(store.ema);
+    state_to_checkpoint(store, ck);
     // weights gone to NaN or inf (the loss may still be finite at this step): no checkpoint
     // that the NaN guard would later call good
     for (const auto* w : {&ck.params, &ck.ema})
@@ -120,12 +131,12 @@ public:
           throw Error(cat("step ", step, ": the weights are not finite numbers (NaN or inf); no "
                           "checkpoint written, training stopped. Last good checkpoint: ", m_last,
                           ". Lower train.lr or set train.grad_clip, then resume from it."));
-    ck.prior = detail::to_host(m_method.prior());
+    ck.prior = to_host(m_method.prior());
     // the DMIS state once the DMIS terms have run (before, it is the deck's starting point, so
     // that a run resumed from the warm-up with other method keys starts from its own)
     if (m_plan.method.kind == methods::MethodKind::Dmis && step > 0 && m_method.dmis_active(step - 1)) {
-      ck.transition = detail::to_host(m_method.transition_counts());
-      ck.logit_scale = detail::to_host(m_method.logit_scale());
+      ck.transition = to_host(m_method.transition_counts());
+      ck.logit_scale = to_host(m_method.logit_scale());
     }
     auto hc = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), m_method.prior_counts());
     ck.prior_counts.assign(hc.data(), hc.data() + hc.extent(0));

@@ -35,6 +35,7 @@
 #include "io/json_line.hpp"
 #include "kernels/tensor_ops.hpp"
 #include "methods/edm_step.hpp"
+#include "train/checkpointer.hpp"
 #include "train/device_data.hpp"
 #include "train/ppca.hpp"
 #include "train/run_files.hpp"
@@ -56,17 +57,6 @@ std::string lap_path(const std::string& dir, int lap) {
   return os.str();
 }
 
-template <class V>
-std::vector<float> to_host_vec(const V& v) {
-  auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), v);
-  return std::vector<float>(h.data(), h.data() + h.span());
-}
-template <class V, class S>
-void upload(const V& v, const std::vector<S>& src) {
-  auto h = Kokkos::create_mirror_view(v);
-  for (size_t i = 0; i < src.size(); ++i) h.data()[i] = src[i];
-  Kokkos::deep_copy(v, h);
-}
 
 // Reconstruction error against the clean images: MSE over all pixels and over the missing
 // ones, and the PSNR of the first (images in [-1, 1]: peak-to-peak 2).
@@ -225,12 +215,12 @@ public:
         m_masks("dmis::diffem::masks", static_cast<size_t>(m_N) * m_HW), m_labels("dmis::diffem::labels", m_N),
         m_core(o.post_net, plan.step, m_B, plan.conv_scratch_mb),
         m_reducer(std::max(m_core.store().grads.extent(0), m_N * m_n_img)) {
-    upload(m_y, m_tr.observations);
-    upload(m_masks, m_tr.masks);
+    from_host(m_y, m_tr.observations);
+    from_host(m_masks, m_tr.masks);
     std::vector<int> lab(m_tr.labels.begin(), m_tr.labels.end());
     for (auto& l : lab)
       if (l < 0) l = m_K;  // no label: the "no label" token
-    upload(m_labels, lab);
+    from_host(m_labels, lab);
     if (m_ranks > 1)
       m_core.on_gradients = [this](const Exec& e, const Tensor1<float, Exec>& g) { m_reducer.sum(e, g); };
   }
@@ -258,7 +248,7 @@ public:
                         num(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 3),
                         " s)"));
     } else {
-      upload(m_recon, simple_start(m_tr, m_dp.start));
+      from_host(m_recon, simple_start(m_tr, m_dp.start));
     }
     save(0, NAN, 0);
   }
@@ -268,17 +258,14 @@ public:
     const std::string path = lap_path(m_dir, lap);
     auto& store = m_core.store();
     const io::CheckpointData ck = io::read_checkpoint(path, &m_core.net().table());
-    upload(store.params, ck.params);
-    upload(store.adam_m, ck.adam_m);
-    upload(store.adam_v, ck.adam_v);
-    upload(store.ema, ck.ema);
+    state_from_checkpoint(ck, store);
     m_core.set_step(ck.step);
     h5::File f(path + ".recon", h5::File::Mode::Read);
     const auto r = f.read_float("/reconstructions");
     if (r.data.size() != m_N * m_n_img)
       throw InputError(cat("'", path, ".recon' holds ", r.data.size(), " values, expected ", m_N * m_n_img,
                            " (the reconstructions of ", m_N, " images)"));
-    upload(m_recon, r.data);
+    from_host(m_recon, r.data);
     if (m_root) m_files.log(cat("resumed after lap ", lap, " (step ", ck.step, ")"));
   }
 
@@ -446,7 +433,7 @@ void Laps::e_step(int lap) {
 /// log line and the stats record of the lap.
 void Laps::save(int lap, double loss, double seconds) {
   Kokkos::fence();
-  const std::vector<float> hr = to_host_vec(m_recon);
+  const std::vector<float> hr = to_host(m_recon);
   const ReconError err = recon_error(hr, m_o.clean, m_tr.masks, m_C, m_HW);
   if (!m_root) return;
   const auto& store = m_core.store();
@@ -458,10 +445,7 @@ void Laps::save(int lap, double loss, double seconds) {
   ck.deck = m_plan.deck_text;
   ck.preset = m_o.post_net.preset;
   ck.table = m_core.net().table();
-  ck.params = to_host_vec(store.params);
-  ck.adam_m = to_host_vec(store.adam_m);
-  ck.adam_v = to_host_vec(store.adam_v);
-  ck.ema = to_host_vec(store.ema);
+  state_to_checkpoint(store, ck);
   // the state first (into lap-NN.h5.part), then the reconstructions beside it (written
   // atomically to lap-NN.h5.recon); the lap counts as complete only when lap-NN.h5 exists,
   // which is renamed last. A failure on the way leaves no .part behind.
@@ -492,7 +476,7 @@ std::string Laps::write_reconstructions() const {
   const std::string path = (fs::path(m_dir) / "reconstructions.h5").string();
   if (!m_root) return path;
   Kokkos::fence();
-  const std::vector<float> hr = to_host_vec(m_recon);
+  const std::vector<float> hr = to_host(m_recon);
   const auto& ds = m_o.ds;
   data::Dataset out;
   out.name = ds.name + "-diffem";
