@@ -96,7 +96,7 @@ int cmd_classify(const Args& args) {
 
   methods::ClassifierConfig cc;
   cc.points = static_cast<int>(d.get_int("classify.points"));
-  cc.timesteps = d.get_string("classify.timesteps");
+  cc.timesteps = methods::parse_choice<methods::ClassifierLevels>(d.get_string("classify.timesteps"), "classify.timesteps");
   cc.window = d.get_float("classify.window");
   cc.uniform_min = d.get_float("classify.uniform_min");
   cc.uniform_max = d.get_float("classify.uniform_max");
@@ -116,7 +116,7 @@ int cmd_classify(const Args& args) {
   const bool root = dist::rank() == 0;
   if (root) {
     std::cout << "dmis classify: " << N << " " << split << " images of " << data_path << ", "
-              << K << " classes x " << cc.points << " noise levels (" << cc.timesteps << ": sigma";
+              << K << " classes x " << cc.points << " noise levels (" << methods::name_of(cc.timesteps) << ": sigma";
     for (double s : sig) std::cout << " " << std::setprecision(4) << s;
     std::cout << "), " << (use_ema ? "EMA" : "raw") << " weights of " << m.checkpoint;
     if (!corruption.none())
@@ -227,7 +227,7 @@ int cmd_classify(const Args& args) {
       f.set_attr("/", "step", int64_t(m.data.step));
       f.set_attr("/", "data", data_path);
       f.set_attr("/", "split", split);
-      f.set_attr("/", "timesteps", cc.timesteps);
+      f.set_attr("/", "timesteps", std::string(methods::name_of(cc.timesteps)));
       f.set_attr("/", "points", int64_t(cc.points));
       f.set_attr("/", "corruption", corruption.none() ? std::string("none") : corruption.spec());
       if (!corruption.none()) f.set_attr("/", "corruption_seed", int64_t(corrupt_seed));

@@ -62,7 +62,7 @@ void classifier_levels(const ClassifierConfig& cfg, std::vector<double>& sigma,
   weight.assign(K, 0);
   if (cfg.fixed_sigma > 0) {
     for (int k = 0; k < K; ++k) sigma[k] = cfg.fixed_sigma, weight[k] = lambda(cfg.fixed_sigma) / K;
-  } else if (cfg.timesteps == "window") {
+  } else if (cfg.timesteps == ClassifierLevels::Window) {
     double l, r;
     dmis_window(Pm, cfg.window, l, r);
     const double Fa = cdf((std::log(l) - Pm) / Ps), Fb = cdf((std::log(r) - Pm) / Ps);
@@ -71,7 +71,7 @@ void classifier_levels(const ClassifierConfig& cfg, std::vector<double>& sigma,
       sigma[k] = std::exp(Pm + Ps * normal_quantile(q));
       weight[k] = lambda(sigma[k]) / K;
     }
-  } else if (cfg.timesteps == "uniform") {
+  } else {
     if (!(cfg.uniform_max > cfg.uniform_min))
       throw InputError(cat("classify.uniform_max (", cfg.uniform_max, ") must exceed ",
                            cfg.uniform_min));
@@ -83,11 +83,9 @@ void classifier_levels(const ClassifierConfig& cfg, std::vector<double>& sigma,
       const double pdf = std::exp(-z * z / 2) / (sigma[k] * Ps * std::sqrt(2 * M_PI));
       weight[k] = cfg.equal_weights ? lambda(sigma[k]) / K : lambda(sigma[k]) * pdf * step;
     }
-  } else {
-    throw InputError(cat("classifier timesteps must be 'window' or 'uniform', got '",
-                         cfg.timesteps, "'"));
   }
 }
+
 
 namespace {
 template <class Exec>

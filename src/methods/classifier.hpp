@@ -11,12 +11,13 @@
 #include "core/types.hpp"
 #include "diffusion/edm.hpp"
 #include "models/unet.hpp"
+#include "methods/method_choices.hpp"
 
 namespace dmis::methods {
 
 struct ClassifierConfig {
   int points = 1;                     // K noise levels per class
-  std::string timesteps = "window";   // "window" (DMIS) or "uniform"
+  ClassifierLevels timesteps = ClassifierLevels::Window;  // the DMIS window or uniform in sigma
   double window = 6.4;                // DMIS window width in sigma
   double uniform_min = 1e-4;          // uniform grid: smallest sigma (Chen et al.)
   double uniform_max = 3.0;           // uniform grid: largest sigma

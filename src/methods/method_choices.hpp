@@ -18,6 +18,7 @@ enum class TransitionMode { Estimate, Fixed, Known };  // method.transition
 enum class ClsPush { Both, Pull };                     // method.cls_push
 enum class GenObjective { Sample, Mixture };           // method.gen_objective
 enum class PriorMode { Uniform, Estimate };            // method.prior
+enum class ClassifierLevels { Window, Uniform };       // classify.timesteps: the noise levels
 
 /// The deck's spelling of each value, in the enum's order.
 template <class E>
@@ -45,6 +46,10 @@ struct Choices<GenObjective> {
 template <>
 struct Choices<PriorMode> {
   static constexpr std::array<const char*, 2> names{"uniform", "estimate"};
+};
+template <>
+struct Choices<ClassifierLevels> {
+  static constexpr std::array<const char*, 2> names{"window", "uniform"};
 };
 template <>
 struct Choices<dmis_ops::Supervision> {  // supervision.kind

@@ -105,7 +105,7 @@ namespace {
 ClassifierConfig dmis_classifier_config(const MethodConfig& m, const TrainStepConfig& train) {
   ClassifierConfig cc;
   cc.points = m.timesteps;
-  cc.timesteps = "window";
+  cc.timesteps = ClassifierLevels::Window;
   cc.window = m.window;
   cc.fixed_sigma = m.classifier_sigma;
   if (m.classifier_sigma_max > 0) {  // K levels evenly over [classifier_sigma, _max], alike
@@ -113,7 +113,7 @@ ClassifierConfig dmis_classifier_config(const MethodConfig& m, const TrainStepCo
       throw InputError(cat("method.classifier_sigma_max (", m.classifier_sigma_max,
                            ") must exceed method.classifier_sigma (", m.classifier_sigma, ")"));
     cc.fixed_sigma = 0;
-    cc.timesteps = "uniform";
+    cc.timesteps = ClassifierLevels::Uniform;
     cc.uniform_min = m.classifier_sigma;
     cc.uniform_max = m.classifier_sigma_max;
     cc.equal_weights = true;

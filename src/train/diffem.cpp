@@ -35,11 +35,22 @@
 #include "io/json_line.hpp"
 #include "kernels/tensor_ops.hpp"
 #include "methods/edm_step.hpp"
+#include "methods/method_choices.hpp"
 #include "train/checkpointer.hpp"
 #include "train/device_data.hpp"
 #include "train/ppca.hpp"
 #include "train/run_files.hpp"
 #include "train/trainer.hpp"
+
+namespace dmis::train {
+enum class DiffemStart { Mean, Observation, Ppca, PpcaMean };  // diffem.start
+}
+namespace dmis::methods {
+template <>
+struct Choices<train::DiffemStart> {
+  static constexpr std::array<const char*, 4> names{"mean", "observation", "ppca", "ppca_mean"};
+};
+}  // namespace dmis::methods
 
 namespace dmis::train {
 
@@ -85,14 +96,12 @@ ReconError recon_error(const std::vector<float>& recon, const std::vector<uint8_
 /// A number in a log line (4 significant digits unless given).
 std::string num(double v, int prec = 4) { return io::json_number(v, prec); }
 
-enum class DiffemStart { Mean, Observation, Ppca, PpcaMean };
 
 /// diffem.* (and the E-step sampler's sample.* levels), resolved once.
 struct DiffemPlan {
   int laps = 3;
   long lap_steps = 1;  // M-step steps per lap
   DiffemStart start = DiffemStart::Mean;
-  std::string start_name;
   PpcaConfig ppca;
   int sample_batch = 100;
   diffusion::SamplerConfig sampler;
@@ -104,11 +113,7 @@ DiffemPlan diffem_plan(const deck::Deck& d, const RunPlan& plan) {
   DiffemPlan dp;
   dp.laps = static_cast<int>(d.get_int("diffem.laps"));
   dp.lap_steps = std::max(1L, static_cast<long>(std::ceil(d.get_float("diffem.lap_kimg") * 1e3 / plan.batch)));
-  dp.start_name = d.get_string("diffem.start");
-  dp.start = dp.start_name == "observation" ? DiffemStart::Observation
-             : dp.start_name == "ppca"      ? DiffemStart::Ppca
-             : dp.start_name == "ppca_mean" ? DiffemStart::PpcaMean
-                                            : DiffemStart::Mean;
+  dp.start = methods::parse_choice<DiffemStart>(d.get_string("diffem.start"), "diffem.start");
   dp.ppca.rank = static_cast<int>(d.get_int("diffem.ppca_rank"));
   dp.ppca.iters = static_cast<int>(d.get_int("diffem.ppca_iters"));
   dp.ppca.sample = dp.start == DiffemStart::Ppca;
@@ -456,7 +461,7 @@ void Laps::save(int lap, double loss, double seconds) {
     f.set_attr("/", "lap", int64_t(lap));
   });
   lap_file.commit();
-  m_files.log(cat("lap ", lap, ": ", lap == 0 ? "start (" + m_dp.start_name + ")" : cat("M-step loss ", num(loss)),
+  m_files.log(cat("lap ", lap, ": ", lap == 0 ? cat("start (", methods::name_of(m_dp.start), ")") : cat("M-step loss ", num(loss)),
                   std::isfinite(err.mse) ? cat(", reconstruction PSNR ", num(err.psnr, 4), " dB (MSE ",
                                                num(err.mse), ", missing pixels ", num(err.mse_missing), ")")
                                          : std::string(),

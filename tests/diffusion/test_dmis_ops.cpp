@@ -450,7 +450,7 @@ TEST(DmisOps, ClassifierLevelsAndTheirWeights) {
     EXPECT_NEAR(F(sig[k]), F(l) + (k + 0.5) / 8 * (F(r) - F(l)), 1e-7);
     EXPECT_NEAR(w[k], lambda(sig[k]) / 8, 1e-9 * w[k]);
   }
-  cfg.timesteps = "uniform", cfg.uniform_min = 1, cfg.uniform_max = 4;
+  cfg.timesteps = methods::ClassifierLevels::Uniform, cfg.uniform_min = 1, cfg.uniform_max = 4;
   methods::classifier_levels(cfg, sig, w);
   for (int k = 0; k < 8; ++k) {
     EXPECT_NEAR(sig[k], 1 + k * 3.0 / 7, 1e-12);
