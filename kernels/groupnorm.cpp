@@ -18,8 +18,9 @@ void check_groups(const char* op, const CX& x, int groups) {
 template <class Exec, class T>
 void GroupNorm<Exec, T>::forward(const Exec& exec, const CX& x, const CV1& gamma, const CV1& beta,
                                  int groups, T eps, const X& y, const M& mean, const M& rstd,
-                                 bool silu) {
+                                 Activation act) {
   const char* op = "dmis::groupnorm::forward";
+  const bool silu = act == Activation::Silu;
   check_groups(op, x, groups);
   const int B = x.extent(0), C = x.extent(1), H = x.extent(2), W = x.extent(3), G = groups;
   expect_shape(op, "gamma", gamma, {C});
@@ -71,8 +72,9 @@ template <class Exec, class T>
 void GroupNorm<Exec, T>::backward(const Exec& exec, const CX& dy, const CX& x, const CV1& gamma,
                                   const CV1& beta, const CM& mean, const CM& rstd, const X& dx,
                                   GradMode mode, const V1& dgamma, const V1& dbeta,
-                                  const V1& scratch, bool silu, const X& work) {
+                                  const V1& scratch, Activation act, const X& work) {
   const char* op = "dmis::groupnorm::backward";
+  const bool silu = act == Activation::Silu;
   const int G = static_cast<int>(mean.extent(1));
   check_groups(op, x, G);
   const int B = x.extent(0), C = x.extent(1), H = x.extent(2), W = x.extent(3);

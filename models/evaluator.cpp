@@ -193,7 +193,7 @@ void Evaluator<Exec, T>::forward(const Exec& exec, const CV1& params, const CX& 
                                       CV1(p + s.b, s.cout), s.stride, c, scratch);
     kernels::GroupNorm<Exec, T>::forward(exec, c, CV1(p + s.g, s.cout), CV1(p + s.beta, s.cout), G,
                                          static_cast<T>(m_cfg.gn_eps), a, ws2(s.mean, n, G),
-                                         ws2(s.rstd, n, G), /*silu=*/true);
+                                         ws2(s.rstd, n, G), kernels::Activation::Silu);
     in = a;
   }
   const int F = m_cfg.features(), K = m_cfg.classes;
@@ -235,7 +235,7 @@ void Evaluator<Exec, T>::backward(const Exec& exec, const CV1& params, const CX&
         exec, ga, ws4(s.conv, n, s.cout, s.Ho), CV1(p + s.g, s.cout), CV1(p + s.beta, s.cout),
         ws2(s.mean, n, G), ws2(s.rstd, n, G), gb, GradMode::Overwrite,
         Tensor1<T, Exec>(gp + s.g, s.cout), Tensor1<T, Exec>(gp + s.beta, s.cout), scratch,
-        /*silu=*/true, ga);
+        kernels::Activation::Silu, ga);
     const CX in = i == 0 ? x : CX(ws4(m_stages[i - 1].act, n, s.cin, s.Hin));
     const auto dx = i == 0 ? Tensor4<T, Exec>() : ws4(m_ga, n, s.cin, s.Hin);
     kernels::Conv2d<Exec, T>::backward(exec, gb, in, CX(p + s.w, s.cout, s.cin, 3, 3), s.stride, dx,

@@ -105,17 +105,19 @@ struct PlanBuilder {
     shapes.push_back({C, H, W});
     return static_cast<int>(shapes.size()) - 1;
   }
-  ConvRef conv(const std::string& name, int cin, int cout, int k, int stride) {
+  ConvRef conv(const std::string& name, int cin, int cout, int k, int stride,
+               ParamInit init = ParamInit::FanInUniform) {
     ConvRef r;
-    r.w = table.add(name + ".weight", {cout, cin, k, k});
-    r.b = table.add(name + ".bias", {cout});
+    const size_t fan_in = static_cast<size_t>(cin) * k * k;
+    r.w = table.add(name + ".weight", {cout, cin, k, k}, init, fan_in);
+    r.b = table.add(name + ".bias", {cout}, init, fan_in);
     r.cin = cin, r.cout = cout, r.k = k, r.stride = stride;
     return r;
   }
   LinRef lin(const std::string& name, int in, int out) {
     LinRef r;
-    r.w = table.add(name + ".weight", {out, in});
-    r.b = table.add(name + ".bias", {out});
+    r.w = table.add(name + ".weight", {out, in}, ParamInit::FanInUniform, in);
+    r.b = table.add(name + ".bias", {out}, ParamInit::FanInUniform, in);
     r.in = in, r.out = out;
     return r;
   }
@@ -124,8 +126,8 @@ struct PlanBuilder {
       throw InputError(cat("network '", cfg.preset, "': GroupNorm '", name, "' has ", c,
                            " channels, not a multiple of groups = ", cfg.groups));
     NormRef r;
-    r.g = table.add(name + ".weight", {c});
-    r.b = table.add(name + ".bias", {c});
+    r.g = table.add(name + ".weight", {c}, ParamInit::Ones);
+    r.b = table.add(name + ".bias", {c}, ParamInit::Zeros);
     r.c = c;
     return r;
   }
@@ -135,13 +137,13 @@ struct PlanBuilder {
     n.kind = NodeKind::ResBlock;
     n.name = name;
     n.in = in;
-    n.gn1 = norm(name + ".norm1", s.C);
-    n.conv1 = conv(name + ".conv1", s.C, cout, 3, 1);
-    n.emb = lin(name + ".emb_proj", cfg.emb_dim(), cout);
-    n.gn2 = norm(name + ".norm2", cout);
-    n.conv2 = conv(name + ".conv2", cout, cout, 3, 1);
-    n.has_skip = s.C != cout;
-    if (n.has_skip) n.skip = conv(name + ".skip", s.C, cout, 1, 1);
+    n.res.norm1 = norm(name + ".norm1", s.C);
+    n.res.conv1 = conv(name + ".conv1", s.C, cout, 3, 1);
+    n.res.emb = lin(name + ".emb_proj", cfg.emb_dim(), cout);
+    n.res.norm2 = norm(name + ".norm2", cout);
+    n.res.conv2 = conv(name + ".conv2", cout, cout, 3, 1, ParamInit::ZeroUnderAdm);
+    n.res.has_skip = s.C != cout;
+    if (n.res.has_skip) n.res.skip = conv(name + ".skip", s.C, cout, 1, 1);
     n.out = act(cout, s.H, s.W);
     nodes.push_back(n);
     return n.out;
@@ -152,9 +154,9 @@ struct PlanBuilder {
     n.kind = NodeKind::Attention;
     n.name = name;
     n.in = in;
-    n.gn1 = norm(name + ".norm", s.C);
-    n.conv1 = conv(name + ".qkv", s.C, 3 * s.C, 1, 1);
-    n.conv2 = conv(name + ".proj", s.C, s.C, 1, 1);
+    n.attn.norm = norm(name + ".norm", s.C);
+    n.attn.qkv = conv(name + ".qkv", s.C, 3 * s.C, 1, 1);
+    n.attn.proj = conv(name + ".proj", s.C, s.C, 1, 1, ParamInit::ZeroUnderAdm);
     n.out = act(s.C, s.H, s.W);
     nodes.push_back(n);
     return n.out;
@@ -185,13 +187,13 @@ void UNet<Exec, T>::build_plan() {
   const int E = c.emb_dim();
   m_lin1 = pb.lin("emb.lin1", c.base, E);
   m_lin2 = pb.lin("emb.lin2", E, E);
-  m_class_table = m_table.add("emb.class_table.weight", {c.classes + 1, E});
+  m_class_table = m_table.add("emb.class_table.weight", {c.classes + 1, E}, ParamInit::Normal);
 
   int res = c.resolution;
   Node in;
   in.kind = NodeKind::ConvIn;
   in.name = "conv_in";
-  in.conv1 = pb.conv("conv_in", c.in_channels, c.base, 3, 1);
+  in.conv = pb.conv("conv_in", c.in_channels, c.base, 3, 1);
   in.out = pb.act(c.base, res, res);
   m_nodes.push_back(in);
   int cur = in.out;
@@ -211,7 +213,7 @@ void UNet<Exec, T>::build_plan() {
       d.kind = NodeKind::Downsample;
       d.name = cat("enc.", i, ".down");
       d.in = cur;
-      d.conv1 = pb.conv(d.name, ch, ch, 3, 2);
+      d.conv = pb.conv(d.name, ch, ch, 3, 2);
       res /= 2;
       d.out = pb.act(ch, res, res);
       m_nodes.push_back(d);
@@ -245,7 +247,7 @@ void UNet<Exec, T>::build_plan() {
       u.kind = NodeKind::Upsample;
       u.name = cat("dec.", i, ".up");
       u.in = cur;
-      u.conv1 = pb.conv(u.name, ch, ch, 3, 1);
+      u.conv = pb.conv(u.name, ch, ch, 3, 1);
       res *= 2;
       u.out = pb.act(ch, res, res);
       m_nodes.push_back(u);
@@ -256,8 +258,8 @@ void UNet<Exec, T>::build_plan() {
   h.kind = NodeKind::Head;
   h.name = "out";
   h.in = cur;
-  h.gn1 = pb.norm("out.norm", m_shapes[cur].C);
-  h.conv1 = pb.conv("out.conv", m_shapes[cur].C, c.out_channels, 3, 1);
+  h.norm = pb.norm("out.norm", m_shapes[cur].C);
+  h.conv = pb.conv("out.conv", m_shapes[cur].C, c.out_channels, 3, 1, ParamInit::ZeroUnderAdm);
   h.out = pb.act(c.out_channels, res, res);
   m_nodes.push_back(h);
   m_out_id = h.out;
@@ -283,14 +285,14 @@ double UNet<Exec, T>::forward_flops_per_sample() const {
       case NodeKind::ConvIn:
       case NodeKind::Downsample:
       case NodeKind::Upsample:
-      case NodeKind::Head: f += conv_flops(n.conv1, o.H, o.W); break;
+      case NodeKind::Head: f += conv_flops(n.conv, o.H, o.W); break;
       case NodeKind::ResBlock:
-        f += conv_flops(n.conv1, o.H, o.W) + conv_flops(n.conv2, o.H, o.W) +
-             2.0 * n.emb.in * n.emb.out + (n.has_skip ? conv_flops(n.skip, o.H, o.W) : 0.0);
+        f += conv_flops(n.res.conv1, o.H, o.W) + conv_flops(n.res.conv2, o.H, o.W) +
+             2.0 * n.res.emb.in * n.res.emb.out + (n.res.has_skip ? conv_flops(n.res.skip, o.H, o.W) : 0.0);
         break;
       case NodeKind::Attention: {
         const double N = o.H * o.W;
-        f += conv_flops(n.conv1, o.H, o.W) + conv_flops(n.conv2, o.H, o.W) + 2 * 2.0 * N * N * o.C;
+        f += conv_flops(n.attn.qkv, o.H, o.W) + conv_flops(n.attn.proj, o.H, o.W) + 2 * 2.0 * N * N * o.C;
         break;
       }
       case NodeKind::Concat: break;
@@ -303,7 +305,7 @@ template <class Exec, class T>
 double UNet<Exec, T>::backward_flops_per_sample() const {
   // input and weight gradients of every product; conv_in needs no input gradient
   const ActShape o = m_shapes[m_nodes.front().out];
-  return 2.0 * forward_flops_per_sample() - conv_flops(m_nodes.front().conv1, o.H, o.W) -
+  return 2.0 * forward_flops_per_sample() - conv_flops(m_nodes.front().conv, o.H, o.W) -
          2.0 * m_lin1.in * m_lin1.out;
 }
 
@@ -360,16 +362,16 @@ void UNet<Exec, T>::layout(Alloc& a) {
     const ActShape in = n.in >= 0 ? m_shapes[n.in] : ActShape{m_cfg.in_channels, 0, 0};
     const ActShape o = m_shapes[n.out];
     switch (n.kind) {
-      case NodeKind::ConvIn: conv_scratch(n.conv1, o.H, o.W); break;
+      case NodeKind::ConvIn: conv_scratch(n.conv, o.H, o.W); break;
       case NodeKind::ResBlock:
         nb.s1 = a.t4(in.C, in.H, in.W);
         nb.h1 = a.t4(o.C, o.H, o.W);
         nb.s2 = a.t4(o.C, o.H, o.W);
         nb.mean1 = a.t2(G), nb.rstd1 = a.t2(G), nb.mean2 = a.t2(G), nb.rstd2 = a.t2(G);
         nb.e = a.t2(o.C);
-        conv_scratch(n.conv1, in.H, in.W);
-        conv_scratch(n.conv2, o.H, o.W);
-        if (n.has_skip) conv_scratch(n.skip, in.H, in.W);
+        conv_scratch(n.res.conv1, in.H, in.W);
+        conv_scratch(n.res.conv2, o.H, o.W);
+        if (n.res.has_skip) conv_scratch(n.res.skip, in.H, in.W);
         scratch = std::max(scratch, kernels::GroupNorm<Exec, T>::scratch_size(B, in.C, G));
         break;
       case NodeKind::Attention: {
@@ -380,21 +382,21 @@ void UNet<Exec, T>::layout(Alloc& a) {
         nb.attn = a.t3(N, N);
         nb.mean1 = a.t2(G), nb.rstd1 = a.t2(G);
         max_chw = std::max(max_chw, static_cast<size_t>(3) * o.C * o.H * o.W);
-        conv_scratch(n.conv1, o.H, o.W);
-        conv_scratch(n.conv2, o.H, o.W);
+        conv_scratch(n.attn.qkv, o.H, o.W);
+        conv_scratch(n.attn.proj, o.H, o.W);
         scratch = std::max(scratch, kernels::Attention<Exec, T>::scratch_size(B, N));
         scratch = std::max(scratch, kernels::GroupNorm<Exec, T>::scratch_size(B, o.C, G));
         break;
       }
-      case NodeKind::Downsample: conv_scratch(n.conv1, in.H, in.W); break;
+      case NodeKind::Downsample: conv_scratch(n.conv, in.H, in.W); break;
       case NodeKind::Upsample:
         nb.up = a.t4(o.C, o.H, o.W);
-        conv_scratch(n.conv1, o.H, o.W);
+        conv_scratch(n.conv, o.H, o.W);
         break;
       case NodeKind::Head:
         nb.s1 = a.t4(in.C, in.H, in.W);
         nb.mean1 = a.t2(G), nb.rstd1 = a.t2(G);
-        conv_scratch(n.conv1, o.H, o.W);
+        conv_scratch(n.conv, o.H, o.W);
         scratch = std::max(scratch, kernels::GroupNorm<Exec, T>::scratch_size(B, in.C, G));
         break;
       case NodeKind::Concat: break;
@@ -483,6 +485,7 @@ void UNet<Exec, T>::forward(const Exec& exec, const Tensor1<const T, Exec>& para
   kernels::expect_shape(op, "labels", io.labels, {B});
   using Conv = kernels::Conv2d<Exec, T>;
   using GN = kernels::GroupNorm<Exec, T>;
+  constexpr auto Silu = kernels::Activation::Silu, NoActivation = kernels::Activation::None;
   using Lin = kernels::Linear<Exec, T>;
   using SiLU = kernels::SiLU<Exec, T>;
   const ParamViews<T, Exec> P{params.data()};
@@ -507,51 +510,51 @@ void UNet<Exec, T>::forward(const Exec& exec, const Tensor1<const T, Exec>& para
     const X out = m_act[n.out];
     switch (n.kind) {
       case NodeKind::ConvIn:
-        Conv::forward(exec, io.x, P.w(n.conv1), P.b(n.conv1), 1, out, m_scratch);
+        Conv::forward(exec, io.x, P.w(n.conv), P.b(n.conv), 1, out, m_scratch);
         break;
       case NodeKind::ResBlock: {
         const CX x = m_act[n.in];
-        GN::forward(exec, x, P.g(n.gn1), P.bn(n.gn1), G, eps, nb.s1, nb.mean1, nb.rstd1, true);
-        Conv::forward(exec, as_const(nb.s1), P.w(n.conv1), P.b(n.conv1), 1, nb.h1, m_scratch);
-        Lin::forward(exec, as_const(m_semb), P.w(n.emb), P.b(n.emb), nb.e);
+        GN::forward(exec, x, P.g(n.res.norm1), P.bn(n.res.norm1), G, eps, nb.s1, nb.mean1, nb.rstd1, Silu);
+        Conv::forward(exec, as_const(nb.s1), P.w(n.res.conv1), P.b(n.res.conv1), 1, nb.h1, m_scratch);
+        Lin::forward(exec, as_const(m_semb), P.w(n.res.emb), P.b(n.res.emb), nb.e);
         kernels::ChannelAdd<Exec, T>::forward(exec, as_const(nb.h1), as_const(nb.e), nb.h1);
-        GN::forward(exec, as_const(nb.h1), P.g(n.gn2), P.bn(n.gn2), G, eps, nb.s2, nb.mean2,
-                    nb.rstd2, true);
+        GN::forward(exec, as_const(nb.h1), P.g(n.res.norm2), P.bn(n.res.norm2), G, eps, nb.s2, nb.mean2,
+                    nb.rstd2, Silu);
         if (dropout)
           kernels::Dropout<Exec, T>::forward(exec, as_const(nb.s2), nb.s2, m_cfg.dropout,
                                              key.seed + 1000003ull * i, key.step,
                                              key.ids);
-        Conv::forward(exec, as_const(nb.s2), P.w(n.conv2), P.b(n.conv2), 1, out, m_scratch);
-        if (n.has_skip)
-          Conv::forward(exec, x, P.w(n.skip), P.b(n.skip), 1, out, m_scratch, /*accumulate=*/true);
+        Conv::forward(exec, as_const(nb.s2), P.w(n.res.conv2), P.b(n.res.conv2), 1, out, m_scratch);
+        if (n.res.has_skip)
+          Conv::forward(exec, x, P.w(n.res.skip), P.b(n.res.skip), 1, out, m_scratch, /*accumulate=*/true);
         else
           kernels::AddTo<Exec, T>::apply(exec, flat(x), flat(out), GradMode::Accumulate);
         break;
       }
       case NodeKind::Attention: {
         const CX x = m_act[n.in];
-        GN::forward(exec, x, P.g(n.gn1), P.bn(n.gn1), G, eps, nb.a, nb.mean1, nb.rstd1, false);
-        Conv::forward(exec, as_const(nb.a), P.w(n.conv1), P.b(n.conv1), 1, nb.qkv, m_scratch);
+        GN::forward(exec, x, P.g(n.attn.norm), P.bn(n.attn.norm), G, eps, nb.a, nb.mean1, nb.rstd1, NoActivation);
+        Conv::forward(exec, as_const(nb.a), P.w(n.attn.qkv), P.b(n.attn.qkv), 1, nb.qkv, m_scratch);
         kernels::Attention<Exec, T>::forward(exec, as_const(nb.qkv), nb.hatt, nb.attn);
-        Conv::forward(exec, as_const(nb.hatt), P.w(n.conv2), P.b(n.conv2), 1, out, m_scratch);
+        Conv::forward(exec, as_const(nb.hatt), P.w(n.attn.proj), P.b(n.attn.proj), 1, out, m_scratch);
         kernels::AddTo<Exec, T>::apply(exec, flat(x), flat(out), GradMode::Accumulate);
         break;
       }
       case NodeKind::Downsample:
-        Conv::forward(exec, as_const(m_act[n.in]), P.w(n.conv1), P.b(n.conv1), 2, out, m_scratch);
+        Conv::forward(exec, as_const(m_act[n.in]), P.w(n.conv), P.b(n.conv), 2, out, m_scratch);
         break;
       case NodeKind::Upsample:
         kernels::Upsample2x<Exec, T>::forward(exec, as_const(m_act[n.in]), nb.up);
-        Conv::forward(exec, as_const(nb.up), P.w(n.conv1), P.b(n.conv1), 1, out, m_scratch);
+        Conv::forward(exec, as_const(nb.up), P.w(n.conv), P.b(n.conv), 1, out, m_scratch);
         break;
       case NodeKind::Concat:
         kernels::Concat<Exec, T>::forward(exec, as_const(m_act[n.in]), as_const(m_act[n.in2]),
                                           out);
         break;
       case NodeKind::Head:
-        GN::forward(exec, as_const(m_act[n.in]), P.g(n.gn1), P.bn(n.gn1), G, eps, nb.s1,
-                    nb.mean1, nb.rstd1, true);
-        Conv::forward(exec, as_const(nb.s1), P.w(n.conv1), P.b(n.conv1), 1, out, m_scratch);
+        GN::forward(exec, as_const(m_act[n.in]), P.g(n.norm), P.bn(n.norm), G, eps, nb.s1,
+                    nb.mean1, nb.rstd1, Silu);
+        Conv::forward(exec, as_const(nb.s1), P.w(n.conv), P.b(n.conv), 1, out, m_scratch);
         break;
     }
   }
@@ -570,6 +573,7 @@ void UNet<Exec, T>::backward(const Exec& exec, const Tensor1<const T, Exec>& par
   kernels::expect_shape(op, "dF", dF, {B, m_cfg.out_channels, R, R});
   using Conv = kernels::Conv2d<Exec, T>;
   using GN = kernels::GroupNorm<Exec, T>;
+  constexpr auto Silu = kernels::Activation::Silu, NoActivation = kernels::Activation::None;
   using Lin = kernels::Linear<Exec, T>;
   using SiLU = kernels::SiLU<Exec, T>;
   const ParamViews<T, Exec> P{params.data()};
@@ -595,38 +599,38 @@ void UNet<Exec, T>::backward(const Exec& exec, const Tensor1<const T, Exec>& par
     const CX dout = (n.out == m_out_id) ? dF : as_const(m_grad[n.out]);
     switch (n.kind) {
       case NodeKind::ConvIn:
-        Conv::backward(exec, dout, io.x, P.w(n.conv1), 1, none4, GradMode::Overwrite,
-                       D.w(n.conv1), D.b(n.conv1), m_scratch);
+        Conv::backward(exec, dout, io.x, P.w(n.conv), 1, none4, GradMode::Overwrite,
+                       D.w(n.conv), D.b(n.conv), m_scratch);
         break;
       case NodeKind::ResBlock: {
         const CX x = m_act[n.in];
         const ActShape in = m_shapes[n.in];
         const X gin = m_grad[n.in];
-        if (n.has_skip)
-          Conv::backward(exec, dout, x, P.w(n.skip), 1, gin, mode(n.in), D.w(n.skip), D.b(n.skip),
+        if (n.res.has_skip)
+          Conv::backward(exec, dout, x, P.w(n.res.skip), 1, gin, mode(n.in), D.w(n.res.skip), D.b(n.res.skip),
                          m_scratch);
         else
           kernels::AddTo<Exec, T>::apply(exec, flat(dout), flat(gin), mode(n.in));
         const X ds2 = tmp(m_tmp1, o.C, o.H, o.W);
-        Conv::backward(exec, dout, as_const(nb.s2), P.w(n.conv2), 1, ds2, GradMode::Overwrite,
-                       D.w(n.conv2), D.b(n.conv2), m_scratch);
+        Conv::backward(exec, dout, as_const(nb.s2), P.w(n.res.conv2), 1, ds2, GradMode::Overwrite,
+                       D.w(n.res.conv2), D.b(n.res.conv2), m_scratch);
         if (dropout)
           kernels::Dropout<Exec, T>::backward(exec, as_const(ds2), ds2, GradMode::Overwrite,
                                               m_cfg.dropout, key.seed + 1000003ull * ii, key.step,
                                               key.ids);
         const X dh1 = tmp(m_tmp2, o.C, o.H, o.W);
-        GN::backward(exec, as_const(ds2), as_const(nb.h1), P.g(n.gn2), P.bn(n.gn2),
+        GN::backward(exec, as_const(ds2), as_const(nb.h1), P.g(n.res.norm2), P.bn(n.res.norm2),
                      as_const(nb.mean2), as_const(nb.rstd2), dh1, GradMode::Overwrite,
-                     D.g(n.gn2), D.bn(n.gn2), m_scratch, true, ds2);
+                     D.g(n.res.norm2), D.bn(n.res.norm2), m_scratch, Silu, ds2);
         kernels::ChannelAdd<Exec, T>::backward(exec, as_const(dh1), nb.e, GradMode::Overwrite);
-        Lin::backward(exec, as_const(nb.e), as_const(m_semb), P.w(n.emb), m_dsemb,
-                      mode(semb_slot), D.w(n.emb), D.b(n.emb));
+        Lin::backward(exec, as_const(nb.e), as_const(m_semb), P.w(n.res.emb), m_dsemb,
+                      mode(semb_slot), D.w(n.res.emb), D.b(n.res.emb));
         const X ds1 = tmp(m_tmp1, in.C, in.H, in.W);
-        Conv::backward(exec, as_const(dh1), as_const(nb.s1), P.w(n.conv1), 1, ds1,
-                       GradMode::Overwrite, D.w(n.conv1), D.b(n.conv1), m_scratch);
-        GN::backward(exec, as_const(ds1), x, P.g(n.gn1), P.bn(n.gn1), as_const(nb.mean1),
-                     as_const(nb.rstd1), gin, GradMode::Accumulate, D.g(n.gn1), D.bn(n.gn1),
-                     m_scratch, true, ds1);
+        Conv::backward(exec, as_const(dh1), as_const(nb.s1), P.w(n.res.conv1), 1, ds1,
+                       GradMode::Overwrite, D.w(n.res.conv1), D.b(n.res.conv1), m_scratch);
+        GN::backward(exec, as_const(ds1), x, P.g(n.res.norm1), P.bn(n.res.norm1), as_const(nb.mean1),
+                     as_const(nb.rstd1), gin, GradMode::Accumulate, D.g(n.res.norm1), D.bn(n.res.norm1),
+                     m_scratch, Silu, ds1);
         break;
       }
       case NodeKind::Attention: {
@@ -634,28 +638,28 @@ void UNet<Exec, T>::backward(const Exec& exec, const Tensor1<const T, Exec>& par
         const X gin = m_grad[n.in];
         kernels::AddTo<Exec, T>::apply(exec, flat(dout), flat(gin), mode(n.in));
         const X dh = tmp(m_tmp1, o.C, o.H, o.W);
-        Conv::backward(exec, dout, as_const(nb.hatt), P.w(n.conv2), 1, dh, GradMode::Overwrite,
-                       D.w(n.conv2), D.b(n.conv2), m_scratch);
+        Conv::backward(exec, dout, as_const(nb.hatt), P.w(n.attn.proj), 1, dh, GradMode::Overwrite,
+                       D.w(n.attn.proj), D.b(n.attn.proj), m_scratch);
         const X dqkv = tmp(m_tmp2, 3 * o.C, o.H, o.W);
         kernels::Attention<Exec, T>::backward(exec, as_const(dh), as_const(nb.qkv),
                                               as_const(nb.attn), dqkv, GradMode::Overwrite,
                                               m_scratch);
         const X da = tmp(m_tmp1, o.C, o.H, o.W);
-        Conv::backward(exec, as_const(dqkv), as_const(nb.a), P.w(n.conv1), 1, da,
-                       GradMode::Overwrite, D.w(n.conv1), D.b(n.conv1), m_scratch);
-        GN::backward(exec, as_const(da), x, P.g(n.gn1), P.bn(n.gn1), as_const(nb.mean1),
-                     as_const(nb.rstd1), gin, GradMode::Accumulate, D.g(n.gn1), D.bn(n.gn1),
-                     m_scratch, false);
+        Conv::backward(exec, as_const(dqkv), as_const(nb.a), P.w(n.attn.qkv), 1, da,
+                       GradMode::Overwrite, D.w(n.attn.qkv), D.b(n.attn.qkv), m_scratch);
+        GN::backward(exec, as_const(da), x, P.g(n.attn.norm), P.bn(n.attn.norm), as_const(nb.mean1),
+                     as_const(nb.rstd1), gin, GradMode::Accumulate, D.g(n.attn.norm), D.bn(n.attn.norm),
+                     m_scratch, NoActivation);
         break;
       }
       case NodeKind::Downsample:
-        Conv::backward(exec, dout, as_const(m_act[n.in]), P.w(n.conv1), 2, m_grad[n.in],
-                       mode(n.in), D.w(n.conv1), D.b(n.conv1), m_scratch);
+        Conv::backward(exec, dout, as_const(m_act[n.in]), P.w(n.conv), 2, m_grad[n.in],
+                       mode(n.in), D.w(n.conv), D.b(n.conv), m_scratch);
         break;
       case NodeKind::Upsample: {
         const X dup = tmp(m_tmp1, o.C, o.H, o.W);
-        Conv::backward(exec, dout, as_const(nb.up), P.w(n.conv1), 1, dup, GradMode::Overwrite,
-                       D.w(n.conv1), D.b(n.conv1), m_scratch);
+        Conv::backward(exec, dout, as_const(nb.up), P.w(n.conv), 1, dup, GradMode::Overwrite,
+                       D.w(n.conv), D.b(n.conv), m_scratch);
         kernels::Upsample2x<Exec, T>::backward(exec, as_const(dup), m_grad[n.in], mode(n.in));
         break;
       }
@@ -668,11 +672,11 @@ void UNet<Exec, T>::backward(const Exec& exec, const Tensor1<const T, Exec>& par
       case NodeKind::Head: {
         const ActShape in = m_shapes[n.in];
         const X ds = tmp(m_tmp1, in.C, in.H, in.W);
-        Conv::backward(exec, dout, as_const(nb.s1), P.w(n.conv1), 1, ds, GradMode::Overwrite,
-                       D.w(n.conv1), D.b(n.conv1), m_scratch);
-        GN::backward(exec, as_const(ds), as_const(m_act[n.in]), P.g(n.gn1), P.bn(n.gn1),
+        Conv::backward(exec, dout, as_const(nb.s1), P.w(n.conv), 1, ds, GradMode::Overwrite,
+                       D.w(n.conv), D.b(n.conv), m_scratch);
+        GN::backward(exec, as_const(ds), as_const(m_act[n.in]), P.g(n.norm), P.bn(n.norm),
                      as_const(nb.mean1), as_const(nb.rstd1), m_grad[n.in], mode(n.in),
-                     D.g(n.gn1), D.bn(n.gn1), m_scratch, true, ds);
+                     D.g(n.norm), D.bn(n.norm), m_scratch, Silu, ds);
         break;
       }
     }
@@ -697,9 +701,6 @@ void UNet<Exec, T>::backward(const Exec& exec, const Tensor1<const T, Exec>& par
 namespace {
 // How init_params fills a tensor (namespace scope: CUDA lambdas cannot capture local types).
 enum InitKind : int { kInitUniform = 0, kInitConstant = 1, kInitNormal = 2 };
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 }  // namespace
 
 template <class Exec, class T>
@@ -709,24 +710,20 @@ void init_params(const Exec& exec, const UNetConfig& cfg, const ParamTable& tabl
   const auto& entries = table.entries();
   for (size_t idx = 0; idx < entries.size(); ++idx) {
     const ParamInfo& p = entries[idx];
-    const std::string stem = p.name.substr(0, p.name.rfind('.'));
-    const bool is_weight = ends_with(p.name, ".weight");
+    // the rule declared with the tensor (PlanBuilder: conv, lin, norm, the class table)
     InitKind kind = kInitUniform;
     double value = 0, bound = 0;
-    if (stem.find("norm") != std::string::npos) {
-      kind = kInitConstant;
-      value = is_weight ? 1.0 : 0.0;
-    } else if (ends_with(stem, "class_table")) {
-      kind = kInitNormal;
-    } else {
-      const ParamInfo& w = table.at(stem + ".weight");
-      const size_t fan_in = w.numel / static_cast<size_t>(w.shape[0]);
-      bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
-      if (scheme == InitScheme::Adm &&
-          (ends_with(stem, ".conv2") || ends_with(stem, ".proj") || stem == "out.conv")) {
-        kind = kInitConstant;
-        value = 0;
-      }
+    switch (p.init) {
+      case ParamInit::Ones: kind = kInitConstant, value = 1; break;
+      case ParamInit::Zeros: kind = kInitConstant, value = 0; break;
+      case ParamInit::Normal: kind = kInitNormal; break;
+      case ParamInit::ZeroUnderAdm:
+      case ParamInit::FanInUniform:
+        if (p.fan_in == 0)
+          throw Error(cat("dmis::unet::init: tensor '", p.name, "' has no fan-in (a table read from a file?)"));
+        bound = 1.0 / std::sqrt(static_cast<double>(p.fan_in));
+        if (p.init == ParamInit::ZeroUnderAdm && scheme == InitScheme::Adm) kind = kInitConstant, value = 0;
+        break;
     }
     T* dst = params.data() + p.offset;
     const rng::Philox gen(seed, rng::kInit);

@@ -65,14 +65,30 @@ struct NormRef {
   int c = 0;
 };
 enum class NodeKind { ConvIn, ResBlock, Attention, Downsample, Upsample, Concat, Head };
+/// A residual block's parameters: GroupNorm + SiLU, conv1 (3x3), + the embedding's projection
+/// per channel, GroupNorm + SiLU, (dropout), conv2 (3x3; zero at the start under ADM), plus the
+/// input through `skip` (a 1x1 conv) where the channels change, else as it is.
+struct ResBlockRefs {
+  NormRef norm1, norm2;
+  ConvRef conv1, conv2, skip;
+  LinRef emb;
+  bool has_skip = false;
+};
+/// A self-attention block's: GroupNorm (no activation), the qkv projection (1x1 conv, 3C
+/// outputs), the output projection (1x1 conv; zero at the start under ADM), plus the input.
+struct AttentionRefs {
+  NormRef norm;
+  ConvRef qkv, proj;
+};
+/// One node of the network's plan; the members of its kind are set, the others stay empty.
 struct Node {
   NodeKind kind;
   std::string name;
   int in = -1, in2 = -1, out = -1;  // activation ids
-  NormRef gn1, gn2;
-  ConvRef conv1, conv2, skip;
-  LinRef emb;
-  bool has_skip = false;
+  ConvRef conv;          // ConvIn, Downsample (stride 2), Upsample (after the 2x), Head
+  NormRef norm;          // Head: its GroupNorm + SiLU before the conv
+  ResBlockRefs res;      // ResBlock
+  AttentionRefs attn;    // Attention
 };
 struct ActShape {
   int C, H, W;

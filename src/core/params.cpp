@@ -7,11 +7,14 @@
 
 namespace dmis {
 
-size_t ParamTable::add(const std::string& name, const std::vector<int>& shape) {
+size_t ParamTable::add(const std::string& name, const std::vector<int>& shape, ParamInit init,
+                       size_t fan_in) {
   if (find(name)) throw Error(cat("parameter '", name, "' declared twice"));
   ParamInfo p;
   p.name = name;
   p.shape = shape;
+  p.init = init;
+  p.fan_in = fan_in;
   p.numel = 1;
   for (int e : shape) p.numel *= static_cast<size_t>(e);
   p.offset = m_total;

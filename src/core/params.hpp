@@ -12,17 +12,28 @@
 
 namespace dmis {
 
+/// How a tensor starts (models::init_params), said where it is declared: uniform in
+/// +-1 / sqrt(fan_in) (PyTorch's default for convolutions and linear layers, their biases with
+/// the weight's fan-in), ones and zeros (a norm's scale and shift), N(0, 1) (an embedding
+/// table), or zero under the ADM scheme and uniform otherwise (the last layer of each residual
+/// branch and the head: each block starts as the identity).
+enum class ParamInit { FanInUniform, Ones, Zeros, Normal, ZeroUnderAdm };
+
 struct ParamInfo {
   std::string name;
   std::vector<int> shape;
   size_t offset = 0;
   size_t numel = 0;
+  ParamInit init = ParamInit::FanInUniform;
+  size_t fan_in = 0;  // FanInUniform, ZeroUnderAdm: the layer's inputs per output
 };
 
 class ParamTable {
 public:
   /// Appends a tensor; returns its offset in the flat buffers. Names must be unique.
-  size_t add(const std::string& name, const std::vector<int>& shape);
+  /// `init` and `fan_in` say how init_params fills it (a table read from a file needs neither).
+  size_t add(const std::string& name, const std::vector<int>& shape,
+             ParamInit init = ParamInit::FanInUniform, size_t fan_in = 0);
   const std::vector<ParamInfo>& entries() const { return m_entries; }
   /// Throws if absent.
   const ParamInfo& at(const std::string& name) const;

@@ -33,7 +33,7 @@ TYPED_TEST(GroupNormTest, ForwardMatchesReference) {
     y.download();
     EXPECT_TRUE(all_close(y.values(), want, 1e-4, 1e-4, "groupnorm y"))
         << c.B << "x" << c.C << "x" << c.H << "x" << c.W << " G=" << c.G;
-    Op::forward(exec, x.t4(), g.t1(), b.t1(), c.G, 1e-5f, y.t4(), m.t2(), r.t2(), /*silu=*/true);
+    Op::forward(exec, x.t4(), g.t1(), b.t1(), c.G, 1e-5f, y.t4(), m.t2(), r.t2(), kernels::Activation::Silu);
     y.download();
     EXPECT_TRUE(all_close(y.values(), ref::silu(want), 1e-4, 1e-4, "silu(groupnorm) y"));
   }
@@ -43,8 +43,9 @@ TYPED_TEST(GroupNormTest, BackwardMatchesFiniteDifferences) {
   using E = TypeParam;
   using Op = kernels::GroupNorm<E, double>;
   E exec;
-  for (const bool silu : {false, true})
+  for (const auto act : {kernels::Activation::None, kernels::Activation::Silu})
   for (const auto& c : {GnCase{2, 6, 3, 3, 3}, GnCase{1, 4, 5, 4, 2}, GnCase{2, 5, 3, 3, 5}}) {
+    const bool silu = act == kernels::Activation::Silu;
     SCOPED_TRACE(silu ? "fused SiLU" : "plain");
     TestTensor<double, E> x("x", {c.B, c.C, c.H, c.W}), g("g", {c.C}), b("b", {c.C}),
         y("y", {c.B, c.C, c.H, c.W}), m("m", {c.B, c.G}), rs("rs", {c.B, c.G}),
@@ -56,15 +57,15 @@ TYPED_TEST(GroupNormTest, BackwardMatchesFiniteDifferences) {
     r.randn(4);
     dg.fill(0);
     db.fill(0);
-    Op::forward(exec, x.t4(), g.t1(), b.t1(), c.G, 1e-5, y.t4(), m.t2(), rs.t2(), silu);
+    Op::forward(exec, x.t4(), g.t1(), b.t1(), c.G, 1e-5, y.t4(), m.t2(), rs.t2(), act);
     Op::backward(exec, r.t4(), x.t4(), g.t1(), b.t1(), m.t2(), rs.t2(), dx.t4(),
-                 GradMode::Overwrite, dg.t1(), db.t1(), s.t1(), silu);
+                 GradMode::Overwrite, dg.t1(), db.t1(), s.t1(), act);
     dx.download();
     dg.download();
     db.download();
     const auto R = r.values();
     auto loss = [&]() {
-      Op::forward(exec, x.t4(), g.t1(), b.t1(), c.G, 1e-5, y.t4(), m.t2(), rs.t2(), silu);
+      Op::forward(exec, x.t4(), g.t1(), b.t1(), c.G, 1e-5, y.t4(), m.t2(), rs.t2(), act);
       y.download();
       return dot(y, R);
     };
@@ -75,9 +76,9 @@ TYPED_TEST(GroupNormTest, BackwardMatchesFiniteDifferences) {
       r2.set(r.values());
       dg2.fill(0);
       db2.fill(0);
-      Op::forward(exec, x.t4(), g.t1(), b.t1(), c.G, 1e-5, y.t4(), m.t2(), rs.t2(), silu);
+      Op::forward(exec, x.t4(), g.t1(), b.t1(), c.G, 1e-5, y.t4(), m.t2(), rs.t2(), act);
       Op::backward(exec, r2.t4(), x.t4(), g.t1(), b.t1(), m.t2(), rs.t2(), dx2.t4(),
-                   GradMode::Overwrite, dg2.t1(), db2.t1(), s.t1(), silu, r2.t4());
+                   GradMode::Overwrite, dg2.t1(), db2.t1(), s.t1(), act, r2.t4());
       dx2.download();
       dg2.download();
       EXPECT_TRUE(all_close(dx2.values(), dx.values(), 1e-12, 1e-12, "dx with work == dy"));
@@ -85,12 +86,12 @@ TYPED_TEST(GroupNormTest, BackwardMatchesFiniteDifferences) {
     }
 
     // Accumulate
-    Op::forward(exec, x.t4(), g.t1(), b.t1(), c.G, 1e-5, y.t4(), m.t2(), rs.t2(), silu);
+    Op::forward(exec, x.t4(), g.t1(), b.t1(), c.G, 1e-5, y.t4(), m.t2(), rs.t2(), act);
     const auto dx1 = dx.values();
     dx.randn(9);
     const auto pre = dx.values();
     Op::backward(exec, r.t4(), x.t4(), g.t1(), b.t1(), m.t2(), rs.t2(), dx.t4(),
-                 GradMode::Accumulate, dg.t1(), db.t1(), s.t1(), silu);
+                 GradMode::Accumulate, dg.t1(), db.t1(), s.t1(), act);
     dx.download();
     std::vector<double> want(pre.size());
     for (size_t i = 0; i < pre.size(); ++i) want[i] = pre[i] + dx1[i];

@@ -75,9 +75,10 @@ TYPED_TEST(KernelHotPath, NoAllocationCopyOrFenceAndDmisLabels) {
     GN::backward(exec, dy.t4(), x.t4(), gamma.t1(), beta.t1(), mean.t2(), rstd.t2(), dx.t4(),
                  GradMode::Overwrite, dgamma.t1(), dbeta.t1(), scratch.t1());
     GN::forward(exec, x.t4(), gamma.t1(), beta.t1(), G, T(1e-5), y.t4(), mean.t2(), rstd.t2(),
-                true);
+                kernels::Activation::Silu);
     GN::backward(exec, dy.t4(), x.t4(), gamma.t1(), beta.t1(), mean.t2(), rstd.t2(), dx.t4(),
-                 GradMode::Accumulate, dgamma.t1(), dbeta.t1(), scratch.t1(), true);
+                 GradMode::Accumulate, dgamma.t1(), dbeta.t1(), scratch.t1(),
+                 kernels::Activation::Silu);
     kernels::SiLU<E, T>::forward(exec, x.t1(), y.t1());
     kernels::SiLU<E, T>::backward(exec, dy.t1(), x.t1(), dx.t1(), GradMode::Accumulate);
     using Att = kernels::Attention<E, T>;
