@@ -219,7 +219,17 @@ public:
         m_y("dmis::diffem::observations", m_N * m_n_img), m_recon("dmis::diffem::recon", m_N * m_n_img),
         m_masks("dmis::diffem::masks", static_cast<size_t>(m_N) * m_HW), m_labels("dmis::diffem::labels", m_N),
         m_core(o.post_net, plan.step, m_B, plan.conv_scratch_mb),
-        m_reducer(std::max(m_core.store().grads.extent(0), m_N * m_n_img)) {
+        m_reducer(std::max(m_core.store().grads.extent(0), m_N * m_n_img)),
+        m_channel(o.channel, m_R, m_R, m_tr.corruption_seed ^ plan.seed),
+        m_x0("dmis::diffem::x0", m_B, m_C, m_R, m_R), m_obs("dmis::diffem::obs", m_B, m_C, m_R, m_R),
+        m_mk("dmis::diffem::mask", m_B, 1, m_R, m_R), m_cond("dmis::diffem::cond", m_B, m_C + 1, m_R, m_R),
+        m_idx("dmis::diffem::index", m_B), m_lab_b("dmis::diffem::labels_b", m_B),
+        m_lab_d("dmis::diffem::labels_dropped", m_B), m_loss_acc("dmis::diffem::loss_sum", 1),
+        m_loss_host(Kokkos::create_mirror_view(m_loss_acc)), m_Bs(dp.sample_batch), m_snet(o.post_net),
+        m_scond("dmis::diffem::sample_cond", m_Bs, m_C + 1, m_R, m_R),
+        m_sout("dmis::diffem::sample_out", m_Bs, m_C, m_R, m_R), m_slab("dmis::diffem::sample_labels", m_Bs),
+        m_sampler(m_Bs, m_C, m_R, m_R) {
+    m_snet.prepare(m_Bs, 0, /*inference_only=*/true);
     from_host(m_y, m_tr.observations);
     from_host(m_masks, m_tr.masks);
     std::vector<int> lab(m_tr.labels.begin(), m_tr.labels.end());
@@ -305,20 +315,29 @@ private:
   DView<int*> m_labels;        // (N) observed labels, K for none
   methods::EdmTrainStep<Exec> m_core;
   dist::DeviceReducer<Exec> m_reducer;
+  // the M-step's batch of B pairs
+  data::CorruptionKernel m_channel;
+  DView<float****> m_x0, m_obs, m_mk, m_cond;  // (B, C, R, R) clean, corrupted; (B, 1, R, R) mask;
+                                               // (B, C + 1, R, R) [corrupted, mask]
+  DView<int*> m_idx, m_lab_b, m_lab_d;         // (B) images, their labels, after the drop
+  DView<float*> m_loss_acc;                    // (1) the loss summed over a progress window
+  DView<float*>::HostMirror m_loss_host;
+  // the E-step's batch of Bs observations: the sampling network (inference workspace only)
+  int m_Bs;
+  models::UNet<Exec, float> m_snet;
+  DView<float****> m_scond, m_sout;  // (Bs, C + 1, R, R) [observation, mask]; (Bs, C, R, R) sample
+  DView<int*> m_slab;                // (Bs)
+  diffusion::HeunSampler<Exec> m_sampler;
 };
 
 /// The M-step of lap `lap`: the posterior denoiser on (reconstruction, fresh corruption of it)
 /// pairs, corruption round `lap`. Returns the mean loss of the lap's last progress window.
 double Laps::m_step(int lap) {
-  const int B = m_B, C = m_C, R = m_R, Cc = C + 1;
+  const int B = m_B;
   const size_t n_img = m_n_img;
-  const data::CorruptionKernel channel(m_o.channel, R, R, m_tr.corruption_seed ^ m_plan.seed);
-  DView<float****> x0("dmis::diffem::x0", B, C, R, R), obs("dmis::diffem::obs", B, C, R, R),
-      mk("dmis::diffem::mask", B, 1, R, R), cond("dmis::diffem::cond", B, Cc, R, R);
-  DView<int*> idx("dmis::diffem::index", B), lab_b("dmis::diffem::labels_b", B),
-      lab_d("dmis::diffem::labels_dropped", B);
-  DView<float*> loss_acc("dmis::diffem::loss_sum", 1);
-  auto loss_host = Kokkos::create_mirror_view(loss_acc);
+  const auto x0 = m_x0, obs = m_obs, mk = m_mk, cond = m_cond;
+  const auto idx = m_idx, lab_b = m_lab_b, lab_d = m_lab_d;
+  const auto loss_acc = m_loss_acc;
   const auto labels = m_labels;
   const auto recon = m_recon;
   const uint32_t N32 = static_cast<uint32_t>(m_N);
@@ -345,7 +364,7 @@ double Laps::m_step(int lap) {
           const size_t b = r / n_img, e = r % n_img;
           x0.data()[r] = recon(static_cast<size_t>(idx(b)) * n_img + e);
         });
-    data::corrupt<Exec>(exec, channel, static_cast<uint32_t>(lap), idx, x0, obs, mk);
+    data::corrupt<Exec>(exec, m_channel, static_cast<uint32_t>(lap), idx, x0, obs, mk);
     kernels::Concat<Exec, float>::forward(exec, obs, mk, cond);
     m_core.begin(exec);
     m_core.drop_labels(exec, lab_b, lab_d);
@@ -362,8 +381,8 @@ double Laps::m_step(int lap) {
     const auto now = std::chrono::steady_clock::now();
     const double dt = std::chrono::duration<double>(now - t_log).count();
     t_log = now;
-    Kokkos::deep_copy(loss_host, loss_acc);
-    double lh = loss_host(0);
+    Kokkos::deep_copy(m_loss_host, loss_acc);
+    double lh = m_loss_host(0);
     dist::allreduce_sum(&lh, 1);
     lh /= m_ranks;
     const long since = done % every == 0 ? every : done % every;
@@ -383,14 +402,11 @@ double Laps::m_step(int lap) {
 /// The E-step of lap `lap`: a posterior sample (Heun, EMA weights) for every observation; rank
 /// r takes its share [lo, hi) and the images are summed back over the ranks.
 void Laps::e_step(int lap) {
-  const int Bs = m_dp.sample_batch, C = m_C, R = m_R, HW = m_HW, Cc = C + 1;
+  const int Bs = m_Bs, C = m_C, HW = m_HW;
   const size_t n_img = m_n_img;
-  models::UNet<Exec, float> snet(m_o.post_net);
-  snet.prepare(Bs, 0, /*inference_only=*/true);
-  DView<float****> scond("dmis::diffem::sample_cond", Bs, Cc, R, R), sout("dmis::diffem::sample_out", Bs, C, R, R);
-  DView<int*> slab("dmis::diffem::sample_labels", Bs);
-  diffusion::HeunSampler<Exec> sampler(Bs, C, R, R);
-  auto denoiser = diffusion::conditional_denoiser<Exec>(snet, m_core.store().ema, m_plan.step.edm, scond);
+  const auto scond = m_scond, sout = m_sout;
+  const auto slab = m_slab;
+  auto denoiser = diffusion::conditional_denoiser<Exec>(m_snet, m_core.store().ema, m_plan.step.edm, scond);
   diffusion::SamplerConfig sc = m_dp.sampler;
   sc.seed = m_plan.seed * 1000003ull + static_cast<uint64_t>(lap);
   const auto shard = dist::share(m_N);
@@ -415,7 +431,7 @@ void Laps::e_step(int lap) {
             for (int p = 0; p < HW; ++p) (&scond(b, c, 0, 0))[p] = y(i * n_img + c * HW + p);
           for (int p = 0; p < HW; ++p) (&scond(b, C, 0, 0))[p] = masks(i * HW + p);
         });
-    sampler.run(exec, sc, denoiser, slab, m_K, static_cast<uint32_t>(first), sout);
+    m_sampler.run(exec, sc, denoiser, slab, m_K, static_cast<uint32_t>(first), sout);
     Kokkos::parallel_for(
         "dmis::diffem::estep_store", Kokkos::RangePolicy<Exec>(exec, 0, static_cast<size_t>(nb) * n_img),
         KOKKOS_LAMBDA(size_t e) {
