@@ -1,8 +1,9 @@
 // `dmis train` with method.name: diffem (spec/method.md section 5; DiffEM, Rozet et al.).
 //
 // The run directory holds the EM laps under diffem/ and, at the end, the final model as a plain
-// run (ckpt-*/ema-* in the run directory itself, trained by train_run() from the deck that
-// diffem_laps returns, on the last reconstructions, so that dmis sample and dmis classify use it like any other run):
+// run (ckpt-*/ema-* in the run directory itself, trained by train_run() from the plan that
+// diffem_laps returns, on the last reconstructions; its deck.yaml records that run, so that dmis
+// sample and dmis classify use it like any other):
 //
 //   diffem/log.txt, stats.jsonl  one record per lap: M-step loss, reconstruction error against
 //                                the clean images when the dataset keeps them (--keep-clean)
@@ -130,11 +131,11 @@ DiffemPlan diffem_plan(const deck::Deck& d, const RunPlan& plan) {
 /// The laps already complete in `dir` under the plan's resume policy (0: start with lap 0).
 int laps_done(const RunPlan& plan, const DiffemPlan& dp, const std::string& dir) {
   int done = 0;
-  if (plan.resume == "none") {
+  if (plan.resume.mode == Resume::Mode::None) {
     if (fs::exists(lap_path(dir, 0)) || RunFiles(plan.run_dir, false).holds_run())
       plan.resume_key.fail(cat("the run directory '", plan.run_dir, "' already holds a run; set "
                                "run.resume: latest to continue it, or choose another run.name"));
-  } else if (plan.resume == "latest") {
+  } else if (plan.resume.mode == Resume::Mode::Latest) {
     if (!fs::exists(lap_path(dir, 0)))
       plan.resume_key.fail(cat("'latest', but '", dir, "' holds no complete DiffEM lap"));
     while (done < dp.laps && fs::exists(lap_path(dir, done + 1))) ++done;
@@ -521,35 +522,42 @@ std::string Laps::write_reconstructions() const {
   return path;
 }
 
-/// The final model's deck: vanilla on the reconstructions, in the same run directory (its
-/// deck.yaml and checkpoints record it as such, for sample and classify), resumed where it was
-/// started before.
-deck::Deck final_deck(const deck::Deck& d, const RunPlan& plan, const DiffemPlan& dp, const std::string& rec_path,
-                      bool root) {
-  deck::Deck f = d;
-  f.set("method.name=vanilla");
-  f.set("data.path=" + rec_path);
-  f.set("data.train_limit=0");
-  if (dp.final_kimg > 0) {
-    f.set("train.steps=0");
-    f.set(cat("train.kimg=", dp.final_kimg));
-  }
-  const bool started = !io::list_checkpoints(plan.run_dir, "ckpt").empty();
+/// The final model's plan: the deck's, as vanilla on the reconstructions at `rec_path` (all of
+/// them), for diffem.final_kimg when set, in the same run directory, resumed where it was
+/// started before. Its record (deck.yaml, the checkpoints' deck) is the deck that describes that
+/// run, so that dmis sample and dmis classify read it like any other.
+RunPlan final_plan(const deck::Deck& d, RunPlan p, const DiffemPlan& dp, const std::string& rec_path, bool root) {
+  const bool started = !io::list_checkpoints(p.run_dir, "ckpt").empty();
   if (!started && root) {  // killed before the final model's first checkpoint: start it again
     std::error_code ec;
-    fs::remove(fs::path(plan.run_dir) / "deck.yaml", ec);
+    fs::remove(fs::path(p.run_dir) / "deck.yaml", ec);
   }
   dist::barrier();
-  f.set(std::string("run.resume=") + (started ? "latest" : "none"));
-  f.set("run.out_dir=" + fs::path(plan.run_dir).parent_path().string());
-  f.set("run.name=" + fs::path(plan.run_dir).filename().string());
-  return f;
+  p.method.kind = methods::MethodKind::Vanilla;
+  p.data_path = rec_path;
+  p.train_limit = 0;
+  if (dp.final_kimg > 0) p.steps = static_cast<long>(std::ceil(dp.final_kimg * 1e3 / p.batch));
+  p.resume.mode = started ? Resume::Mode::Latest : Resume::Mode::None;
+  p.out_dir = fs::path(p.run_dir).parent_path().string();
+  // the record only: the same keys changed in the deck's text
+  deck::Deck record = d;
+  record.set("method.name=vanilla");
+  record.set("data.path=" + rec_path);
+  record.set("data.train_limit=0");
+  if (dp.final_kimg > 0) {
+    record.set("train.steps=0");
+    record.set(cat("train.kimg=", dp.final_kimg));
+  }
+  record.set(std::string("run.resume=") + (started ? "latest" : "none"));
+  record.set("run.out_dir=" + p.out_dir);
+  record.set("run.name=" + p.name);
+  p.deck_text = record.resolved_yaml();
+  return p;
 }
 
 }  // namespace
 
-deck::Deck diffem_laps(const deck::Deck& d) {
-  const RunPlan plan = make_plan(d);
+RunPlan diffem_laps(const deck::Deck& d, const RunPlan& plan) {
   const DiffemPlan dp = diffem_plan(d, plan);
   const bool root = dist::rank() == 0;
   const int ranks = dist::size();
@@ -574,7 +582,7 @@ deck::Deck diffem_laps(const deck::Deck& d) {
   for (int lap = done + 1; lap <= dp.laps; ++lap) laps.run(lap);
   const std::string rec_path = laps.write_reconstructions();
   dist::barrier();
-  return final_deck(d, plan, dp, rec_path, root);
+  return final_plan(d, plan, dp, rec_path, root);
 }
 
 }  // namespace dmis::train

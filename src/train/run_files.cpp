@@ -126,14 +126,23 @@ void RunFiles::prune(const std::string& prefix, long keep) {
   for (size_t i = 0; i + keep < all.size(); ++i) std::remove(all[i].c_str());
 }
 
-ResumePoint resume_point(const RunFiles& files, const std::string& resume, const deck::KeyRef& resume_key) {
+Resume Resume::parse(const std::string& value) {
+  Resume r;
+  if (value == "latest")
+    r.mode = Mode::Latest;
+  else if (value != "none")
+    r.mode = Mode::Path, r.path = value;
+  return r;
+}
+
+ResumePoint resume_point(const RunFiles& files, const Resume& resume, const deck::KeyRef& resume_key) {
   ResumePoint at;
   const std::string& dir = files.dir();
-  if (resume == "none") {
+  if (resume.mode == Resume::Mode::None) {
     if (files.holds_run())
       resume_key.fail(cat("the run directory '", dir, "' already holds a run; set "
                                "run.resume: latest to continue it, or choose another run.name"));
-  } else if (resume == "latest") {
+  } else if (resume.mode == Resume::Mode::Latest) {
     // the newest checkpoint that reads and verifies (a damaged one, e.g. written to a full
     // disk, is skipped and said); none (a run stopped before its first, or no run yet): from
     // step 0
@@ -161,7 +170,7 @@ ResumePoint resume_point(const RunFiles& files, const std::string& resume, const
                              ": starting from step 0"));
     }
   } else {
-    at.from = resume;
+    at.from = resume.path;
   }
   return at;
 }

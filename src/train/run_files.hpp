@@ -41,8 +41,16 @@ private:
   int m_lock = -1;  // the lock file's descriptor while held
 };
 
-/// Where a run starts: run.resume (none, latest or a checkpoint's path) against what the run
-/// directory holds.
+/// run.resume, resolved: a fresh run (none), the newest complete checkpoint (latest), or a
+/// given checkpoint (any other value: its path).
+struct Resume {
+  enum class Mode { None, Latest, Path };
+  Mode mode = Mode::None;
+  std::string path;  // Mode::Path: the checkpoint
+  static Resume parse(const std::string& value);
+};
+
+/// Where a run starts: run.resume against what the run directory holds.
 struct ResumePoint {
   std::string from;                              // the checkpoint to resume from; empty: step 0
   std::optional<io::CheckpointData> checkpoint;  // latest: that checkpoint, already read
@@ -54,7 +62,7 @@ struct ResumePoint {
 /// that reads and verifies (damaged ones are passed over and named; none at all: step 0); a
 /// path: that checkpoint (read later). A DeckError naming run.resume where the policy cannot
 /// be followed. Reads only (every rank may call it before the directory is created).
-ResumePoint resume_point(const RunFiles& files, const std::string& resume, const deck::KeyRef& resume_key);
+ResumePoint resume_point(const RunFiles& files, const Resume& resume, const deck::KeyRef& resume_key);
 
 /// Writes `text` to `path` through a temporary file and a rename.
 void write_file_atomic(const std::string& path, const std::string& text);

@@ -84,7 +84,7 @@ void plan_run(const deck::Deck& d, RunPlan& p) {
   p.out_dir = d.get_string("run.out_dir");
   p.run_dir = run_directory(d);
   p.name = fs::path(p.run_dir).filename().string();
-  p.resume = d.get_string("run.resume");
+  p.resume = Resume::parse(d.get_string("run.resume"));
   p.seed = static_cast<uint64_t>(d.get_int("run.seed"));
   p.log_every = d.get_int("run.log_every");
   p.checkpoint_every = d.get_int("run.checkpoint_every");
@@ -447,8 +447,9 @@ void train_loop(const RunPlan& plan, methods::MethodStep<Exec>& method, const De
 }  // namespace
 
 int train(const deck::Deck& d) {
-  if (d.get_string("method.name") == "diffem") return train_run(diffem_laps(d));
-  return train_run(d);
+  RunPlan plan = make_plan(d);
+  if (plan.method.kind == methods::MethodKind::Diffem) return train_run(diffem_laps(d, plan));
+  return train_run(std::move(plan));
 }
 
 int train_run(const deck::Deck& d) { return train_run(make_plan(d)); }

@@ -10,12 +10,14 @@
 #include "deck/deck.hpp"
 #include "methods/method_step.hpp"
 #include "models/unet.hpp"
+#include "train/run_files.hpp"
 
 namespace dmis::train {
 
 /// A deck resolved once (make_plan): nothing after it reads deck keys or compares names.
 struct RunPlan {
-  std::string deck_file, name, out_dir, run_dir, resume;
+  std::string deck_file, name, out_dir, run_dir;
+  Resume resume;  // run.resume
   std::string deck_text;  // the resolved deck, written to deck.yaml and into checkpoints
   uint64_t seed = 1;
   long log_every = 50, checkpoint_every = 500, keep = 2;
@@ -48,7 +50,7 @@ RunPlan make_plan(const deck::Deck& d);
 
 /// Runs (or resumes) the training described by the deck; returns the exit code. A pipeline in
 /// one direction: method.name diffem runs its EM laps (diffem_laps), then the final model from
-/// the deck they return; every other method is one run (train_run).
+/// the plan they return; every other method is one run (train_run).
 int train(const deck::Deck& d);
 
 /// One training run of vanilla, dmis or ambient from the deck (not diffem: see train).
@@ -57,9 +59,10 @@ int train_run(const deck::Deck& d);
 int train_run(RunPlan plan);
 
 /// DiffEM (src/train/diffem.cpp): the EM laps of a posterior denoiser on corrupted images, into
-/// the run directory's diffem/ (resumed after the last finished lap). Returns the deck of the
-/// final model: vanilla on the last reconstructions, in the same run directory.
-deck::Deck diffem_laps(const deck::Deck& d);
+/// the run directory's diffem/ (resumed after the last finished lap), for the deck `d` whose
+/// plan is `plan`. Returns the final model's plan: vanilla on the last reconstructions, in the
+/// same run directory (its record, deck.yaml and the checkpoints' deck, says so).
+RunPlan diffem_laps(const deck::Deck& d, const RunPlan& plan);
 
 /// The run directory a deck's run writes to: run.out_dir / (run.name or the deck's stem).
 std::string run_directory(const deck::Deck& d);
