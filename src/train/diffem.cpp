@@ -41,17 +41,8 @@
 #include "train/device_data.hpp"
 #include "train/ppca.hpp"
 #include "train/run_files.hpp"
+#include "train/diffem_plan.hpp"
 #include "train/trainer.hpp"
-
-namespace dmis::train {
-enum class DiffemStart { Mean, Observation, Ppca, PpcaMean };  // diffem.start
-}
-namespace dmis::methods {
-template <>
-struct Choices<train::DiffemStart> {
-  static constexpr std::array<const char*, 4> names{"mean", "observation", "ppca", "ppca_mean"};
-};
-}  // namespace dmis::methods
 
 namespace dmis::train {
 
@@ -98,36 +89,6 @@ ReconError recon_error(const std::vector<float>& recon, const std::vector<uint8_
 std::string num(double v, int prec = 4) { return io::json_number(v, prec); }
 
 
-/// diffem.* (and the E-step sampler's sample.* levels), resolved once.
-struct DiffemPlan {
-  int laps = 3;
-  long lap_steps = 1;  // M-step steps per lap
-  DiffemStart start = DiffemStart::Mean;
-  PpcaConfig ppca;
-  int sample_batch = 100;
-  diffusion::SamplerConfig sampler;
-  double final_kimg = 0;
-  bool ppca_start() const { return start == DiffemStart::Ppca || start == DiffemStart::PpcaMean; }
-};
-
-DiffemPlan diffem_plan(const deck::Deck& d, const RunPlan& plan) {
-  DiffemPlan dp;
-  dp.laps = static_cast<int>(d.get_int("diffem.laps"));
-  dp.lap_steps = std::max(1L, static_cast<long>(std::ceil(d.get_float("diffem.lap_kimg") * 1e3 / plan.batch)));
-  dp.start = methods::parse_choice<DiffemStart>(d.get_string("diffem.start"), "diffem.start");
-  dp.ppca.rank = static_cast<int>(d.get_int("diffem.ppca_rank"));
-  dp.ppca.iters = static_cast<int>(d.get_int("diffem.ppca_iters"));
-  dp.ppca.sample = dp.start == DiffemStart::Ppca;
-  dp.ppca.seed = plan.seed ^ 0x99CAull;
-  dp.sample_batch = static_cast<int>(d.get_int("diffem.sample_batch"));
-  dp.sampler.steps = static_cast<int>(d.get_int("diffem.sample_steps"));
-  dp.sampler.sigma_min = d.get_float("sample.sigma_min");
-  dp.sampler.sigma_max = d.get_float("sample.sigma_max");
-  dp.sampler.rho = d.get_float("sample.rho");
-  dp.final_kimg = d.get_float("diffem.final_kimg");
-  return dp;
-}
-
 /// The laps already complete in `dir` under the plan's resume policy (0: start with lap 0).
 int laps_done(const RunPlan& plan, const DiffemPlan& dp, const std::string& dir) {
   int done = 0;
@@ -155,27 +116,27 @@ struct Observations {
   std::vector<uint8_t> clean;
 };
 
-Observations read_observations(const deck::Deck& d, const RunPlan& plan, const DiffemPlan& dp) {
+Observations read_observations(const RunPlan& plan, const DiffemPlan& dp) {
   Observations o;
   o.ds = data::read_dataset(plan.data_path, /*with_test=*/true, plan.train_limit);
   const auto& tr = o.ds.train;
   if (!tr.corrupted())
-    d.fail("method.name", cat("diffem learns from corrupted images, but the training split of '",
+    plan.method_key.fail(cat("diffem learns from corrupted images, but the training split of '",
                               plan.data_path, "' holds clean images (make one with dmis import "
                               "--corrupt SPEC)"));
   if (tr.corruption == "unknown")
-    d.fail("method.name", cat("diffem corrupts its reconstructions afresh through the dataset's "
+    plan.method_key.fail(cat("diffem corrupts its reconstructions afresh through the dataset's "
                               "channel, but '", plan.data_path, "' does not record it (attribute "
                               "/train corruption)"));
   o.channel = data::parse_corruption(tr.corruption);
   if (dp.ppca_start() && (o.channel.kind == data::Corruption::Kind::Blur || o.channel.noise > 0))
-    d.fail("diffem.start", cat("the ppca start integrates out missing pixels of noise-free "
+    dp.start_key.fail(cat("the ppca start integrates out missing pixels of noise-free "
                                "observations; the data's channel is ", o.channel.spec(),
                                " (use mean or observation)"));
-  const models::UNetConfig final_net = network_from_deck(d, o.ds.classes);
+  const models::UNetConfig final_net = resolve_network(plan.net, o.ds.classes, plan.preset_key);
   const std::string bad = data::image_shape_mismatch(tr, plan.data_path, final_net.out_channels,
                                                      final_net.resolution);
-  if (!bad.empty()) d.fail("network.preset", bad);
+  if (!bad.empty()) plan.preset_key.fail(bad);
   o.post_net = final_net;
   o.post_net.in_channels = tr.C + tr.C + 1;  // [x, y, mask]
   try {
@@ -293,8 +254,8 @@ public:
     save(lap, loss, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
 
-  /// The last reconstructions as a dmis dataset (rank 0 writes it); returns its path.
-  std::string write_reconstructions() const;
+  /// The last reconstructions as a dmis dataset at the plan's `reconstructions` (rank 0).
+  void write_reconstructions() const;
 
 private:
   double m_step(int lap);
@@ -494,9 +455,9 @@ void Laps::save(int lap, double loss, double seconds) {
                     .str());
 }
 
-std::string Laps::write_reconstructions() const {
-  const std::string path = (fs::path(m_dir) / "reconstructions.h5").string();
-  if (!m_root) return path;
+void Laps::write_reconstructions() const {
+  const std::string& path = m_dp.reconstructions;
+  if (!m_root) return;
   Kokkos::fence();
   const std::vector<float> hr = to_host(m_recon);
   const auto& ds = m_o.ds;
@@ -519,14 +480,13 @@ std::string Laps::write_reconstructions() const {
   out.has_test = ds.has_test;
   data::write_dataset(path, out);
   m_files.log(cat("wrote ", path, "; training the final model on it"));
-  return path;
 }
 
-/// The final model's plan: the deck's, as vanilla on the reconstructions at `rec_path` (all of
-/// them), for diffem.final_kimg when set, in the same run directory, resumed where it was
-/// started before. Its record (deck.yaml, the checkpoints' deck) is the deck that describes that
-/// run, so that dmis sample and dmis classify read it like any other.
-RunPlan final_plan(const deck::Deck& d, RunPlan p, const DiffemPlan& dp, const std::string& rec_path, bool root) {
+/// The final model's plan: the deck's, as vanilla on the reconstructions (all of them), for
+/// diffem.final_kimg when set, in the same run directory, resumed where it was started before.
+/// Its record (deck.yaml, the checkpoints' deck) is the deck that describes that run (made with
+/// the plan), so that dmis sample and dmis classify read it like any other.
+RunPlan final_plan(RunPlan p, const DiffemPlan& dp, bool root) {
   const bool started = !io::list_checkpoints(p.run_dir, "ckpt").empty();
   if (!started && root) {  // killed before the final model's first checkpoint: start it again
     std::error_code ec;
@@ -534,31 +494,53 @@ RunPlan final_plan(const deck::Deck& d, RunPlan p, const DiffemPlan& dp, const s
   }
   dist::barrier();
   p.method.kind = methods::MethodKind::Vanilla;
-  p.data_path = rec_path;
+  p.data_path = dp.reconstructions;
   p.train_limit = 0;
   if (dp.final_kimg > 0) p.steps = static_cast<long>(std::ceil(dp.final_kimg * 1e3 / p.batch));
   p.resume.mode = started ? Resume::Mode::Latest : Resume::Mode::None;
   p.out_dir = fs::path(p.run_dir).parent_path().string();
-  // the record only: the same keys changed in the deck's text
-  deck::Deck record = d;
-  record.set("method.name=vanilla");
-  record.set("data.path=" + rec_path);
-  record.set("data.train_limit=0");
-  if (dp.final_kimg > 0) {
-    record.set("train.steps=0");
-    record.set(cat("train.kimg=", dp.final_kimg));
-  }
-  record.set(std::string("run.resume=") + (started ? "latest" : "none"));
-  record.set("run.out_dir=" + p.out_dir);
-  record.set("run.name=" + p.name);
-  p.deck_text = record.resolved_yaml();
+  p.deck_text = dp.final_record[started ? 1 : 0];
   return p;
 }
 
 }  // namespace
 
-RunPlan diffem_laps(const deck::Deck& d, const RunPlan& plan) {
-  const DiffemPlan dp = diffem_plan(d, plan);
+DiffemPlan plan_diffem(const deck::Deck& d, int batch, uint64_t seed, const std::string& run_dir) {
+  DiffemPlan dp;
+  dp.laps = static_cast<int>(d.get_int("diffem.laps"));
+  dp.lap_steps = std::max(1L, static_cast<long>(std::ceil(d.get_float("diffem.lap_kimg") * 1e3 / batch)));
+  dp.start = methods::parse_choice<DiffemStart>(d.get_string("diffem.start"), "diffem.start");
+  dp.start_key = d.ref("diffem.start");
+  dp.ppca.rank = static_cast<int>(d.get_int("diffem.ppca_rank"));
+  dp.ppca.iters = static_cast<int>(d.get_int("diffem.ppca_iters"));
+  dp.ppca.sample = dp.start == DiffemStart::Ppca;
+  dp.ppca.seed = seed ^ 0x99CAull;
+  dp.sample_batch = static_cast<int>(d.get_int("diffem.sample_batch"));
+  dp.sampler.steps = static_cast<int>(d.get_int("diffem.sample_steps"));
+  dp.sampler.sigma_min = d.get_float("sample.sigma_min");
+  dp.sampler.sigma_max = d.get_float("sample.sigma_max");
+  dp.sampler.rho = d.get_float("sample.rho");
+  dp.final_kimg = d.get_float("diffem.final_kimg");
+  dp.reconstructions = (fs::path(run_dir) / "diffem" / "reconstructions.h5").string();
+  for (const bool started : {false, true}) {
+    deck::Deck record = d;
+    record.set("method.name=vanilla");
+    record.set("data.path=" + dp.reconstructions);
+    record.set("data.train_limit=0");
+    if (dp.final_kimg > 0) {
+      record.set("train.steps=0");
+      record.set(cat("train.kimg=", dp.final_kimg));
+    }
+    record.set(std::string("run.resume=") + (started ? "latest" : "none"));
+    record.set("run.out_dir=" + fs::path(run_dir).parent_path().string());
+    record.set("run.name=" + fs::path(run_dir).filename().string());
+    dp.final_record[started ? 1 : 0] = record.resolved_yaml();
+  }
+  return dp;
+}
+
+RunPlan diffem_laps(const RunPlan& plan) {
+  const DiffemPlan& dp = *plan.diffem;
   const bool root = dist::rank() == 0;
   const int ranks = dist::size();
   const std::string dir = (fs::path(plan.run_dir) / "diffem").string();
@@ -566,7 +548,7 @@ RunPlan diffem_laps(const deck::Deck& d, const RunPlan& plan) {
   const int done = laps_done(plan, dp, dir);
   dist::barrier();
   files.create();
-  const Observations o = read_observations(d, plan, dp);
+  const Observations o = read_observations(plan, dp);
   if (root) {
     files.log(cat("DiffEM: ", dp.laps, " laps of ", dp.lap_steps, " steps (", dp.lap_steps * plan.batch / 1e3,
                   " kimg) of the posterior denoiser, then an E-step over ", o.ds.train.N, " observations (",
@@ -580,9 +562,9 @@ RunPlan diffem_laps(const deck::Deck& d, const RunPlan& plan) {
   else
     laps.resume(done);
   for (int lap = done + 1; lap <= dp.laps; ++lap) laps.run(lap);
-  const std::string rec_path = laps.write_reconstructions();
+  laps.write_reconstructions();
   dist::barrier();
-  return final_plan(d, plan, dp, rec_path, root);
+  return final_plan(plan, dp, root);
 }
 
 }  // namespace dmis::train

@@ -231,6 +231,8 @@ RunPlan make_plan(const deck::Deck& d) {
   check_method(d, p);
   p.net = network_config(d);
   p.preset_key = d.ref("network.preset");
+  p.method_key = d.ref("method.name");
+  if (p.method.kind == methods::MethodKind::Diffem) p.diffem = plan_diffem(d, p.batch, p.seed, p.run_dir);
   p.deck_text = d.resolved_yaml();
   return p;
 }
@@ -448,7 +450,7 @@ void train_loop(const RunPlan& plan, methods::MethodStep<Exec>& method, const De
 
 int train(const deck::Deck& d) {
   RunPlan plan = make_plan(d);
-  if (plan.method.kind == methods::MethodKind::Diffem) return train_run(diffem_laps(d, plan));
+  if (plan.diffem) return train_run(diffem_laps(plan));
   return train_run(std::move(plan));
 }
 

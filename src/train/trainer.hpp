@@ -4,12 +4,14 @@
 // trains with progress lines, stats.jsonl and atomic checkpoints; `run.resume: latest`
 // continues exactly where the last complete checkpoint left off.
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "data/supervision.hpp"
 #include "deck/deck.hpp"
 #include "methods/method_step.hpp"
 #include "models/unet.hpp"
+#include "train/diffem_plan.hpp"
 #include "train/run_files.hpp"
 
 namespace dmis::train {
@@ -34,8 +36,9 @@ struct RunPlan {
   int batch = 64;
   long steps = 0;
   double conv_scratch_mb = 0;
+  std::optional<DiffemPlan> diffem;  // method.name diffem: its laps
   // where the keys of the checks that need the data (or the run directory) are
-  deck::KeyRef preset_key, transition_key, resume_key;
+  deck::KeyRef preset_key, transition_key, resume_key, method_key;
 };
 
 /// The network a deck describes (preset plus overrides), for `classes` classes.
@@ -59,10 +62,10 @@ int train_run(const deck::Deck& d);
 int train_run(RunPlan plan);
 
 /// DiffEM (src/train/diffem.cpp): the EM laps of a posterior denoiser on corrupted images, into
-/// the run directory's diffem/ (resumed after the last finished lap), for the deck `d` whose
-/// plan is `plan`. Returns the final model's plan: vanilla on the last reconstructions, in the
+/// the run directory's diffem/ (resumed after the last finished lap), for a plan with `diffem`.
+/// Returns the final model's plan: vanilla on the last reconstructions, in the
 /// same run directory (its record, deck.yaml and the checkpoints' deck, says so).
-RunPlan diffem_laps(const deck::Deck& d, const RunPlan& plan);
+RunPlan diffem_laps(const RunPlan& plan);
 
 /// The run directory a deck's run writes to: run.out_dir / (run.name or the deck's stem).
 std::string run_directory(const deck::Deck& d);
