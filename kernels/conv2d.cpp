@@ -317,6 +317,127 @@ void conv_winograd(const Exec& exec, const Tensor4<const T, Exec>& x, const T* U
   }
 }
 
+// dyp (Cout, nb*P) <- dy[b0, b0+nb): the GEMM layout of the output gradient
+template <class Exec, class T>
+void gather_dy(const Exec& exec, const Conv2dGeometry& g, const Tensor4<const T, Exec>& dy, int b0,
+               int nb, const Tensor2<T, Exec>& dyp) {
+  const int Cout = g.Cout, P = g.P();
+  Kokkos::parallel_for(
+      "dmis::conv2d::gather_dy", Kokkos::RangePolicy<Exec>(exec, 0, Cout * nb), KOKKOS_LAMBDA(int r) {
+        const int co = r % Cout, bl = r / Cout;
+        const T* src = &dy(b0 + bl, co, 0, 0);
+        T* dst = &dyp(co, bl * P);
+        for (int p = 0; p < P; ++p) dst[p] = src[p];
+      });
+}
+
+// db(co) += sum over b (in order) of the fixed-order sum over p of dy(b, co, p)
+template <class Exec, class T>
+void bias_grad(const Exec& exec, const Conv2dGeometry& g, const Tensor4<const T, Exec>& dy,
+               const Tensor1<T, Exec>& db) {
+  const int B = g.B, P = g.P();
+  using Policy = Kokkos::TeamPolicy<Exec>;
+  Policy policy(exec, g.Cout, Kokkos::AUTO);
+  policy.set_scratch_size(0, Kokkos::PerTeam(team_sum_scratch_bytes<T>()));
+  Kokkos::parallel_for(
+      "dmis::conv2d::bias_grad", policy, KOKKOS_LAMBDA(const typename Policy::member_type& team) {
+        const int co = team.league_rank();
+        T* partials = team_partials<T>(team);
+        T s = 0;
+        for (int b = 0; b < B; ++b) {
+          const T* row = &dy(b, co, 0, 0);
+          s += team_sum(team, P, partials, [&](int p) { return row[p]; });
+        }
+        Kokkos::single(Kokkos::PerTeam(team), [&]() { db(co) += s; });
+      });
+}
+
+// dw2 (Cout, K) += dy (Cout, nb*P) x col^T (nb*P, K), chunk by chunk (fixed order)
+template <class Exec, class T>
+void weight_grad(const Exec& exec, const Conv2dGeometry& g, const Tensor4<const T, Exec>& dy,
+                 const Tensor4<const T, Exec>& x, const Tensor2<T, Exec>& dw2, T* scratch, int chunk) {
+  const int K = g.K(), P = g.P(), Cout = g.Cout, B = g.B;
+  for (int b0 = 0; b0 < B; b0 += chunk) {
+    const int nb = std::min(chunk, B - b0);
+    Tensor2<T, Exec> col(scratch, K, static_cast<size_t>(nb) * P);                    // (K, nb*P)
+    Tensor2<T, Exec> dyp(scratch + static_cast<size_t>(K) * nb * P, Cout, nb * P);  // (Cout, nb*P)
+    gather_dy<Exec, T>(exec, g, dy, b0, nb, dyp);
+    im2col<Exec, T>(exec, g, x, b0, nb, col);
+    Kokkos::Profiling::pushRegion("dmis::conv2d::gemm_weight_grad");
+    compat::gemm(exec, "N", "T", T(1), Tensor2<const T, Exec>(dyp), Tensor2<const T, Exec>(col),
+                 T(1), dw2);
+    Kokkos::Profiling::popRegion();
+  }
+}
+
+// stride 1: dx = conv(dy, w flipped by 180 degrees with in/out channels swapped), same padding:
+// one more GEMM-shaped convolution, written straight into dx; wt (Cin, Cout, k, k) holds the
+// flipped weights
+template <class Exec, class T>
+void input_grad_transposed(const Exec& exec, const Conv2dGeometry& g, const Tensor4<const T, Exec>& dy,
+                           const Tensor4<const T, Exec>& w, T* wt, const Tensor4<T, Exec>& dx, T* scratch,
+                           int chunk, bool accumulate) {
+  const int k = g.k, kk = g.k * g.k, Cin = g.Cin, Cout = g.Cout;
+  Kokkos::parallel_for(
+      "dmis::conv2d::flip_weights", Kokkos::RangePolicy<Exec>(exec, 0, Cin * Cout * kk), KOKKOS_LAMBDA(int r) {
+        const int t = r % kk, co = (r / kk) % Cout, ci = r / (kk * Cout);
+        wt[r] = w(co, ci, (k - 1) - t / k, (k - 1) - t % k);
+      });
+  Conv2dGeometry gt = g;
+  gt.Cin = g.Cout;
+  gt.Cout = g.Cin;
+  gt.H = g.Ho;
+  gt.W = g.Wo;
+  gt.Ho = g.H;
+  gt.Wo = g.W;
+  conv_by_gemm<Exec, T>(exec, gt, dy, Tensor2<const T, Exec>(wt, Cin, Cout * kk), Tensor1<const T, Exec>(),
+                        dx, scratch, chunk, accumulate);
+}
+
+// stride 2: dcol = W^T dy, then col2im as a gather (each input pixel sums its taps)
+template <class Exec, class T>
+void input_grad_col2im(const Exec& exec, const Conv2dGeometry& g, const Tensor4<const T, Exec>& dy,
+                       const Tensor2<const T, Exec>& w2, const Tensor4<T, Exec>& dx, T* scratch, int chunk,
+                       bool accumulate) {
+  const int K = g.K(), P = g.P(), Cout = g.Cout, B = g.B;
+  const int kk = g.k * g.k, k = g.k, s = g.stride, pad = g.pad, H = g.H, W = g.W, Cin = g.Cin;
+  const int Ho = g.Ho, Wo = g.Wo;
+  for (int b0 = 0; b0 < B; b0 += chunk) {
+    const int nb = std::min(chunk, B - b0);
+    Tensor2<T, Exec> col(scratch, K, static_cast<size_t>(nb) * P);                    // (K, nb*P)
+    Tensor2<T, Exec> dyp(scratch + static_cast<size_t>(K) * nb * P, Cout, nb * P);  // (Cout, nb*P)
+    gather_dy<Exec, T>(exec, g, dy, b0, nb, dyp);
+    Kokkos::Profiling::pushRegion("dmis::conv2d::gemm_input_grad");
+    compat::gemm(exec, "T", "N", T(1), w2, Tensor2<const T, Exec>(dyp), T(0), col);
+    Kokkos::Profiling::popRegion();
+    Kokkos::parallel_for(
+        "dmis::conv2d::col2im", Kokkos::RangePolicy<Exec>(exec, 0, nb * Cin * H),
+        KOKKOS_LAMBDA(int r) {
+          const int ih = r % H;
+          const int ci = (r / H) % Cin;
+          const int bl = r / (H * Cin);
+          T* out = &dx(b0 + bl, ci, ih, 0);
+          for (int iw = 0; iw < W; ++iw) {
+            T acc = 0;
+            for (int ky = 0; ky < k; ++ky) {
+              const int th = ih + pad - ky;
+              if (th < 0 || th % s != 0) continue;
+              const int oh = th / s;
+              if (oh >= Ho) continue;
+              for (int kx = 0; kx < k; ++kx) {
+                const int tw = iw + pad - kx;
+                if (tw < 0 || tw % s != 0) continue;
+                const int ow = tw / s;
+                if (ow >= Wo) continue;
+                acc += col(ci * kk + ky * k + kx, bl * P + oh * Wo + ow);
+              }
+            }
+            out[iw] = accumulate ? out[iw] + acc : acc;
+          }
+        });
+  }
+}
+
 }  // namespace
 
 template <class Exec, class T>
@@ -359,125 +480,24 @@ void Conv2d<Exec, T>::backward(const Exec& exec, const CX& dy, const CX& x, cons
   expect_shape(op, "dw", dw, {g.Cout, g.Cin, g.k, g.k});
   const bool want_dx = dx.extent(0) != 0;
   if (want_dx) expect_shape(op, "dx", dx, {g.B, g.Cin, g.H, g.W});
-  const bool has_bias = db.extent(0) != 0;
-  if (has_bias) expect_shape(op, "db", db, {g.Cout});
+  if (db.extent(0) != 0) expect_shape(op, "db", db, {g.Cout});
   const int chunk = chunk_for(op, g, scratch.extent(0));
-  const int K = g.K(), P = g.P(), Cout = g.Cout, B = g.B;
-  const int kk = g.k * g.k, k = g.k, s = g.stride, pad = g.pad, H = g.H, W = g.W, Cin = g.Cin;
-  const int Ho = g.Ho, Wo = g.Wo;
-  Tensor2<const T, Exec> w2(w.data(), Cout, K);  // (Cout, K)
-  Tensor2<T, Exec> dw2(dw.data(), Cout, K);      // (Cout, K)
 
-  if (has_bias) {
-    // db(co) += sum over b (in order) of the fixed-order sum over p of dy(b, co, p)
-    using Policy = Kokkos::TeamPolicy<Exec>;
-    Policy policy(exec, Cout, Kokkos::AUTO);
-    policy.set_scratch_size(0, Kokkos::PerTeam(team_sum_scratch_bytes<T>()));
-    Kokkos::parallel_for(
-        "dmis::conv2d::bias_grad", policy, KOKKOS_LAMBDA(const typename Policy::member_type& team) {
-          const int co = team.league_rank();
-          T* partials = team_partials<T>(team);
-          T s = 0;
-          for (int b = 0; b < B; ++b) {
-            const T* row = &dy(b, co, 0, 0);
-            s += team_sum(team, P, partials, [&](int p) { return row[p]; });
-          }
-          Kokkos::single(Kokkos::PerTeam(team), [&]() { db(co) += s; });
-        });
-  }
-
-  // dW (Cout, K) += dy (Cout, nb*P) x col^T (nb*P, K), chunk by chunk (fixed order)
-  for (int b0 = 0; b0 < B; b0 += chunk) {
-    const int nb = std::min(chunk, B - b0);
-    Tensor2<T, Exec> col(scratch.data(), K, static_cast<size_t>(nb) * P);                    // (K, nb*P)
-    Tensor2<T, Exec> dyp(scratch.data() + static_cast<size_t>(K) * nb * P, Cout, nb * P);  // (Cout, nb*P)
-    Kokkos::parallel_for(
-        "dmis::conv2d::gather_dy", Kokkos::RangePolicy<Exec>(exec, 0, Cout * nb),
-        KOKKOS_LAMBDA(int r) {
-          const int co = r % Cout, bl = r / Cout;
-          const T* src = &dy(b0 + bl, co, 0, 0);
-          T* dst = &dyp(co, bl * P);
-          for (int p = 0; p < P; ++p) dst[p] = src[p];
-        });
-    im2col<Exec, T>(exec, g, x, b0, nb, col);
-    Kokkos::Profiling::pushRegion("dmis::conv2d::gemm_weight_grad");
-    compat::gemm(exec, "N", "T", T(1), Tensor2<const T, Exec>(dyp), Tensor2<const T, Exec>(col),
-                 T(1), dw2);
-    Kokkos::Profiling::popRegion();
-  }
+  if (db.extent(0) != 0) bias_grad<Exec, T>(exec, g, dy, db);
+  weight_grad<Exec, T>(exec, g, dy, x, Tensor2<T, Exec>(dw.data(), g.Cout, g.K()), scratch.data(), chunk);
   if (!want_dx) return;
-
   const bool accumulate = (mode == GradMode::Accumulate);
+  T* wt = scratch.data() + scratch.extent(0) - weight_scratch(g);  // the transformed weights
   if (use_winograd(g)) {
     // dx = conv(dy, w rotated by 180 degrees with in/out channels swapped), by Winograd
-    T* U = scratch.data() + scratch.extent(0) - weight_scratch(g);  // (16, Cin, Cout)
-    winograd_weights<Exec, T>(exec, w, /*flip=*/true, U);
-    conv_winograd<Exec, T>(exec, dy, U, Tensor1<const T, Exec>(), dx, scratch.data(), chunk,
+    winograd_weights<Exec, T>(exec, w, /*flip=*/true, wt);  // (16, Cin, Cout)
+    conv_winograd<Exec, T>(exec, dy, wt, Tensor1<const T, Exec>(), dx, scratch.data(), chunk,
                            accumulate);
-    return;
-  }
-  if (s == 1) {
-    // dx = conv(dy, w flipped by 180 degrees with in/out channels swapped), same padding: one
-    // more GEMM-shaped convolution, written straight into dx.
-    T* wt = scratch.data() + scratch.extent(0) - weight_scratch(g);  // (Cin, Cout, k, k)
-    Kokkos::parallel_for(
-        "dmis::conv2d::flip_weights", Kokkos::RangePolicy<Exec>(exec, 0, Cin * Cout * kk),
-        KOKKOS_LAMBDA(int r) {
-          const int t = r % kk, co = (r / kk) % Cout, ci = r / (kk * Cout);
-          wt[r] = w(co, ci, (k - 1) - t / k, (k - 1) - t % k);
-        });
-    Conv2dGeometry gt = g;
-    gt.Cin = g.Cout;
-    gt.Cout = g.Cin;
-    gt.H = g.Ho;
-    gt.W = g.Wo;
-    gt.Ho = g.H;
-    gt.Wo = g.W;
-    conv_by_gemm<Exec, T>(exec, gt, dy, Tensor2<const T, Exec>(wt, Cin, Cout * kk),
-                          Tensor1<const T, Exec>(), dx, scratch.data(), chunk, accumulate);
-    return;
-  }
-  // stride 2: dcol = W^T dy, then col2im as a gather (each input pixel sums its taps)
-  for (int b0 = 0; b0 < B; b0 += chunk) {
-    const int nb = std::min(chunk, B - b0);
-    Tensor2<T, Exec> col(scratch.data(), K, static_cast<size_t>(nb) * P);                    // (K, nb*P)
-    Tensor2<T, Exec> dyp(scratch.data() + static_cast<size_t>(K) * nb * P, Cout, nb * P);  // (Cout, nb*P)
-    Kokkos::parallel_for(
-        "dmis::conv2d::gather_dy", Kokkos::RangePolicy<Exec>(exec, 0, Cout * nb),
-        KOKKOS_LAMBDA(int r) {
-          const int co = r % Cout, bl = r / Cout;
-          const T* src = &dy(b0 + bl, co, 0, 0);
-          T* dst = &dyp(co, bl * P);
-          for (int p = 0; p < P; ++p) dst[p] = src[p];
-        });
-    Kokkos::Profiling::pushRegion("dmis::conv2d::gemm_input_grad");
-    compat::gemm(exec, "T", "N", T(1), w2, Tensor2<const T, Exec>(dyp), T(0), col);
-    Kokkos::Profiling::popRegion();
-    Kokkos::parallel_for(
-        "dmis::conv2d::col2im", Kokkos::RangePolicy<Exec>(exec, 0, nb * Cin * H),
-        KOKKOS_LAMBDA(int r) {
-          const int ih = r % H;
-          const int ci = (r / H) % Cin;
-          const int bl = r / (H * Cin);
-          T* out = &dx(b0 + bl, ci, ih, 0);
-          for (int iw = 0; iw < W; ++iw) {
-            T acc = 0;
-            for (int ky = 0; ky < k; ++ky) {
-              const int th = ih + pad - ky;
-              if (th < 0 || th % s != 0) continue;
-              const int oh = th / s;
-              if (oh >= Ho) continue;
-              for (int kx = 0; kx < k; ++kx) {
-                const int tw = iw + pad - kx;
-                if (tw < 0 || tw % s != 0) continue;
-                const int ow = tw / s;
-                if (ow >= Wo) continue;
-                acc += col(ci * kk + ky * k + kx, bl * P + oh * Wo + ow);
-              }
-            }
-            out[iw] = accumulate ? out[iw] + acc : acc;
-          }
-        });
+  } else if (g.stride == 1) {
+    input_grad_transposed<Exec, T>(exec, g, dy, w, wt, dx, scratch.data(), chunk, accumulate);
+  } else {
+    input_grad_col2im<Exec, T>(exec, g, dy, Tensor2<const T, Exec>(w.data(), g.Cout, g.K()), dx,
+                               scratch.data(), chunk, accumulate);
   }
 }
 
