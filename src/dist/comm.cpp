@@ -15,9 +15,11 @@
 
 namespace dmis::dist {
 
+#if DMIS_ENABLE_MPI
 namespace {
-bool g_mpi_owned = false;
+bool g_mpi_owned = false;  // MPI initialised by this Runtime (finalised by it too)
 }
+#endif
 
 Runtime::Runtime(int& argc, char**& argv) {
 #if DMIS_ENABLE_MPI
