@@ -126,17 +126,6 @@ struct Classified {
   std::vector<int32_t> pred, labels;
 };
 
-/// The model's weights (EMA or raw) on the device.
-DView<float*> device_weights(const ModelSource& m, bool use_ema) {
-  DView<float*> params("dmis::classify::params", m.data.table.total());
-  const auto& src = use_ema ? m.data.ema : m.data.params;
-  if (src.empty()) m.deck.fail("classify.use_ema", "the checkpoint holds no raw parameters");
-  auto h = Kokkos::create_mirror_view(params);
-  for (size_t i = 0; i < src.size(); ++i) h(i) = src[i];
-  Kokkos::deep_copy(params, h);
-  return params;
-}
-
 /// Classifies images [lo, hi) of the split by batches of B (the last one overlapping the one
 /// before), with a progress line every 20 batches on rank 0.
 Classified classify_share(const ModelSource& m, const ClassifyOptions& o, const methods::ClassifierConfig& cc,
@@ -146,7 +135,9 @@ Classified classify_share(const ModelSource& m, const ClassifyOptions& o, const 
   const int Nr = static_cast<int>(hi - lo), K = m.net.classes;
   Exec exec;
   methods::DiffusionClassifier<Exec> cls(m.net, cc, B, K, /*inference_only=*/true);
-  const DView<float*> params = device_weights(m, d.get_bool("classify.use_ema"));
+  const bool use_ema = d.get_bool("classify.use_ema");
+  if (!use_ema && m.data.params.empty()) d.fail("classify.use_ema", "the checkpoint holds no raw parameters");
+  const DView<float*> params = device_weights(m, use_ema, "dmis::classify::params");
   const size_t n_img = static_cast<size_t>(sp.C) * sp.H * sp.W;
   std::vector<uint8_t> images(sp.images.begin() + lo * n_img, sp.images.begin() + hi * n_img);
   Classified c;

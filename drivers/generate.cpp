@@ -12,8 +12,13 @@ namespace dmis::cli {
 
 using Exec = Kokkos::DefaultExecutionSpace;
 
-Generation generate(const ModelSource& m, int per_class, long seed, const std::string& who) {
-  const deck::Deck& d = m.deck;
+namespace {
+
+template <class T>
+using DView = Kokkos::View<T, Kokkos::LayoutRight, Exec::memory_space>;
+
+/// sample.* (the seed: `seed` when >= 0, else sample.seed, else run.seed).
+diffusion::SamplerConfig sampler_config(const deck::Deck& d, long seed) {
   diffusion::SamplerConfig sc;
   sc.steps = static_cast<int>(d.get_int("sample.steps"));
   sc.sigma_min = d.get_float("sample.sigma_min");
@@ -24,6 +29,30 @@ Generation generate(const ModelSource& m, int per_class, long seed, const std::s
   sc.clip_denoised = d.get_bool("sample.clip_denoised");
   const long sseed = d.get_int("sample.seed");
   sc.seed = sseed >= 0 ? static_cast<uint64_t>(sseed) : static_cast<uint64_t>(d.get_int("run.seed"));
+  if (seed >= 0) sc.seed = static_cast<uint64_t>(seed);
+  return sc;
+}
+
+/// Ambient Diffusion: every sample gets a fixed mask that keeps a pixel with the probability the
+/// training inputs had, (1 - p)(1 - delta), p the dataset's missing rate.
+double ambient_keep(const deck::Deck& d, int R, bool root, const std::string& who) {
+  const std::string data_path = d.get_string("data.path");
+  const std::string spec = data::read_train_corruption(data_path);
+  data::Corruption c;
+  if (!spec.empty() && spec != "unknown") c = data::parse_corruption(spec);
+  const double keep = (c.none() ? 1.0 : c.observed_fraction(R, R)) * (1.0 - d.get_float("method.delta"));
+  if (root)
+    std::cout << who << ": Ambient sampler, fixed masks keeping " << keep << " of the pixels (data '"
+              << data_path << "': " << (spec.empty() ? "clean" : spec) << ", method.delta "
+              << d.get_float("method.delta") << ")" << std::endl;
+  return keep;
+}
+
+}  // namespace
+
+Generation generate(const ModelSource& m, int per_class, long seed, const std::string& who) {
+  const deck::Deck& d = m.deck;
+  const diffusion::SamplerConfig sc = sampler_config(d, seed);
   diffusion::EdmConfig edm;
   edm.P_mean = d.get_float("diffusion.P_mean");
   edm.P_std = d.get_float("diffusion.P_std");
@@ -33,7 +62,6 @@ Generation generate(const ModelSource& m, int per_class, long seed, const std::s
     d.fail("sample.use_ema", cat("false, but '", m.checkpoint, "' is an EMA snapshot without "
                                  "the raw parameters; use a ckpt-*.h5 file"));
 
-  if (seed >= 0) sc.seed = static_cast<uint64_t>(seed);
   const int K = m.net.classes, per = per_class;
   const int total = K * per;
   // ranks share the images: rank r generates [lo, hi), noise keyed by the global index
@@ -42,22 +70,8 @@ Generation generate(const ModelSource& m, int per_class, long seed, const std::s
   const int Bmax = std::max(1, std::min<int>(static_cast<int>(d.get_int("sample.batch")), mine));
   const int C = m.net.out_channels, R = m.net.resolution;
   const bool root = dist::rank() == 0;
-  // Ambient Diffusion: every sample gets a fixed mask that keeps a pixel with the probability the
-  // training inputs had, (1 - p)(1 - delta), p the dataset's missing rate
   const bool ambient = m.net.in_channels == m.net.out_channels + 1;
-  double keep = 1;
-  if (ambient) {
-    const std::string data_path = d.get_string("data.path");
-    const std::string spec = data::read_train_corruption(data_path);
-    data::Corruption c;
-    if (!spec.empty() && spec != "unknown") c = data::parse_corruption(spec);
-    keep = (c.none() ? 1.0 : c.observed_fraction(R, R)) * (1.0 - d.get_float("method.delta"));
-    if (root)
-      std::cout << who << ": Ambient sampler, fixed masks keeping " << keep
-                << " of the pixels (data '" << data_path << "': "
-                << (spec.empty() ? "clean" : spec) << ", method.delta "
-                << d.get_float("method.delta") << ")" << std::endl;
-  }
+  const double keep = ambient ? ambient_keep(d, R, root, who) : 1.0;
   if (root)
     std::cout << who << ": " << total << " images (" << per << " per class, " << K
               << " classes) from " << m.checkpoint << " (step " << m.data.step << ", "
@@ -69,21 +83,13 @@ Generation generate(const ModelSource& m, int per_class, long seed, const std::s
   Exec exec;
   models::UNet<Exec, float> net(m.net);
   net.prepare(Bmax, 0, /*inference_only=*/true);
-  Kokkos::View<float*, Kokkos::LayoutRight, Exec::memory_space> params("dmis::sample::params",
-                                                                        m.data.table.total());
-  {
-    const auto& src = use_ema ? m.data.ema : m.data.params;
-    auto h = Kokkos::create_mirror_view(params);
-    for (size_t i = 0; i < src.size(); ++i) h(i) = src[i];
-    Kokkos::deep_copy(params, h);
-  }
-  Kokkos::View<float****, Kokkos::LayoutRight, Exec::memory_space> amask(
-      "dmis::sample::ambient_mask", ambient ? Bmax : 0, 1, R, R);
+  const DView<float*> params = device_weights(m, use_ema, "dmis::sample::params");
+  DView<float****> amask("dmis::sample::ambient_mask", ambient ? Bmax : 0, 1, R, R);
   auto denoiser = ambient ? diffusion::ambient_denoiser<Exec>(net, params, edm, amask)
                           : diffusion::unet_denoiser<Exec>(net, params, edm);
   diffusion::HeunSampler<Exec> sampler(Bmax, C, R, R);
-  Kokkos::View<int*, Kokkos::LayoutRight, Exec::memory_space> labels("dmis::sample::labels", Bmax);
-  Kokkos::View<float****, Kokkos::LayoutRight, Exec::memory_space> img("dmis::sample::images", Bmax, C, R, R);
+  DView<int*> labels("dmis::sample::labels", Bmax);
+  DView<float****> img("dmis::sample::images", Bmax, C, R, R);
   auto hl = Kokkos::create_mirror_view(labels);
   std::vector<float> all(static_cast<size_t>(mine) * C * R * R);
   std::vector<int32_t> all_labels(mine);
@@ -112,18 +118,13 @@ Generation generate(const ModelSource& m, int per_class, long seed, const std::s
                 << (dist::size() > 1 ? " of rank 0" : "") << ", "
                 << static_cast<int>((first + nb) / timer.seconds()) << " img/s" << std::endl;
   }
-  all = dist::gather(all);  // every rank's share, in order, on rank 0
-  all_labels = dist::gather(all_labels);
-  {
-    double c = static_cast<double>(clipped);
-    dist::allreduce_sum(&c, 1);
-    clipped = static_cast<size_t>(c);
-  }
   Generation g;
+  g.images = dist::gather(all);  // every rank's share, in order, on rank 0
+  g.labels = dist::gather(all_labels);
+  double c = static_cast<double>(clipped);
+  dist::allreduce_sum(&c, 1);
+  g.clipped = static_cast<size_t>(c);
   g.per_class = per;
-  g.images = std::move(all);
-  g.labels = std::move(all_labels);
-  g.clipped = clipped;
   g.sampler = sc;
   g.use_ema = use_ema;
   g.seconds = timer.seconds();

@@ -41,4 +41,18 @@ ModelSource load_model_source(const DeckArgs& a) {
   return m;
 }
 
+Kokkos::View<float*, Kokkos::LayoutRight, Kokkos::DefaultExecutionSpace::memory_space> device_weights(
+    const ModelSource& m, bool use_ema, const std::string& label) {
+  Kokkos::View<float*, Kokkos::LayoutRight, Kokkos::DefaultExecutionSpace::memory_space> params(
+      label, m.data.table.total());
+  const auto& src = use_ema ? m.data.ema : m.data.params;
+  if (src.size() != params.extent(0))
+    throw InputError(cat("'", m.checkpoint, "' holds ", src.size(), use_ema ? " EMA" : " raw",
+                         " parameters; its network has ", params.extent(0)));
+  auto h = Kokkos::create_mirror_view(params);
+  for (size_t i = 0; i < src.size(); ++i) h(i) = src[i];
+  Kokkos::deep_copy(params, h);
+  return params;
+}
+
 }  // namespace dmis::cli

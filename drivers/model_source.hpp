@@ -1,6 +1,7 @@
 #pragma once
 // Where `dmis sample` and `dmis classify` take their model from: a checkpoint file (its stored
 // deck describes the network), or a deck (the newest EMA snapshot of its run).
+#include <Kokkos_Core.hpp>
 #include <string>
 
 #include "deck/deck.hpp"
@@ -20,5 +21,9 @@ struct ModelSource {
 
 /// DECK or CHECKPOINT (.h5) from the arguments.
 ModelSource load_model_source(const DeckArgs& a);
+
+/// The model's EMA (use_ema) or raw parameters on the device, in a view named `label`.
+Kokkos::View<float*, Kokkos::LayoutRight, Kokkos::DefaultExecutionSpace::memory_space> device_weights(
+    const ModelSource& m, bool use_ema, const std::string& label);
 
 }  // namespace dmis::cli
