@@ -125,97 +125,92 @@ void print_split(std::ostream& os, const char* what, const data::Split& sp) {
 
 } // namespace
 
-int cmd_import(const Args& args) {
-  std::string which, src, out, spec, corrupt_spec;
+namespace {
+
+/// dmis import's command line, checked.
+struct ImportOptions {
+  bool help = false;
+  std::string which, src, out, spec;
   uint64_t seed = 1, corrupt_seed = 1;
-  bool force = false, seed_given = false, corrupt_seed_given = false, keep_clean = false;
+  bool force = false, keep_clean = false;
+  data::Corruption corruption;
+};
+
+ImportOptions parse_import_options(const Args& args) {
+  ImportOptions o;
+  std::string corrupt_spec;
+  bool seed_given = false, corrupt_seed_given = false;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     auto value = [&]() -> const std::string& { return option_value(args, i); };
     if (a == "--help" || a == "-h") {
-      std::cout << kImportHelp;
-      return 0;
+      o.help = true;
+      return o;
     } else if (a == "--src") {
-      src = value();
+      o.src = value();
     } else if (a == "--out") {
-      out = value();
+      o.out = value();
     } else if (a == "--supervision") {
-      spec = value();
+      o.spec = value();
     } else if (a == "--seed") {
-      seed = parse_seed(a, value());
+      o.seed = parse_seed(a, value());
       seed_given = true;
     } else if (a == "--corrupt") {
       corrupt_spec = value();
     } else if (a == "--corrupt-seed") {
-      corrupt_seed = parse_seed(a, value());
+      o.corrupt_seed = parse_seed(a, value());
       corrupt_seed_given = true;
     } else if (a == "--keep-clean") {
-      keep_clean = true;
+      o.keep_clean = true;
     } else if (a == "--force") {
-      force = true;
+      o.force = true;
     } else if (!a.empty() && a[0] == '-') {
       throw UsageError(cat("unknown option '", a, "'"));
-    } else if (which.empty()) {
-      which = a;
+    } else if (o.which.empty()) {
+      o.which = a;
     } else {
-      throw UsageError(cat("one dataset at a time: '", which, "' and '", a, "'"));
+      throw UsageError(cat("one dataset at a time: '", o.which, "' and '", a, "'"));
     }
   }
-  if (which.empty())
+  if (o.which.empty())
     throw UsageError("which dataset? fmnist or cifar10");
-  if (which != "fmnist" && which != "fashion-mnist" && which != "cifar10")
-    throw UsageError(cat("unknown dataset '", which, "' (known: fmnist, cifar10)"));
-  if (out.empty())
+  if (o.which != "fmnist" && o.which != "fashion-mnist" && o.which != "cifar10")
+    throw UsageError(cat("unknown dataset '", o.which, "' (known: fmnist, cifar10)"));
+  if (o.out.empty())
     throw UsageError("--out FILE is required");
-  check_output_file("--out", out);
-  if (which == "cifar10" && src.empty())
+  check_output_file("--out", o.out);
+  if (o.which == "cifar10" && o.src.empty())
     throw UsageError("cifar10 needs --src DIR (the unpacked binary version, cifar-10-batches-bin)");
-  if (seed_given && spec.empty())
+  if (seed_given && o.spec.empty())
     throw UsageError("--seed goes with --supervision");
-  if ((corrupt_seed_given || keep_clean) && corrupt_spec.empty())
+  if ((corrupt_seed_given || o.keep_clean) && corrupt_spec.empty())
     throw UsageError(cat(corrupt_seed_given ? "--corrupt-seed" : "--keep-clean",
                          " goes with --corrupt"));
-  data::Corruption corruption;
   if (!corrupt_spec.empty())
-    corruption = data::parse_corruption(corrupt_spec);
-  data::SupervisionConfig config;
-  if (!spec.empty())
-    config = parse_supervision(spec);
-  config.seed = seed;
-  if (fs::exists(out) && !force)
-    throw InputError(cat("'", out, "' exists; pass --force to overwrite it"));
-  if (src.empty())
-    src = data::kDebianFashionMnistDir;
+    o.corruption = data::parse_corruption(corrupt_spec);
+  return o;
+}
 
-  data::Dataset ds =
-      which == "cifar10" ? data::import_cifar10(src) : data::import_fashion_mnist(src);
-  std::string sup_summary;
-  if (!spec.empty()) {
-    config.dataset_name = ds.name;
-    const std::vector<int32_t> clean = ds.train.labels;
-    const data::Supervision sup = data::generate_supervision(clean, ds.classes, config);
-    data::apply_to_split(sup, clean, ds.train);
-    ds.source += cat("; training labels: ", data::summary(sup));
-    sup_summary = data::summary(sup);
-  }
-  if (!corruption.none()) {
-    data::Split& tr = ds.train;
-    data::corrupt_images(corruption, corrupt_seed, tr.N, tr.C, tr.H, tr.W, tr.images,
-                         tr.observations, tr.masks);
-    tr.corruption = corruption.spec();
-    tr.corruption_seed = corrupt_seed;
-    if (keep_clean)
-      tr.clean_images = std::move(tr.images);
-    tr.images.clear();
-    tr.images.shrink_to_fit();
-    ds.source += cat("; training images corrupted: ", tr.corruption, " (seed ", corrupt_seed, ")");
-  }
-  if (dist::rank() != 0)
-    return 0;
-  data::write_dataset(out, ds);
+/// The training images replaced by observations and masks through the corruption channel
+/// (the clean images kept beside them with --keep-clean).
+void corrupt_training_images(data::Dataset& ds, const ImportOptions& o) {
+  data::Split& tr = ds.train;
+  data::corrupt_images(o.corruption, o.corrupt_seed, tr.N, tr.C, tr.H, tr.W, tr.images,
+                       tr.observations, tr.masks);
+  tr.corruption = o.corruption.spec();
+  tr.corruption_seed = o.corrupt_seed;
+  if (o.keep_clean)
+    tr.clean_images = std::move(tr.images);
+  tr.images.clear();
+  tr.images.shrink_to_fit();
+  ds.source += cat("; training images corrupted: ", tr.corruption, " (seed ", o.corrupt_seed, ")");
+}
 
+/// What was written: the splits, the label histogram (observed, and clean when kept), the
+/// candidate sets, the supervision and the corruption.
+std::string import_summary(const data::Dataset& ds, const ImportOptions& o, const std::string& sup_summary) {
   std::ostringstream os;
-  os << "wrote " << out << " (" << ds.name << ", from " << src << ")\n";
+  os << "wrote " << o.out << " (" << ds.name << ", from " << o.src << ")\n";
   print_split(os, "train", ds.train);
   if (ds.has_test)
     print_split(os, "test", ds.test);
@@ -255,11 +250,47 @@ int cmd_import(const Args& args) {
     os << "  corruption: " << ds.train.corruption << " (seed " << ds.train.corruption_seed
        << "), pixels observed " << std::fixed << std::setprecision(4)
        << seen / static_cast<double>(ds.train.masks.size()) << " (expected "
-       << corruption.observed_fraction(ds.train.H, ds.train.W) << ")"
+       << o.corruption.observed_fraction(ds.train.H, ds.train.W) << ")"
        << (ds.train.clean_images.empty() ? "" : "; clean images kept in /train/clean_images")
        << "\n";
   }
-  std::cout << os.str();
+  return os.str();
+}
+
+} // namespace
+
+int cmd_import(const Args& args) {
+  ImportOptions o = parse_import_options(args);
+  if (o.help) {
+    std::cout << kImportHelp;
+    return 0;
+  }
+  data::SupervisionConfig config;
+  if (!o.spec.empty())
+    config = parse_supervision(o.spec);
+  config.seed = o.seed;
+  if (fs::exists(o.out) && !o.force)
+    throw InputError(cat("'", o.out, "' exists; pass --force to overwrite it"));
+  if (o.src.empty())
+    o.src = data::kDebianFashionMnistDir;
+
+  data::Dataset ds =
+      o.which == "cifar10" ? data::import_cifar10(o.src) : data::import_fashion_mnist(o.src);
+  std::string sup_summary;
+  if (!o.spec.empty()) {
+    config.dataset_name = ds.name;
+    const std::vector<int32_t> clean = ds.train.labels;
+    const data::Supervision sup = data::generate_supervision(clean, ds.classes, config);
+    data::apply_to_split(sup, clean, ds.train);
+    ds.source += cat("; training labels: ", data::summary(sup));
+    sup_summary = data::summary(sup);
+  }
+  if (!o.corruption.none())
+    corrupt_training_images(ds, o);
+  if (dist::rank() != 0)
+    return 0;
+  data::write_dataset(o.out, ds);
+  std::cout << import_summary(ds, o, sup_summary);
   return 0;
 }
 
