@@ -454,8 +454,6 @@ int train(const deck::Deck& d) {
   return train_run(std::move(plan));
 }
 
-int train_run(const deck::Deck& d) { return train_run(make_plan(d)); }
-
 int train_run(RunPlan plan) {
   if (plan.method.kind == methods::MethodKind::Diffem)
     throw InputError("method.name diffem is a pipeline of runs: train it with train(), not train_run()");

@@ -56,9 +56,7 @@ RunPlan make_plan(const deck::Deck& d);
 /// the plan they return; every other method is one run (train_run).
 int train(const deck::Deck& d);
 
-/// One training run of vanilla, dmis or ambient from the deck (not diffem: see train).
-int train_run(const deck::Deck& d);
-/// The same from its plan.
+/// One training run of vanilla, dmis or ambient from its plan (not diffem: see train).
 int train_run(RunPlan plan);
 
 /// DiffEM (src/train/diffem.cpp): the EM laps of a posterior denoiser on corrupted images, into
