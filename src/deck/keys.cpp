@@ -121,6 +121,12 @@ const std::vector<KeySpec>& registry() {
         "(else the observed label, as vanilla), the classification loss weighs r beta"),
       I("method.timesteps", "1", 1, 64,
         "dmis: noise levels K of the diffusion classifier during training"),
+      I("method.refine_classes", "0", 0, 4096,
+        "dmis: > 0: only the first of the posterior classifier's method.timesteps noise draws "
+        "is over every class; the other draws are over this many classes of largest posterior "
+        "after it (the others keep their one draw). Needs every draw at one sigma "
+        "(method.classifier_sigma > 0): the E-step's cost for the draws that decide its arg-max. "
+        "0: every draw over every class"),
       F("method.window", "6.4", 1e-6, 1e6, "dmis: width of the classifier's sigma window (DMIS)"),
       F("method.classifier_sigma", "0", 0, 1e3,
         "dmis: 0: the classifier's K noise levels from the DMIS window (K = 1: its median, "

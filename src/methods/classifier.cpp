@@ -171,6 +171,7 @@ void DiffusionClassifier<Exec>::noisy_inputs(const Exec& exec, const Tensor4<con
   const int J = m_B * NC * K, n = C * R * R;
   const rng::Philox gen(seed, rng::kClassifier);
   const T sd = T(m_cfg.edm.sigma_data);
+  const int first_draw = m_cfg.first_draw;
   auto sigma_k = m_sigma_k;
   auto sigma = m_sigma;
   auto c_noise = m_c_noise;
@@ -192,7 +193,7 @@ void DiffusionClassifier<Exec>::noisy_inputs(const Exec& exec, const Tensor4<con
         // the same noise for every class c of image b at level k
         for (int e = 0; e < n; e += 2) {
           const rng::Counter cnt =
-              gen.bits(static_cast<uint32_t>(k * ((n + 1) / 2) + e / 2), ids(b), step, 0u);
+              gen.bits(static_cast<uint32_t>((k + first_draw) * ((n + 1) / 2) + e / 2), ids(b), step, 0u);
           T z0, z1;
           rng::normal2<T>(cnt.v[0], cnt.v[1], z0, z1);
           o[e] = (masked ? m[e % HW] : T(1)) * (a[e] + s * z0);

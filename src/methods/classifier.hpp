@@ -25,6 +25,9 @@ struct ClassifierConfig {
   // as the window does) instead of the ELBO's lambda(sigma) p(sigma) d_sigma
   bool equal_weights = false;
   double fixed_sigma = 0;             // > 0: all K points at this sigma (independent noise)
+  // the noise of point k is the stream's draw k + first_draw: a second classifier over the same
+  // images takes draws of its own (0: the first K)
+  int first_draw = 0;
   // s; 0: the number of values of an image (C * H * W), i.e. the squared error summed over
   // pixels as in the ELBO of DMIS's Eq. 12 (a mean with s = 1 gives a nearly flat posterior)
   double logit_scale = 0.0;

@@ -194,6 +194,28 @@ void top_classes(const Exec& exec, const Tensor2<const float, Exec>& q,
       });
 }
 
+/// u (B, C) = the refined logits of a coarse-to-fine E-step: first (B, C) holds each class's
+/// logit from one noise draw, more (B, R) the mean logit of K - 1 further draws for the classes
+/// set (B, R) of each row. Those classes get the mean over all K draws,
+/// (first + (K - 1) more) / K; the others keep their one draw (an estimate of the same
+/// expectation, with more variance).
+template <class Exec>
+void refine_logits(const Exec& exec, const Tensor2<const float, Exec>& first,
+                   const Tensor2<const float, Exec>& more, const Tensor2<const int, Exec>& set, int K,
+                   const Tensor2<float, Exec>& u) {
+  const int C = static_cast<int>(first.extent(1)), R = static_cast<int>(set.extent(1));
+  const float w1 = 1.f / K, wk = float(K - 1) / K;
+  Kokkos::parallel_for(
+      "dmis::dmis_ops::refine_logits", Kokkos::RangePolicy<Exec>(exec, 0, set.extent(0)),
+      KOKKOS_LAMBDA(int b) {
+        for (int y = 0; y < C; ++y) u(b, y) = first(b, y);
+        for (int j = 0; j < R; ++j) {
+          const int y = set(b, j);
+          u(b, y) = w1 * first(b, y) + wk * more(b, j);
+        }
+      });
+}
+
 /// target (B, Kc) = q restricted to the set and renormalised (spec: "f_phi restricted to S and
 /// renormalised"; one-hot for a known label). Rows with no mass on the set: uniform over it.
 template <class Exec>

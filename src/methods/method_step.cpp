@@ -155,7 +155,31 @@ void MethodStep<Exec>::allocate_dmis(const models::UNetConfig& net, double conv_
   const MethodConfig& m = m_cfg;
   const size_t n = static_cast<size_t>(net.in_channels) * net.resolution * net.resolution;
   const ClassifierConfig cc = dmis_classifier_config(m, m_train);
-  m_ema_cls = std::make_unique<DiffusionClassifier<Exec>>(net, cc, m_Bw, m_C, true, conv_scratch_mb);
+  if (m.refine_classes > 0) {
+    // coarse to fine: draw 1 over every class, draws 2..K over the R classes of largest posterior
+    if (m.timesteps < 2)
+      throw InputError(cat("method.refine_classes (", m.refine_classes,
+                           ") refines with draws 2.. of method.timesteps: expected timesteps >= 2, found ",
+                           m.timesteps));
+    if (!(m.classifier_sigma > 0) || m.classifier_sigma_max > 0)
+      throw InputError(cat("method.refine_classes needs every draw at one sigma: expected "
+                           "method.classifier_sigma > 0 and classifier_sigma_max 0, found ",
+                           m.classifier_sigma, " and ", m.classifier_sigma_max));
+    if (m.refine_classes >= m_C)
+      throw InputError(cat("method.refine_classes: expected fewer than the ", m_C,
+                           " classes (every class takes every draw without it), found ", m.refine_classes));
+    m_R = m.refine_classes;
+    ClassifierConfig first = cc, rest = cc;
+    first.points = 1;
+    rest.points = m.timesteps - 1;
+    rest.first_draw = 1;  // its own noise: draws 2..K of the same stream
+    m_ema_cls = std::make_unique<DiffusionClassifier<Exec>>(net, first, m_Bw, m_C, true, conv_scratch_mb);
+    m_refine_cls = std::make_unique<DiffusionClassifier<Exec>>(net, rest, m_Bw, m_R, true, conv_scratch_mb);
+    m_refine_set = ibuf<Exec>("refine_set", m_Bw * m_R);
+    m_u = fbuf<Exec>("refined_logits", m_Bw * m_C);
+  } else {
+    m_ema_cls = std::make_unique<DiffusionClassifier<Exec>>(net, cc, m_Bw, m_C, true, conv_scratch_mb);
+  }
   ClassifierConfig live = cc;
   if (m.cls_sigma > 0) live.fixed_sigma = m.cls_sigma;
   m_live_cls = std::make_unique<DiffusionClassifier<Exec>>(net, live, m_Bc, m_Kc, false, conv_scratch_mb);
@@ -362,10 +386,10 @@ void MethodStep<Exec>::dmis_posterior(const Exec& exec, const Tensor4<const T, E
   const Tensor1<const int, Exec> obsw(observed.data(), Bw);
   const Tensor2<const int, Exec> all(m_classes_all.data(), Bw, C);
   const Tensor1<const T, Exec> scale(m_scale_dev.data(), 1);
-  m_ema_cls->forward(exec, m_core.store().ema, x0w, all, Tensor1<const T, Exec>(), m_train.seed,
-                     static_cast<uint32_t>(m_core.step()), m_train.ids(), maskw);
+  const uint32_t step = static_cast<uint32_t>(m_core.step());
+  m_ema_cls->forward(exec, m_core.store().ema, x0w, all, Tensor1<const T, Exec>(), m_train.seed, step,
+                     m_train.ids(), maskw);
   const Tensor2<T, Exec> fphi(m_fphi.data(), Bw, C), q(m_q.data(), Bw, C);
-  ops::scaled_softmax<Exec>(exec, m_ema_cls->logits(), all, m_log_prior, scale, fphi);
   const V1 sums(m_trans_step.data(), C * C + kScaleGrid), ll(m_trans_step.data() + C * C, kScaleGrid);
   auto with_likelihood = [&](auto&& fn) {
     switch (m_kind) {
@@ -381,11 +405,25 @@ void MethodStep<Exec>::dmis_posterior(const Exec& exec, const Tensor4<const T, E
         break;
     }
   };
+  Tensor2<const T, Exec> u(m_ema_cls->logits());  // (Bw, C) unscaled logits
+  if (m_refine_cls) {
+    // coarse to fine: the posterior after draw 1 picks the R classes that take draws 2..K
+    ops::scaled_softmax<Exec>(exec, u, all, m_log_prior, scale, fphi);
+    with_likelihood([&](const auto& lik) { ops::posterior(exec, lik, Tensor2<const T, Exec>(fphi), q); });
+    const Tensor2<int, Exec> set(m_refine_set.data(), Bw, m_R);
+    ops::top_classes(exec, Tensor2<const T, Exec>(q), Tensor1<const int, Exec>(), set);
+    m_refine_cls->forward(exec, m_core.store().ema, x0w, Tensor2<const int, Exec>(set), Tensor1<const T, Exec>(),
+                          m_train.seed, step, m_train.ids(), maskw);
+    const Tensor2<T, Exec> refined(m_u.data(), Bw, C);
+    ops::refine_logits(exec, u, Tensor2<const T, Exec>(m_refine_cls->logits()), Tensor2<const int, Exec>(set),
+                       m_cfg.timesteps, refined);
+    u = Tensor2<const T, Exec>(refined);
+  }
+  ops::scaled_softmax<Exec>(exec, u, all, m_log_prior, scale, fphi);
   with_likelihood([&](const auto& lik) {
     ops::posterior(exec, lik, Tensor2<const T, Exec>(fphi), q);
     if (m_cfg.calibrate_scale)
-      ops::scale_loglik(exec, lik, Tensor2<const T, Exec>(m_ema_cls->logits()), all,
-                        Tensor1<const T, Exec>(m_log_prior), kScaleGridLo, kScaleGridRatio, ll);
+      ops::scale_loglik(exec, lik, u, all, Tensor1<const T, Exec>(m_log_prior), kScaleGridLo, kScaleGridRatio, ll);
   });
   const bool estimate_transition = m_kind == ops::Supervision::Noisy && m_cfg.transition == TransitionMode::Estimate;
   if (estimate_transition)
@@ -677,6 +715,14 @@ void MethodStep<Exec>::end_epoch(const Exec& exec) {
       });
 }
 
+/// The E-step's evaluations: every class at every draw, or draw 1 over every class and the
+/// others over the R refined classes.
+template <class Exec>
+int MethodStep<Exec>::posterior_evaluations() const {
+  if (m_R > 0) return m_Bw * (m_C + m_R * (m_cfg.timesteps - 1));
+  return m_Bw * m_C * m_cfg.timesteps;
+}
+
 template <class Exec>
 int MethodStep<Exec>::evaluations_per_step(bool dmis) const {
   if (!dmis) return 3 * m_B;  // forward + backward (counted as two)
@@ -684,7 +730,7 @@ int MethodStep<Exec>::evaluations_per_step(bool dmis) const {
   // the classification term's slice: forward + backward, the forward alone with beta 0 (run()
   // skips the backward of a zero gradient)
   const int cls = (m_cfg.beta > 0 ? 3 : 1) * m_Bc * m_Kc * m_cfg.timesteps;
-  return 3 * m_B + m_Bw * m_C * m_cfg.timesteps + cls + extra;
+  return 3 * m_B + posterior_evaluations() + cls + extra;
 }
 
 template <class Exec>
@@ -693,7 +739,7 @@ double MethodStep<Exec>::flops_per_step(bool dmis) const {
   const double f = net.forward_flops_per_sample(), fb = f + net.backward_flops_per_sample();
   if (!dmis) return m_B * fb;
   const int extra = m_extra_net ? m_E * m_Bw : 0;
-  return m_B * fb + m_Bw * m_C * m_cfg.timesteps * f +
+  return m_B * fb + posterior_evaluations() * f +
          m_Bc * m_Kc * m_cfg.timesteps * (m_cfg.beta > 0 ? fb : f) + extra * f;
 }
 

@@ -38,6 +38,8 @@ struct MethodConfig {
   double rampup_kimg = 0;             // then the DMIS terms ramp in linearly over this
   ClsPush cls_push = ClsPush::Both;   // classification gradient: the loss's, or pull only
   int timesteps = 1;                  // K noise levels of the training classifier
+  int refine_classes = 0;             // > 0: draws 2..K of the posterior's classifier over this
+                                      // many classes of largest posterior after draw 1
   double window = 6.4;
   double classifier_sigma = 0;        // > 0: the classifier's K points at this sigma
   double classifier_sigma_max = 0;    // > classifier_sigma: the K points evenly up to it
@@ -147,11 +149,15 @@ public:
   /// (method.cls_sigma where it is set).
   const DiffusionClassifier<Exec>* posterior_classifier() const { return m_ema_cls.get(); }
   const DiffusionClassifier<Exec>* live_classifier() const { return m_live_cls.get(); }
+  /// The coarse-to-fine E-step's second classifier (method.refine_classes), or nullptr.
+  const DiffusionClassifier<Exec>* refine_classifier() const { return m_refine_cls.get(); }
   int classifier_samples_local() const { return m_Bc; }
   /// Counted FLOPs of one step of the given kind.
   double flops_per_step(bool dmis) const;
   /// Denoiser evaluations (forward passes of one image) per step, by kind.
   int evaluations_per_step(bool dmis) const;
+  /// Of those, the E-step's (the posterior's EMA classifier, with its refinement).
+  int posterior_evaluations() const;
 
   // The two kinds of step (public only because CUDA's device lambdas cannot live in private
   // member functions; call run()).
@@ -200,7 +206,12 @@ private:
   int m_B, m_Bw, m_Bc, m_Kc, m_E, m_C;
   double m_scale = 1;
   EdmTrainStep<Exec> m_core;
-  std::unique_ptr<DiffusionClassifier<Exec>> m_ema_cls, m_live_cls;
+  // the posterior's EMA classifier, the classification term's live one, and the refinement's
+  // (draws 2..K over the classes of largest posterior after draw 1; method.refine_classes)
+  std::unique_ptr<DiffusionClassifier<Exec>> m_ema_cls, m_live_cls, m_refine_cls;
+  int m_R = 0;                          // classes refined (0: none)
+  Buffer1<int, Exec> m_refine_set;      // (Bw, R)
+  Buffer1<T, Exec> m_u;                 // (Bw, C) the refined unscaled logits
   std::unique_ptr<models::UNet<Exec, T>> m_extra_net;  // no-grad forwards of extra classes
   Buffer1<T, Exec> m_prior, m_log_prior, m_loss_cls, m_fphi, m_ftheta, m_target, m_genw,
       m_top_w, m_rest, m_mask_tilde, m_extra_w, m_extra_in, m_extra_cn, m_extra_sigma, m_extra_D;

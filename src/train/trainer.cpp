@@ -161,6 +161,7 @@ void plan_method(const deck::Deck& d, RunPlan& p) {
   p.method.rampup_kimg = d.get_float("method.rampup_kimg");
   p.method.cls_push = parse_choice<methods::ClsPush>(d.get_string("method.cls_push"), "method.cls_push");
   p.method.timesteps = static_cast<int>(d.get_int("method.timesteps"));
+  p.method.refine_classes = static_cast<int>(d.get_int("method.refine_classes"));
   p.method.window = d.get_float("method.window");
   p.method.classifier_sigma = d.get_float("method.classifier_sigma");
   p.method.classifier_sigma_max = d.get_float("method.classifier_sigma_max");
@@ -329,6 +330,9 @@ std::string dmis_detail(const RunPlan& plan, methods::MethodStep<Exec>& method,
                     ? cat(", transition known (", sup.config.noise, " noise at rate ", sup.config.rate, ")")
                     : cat(", transition ", methods::name_of(m.transition), " from rate ", m.transition_init));
   return cat("K ", m.timesteps, levels,
+             m.refine_classes > 0 ? cat(" (draws 2-", m.timesteps, " over the ", m.refine_classes,
+                                        " classes of largest posterior after draw 1)")
+                                  : std::string(),
              m.cls_sigma > 0 ? cat(" (the classification term at sigma ", m.cls_sigma, ")") : std::string(),
              ", logit scale ", method.initial_logit_scale(), m.calibrate_scale ? " (calibrated)" : "",
              ", posterior fraction ", m.posterior_fraction, ", classifier fraction ", m.classifier_fraction,

@@ -427,6 +427,58 @@ TEST(DmisOps, DefaultLogitScaleIsThePixelCount) {
     for (int j = 0; j < NC; ++j) EXPECT_NEAR(b(i, j), 784 * a(i, j), 1e-4 * std::abs(784 * a(i, j)) + 1e-6);
 }
 
+// A second classifier with first_draw d takes the noise of draw d onwards: at one sigma, the
+// mean of a K = 2 classifier's logits is that of its first draw (first_draw 0, K = 1) and of
+// its second (first_draw 1, K = 1); so the refinement's draws are independent of draw 1's.
+TEST(DmisOps, FirstDrawGivesAClassifierTheLaterDrawsOfTheSameStream) {
+  models::UNetConfig net = models::UNetConfig::from_preset("unet-s");
+  net.base = 8, net.mults = {1}, net.n_blocks = 1, net.attn_res = {}, net.groups = 4;
+  const int B = 2, NC = 3;
+  methods::ClassifierConfig two, first, second;
+  two.fixed_sigma = first.fixed_sigma = second.fixed_sigma = 2.0;
+  two.logit_scale = first.logit_scale = second.logit_scale = 1;
+  two.points = 2, second.first_draw = 1;
+  methods::DiffusionClassifier<Exec> c2cls(net, two, B, NC, true), c0(net, first, B, NC, true),
+      c1cls(net, second, B, NC, true);
+  Buf<float> params("params", c0.net().table().total());
+  models::init_params<Exec, float>(Exec(), net, c0.net().table(), Tensor1<float, Exec>(params.data(), params.extent(0)), 3,
+                                   models::InitScheme::Torch);
+  auto x0 = upload(pattern(B * 784, 29, -1, 1));
+  auto classes = upload(std::vector<int>{0, 1, 2, 3, 4, 5});
+  const Tensor4<const float, Exec> x(x0.data(), B, 1, 28, 28);
+  for (auto* c : {&c2cls, &c0, &c1cls})
+    c->forward(Exec(), c1(params, params.extent(0)), x, c2(classes, B, NC), Tensor1<const float, Exec>(), 5, 7,
+               rng::SampleIds{0, 1});
+  auto l2 = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), c2cls.logits());
+  auto l0 = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), c0.logits());
+  auto l1 = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), c1cls.logits());
+  for (int i = 0; i < B; ++i)
+    for (int j = 0; j < NC; ++j) {
+      EXPECT_NEAR(l2(i, j), 0.5f * (l0(i, j) + l1(i, j)), 1e-5f * std::abs(l2(i, j)) + 1e-6f) << i << " " << j;
+      EXPECT_NE(l0(i, j), l1(i, j)) << "draws 1 and 2 took the same noise";
+    }
+}
+
+// The coarse-to-fine E-step's logits: the refined classes the mean over all K draws, the
+// others their one draw
+TEST(DmisOps, RefineLogitsAverageTheRefinedClassesOnly) {
+  const int B = 2, C = 5, R = 2, K = 3;
+  const auto first = pattern(B * C, 31, -2, 0), more = pattern(B * R, 37, -2, 0);
+  const std::vector<int> set{3, 0, 1, 4};
+  auto dfirst = upload(first), dmore = upload(more);
+  auto dset = upload(set);
+  Buf<float> u("u", B * C);
+  ops::refine_logits(Exec(), c2(dfirst, B, C), c2(dmore, B, R), c2(dset, B, R), K, t2(u, B, C));
+  const auto got = host(u, B * C);
+  for (int b = 0; b < B; ++b)
+    for (int y = 0; y < C; ++y) {
+      float want = first[b * C + y];
+      for (int j = 0; j < R; ++j)
+        if (set[b * R + j] == y) want = (first[b * C + y] + (K - 1) * more[b * R + j]) / K;
+      EXPECT_NEAR(got[b * C + y], want, 1e-6f) << b << " " << y;
+    }
+}
+
 // The classifier's noise levels: the window's equal-probability quantiles inside [l, r] with
 // lambda / K; the uniform grid with the ELBO's lambda p d_sigma or, with equal_weights, lambda / K
 TEST(DmisOps, ClassifierLevelsAndTheirWeights) {
@@ -778,6 +830,48 @@ TEST(MethodStepClassifiers, ClsSigmaAndTheLevelRangeReachTheirClassifiers) {
     EXPECT_EQ(s.live_classifier(), nullptr);
     EXPECT_EQ(s.posterior_classifier(), nullptr);
   }
+}
+
+// method.refine_classes: the posterior's classifier takes draw 1 over every class, a second
+// classifier draws 2..K over R classes (noise of its own); the cost counts R (K - 1) per
+// sample instead of C (K - 1); a configuration it cannot serve is named.
+TEST(MethodStepClassifiers, RefineClassesSplitsTheDrawsAndCountsThem) {
+  auto cfg = models::UNetConfig::from_preset("unet-s");
+  cfg.base = 8, cfg.mults = {1, 2}, cfg.n_blocks = 1, cfg.attn_res = {}, cfg.groups = 4;
+  const int B = 4;
+  methods::TrainStepConfig tc;
+  methods::MethodConfig mc;
+  mc.kind = methods::MethodKind::Dmis, mc.supervision = methods::dmis_ops::Supervision::Noisy;
+  mc.classifier_fraction = 0.5, mc.top_k = 3, mc.beta = 0, mc.gen_extra = 0;
+  mc.timesteps = 2, mc.classifier_sigma = 5;
+  methods::MethodStep<Exec> full(cfg, tc, mc, B);
+  EXPECT_EQ(full.refine_classifier(), nullptr);
+  EXPECT_EQ(full.posterior_evaluations(), B * 10 * 2);
+  mc.refine_classes = 3;
+  methods::MethodStep<Exec> refined(cfg, tc, mc, B);
+  ASSERT_NE(refined.refine_classifier(), nullptr);
+  EXPECT_EQ(refined.posterior_classifier()->points(), 1);
+  EXPECT_EQ(refined.posterior_classifier()->classes_per_image(), 10);
+  EXPECT_EQ(refined.refine_classifier()->points(), 1);
+  EXPECT_EQ(refined.refine_classifier()->classes_per_image(), 3);
+  EXPECT_EQ(refined.refine_classifier()->config().first_draw, 1);
+  EXPECT_EQ(refined.refine_classifier()->config().fixed_sigma, 5);
+  EXPECT_EQ(refined.posterior_evaluations(), B * (10 + 3));
+  EXPECT_EQ(full.evaluations_per_step(true) - refined.evaluations_per_step(true), B * (10 - 3));
+  auto expect_named = [&](const char* what, const char* needle) {
+    try {
+      methods::MethodStep<Exec> s(cfg, tc, mc, B);
+      ADD_FAILURE() << what << " was accepted";
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  mc.timesteps = 1;
+  expect_named("one draw", "expected timesteps >= 2, found 1");
+  mc.timesteps = 2, mc.classifier_sigma = 0;
+  expect_named("the window's levels", "method.refine_classes needs every draw at one sigma");
+  mc.classifier_sigma = 5, mc.refine_classes = 10;
+  expect_named("every class", "expected fewer than the 10 classes");
 }
 
 // The deck's spellings of the method choices, both ways, and the error for anything else: the
