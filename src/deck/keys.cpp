@@ -124,7 +124,8 @@ const std::vector<KeySpec>& registry() {
       I("method.refine_classes", "0", 0, 4096,
         "dmis: > 0: only the first of the posterior classifier's method.timesteps noise draws "
         "is over every class; the other draws are over this many classes of largest posterior "
-        "after it (the others keep their one draw). Needs every draw at one sigma "
+        "after it, and the posterior is over those classes alone (the logit scale's calibration "
+        "over every class). Needs every draw at one sigma "
         "(method.classifier_sigma > 0): the E-step's cost for the draws that decide its arg-max. "
         "0: every draw over every class"),
       F("method.window", "6.4", 1e-6, 1e6, "dmis: width of the classifier's sigma window (DMIS)"),

@@ -194,11 +194,10 @@ void top_classes(const Exec& exec, const Tensor2<const float, Exec>& q,
       });
 }
 
-/// u (B, C) = the refined logits of a coarse-to-fine E-step: first (B, C) holds each class's
-/// logit from one noise draw, more (B, R) the mean logit of K - 1 further draws for the classes
-/// set (B, R) of each row. Those classes get the mean over all K draws,
-/// (first + (K - 1) more) / K; the others keep their one draw (an estimate of the same
-/// expectation, with more variance).
+/// u (B, C) = the logits of a coarse-to-fine E-step: first (B, C) holds each class's logit from
+/// one noise draw, more (B, R) the mean logit of K - 1 further draws for the classes set (B, R)
+/// of each row (the R of largest posterior after the first draw). Those classes get the mean
+/// over all K draws, (first + (K - 1) more) / K; the others keep their one draw.
 template <class Exec>
 void refine_logits(const Exec& exec, const Tensor2<const float, Exec>& first,
                    const Tensor2<const float, Exec>& more, const Tensor2<const int, Exec>& set, int K,
@@ -212,6 +211,26 @@ void refine_logits(const Exec& exec, const Tensor2<const float, Exec>& first,
         for (int j = 0; j < R; ++j) {
           const int y = set(b, j);
           u(b, y) = w1 * first(b, y) + wk * more(b, j);
+        }
+      });
+}
+
+/// u (B, C): every class outside set (B, R) screened out (kScreenedOut: no mass after a
+/// softmax). The coarse-to-fine E-step's posterior is over the refined classes alone: the R
+/// were chosen for a high first draw, so their mean over K draws falls back towards their
+/// expectation while the best of the others keeps its one lucky draw, and would win too often
+/// (measured: the posterior's class right less often than with one draw for every class).
+constexpr float kScreenedOut = -1.0e30f;
+template <class Exec>
+void screen_out(const Exec& exec, const Tensor2<const int, Exec>& set, const Tensor2<float, Exec>& u) {
+  const int C = static_cast<int>(u.extent(1)), R = static_cast<int>(set.extent(1));
+  Kokkos::parallel_for(
+      "dmis::dmis_ops::screen_out", Kokkos::RangePolicy<Exec>(exec, 0, set.extent(0)),
+      KOKKOS_LAMBDA(int b) {
+        for (int y = 0; y < C; ++y) {
+          bool kept = false;
+          for (int j = 0; j < R; ++j) kept = kept || set(b, j) == y;
+          if (!kept) u(b, y) = kScreenedOut;
         }
       });
 }

@@ -419,12 +419,17 @@ void MethodStep<Exec>::dmis_posterior(const Exec& exec, const Tensor4<const T, E
                        m_cfg.timesteps, refined);
     u = Tensor2<const T, Exec>(refined);
   }
-  ops::scaled_softmax<Exec>(exec, u, all, m_log_prior, scale, fphi);
-  with_likelihood([&](const auto& lik) {
-    ops::posterior(exec, lik, Tensor2<const T, Exec>(fphi), q);
-    if (m_cfg.calibrate_scale)
+  // the logit scale's likelihood over every class (with refinement: the refined classes' mean
+  // over K draws, the others' one draw), the posterior (with refinement: over the refined
+  // classes alone, ops::screen_out says why)
+  if (m_cfg.calibrate_scale)
+    with_likelihood([&](const auto& lik) {
       ops::scale_loglik(exec, lik, u, all, Tensor1<const T, Exec>(m_log_prior), kScaleGridLo, kScaleGridRatio, ll);
-  });
+    });
+  if (m_refine_cls)
+    ops::screen_out(exec, Tensor2<const int, Exec>(m_refine_set.data(), Bw, m_R), Tensor2<T, Exec>(m_u.data(), Bw, C));
+  ops::scaled_softmax<Exec>(exec, u, all, m_log_prior, scale, fphi);
+  with_likelihood([&](const auto& lik) { ops::posterior(exec, lik, Tensor2<const T, Exec>(fphi), q); });
   const bool estimate_transition = m_kind == ops::Supervision::Noisy && m_cfg.transition == TransitionMode::Estimate;
   if (estimate_transition)
     ops::transition_counts(exec, Tensor2<const T, Exec>(q), obsw, Tensor2<T, Exec>(m_trans_step.data(), C, C));

@@ -460,7 +460,7 @@ TEST(DmisOps, FirstDrawGivesAClassifierTheLaterDrawsOfTheSameStream) {
 }
 
 // The coarse-to-fine E-step's logits: the refined classes the mean over all K draws, the
-// others their one draw
+// others their one draw; then screened out (no mass after the softmax)
 TEST(DmisOps, RefineLogitsAverageTheRefinedClassesOnly) {
   const int B = 2, C = 5, R = 2, K = 3;
   const auto first = pattern(B * C, 31, -2, 0), more = pattern(B * R, 37, -2, 0);
@@ -477,6 +477,26 @@ TEST(DmisOps, RefineLogitsAverageTheRefinedClassesOnly) {
         if (set[b * R + j] == y) want = (first[b * C + y] + (K - 1) * more[b * R + j]) / K;
       EXPECT_NEAR(got[b * C + y], want, 1e-6f) << b << " " << y;
     }
+  ops::screen_out(Exec(), c2(dset, B, R), t2(u, B, C));
+  const auto screened = host(u, B * C);
+  for (int b = 0; b < B; ++b)
+    for (int y = 0; y < C; ++y) {
+      const bool kept = set[b * R] == y || set[b * R + 1] == y;
+      EXPECT_EQ(screened[b * C + y], kept ? got[b * C + y] : ops::kScreenedOut) << b << " " << y;
+    }
+  // after the scaled softmax the screened-out classes have no mass, the others all of it
+  auto all = upload(std::vector<int>{0, 1, 2, 3, 4, 0, 1, 2, 3, 4});
+  auto scale = upload(std::vector<float>{4096.f});
+  Buf<float> f("f", B * C);
+  ops::scaled_softmax<Exec>(Exec(), c2(u, B, C), c2(all, B, C), Tensor1<const float, Exec>(), c1(scale, 1),
+                            t2(f, B, C));
+  const auto p = host(f, B * C);
+  for (int b = 0; b < B; ++b) {
+    float kept = 0;
+    for (int j = 0; j < R; ++j) kept += p[b * C + set[b * R + j]];
+    EXPECT_NEAR(kept, 1.f, 1e-6f) << b;
+    for (int y = 0; y < C; ++y) EXPECT_TRUE(std::isfinite(p[b * C + y])) << b << " " << y;
+  }
 }
 
 // The classifier's noise levels: the window's equal-probability quantiles inside [l, r] with
