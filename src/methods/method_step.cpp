@@ -405,11 +405,15 @@ void MethodStep<Exec>::dmis_posterior(const Exec& exec, const Tensor4<const T, E
         break;
     }
   };
-  Tensor2<const T, Exec> u(m_ema_cls->logits());  // (Bw, C) unscaled logits
-  if (m_refine_cls) {
-    // coarse to fine: the posterior after draw 1 picks the R classes that take draws 2..K
+  // f = softmax(s u + log prior), q ∝ p(z | y) f, from unscaled logits u (Bw, C)
+  auto posterior_from = [&](const Tensor2<const T, Exec>& u) {
     ops::scaled_softmax<Exec>(exec, u, all, m_log_prior, scale, fphi);
     with_likelihood([&](const auto& lik) { ops::posterior(exec, lik, Tensor2<const T, Exec>(fphi), q); });
+  };
+  Tensor2<const T, Exec> u(m_ema_cls->logits());
+  if (m_refine_cls) {
+    // coarse to fine: the posterior after draw 1 picks the R classes that take draws 2..K
+    posterior_from(u);
     const Tensor2<int, Exec> set(m_refine_set.data(), Bw, m_R);
     ops::top_classes(exec, Tensor2<const T, Exec>(q), Tensor1<const int, Exec>(), set);
     m_refine_cls->forward(exec, m_core.store().ema, x0w, Tensor2<const int, Exec>(set), Tensor1<const T, Exec>(),
@@ -428,8 +432,7 @@ void MethodStep<Exec>::dmis_posterior(const Exec& exec, const Tensor4<const T, E
     });
   if (m_refine_cls)
     ops::screen_out(exec, Tensor2<const int, Exec>(m_refine_set.data(), Bw, m_R), Tensor2<T, Exec>(m_u.data(), Bw, C));
-  ops::scaled_softmax<Exec>(exec, u, all, m_log_prior, scale, fphi);
-  with_likelihood([&](const auto& lik) { ops::posterior(exec, lik, Tensor2<const T, Exec>(fphi), q); });
+  posterior_from(u);
   const bool estimate_transition = m_kind == ops::Supervision::Noisy && m_cfg.transition == TransitionMode::Estimate;
   if (estimate_transition)
     ops::transition_counts(exec, Tensor2<const T, Exec>(q), obsw, Tensor2<T, Exec>(m_trans_step.data(), C, C));

@@ -400,10 +400,22 @@ TEST(DmisOps, DiagnosticsCountAgainstTheAuditLabels) {
   EXPECT_TRUE(std::isnan(host(diag, ops::kDiagnostics)[ops::kRelabelAcc]));
 }
 
-// The default logit scale is the pixel count: the logits are C*H*W times those of the mean
-TEST(DmisOps, DefaultLogitScaleIsThePixelCount) {
+// A one-level unet-s (base 8) for the classifier tests, its weights initialised from `seed`.
+models::UNetConfig tiny_classifier_net() {
   models::UNetConfig net = models::UNetConfig::from_preset("unet-s");
   net.base = 8, net.mults = {1}, net.n_blocks = 1, net.attn_res = {}, net.groups = 4;
+  return net;
+}
+Buf<float> initialised_params(const models::UNetConfig& net, const ParamTable& table, uint64_t seed) {
+  Buf<float> params("params", table.total());
+  models::init_params<Exec, float>(Exec(), net, table, Tensor1<float, Exec>(params.data(), params.extent(0)), seed,
+                                   models::InitScheme::Torch);
+  return params;
+}
+
+// The default logit scale is the pixel count: the logits are C*H*W times those of the mean
+TEST(DmisOps, DefaultLogitScaleIsThePixelCount) {
+  const models::UNetConfig net = tiny_classifier_net();
   EXPECT_DOUBLE_EQ(methods::resolved_logit_scale(0, net), 784.0);
   EXPECT_DOUBLE_EQ(methods::resolved_logit_scale(3, net), 3.0);
   EXPECT_THROW(methods::resolved_logit_scale(-1, net), InputError);
@@ -412,9 +424,7 @@ TEST(DmisOps, DefaultLogitScaleIsThePixelCount) {
   mean_cfg.logit_scale = 1, sum_cfg.logit_scale = 0;
   methods::DiffusionClassifier<Exec> mean_cls(net, mean_cfg, B, NC, true), sum_cls(net, sum_cfg, B, NC, true);
   EXPECT_DOUBLE_EQ(sum_cls.logit_scale(), 784.0);
-  Buf<float> params("params", mean_cls.net().table().total());
-  models::init_params<Exec, float>(Exec(), net, mean_cls.net().table(), Tensor1<float, Exec>(params.data(), params.extent(0)), 1,
-                                   models::InitScheme::Torch);
+  const Buf<float> params = initialised_params(net, mean_cls.net().table(), 1);
   auto x0 = upload(pattern(B * 784, 23, -1, 1));
   auto classes = upload(std::vector<int>{0, 1, 2, 3, 4, 5});
   const Tensor4<const float, Exec> x(x0.data(), B, 1, 28, 28);
@@ -431,8 +441,7 @@ TEST(DmisOps, DefaultLogitScaleIsThePixelCount) {
 // mean of a K = 2 classifier's logits is that of its first draw (first_draw 0, K = 1) and of
 // its second (first_draw 1, K = 1); so the refinement's draws are independent of draw 1's.
 TEST(DmisOps, FirstDrawGivesAClassifierTheLaterDrawsOfTheSameStream) {
-  models::UNetConfig net = models::UNetConfig::from_preset("unet-s");
-  net.base = 8, net.mults = {1}, net.n_blocks = 1, net.attn_res = {}, net.groups = 4;
+  const models::UNetConfig net = tiny_classifier_net();
   const int B = 2, NC = 3;
   methods::ClassifierConfig two, first, second;
   two.fixed_sigma = first.fixed_sigma = second.fixed_sigma = 2.0;
@@ -440,9 +449,7 @@ TEST(DmisOps, FirstDrawGivesAClassifierTheLaterDrawsOfTheSameStream) {
   two.points = 2, second.first_draw = 1;
   methods::DiffusionClassifier<Exec> c2cls(net, two, B, NC, true), c0(net, first, B, NC, true),
       c1cls(net, second, B, NC, true);
-  Buf<float> params("params", c0.net().table().total());
-  models::init_params<Exec, float>(Exec(), net, c0.net().table(), Tensor1<float, Exec>(params.data(), params.extent(0)), 3,
-                                   models::InitScheme::Torch);
+  const Buf<float> params = initialised_params(net, c0.net().table(), 3);
   auto x0 = upload(pattern(B * 784, 29, -1, 1));
   auto classes = upload(std::vector<int>{0, 1, 2, 3, 4, 5});
   const Tensor4<const float, Exec> x(x0.data(), B, 1, 28, 28);
