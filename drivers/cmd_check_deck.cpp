@@ -15,7 +15,8 @@ int cmd_check_deck(const Args& args) {
     if (r == "--help" || r == "-h") {
       std::cout << "usage: dmis check-deck DECK [--set key.path=value ...]\n"
                    "       dmis check-deck --keys [--markdown]\n\n"
-                   "Validates a deck and prints it resolved (every key, defaults filled in).\n"
+                   "Validates a deck (its keys, and the checks across keys that `dmis train` makes\n"
+                   "before reading the dataset) and prints it resolved (every key, defaults filled in).\n"
                    "Errors name file:line:column, the key, what was expected and what was "
                    "found,\nand exit with status 2. --keys lists every key the decks understand "
                    "(--markdown:\nthe reference in docs/decks.md).\n";
@@ -39,6 +40,9 @@ int cmd_check_deck(const Args& args) {
     return 0;
   }
   const deck::Deck d = load_deck(a);
+  // the plan's checks across keys too (method, schedule, ranks), as `dmis train` makes them
+  // before it reads the dataset
+  (void)train::make_plan(d);
   if (dist::rank() == 0)
     std::cout << d.resolved_yaml() << "# run directory: " << train::run_directory(d) << "\n# "
               << d.file() << ": valid\n";
