@@ -151,6 +151,11 @@ const std::vector<KeySpec>& registry() {
         "dmis: the generative term takes the posterior's class only where the posterior q "
         "gives its top class at least this; elsewhere the sample trains on its vanilla label "
         "(noisy labels: the observed one). 0: always the posterior's (Eq. 10)"),
+      S("method.estep_network", "ema", {"ema", "warmup"},
+        "dmis: the weights of the posterior's classifier (the E-step); ema: the EMA network of "
+        "every step (it learns from the classes the E-step gave); warmup: the EMA as the warm-up "
+        "left it, frozen at the first DMIS step (the E-step never learns from its own relabels, "
+        "so a confusion cannot feed itself; the posterior does not improve with training either)"),
       F("method.tau", "0.01", 0, 1,
         "dmis: generative loss: classes with weight above tau are mixed in (without gradient)"),
       F("method.logit_scale", "0", 0, 1e6,

@@ -91,6 +91,7 @@ std::string content_digest(const CheckpointData& d) {
   }
   g.vec(d.params), g.vec(d.adam_m), g.vec(d.adam_v), g.vec(d.ema);
   g.vec(d.prior), g.vec(d.prior_counts), g.vec(d.transition), g.vec(d.logit_scale);
+  if (!d.estep_params.empty()) g.vec(d.estep_params);  // absent: the digest of older files
   return g.hex();
 }
 
@@ -137,6 +138,7 @@ void write_checkpoint(const std::string& path, const CheckpointData& d) {
     if (!d.transition.empty())
       f.write("/method/transition_counts", {d.transition.size()}, d.transition.data());
     put("/method/logit_scale", d.logit_scale);
+    put("/method/estep_params", d.estep_params);
     f.set_attr("/", "digest", content_digest(d));  // last: a file without it is incomplete
   }, h5::Digest::Whole);  // format 3: and the digest of the whole file's bytes in its user block
 }
@@ -209,6 +211,8 @@ CheckpointData read_checkpoint(const std::string& path, const ParamTable* expect
   if (f.exists("/method/transition_counts"))
     d.transition = f.read_float("/method/transition_counts").data;
   if (f.exists("/method/logit_scale")) d.logit_scale = f.read_float("/method/logit_scale").data;
+  get("/method/estep_params", d.estep_params);
+  finite("/method/estep_params", d.estep_params);
   finite("/method/prior", d.prior);
   finite("/method/transition_counts", d.transition);
   finite("/method/logit_scale", d.logit_scale);

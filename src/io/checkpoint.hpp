@@ -26,6 +26,8 @@ struct CheckpointData {
   std::vector<int32_t> prior_counts; // method state: counts of the running epoch
   std::vector<float> transition;     // method state: DMIS noisy-label transition counts (K x K)
   std::vector<float> logit_scale;    // method state: DMIS's calibrated logit scale (1)
+  std::vector<float> estep_params;   // method state: DMIS's frozen E-step weights (table layout;
+                                     // method.estep_network warmup, once the DMIS terms ran)
 };
 
 /// Writes `data` to `path` atomically (path.tmp, then rename).

@@ -19,6 +19,7 @@ enum class ClsPush { Both, Pull };                     // method.cls_push
 enum class GenObjective { Sample, Mixture };           // method.gen_objective
 enum class PriorMode { Uniform, Estimate };            // method.prior
 enum class ClassifierLevels { Window, Uniform };       // classify.timesteps: the noise levels
+enum class EstepNetwork { Ema, Warmup };               // method.estep_network
 
 /// The deck's spelling of each value, in the enum's order.
 template <class E>
@@ -50,6 +51,10 @@ struct Choices<PriorMode> {
 template <>
 struct Choices<ClassifierLevels> {
   static constexpr std::array<const char*, 2> names{"window", "uniform"};
+};
+template <>
+struct Choices<EstepNetwork> {
+  static constexpr std::array<const char*, 2> names{"ema", "warmup"};
 };
 template <>
 struct Choices<dmis_ops::Supervision> {  // supervision.kind

@@ -148,6 +148,19 @@ std::vector<float> initial_transition_counts(const MethodConfig& m, const TrainS
 
 }  // namespace
 
+std::string refine_classes_problem(const MethodConfig& m, int classes) {
+  if (m.refine_classes <= 0) return {};
+  if (m.timesteps < 2)
+    return cat("refines with draws 2.. of method.timesteps: expected timesteps >= 2, found ", m.timesteps);
+  if (!(m.classifier_sigma > 0) || m.classifier_sigma_max > 0)
+    return cat("needs every draw at one sigma: expected method.classifier_sigma > 0 and "
+               "classifier_sigma_max 0, found ", m.classifier_sigma, " and ", m.classifier_sigma_max);
+  if (classes > 0 && m.refine_classes >= classes)
+    return cat("expected fewer than the ", classes,
+               " classes (every class takes every draw without it), found ", m.refine_classes);
+  return {};
+}
+
 /// DMIS's state: the two diffusion classifiers, the posteriors and targets, the noisy-label
 /// transition, the diagnostics and gradient buffers, and the mixture's extra-class network.
 template <class Exec>
@@ -157,17 +170,8 @@ void MethodStep<Exec>::allocate_dmis(const models::UNetConfig& net, double conv_
   const ClassifierConfig cc = dmis_classifier_config(m, m_train);
   if (m.refine_classes > 0) {
     // coarse to fine: draw 1 over every class, draws 2..K over the R classes of largest posterior
-    if (m.timesteps < 2)
-      throw InputError(cat("method.refine_classes (", m.refine_classes,
-                           ") refines with draws 2.. of method.timesteps: expected timesteps >= 2, found ",
-                           m.timesteps));
-    if (!(m.classifier_sigma > 0) || m.classifier_sigma_max > 0)
-      throw InputError(cat("method.refine_classes needs every draw at one sigma: expected "
-                           "method.classifier_sigma > 0 and classifier_sigma_max 0, found ",
-                           m.classifier_sigma, " and ", m.classifier_sigma_max));
-    if (m.refine_classes >= m_C)
-      throw InputError(cat("method.refine_classes: expected fewer than the ", m_C,
-                           " classes (every class takes every draw without it), found ", m.refine_classes));
+    const std::string problem = refine_classes_problem(m, m_C);
+    if (!problem.empty()) throw InputError(cat("method.refine_classes: ", problem));
     m_R = m.refine_classes;
     ClassifierConfig first = cc, rest = cc;
     first.points = 1;
@@ -198,6 +202,8 @@ void MethodStep<Exec>::allocate_dmis(const models::UNetConfig& net, double conv_
   m_scale_dev = fbuf<Exec>("logit_scale", 1);
   set_logit_scale(m_scale);
   m_gcls = fbuf<Exec>("grads_cls", m_core.store().grads.extent(0));
+  if (m.estep_network == EstepNetwork::Warmup)
+    m_estep_params = fbuf<Exec>("estep_params", m_core.store().ema.extent(0));
   m_norm_scratch = fbuf<Exec>("diag_norm_scratch", optim::Optimizer<Exec, T>::norm_scratch_size(
                                                       m_core.store().grads.extent(0)));
   if (m_E > 0 && m.gen_objective == GenObjective::Mixture) {
@@ -226,6 +232,28 @@ void MethodStep<Exec>::set_prior(const std::vector<double>& pi) {
   hp(m_C) = 1, hl(m_C) = 0;
   Kokkos::deep_copy(m_prior, hp);
   Kokkos::deep_copy(m_log_prior, hl);
+}
+
+template <class Exec>
+void MethodStep<Exec>::set_estep_params(const std::vector<float>& w) {
+  if (m_estep_params.extent(0) == 0) return;  // not dmis, or the E-step on the EMA
+  if (w.size() != m_estep_params.extent(0))
+    throw InputError(cat("estep_params: expected the network's ", m_estep_params.extent(0),
+                         " parameters, found ", w.size()));
+  auto h = Kokkos::create_mirror_view(m_estep_params);
+  for (size_t i = 0; i < w.size(); ++i) h(i) = w[i];
+  Kokkos::deep_copy(m_estep_params, h);
+  m_estep_frozen = true;
+}
+
+template <class Exec>
+Tensor1<const typename MethodStep<Exec>::T, Exec> MethodStep<Exec>::estep_weights(const Exec& exec) {
+  if (m_estep_params.extent(0) == 0) return m_core.store().ema;
+  if (!m_estep_frozen) {  // the first DMIS step (of a run not resumed after it): once
+    Kokkos::deep_copy(exec, m_estep_params, m_core.store().ema);
+    m_estep_frozen = true;
+  }
+  return m_estep_params;
 }
 
 template <class Exec>
@@ -387,7 +415,9 @@ void MethodStep<Exec>::dmis_posterior(const Exec& exec, const Tensor4<const T, E
   const Tensor2<const int, Exec> all(m_classes_all.data(), Bw, C);
   const Tensor1<const T, Exec> scale(m_scale_dev.data(), 1);
   const uint32_t step = static_cast<uint32_t>(m_core.step());
-  m_ema_cls->forward(exec, m_core.store().ema, x0w, all, Tensor1<const T, Exec>(), m_train.seed, step,
+  // the E-step's weights: the EMA, or the warm-up's (method.estep_network)
+  const Tensor1<const T, Exec> weights = estep_weights(exec);
+  m_ema_cls->forward(exec, weights, x0w, all, Tensor1<const T, Exec>(), m_train.seed, step,
                      m_train.ids(), maskw);
   const Tensor2<T, Exec> fphi(m_fphi.data(), Bw, C), q(m_q.data(), Bw, C);
   const V1 sums(m_trans_step.data(), C * C + kScaleGrid), ll(m_trans_step.data() + C * C, kScaleGrid);
@@ -416,7 +446,7 @@ void MethodStep<Exec>::dmis_posterior(const Exec& exec, const Tensor4<const T, E
     posterior_from(u);
     const Tensor2<int, Exec> set(m_refine_set.data(), Bw, m_R);
     ops::top_classes(exec, Tensor2<const T, Exec>(q), Tensor1<const int, Exec>(), set);
-    m_refine_cls->forward(exec, m_core.store().ema, x0w, Tensor2<const int, Exec>(set), Tensor1<const T, Exec>(),
+    m_refine_cls->forward(exec, weights, x0w, Tensor2<const int, Exec>(set), Tensor1<const T, Exec>(),
                           m_train.seed, step, m_train.ids(), maskw);
     const Tensor2<T, Exec> refined(m_u.data(), Bw, C);
     ops::refine_logits(exec, u, Tensor2<const T, Exec>(m_refine_cls->logits()), Tensor2<const int, Exec>(set),

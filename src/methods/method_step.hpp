@@ -66,6 +66,9 @@ struct MethodConfig {
   int gen_extra = 2;                  // classes mixed in without gradient (besides the top one)
   double relabel_confidence = 0;      // the posterior's class only where max q >= this, else
                                       // the vanilla label (0: always the posterior's)
+  EstepNetwork estep_network = EstepNetwork::Ema;  // the posterior's weights: the EMA of every
+                                      // step, or the EMA as the warm-up left it (frozen at the
+                                      // first DMIS step: the E-step never learns its own relabels)
 };
 
 /// Samples of a global batch of B that get DMIS's classification term: round(fraction * B),
@@ -73,6 +76,11 @@ struct MethodConfig {
 inline int classifier_samples(double fraction, int B) {
   return std::max(1, std::min(B, static_cast<int>(std::lround(fraction * B))));
 }
+
+/// What is wrong with method.refine_classes in `m` for `classes` classes (0: not known yet, the
+/// plan's check before the dataset is read), as a message to follow the key's name; empty when
+/// fine.
+std::string refine_classes_problem(const MethodConfig& m, int classes);
 
 template <class Exec>
 class MethodStep {
@@ -152,6 +160,11 @@ public:
   /// The coarse-to-fine E-step's second classifier (method.refine_classes), or nullptr.
   const DiffusionClassifier<Exec>* refine_classifier() const { return m_refine_cls.get(); }
   int classifier_samples_local() const { return m_Bc; }
+  /// method.estep_network warmup: the E-step's frozen weights (the EMA as the first DMIS step
+  /// found it), for checkpoints; empty before that step and under ema.
+  Buffer1<T, Exec> estep_params() const { return m_estep_frozen ? m_estep_params : Buffer1<T, Exec>(); }
+  /// Restores them (a checkpoint's, params-sized); an InputError naming the size else.
+  void set_estep_params(const std::vector<float>& w);
   /// Counted FLOPs of one step of the given kind.
   double flops_per_step(bool dmis) const;
   /// Denoiser evaluations (forward passes of one image) per step, by kind.
@@ -199,6 +212,9 @@ public:
 
 private:
   void allocate_dmis(const models::UNetConfig& net, double conv_scratch_mb);
+  // the weights of this step's E-step: the EMA, or (estep_network warmup) the frozen copy,
+  // taken from the EMA on the first call
+  Tensor1<const T, Exec> estep_weights(const Exec& exec);
   MethodConfig m_cfg;
   TrainStepConfig m_train;
   dmis_ops::Supervision m_kind;
@@ -219,6 +235,8 @@ private:
   Buffer1<T, Exec> m_q, m_trans_step, m_trans_acc, m_trans, m_diag, m_gcls, m_norm_scratch,
       m_scale_dev;
   Tensor1<const int, Exec> m_audit;
+  Buffer1<T, Exec> m_estep_params;  // estep_network warmup: the frozen E-step weights
+  bool m_estep_frozen = false;
   Kokkos::View<int*, Kokkos::LayoutRight, DeviceOf<Exec>> m_counts;
 };
 

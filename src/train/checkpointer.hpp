@@ -91,6 +91,7 @@ public:
       }
       if (!ck.transition.empty()) m_method.set_transition_counts(ck.transition);
       if (!ck.logit_scale.empty()) m_method.set_logit_scale(ck.logit_scale[0]);
+      if (!ck.estep_params.empty()) m_method.set_estep_params(ck.estep_params);
     } catch (const InputError& e) {
       throw InputError(cat("cannot resume from '", path, "': /method: ", e.what()));
     }
@@ -137,6 +138,7 @@ public:
     if (m_plan.method.kind == methods::MethodKind::Dmis && step > 0 && m_method.dmis_active(step - 1)) {
       ck.transition = to_host(m_method.transition_counts());
       ck.logit_scale = to_host(m_method.logit_scale());
+      ck.estep_params = to_host(m_method.estep_params());  // empty under estep_network ema
     }
     auto hc = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), m_method.prior_counts());
     ck.prior_counts.assign(hc.data(), hc.data() + hc.extent(0));
@@ -145,7 +147,7 @@ public:
     io::CheckpointData snap = ck;
     snap.kind = "ema-snapshot";
     snap.params.clear(), snap.adam_m.clear(), snap.adam_v.clear(), snap.prior_counts.clear();
-    snap.transition.clear(), snap.logit_scale.clear();
+    snap.transition.clear(), snap.logit_scale.clear(), snap.estep_params.clear();
     io::write_checkpoint(io::checkpoint_path(m_plan.run_dir, "ema", step), snap);
     const std::string path = io::checkpoint_path(m_plan.run_dir, "ckpt", step);
     io::write_checkpoint(path, ck);

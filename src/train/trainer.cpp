@@ -177,6 +177,8 @@ void plan_method(const deck::Deck& d, RunPlan& p) {
   p.method.tau = d.get_float("method.tau");
   p.method.gen_extra = static_cast<int>(d.get_int("method.gen_extra"));
   p.method.relabel_confidence = d.get_float("method.relabel_confidence");
+  p.method.estep_network =
+      parse_choice<methods::EstepNetwork>(d.get_string("method.estep_network"), "method.estep_network");
   p.method.logit_scale = d.get_float("method.logit_scale");
   p.method.prior = parse_choice<methods::PriorMode>(d.get_string("method.prior"), "method.prior");
   p.method.prior_momentum = d.get_float("method.prior_momentum");
@@ -215,6 +217,10 @@ void check_method(const deck::Deck& d, const RunPlan& p) {
       d.fail("method.posterior_fraction",
              cat(p.method.posterior_fraction, " is below method.classifier_fraction ",
                  p.method.classifier_fraction, ": the classifier's samples need posteriors"));
+  }
+  if (is_dmis) {  // the checks that need no class count (the step repeats them with it)
+    const std::string problem = methods::refine_classes_problem(p.method, 0);
+    if (!problem.empty()) d.fail("method.refine_classes", problem);
   }
   if (p.method.prior == methods::PriorMode::Estimate &&
       p.method.supervision != methods::dmis_ops::Supervision::Partial && is_dmis)
@@ -329,7 +335,9 @@ std::string dmis_detail(const RunPlan& plan, methods::MethodStep<Exec>& method,
                 m.transition == methods::TransitionMode::Known
                     ? cat(", transition known (", sup.config.noise, " noise at rate ", sup.config.rate, ")")
                     : cat(", transition ", methods::name_of(m.transition), " from rate ", m.transition_init));
-  return cat("K ", m.timesteps, levels,
+  return cat("E-step on the ",
+             m.estep_network == methods::EstepNetwork::Warmup ? "warm-up's EMA weights (frozen)" : "EMA weights",
+             ", K ", m.timesteps, levels,
              m.refine_classes > 0 ? cat(" (draws 2-", m.timesteps, " over the ", m.refine_classes,
                                         " classes of largest posterior after draw 1)")
                                   : std::string(),

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <numeric>
 #include <vector>
 
@@ -770,6 +771,90 @@ TEST(MethodStepRelabel, UnsurePosteriorsKeepTheObservedLabel) {
   }
 }
 
+// method.estep_network warmup: the first DMIS step freezes the EMA as the warm-up left it and
+// every later E-step uses that copy, while the EMA goes on moving; ema (the default) keeps no
+// copy. Both runs start from the same weights, so their first DMIS posteriors are the same and
+// their second differ (the ema run's E-step sees the moved EMA). A checkpoint's copy of the
+// wrong size is named.
+TEST(MethodStepEstep, WarmupFreezesTheEmaOfTheFirstDmisStep) {
+  auto cfg = models::UNetConfig::from_preset("unet-s");
+  cfg.base = 8, cfg.mults = {1, 2}, cfg.n_blocks = 1, cfg.attn_res = {}, cfg.groups = 4;
+  const int B = 8, R = 28, C = 10;
+  Kokkos::View<float****, Kokkos::LayoutRight, Exec::memory_space> x("dmis::test::x0", B, 1, R, R);
+  Kokkos::View<int*, Kokkos::LayoutRight, Exec::memory_space> obs("dmis::test::obs", B);
+  Kokkos::View<uint8_t**, Kokkos::LayoutRight, Exec::memory_space> cand("dmis::test::cand", B, C);
+  Kokkos::View<uint8_t*, Kokkos::LayoutRight, Exec::memory_space> lab("dmis::test::lab", B);
+  {
+    const auto px = pattern(static_cast<size_t>(B) * R * R, 23u, -1.f, 1.f);
+    auto hx = Kokkos::create_mirror_view(x);
+    for (size_t i = 0; i < px.size(); ++i) hx.data()[i] = px[i];
+    Kokkos::deep_copy(x, hx);
+    auto ho = Kokkos::create_mirror_view(obs);
+    for (int b = 0; b < B; ++b) ho(b) = (3 * b + 2) % C;
+    Kokkos::deep_copy(obs, ho);
+  }
+  Kokkos::deep_copy(cand, 1);
+  Kokkos::deep_copy(lab, 1);
+  methods::TrainStepConfig tc;
+  tc.ema_decay = 0.5;  // an EMA that moves visibly in a few steps
+  methods::MethodConfig mc;
+  mc.kind = methods::MethodKind::Dmis, mc.supervision = methods::dmis_ops::Supervision::Noisy;
+  mc.classifier_fraction = 0.25, mc.top_k = 3, mc.gen_extra = 0, mc.logit_scale = 1;
+  mc.warmup_kimg = 2 * B / 1e3;  // two vanilla steps, then DMIS
+  auto host_vec = [](const auto& v) {
+    auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), v);
+    return std::vector<float>(h.data(), h.data() + h.size());
+  };
+  auto make = [&](methods::EstepNetwork e) {
+    mc.estep_network = e;
+    auto s = std::make_unique<methods::MethodStep<Exec>>(cfg, tc, mc, B);
+    s->initialize(models::InitScheme::Adm);
+    auto& store = s->core().store();  // a non-zero output layer: classes differ from the start
+    auto hp = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), store.params);
+    const auto noise = pattern(hp.extent(0), 31u, -0.05f, 0.05f);
+    for (size_t i = 0; i < hp.extent(0); ++i) hp(i) += noise[i];
+    Kokkos::deep_copy(store.params, hp);
+    Kokkos::deep_copy(store.ema, hp);
+    return s;
+  };
+  auto frozen = make(methods::EstepNetwork::Warmup);
+  auto live = make(methods::EstepNetwork::Ema);
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_FALSE(frozen->dmis_active(frozen->core().step()));
+    frozen->run(Exec(), x, obs, cand, lab);
+    live->run(Exec(), x, obs, cand, lab);
+  }
+  Kokkos::fence();
+  EXPECT_EQ(frozen->estep_params().extent(0), 0u) << "frozen before the first DMIS step";
+  const auto ema_at_switch = host_vec(frozen->core().store().ema);
+  ASSERT_TRUE(frozen->dmis_active(frozen->core().step()));
+  frozen->run(Exec(), x, obs, cand, lab);
+  live->run(Exec(), x, obs, cand, lab);
+  Kokkos::fence();
+  EXPECT_EQ(host_vec(frozen->posterior()), host_vec(live->posterior()))
+      << "the first DMIS step: both E-steps on the same weights";
+  for (int i = 0; i < 2; ++i) {
+    frozen->run(Exec(), x, obs, cand, lab);
+    live->run(Exec(), x, obs, cand, lab);
+  }
+  Kokkos::fence();
+  EXPECT_EQ(host_vec(frozen->estep_params()), ema_at_switch) << "the frozen weights moved";
+  EXPECT_NE(host_vec(frozen->core().store().ema), ema_at_switch) << "the EMA did not move: the test shows nothing";
+  EXPECT_EQ(live->estep_params().extent(0), 0u);
+  EXPECT_NE(host_vec(frozen->posterior()), host_vec(live->posterior()))
+      << "the E-step on the frozen weights gave the moving EMA's posterior";
+  // a checkpoint's copy: restored exactly; the wrong size named
+  auto restored = make(methods::EstepNetwork::Warmup);
+  restored->set_estep_params(ema_at_switch);
+  EXPECT_EQ(host_vec(restored->estep_params()), ema_at_switch);
+  try {
+    restored->set_estep_params(std::vector<float>(7, 0.f));
+    ADD_FAILURE() << "estep_params of 7 values were accepted";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("found 7"), std::string::npos) << e.what();
+  }
+}
+
 // method.cls_sigma moves the classification term's classifier alone: the posterior's EMA
 // classifier stays at method.classifier_sigma (or its range up to classifier_sigma_max); at 0
 // (the default) both share the posterior's levels. Vanilla has neither.
@@ -896,7 +981,7 @@ TEST(MethodStepClassifiers, RefineClassesSplitsTheDrawsAndCountsThem) {
   mc.timesteps = 1;
   expect_named("one draw", "expected timesteps >= 2, found 1");
   mc.timesteps = 2, mc.classifier_sigma = 0;
-  expect_named("the window's levels", "method.refine_classes needs every draw at one sigma");
+  expect_named("the window's levels", "method.refine_classes: needs every draw at one sigma");
   mc.classifier_sigma = 5, mc.refine_classes = 10;
   expect_named("every class", "expected fewer than the 10 classes");
 }

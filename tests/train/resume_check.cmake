@@ -1,11 +1,19 @@
 # Exact resume: a run interrupted after a checkpoint and resumed with run.resume: latest must
 # log the same losses and end with the same parameters as the uninterrupted run.
 #   cmake -DDMIS=... -DDECK=... -DDATA=... -DWORK=... -DSTEPS=16 -DHALF=8 -P resume_check.cmake
-#   (-DLAUNCH="mpirun|-np|2|..." runs every step under that launcher)
+#   (-DLAUNCH="mpirun|-np|2|..." runs every step under that launcher; -DSETS="key=value|..."
+#   adds deck overrides to every run)
 string(REPLACE "|" ";" LAUNCH "${LAUNCH}")
+set(_sets "")
+if(SETS)
+  string(REPLACE "|" ";" _list "${SETS}")
+  foreach(kv ${_list})
+    list(APPEND _sets --set ${kv})
+  endforeach()
+endif()
 file(REMOVE_RECURSE ${WORK})
 function(run)
-  execute_process(COMMAND ${LAUNCH} ${DMIS} train ${DECK} --set data.path=${DATA} ${ARGN}
+  execute_process(COMMAND ${LAUNCH} ${DMIS} train ${DECK} --set data.path=${DATA} ${_sets} ${ARGN}
                   RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
   if(NOT rc EQUAL 0)
     message(FATAL_ERROR "dmis train ${ARGN} failed (${rc}):\n${out}\n${err}")
@@ -48,7 +56,11 @@ set(pad "00000000")
 math(EXPR cut "8 - ${len}")
 string(SUBSTRING ${pad} 0 ${cut} zeros)
 set(ck "ckpt-${zeros}${last}.h5")
-foreach(ds params adam_m adam_v ema)
+set(_datasets params adam_m adam_v ema)
+if(SETS MATCHES "estep_network=warmup")
+  list(APPEND _datasets method/estep_params)  # the frozen E-step weights, carried over
+endif()
+foreach(ds ${_datasets})
   execute_process(COMMAND h5diff ${full_dirs}/${ck} ${part_dirs}/${ck} /${ds} /${ds}
                   RESULT_VARIABLE rc OUTPUT_VARIABLE out)
   if(NOT rc EQUAL 0)
