@@ -40,7 +40,7 @@ using Exec = Kokkos::DefaultExecutionSpace;
 const char* kUsage =
     "usage: dmis-bench train-step  [--preset unet-s] [--batch 64] [--warmup 3] [--steps 10]\n"
     "                              [--compare-torch] [--python PATH] [--conv-scratch-mb MB]\n"
-    "                              [--conv gemm|winograd]\n"
+    "                              [--conv gemm|rows|winograd]\n"
     "       dmis-bench classifier  [--preset unet-s] [--batch 64] [--classes K] [...same]\n"
     "       dmis-bench evaluator   [--batch 128] [--warmup 3] [--steps 10] [--profile]\n"
     "       dmis-bench dmis-step   --deck FILE [--set KEY=VALUE]... [--warmup 3] [--steps 10]\n"
@@ -62,8 +62,9 @@ const char* kUsage =
     "dmis-step times the DMIS training step of a deck (its network, batch and method keys)\n"
     "against the vanilla step of the same network and batch, alternating one of each so that\n"
     "both see the same machine load; ratio = dmis / vanilla (--profile: the DMIS steps).\n"
-    "--conv: how 3x3 stride-1 convolutions are computed (im2col + GEMM, the default, or\n"
-    "Winograd F(2x2,3x3); DMIS_CONV_ALGO sets the same). Every result names the algorithm and the\n"
+    "--conv: how 3x3 stride-1 convolutions are computed (rows, the default: the input unfolded\n"
+    "over kernel rows, one GEMM per kernel column; gemm: im2col + GEMM; or Winograd F(2x2,3x3);\n"
+    "DMIS_CONV_ALGO sets the same). Every result names the algorithm and the\n"
     "OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE the process saw.\n";
 
 struct Options {

@@ -12,7 +12,7 @@ namespace dmis::kernels {
 namespace {
 ConvAlgorithm initial_conv_algorithm() {
   const char* env = std::getenv("DMIS_CONV_ALGO");
-  return env && *env ? parse_conv_algorithm(env, "DMIS_CONV_ALGO") : ConvAlgorithm::Gemm;
+  return env && *env ? parse_conv_algorithm(env, "DMIS_CONV_ALGO") : ConvAlgorithm::Rows;
 }
 ConvAlgorithm& conv_algorithm_ref() {
   static ConvAlgorithm a = initial_conv_algorithm();
@@ -23,12 +23,13 @@ ConvAlgorithm& conv_algorithm_ref() {
 ConvAlgorithm conv_algorithm() { return conv_algorithm_ref(); }
 void set_conv_algorithm(ConvAlgorithm a) { conv_algorithm_ref() = a; }
 const char* conv_algorithm_name(ConvAlgorithm a) {
-  return a == ConvAlgorithm::Winograd ? "winograd" : "gemm";
+  return a == ConvAlgorithm::Winograd ? "winograd" : a == ConvAlgorithm::Rows ? "rows" : "gemm";
 }
 ConvAlgorithm parse_conv_algorithm(const std::string& s, const char* what) {
   if (s == "winograd") return ConvAlgorithm::Winograd;
   if (s == "gemm") return ConvAlgorithm::Gemm;
-  throw InputError(cat(what, ": expected winograd or gemm, found '", s, "'"));
+  if (s == "rows") return ConvAlgorithm::Rows;
+  throw InputError(cat(what, ": expected gemm, rows or winograd, found '", s, "'"));
 }
 
 template <class Exec, class T>
@@ -57,6 +58,14 @@ inline size_t winograd_tiles(const Conv2dGeometry& g) {
   return static_cast<size_t>((g.Ho + 1) / 2) * ((g.Wo + 1) / 2);
 }
 
+// The row-unfolded path applies to the same shapes (ConvAlgorithm::Rows).
+inline bool use_rows(const Conv2dGeometry& g) {
+  return winograd_shape(g) && conv_algorithm() == ConvAlgorithm::Rows;
+}
+// Zero elements after the row-unfolded buffer: the GEMM of tap kx reads it from offset kx, so its
+// last row runs up to 2 elements past the end (into columns that are not outputs).
+constexpr size_t kRowsSlack = 16;
+
 // Scratch per sample of a chunk: the unfolded input and the GEMM output, for the forward
 // convolution and for backward's transposed one (input and output channels swapped); for a
 // shape Winograd applies to, also room for its transformed input (16, Cin, tiles) and products
@@ -67,7 +76,9 @@ inline size_t per_sample_scratch(const Conv2dGeometry& g) {
   const size_t cmax = static_cast<size_t>(std::max(g.Cin, g.Cout));
   const size_t gemm = static_cast<size_t>(g.P()) * (cmax * g.k * g.k + cmax);
   if (!winograd_shape(g)) return gemm;
-  return std::max(gemm, 16 * winograd_tiles(g) * static_cast<size_t>(g.Cin + g.Cout));
+  // rows: the unfolded rows (3 cmax, H (W + 2)), the slack, the GEMM output (cmax, H (W + 2))
+  const size_t rows = 4 * cmax * static_cast<size_t>(g.H) * (g.W + 2) + kRowsSlack;
+  return std::max({gemm, rows, 16 * winograd_tiles(g) * static_cast<size_t>(g.Cin + g.Cout)});
 }
 // The flipped weights of backward's transposed convolution, or Winograd's transformed weights
 // (16, Cout, Cin), at the end of the scratch.
@@ -317,6 +328,145 @@ void conv_winograd(const Exec& exec, const Tensor4<const T, Exec>& x, const T* U
   }
 }
 
+// ---- 3x3 stride-1 by row-unfolded GEMMs ("rows") ---------------------------------------------
+// The input unfolded over the kernel's rows only: rows (3 I, nb Pp), Pp = H (W + 2); row
+// (i, ky) holds, for each sample and output row h, the input row h + ky - 1 between two zero
+// columns (all zeros outside the image). Tap column kx is the same buffer read from offset kx,
+// a plain (3 I, nb Pp) matrix, so three GEMMs
+//   y~ (O, nb Pp) (+)= Wk[kx] (O, 3 I) x rows[+kx] (3 I, nb Pp)
+// give the convolution at every column of the padded rows; the two columns past W of each row
+// are not outputs and the scatter drops them. 3 (W + 2) / W times the input is written instead
+// of im2col's 9 times, for 2 / W more GEMM columns.
+
+// Wk (3, O, 3 I): Wk[kx](o, 3 i + ky) = w(o, i, ky, kx); flip: the input gradient's
+// transposed convolution (O = Cin, I = Cout, w(i, o) rotated by 180 degrees).
+template <class Exec, class T>
+void rows_weights(const Exec& exec, const Tensor4<const T, Exec>& w, bool flip, T* Wk) {
+  const int Cout = static_cast<int>(w.extent(0)), Cin = static_cast<int>(w.extent(1));
+  const int O = flip ? Cin : Cout, I = flip ? Cout : Cin;
+  const size_t plane = static_cast<size_t>(O) * 3 * I;
+  Kokkos::parallel_for(
+      "dmis::conv2d::rows_weights", Kokkos::RangePolicy<Exec>(exec, 0, O * I), KOKKOS_LAMBDA(int r) {
+        const int o = r / I, i = r % I;
+        for (int ky = 0; ky < 3; ++ky)
+          for (int kx = 0; kx < 3; ++kx)
+            Wk[kx * plane + static_cast<size_t>(o) * 3 * I + 3 * i + ky] =
+                flip ? w(i, o, 2 - ky, 2 - kx) : w(o, i, ky, kx);
+      });
+}
+
+// rows (3 I, N = nb Pp) <- x[b0, b0+nb) unfolded over ky; the kRowsSlack elements after it zeroed
+template <class Exec, class T>
+void rows_unfold(const Exec& exec, const Tensor4<const T, Exec>& x, int b0, int nb, T* rows) {
+  const int I = static_cast<int>(x.extent(1)), H = static_cast<int>(x.extent(2)),
+            W = static_cast<int>(x.extent(3));
+  const int Wp = W + 2;
+  const size_t Pp = static_cast<size_t>(H) * Wp, N = nb * Pp;
+  Kokkos::parallel_for(
+      "dmis::conv2d::rows_unfold", Kokkos::RangePolicy<Exec>(exec, 0, 3 * I * nb), KOKKOS_LAMBDA(int r) {
+        const int row = r / nb, bl = r % nb, i = row / 3, ky = row % 3;
+        T* dst = rows + row * N + bl * Pp;
+        for (int h = 0; h < H; ++h, dst += Wp) {
+          const int ih = h + ky - 1;
+          dst[0] = T(0);
+          dst[W + 1] = T(0);
+          if (ih < 0 || ih >= H) {
+            for (int j = 1; j <= W; ++j) dst[j] = T(0);
+          } else {
+            const T* src = &x(b0 + bl, i, ih, 0);
+            for (int j = 0; j < W; ++j) dst[j + 1] = src[j];
+          }
+        }
+        if (r == 0)
+          for (size_t j = 0; j < kRowsSlack; ++j) rows[3 * I * N + j] = T(0);
+      });
+}
+
+// y (=, or += with accumulate) the 3x3 stride-1 convolution of x (B, I, H, W) by Wk (3, O, 3 I)
+// + bias, y (B, O, H, W), in chunks of `chunk` samples; space holds rows, the slack and y~.
+template <class Exec, class T>
+void conv_rows(const Exec& exec, const Tensor4<const T, Exec>& x, const T* Wk,
+               const Tensor1<const T, Exec>& bias, const Tensor4<T, Exec>& y, T* space, int chunk,
+               bool accumulate) {
+  const bool has_bias = bias.extent(0) != 0;
+  const int B = static_cast<int>(x.extent(0)), I = static_cast<int>(x.extent(1));
+  const int H = static_cast<int>(x.extent(2)), W = static_cast<int>(x.extent(3));
+  const int O = static_cast<int>(y.extent(1)), Wp = W + 2;
+  const size_t Pp = static_cast<size_t>(H) * Wp;
+  for (int b0 = 0; b0 < B; b0 += chunk) {
+    const int nb = std::min(chunk, B - b0);
+    const size_t N = nb * Pp;
+    T* rows = space;
+    Tensor2<T, Exec> tmp(space + 3 * I * N + kRowsSlack, O, N);  // (O, N)
+    rows_unfold<Exec, T>(exec, x, b0, nb, rows);
+    Kokkos::Profiling::pushRegion("dmis::conv2d::gemm_rows");
+    for (int kx = 0; kx < 3; ++kx)
+      compat::gemm(exec, "N", "N", T(1),
+                   Tensor2<const T, Exec>(Wk + static_cast<size_t>(kx) * O * 3 * I, O, 3 * I),
+                   Tensor2<const T, Exec>(rows + kx, 3 * I, N), T(kx == 0 ? 0 : 1), tmp);
+    Kokkos::Profiling::popRegion();
+    Kokkos::parallel_for(
+        "dmis::conv2d::rows_scatter", Kokkos::RangePolicy<Exec>(exec, 0, O * nb * H),
+        KOKKOS_LAMBDA(int r) {
+          const int h = r % H, o = (r / H) % O, bl = r / (H * O);
+          const T bv = has_bias ? bias(o) : T(0);
+          const T* src = &tmp(o, bl * Pp + static_cast<size_t>(h) * Wp);
+          T* dst = &y(b0 + bl, o, h, 0);
+          if (accumulate)
+            for (int j = 0; j < W; ++j) dst[j] += src[j] + bv;
+          else
+            for (int j = 0; j < W; ++j) dst[j] = src[j] + bv;
+        });
+  }
+}
+
+// dw (Cout, Cin, 3, 3) += the weight gradient of the 3x3 stride-1 convolution, through the same
+// row-unfolded input: G[kx] (Cout, 3 Cin) = dy~ (Cout, nb Pp) x rows[+kx]^T summed over the
+// chunks in order (dy~: dy in the padded rows' layout, zero in the columns that are not
+// outputs, so the taps read past a row contribute nothing), then added into dw. G lives in the
+// weight scratch (3, Cout, 3 Cin).
+template <class Exec, class T>
+void weight_grad_rows(const Exec& exec, const Conv2dGeometry& g, const Tensor4<const T, Exec>& dy,
+                      const Tensor4<const T, Exec>& x, const Tensor4<T, Exec>& dw, T* space, T* G,
+                      int chunk) {
+  const int B = g.B, Cin = g.Cin, Cout = g.Cout, H = g.H, W = g.W, Wp = W + 2;
+  const size_t Pp = static_cast<size_t>(H) * Wp, plane = static_cast<size_t>(Cout) * 3 * Cin;
+  Kokkos::parallel_for(
+      "dmis::conv2d::rows_weight_grad_zero", Kokkos::RangePolicy<Exec>(exec, 0, 3 * plane),
+      KOKKOS_LAMBDA(size_t i) { G[i] = T(0); });
+  for (int b0 = 0; b0 < B; b0 += chunk) {
+    const int nb = std::min(chunk, B - b0);
+    const size_t N = nb * Pp;
+    T* rows = space;
+    Tensor2<T, Exec> dyp(space + 3 * Cin * N + kRowsSlack, Cout, N);  // (Cout, N)
+    rows_unfold<Exec, T>(exec, x, b0, nb, rows);
+    Kokkos::parallel_for(
+        "dmis::conv2d::rows_gather_dy", Kokkos::RangePolicy<Exec>(exec, 0, Cout * nb * H),
+        KOKKOS_LAMBDA(int r) {
+          const int h = r % H, o = (r / H) % Cout, bl = r / (H * Cout);
+          const T* src = &dy(b0 + bl, o, h, 0);
+          T* dst = &dyp(o, bl * Pp + static_cast<size_t>(h) * Wp);
+          for (int j = 0; j < W; ++j) dst[j] = src[j];
+          dst[W] = T(0);
+          dst[W + 1] = T(0);
+        });
+    Kokkos::Profiling::pushRegion("dmis::conv2d::gemm_weight_grad");
+    for (int kx = 0; kx < 3; ++kx)
+      compat::gemm(exec, "N", "T", T(1), Tensor2<const T, Exec>(dyp),
+                   Tensor2<const T, Exec>(rows + kx, 3 * Cin, N), T(1),
+                   Tensor2<T, Exec>(G + kx * plane, Cout, 3 * Cin));
+    Kokkos::Profiling::popRegion();
+  }
+  Kokkos::parallel_for(
+      "dmis::conv2d::rows_weight_grad_add", Kokkos::RangePolicy<Exec>(exec, 0, Cout * Cin),
+      KOKKOS_LAMBDA(int r) {
+        const int o = r / Cin, i = r % Cin;
+        for (int ky = 0; ky < 3; ++ky)
+          for (int kx = 0; kx < 3; ++kx)
+            dw(o, i, ky, kx) += G[kx * plane + static_cast<size_t>(o) * 3 * Cin + 3 * i + ky];
+      });
+}
+
 // dyp (Cout, nb*P) <- dy[b0, b0+nb): the GEMM layout of the output gradient
 template <class Exec, class T>
 void gather_dy(const Exec& exec, const Conv2dGeometry& g, const Tensor4<const T, Exec>& dy, int b0,
@@ -460,6 +610,12 @@ void Conv2d<Exec, T>::forward(const Exec& exec, const CX& x, const CX& w, const 
   expect_shape(op, "y", y, {g.B, g.Cout, g.Ho, g.Wo});
   if (bias.extent(0) != 0) expect_shape(op, "bias", bias, {g.Cout});
   const int chunk = chunk_for(op, g, scratch.extent(0));
+  if (use_rows(g)) {
+    T* Wk = scratch.data() + scratch.extent(0) - weight_scratch(g);  // (3, Cout, 3 Cin)
+    rows_weights<Exec, T>(exec, w, /*flip=*/false, Wk);
+    conv_rows<Exec, T>(exec, x, Wk, bias, y, scratch.data(), chunk, accumulate);
+    return;
+  }
   if (use_winograd(g)) {
     T* U = scratch.data() + scratch.extent(0) - weight_scratch(g);  // (16, Cout, Cin)
     winograd_weights<Exec, T>(exec, w, /*flip=*/false, U);
@@ -484,11 +640,18 @@ void Conv2d<Exec, T>::backward(const Exec& exec, const CX& dy, const CX& x, cons
   const int chunk = chunk_for(op, g, scratch.extent(0));
 
   if (db.extent(0) != 0) bias_grad<Exec, T>(exec, g, dy, db);
-  weight_grad<Exec, T>(exec, g, dy, x, Tensor2<T, Exec>(dw.data(), g.Cout, g.K()), scratch.data(), chunk);
+  T* wt = scratch.data() + scratch.extent(0) - weight_scratch(g);  // the transformed weights
+  if (use_rows(g))
+    weight_grad_rows<Exec, T>(exec, g, dy, x, dw, scratch.data(), wt, chunk);
+  else
+    weight_grad<Exec, T>(exec, g, dy, x, Tensor2<T, Exec>(dw.data(), g.Cout, g.K()), scratch.data(), chunk);
   if (!want_dx) return;
   const bool accumulate = (mode == GradMode::Accumulate);
-  T* wt = scratch.data() + scratch.extent(0) - weight_scratch(g);  // the transformed weights
-  if (use_winograd(g)) {
+  if (use_rows(g)) {
+    // dx = conv(dy, w rotated by 180 degrees with in/out channels swapped), row-unfolded
+    rows_weights<Exec, T>(exec, w, /*flip=*/true, wt);  // (3, Cin, 3 Cout)
+    conv_rows<Exec, T>(exec, dy, wt, Tensor1<const T, Exec>(), dx, scratch.data(), chunk, accumulate);
+  } else if (use_winograd(g)) {
     // dx = conv(dy, w rotated by 180 degrees with in/out channels swapped), by Winograd
     winograd_weights<Exec, T>(exec, w, /*flip=*/true, wt);  // (16, Cin, Cout)
     conv_winograd<Exec, T>(exec, dy, wt, Tensor1<const T, Exec>(), dx, scratch.data(), chunk,

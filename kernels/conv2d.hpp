@@ -7,25 +7,32 @@
 // W (Cout, Cin*k*k) x col -> tmp (Cout, nb*P), which is permuted into y with the bias added.
 // The chunk size follows from the scratch the caller provides (see scratch_size).
 //
-// 3x3 stride-1 convolutions (most of the UNet's) can take Winograd's F(2x2, 3x3) instead
-// (ConvAlgorithm::Winograd; not the default: on this project's 2-core CPU its transforms, which
-// move about as many bytes as im2col, made the step no faster, docs/performance.md), for the
-// forward pass and for the input gradient (itself a 3x3 stride-1 convolution of dy): each 2x2
-// output tile is A^T [ (G w G^T) . (B^T d B) ] A over the 4x4 input patch d, so the products
-// become 16 GEMMs (Cout, Cin) x (Cin, tiles), 2.25x fewer multiplies than the unfolded GEMM
-// and no 9x unfolded copy of the input. The transforms are Kokkos kernels; the GEMMs go through
-// Kokkos Kernels. The weight gradient stays im2col + GEMM (its long inner dimension suits it).
+// 3x3 stride-1 convolutions (most of the UNet's) take, by default, row-unfolded GEMMs
+// (ConvAlgorithm::Rows): the input is unfolded over the kernel's rows only, each input row
+// between two zero columns, and the three kernel columns are three GEMMs that read that buffer
+// at offsets 0, 1, 2 (3 (W + 2) / W times the input written instead of im2col's 9 times, for
+// 2 / W more GEMM columns, dropped by the scatter); forward, input gradient (the transposed
+// convolution, itself 3x3 stride 1) and weight gradient. 5-18 % faster training step than the
+// unfolded GEMM on the project's 2-core CPU (docs/performance.md).
+//
+// They can also take Winograd's F(2x2, 3x3) (ConvAlgorithm::Winograd; not faster there: its
+// transforms move about as many bytes as im2col), for the forward pass and the input gradient:
+// each 2x2 output tile is A^T [ (G w G^T) . (B^T d B) ] A over the 4x4 input patch d, so the
+// products become 16 GEMMs (Cout, Cin) x (Cin, tiles), 2.25x fewer multiplies than the unfolded
+// GEMM. Every path's transforms are Kokkos kernels and its GEMMs go through Kokkos Kernels.
 #include "kernels/common.hpp"
 
 namespace dmis::kernels {
 
-/// How 3x3 stride-1 convolutions are computed: the unfolded GEMM of every other convolution
-/// (the default) or Winograd F(2x2, 3x3). Process-wide; the environment variable
-/// DMIS_CONV_ALGO (winograd | gemm) sets the initial value. The two differ in rounding only.
-enum class ConvAlgorithm { Gemm, Winograd };
+/// How 3x3 stride-1 convolutions are computed: rows (the default): the input unfolded over the
+/// kernel's rows only (3x the input instead of 9x) and one GEMM per kernel column reading it at
+/// a shifted offset; the unfolded GEMM of every other convolution; or Winograd F(2x2, 3x3).
+/// Process-wide; the environment variable DMIS_CONV_ALGO (gemm | rows | winograd) sets the
+/// initial value. They differ in rounding only.
+enum class ConvAlgorithm { Gemm, Winograd, Rows };
 ConvAlgorithm conv_algorithm();
 void set_conv_algorithm(ConvAlgorithm a);
-/// "winograd" / "gemm"; parse throws InputError naming `what` for anything else.
+/// "gemm" / "rows" / "winograd"; parse throws InputError naming `what` for anything else.
 const char* conv_algorithm_name(ConvAlgorithm a);
 ConvAlgorithm parse_conv_algorithm(const std::string& s, const char* what);
 

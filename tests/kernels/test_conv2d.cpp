@@ -1,3 +1,7 @@
+#include <algorithm>
+#include <cmath>
+#include <string>
+
 #include "harness/exec_spaces.hpp"
 #include "harness/gradcheck.hpp"
 #include "harness/reference.hpp"
@@ -39,6 +43,7 @@ struct AlgorithmScope {
   ~AlgorithmScope() { kernels::set_conv_algorithm(saved); }
 };
 const kernels::ConvAlgorithm kAlgorithms[] = {kernels::ConvAlgorithm::Winograd,
+                                              kernels::ConvAlgorithm::Rows,
                                               kernels::ConvAlgorithm::Gemm};
 
 TYPED_TEST(Conv2dTest, ForwardMatchesReference) {
@@ -146,16 +151,20 @@ TYPED_TEST(Conv2dTest, BackwardAccumulatesWhereAsked) {
   }
 }
 
-// Winograd against the unfolded GEMM at the UNet's shapes (float, as trained): forward (with
-// the residual accumulate) and the input gradient. F(2x2, 3x3)'s transforms add at most 4
-// terms with weights 1 or 1/2 before and after the products, so the two differ by a few float
-// roundings of the largest partial sums: 1e-5 relative to the output's scale.
-TYPED_TEST(Conv2dTest, WinogradMatchesTheUnfoldedGemm) {
+// Winograd and the row-unfolded GEMMs against the unfolded GEMM at the UNet's shapes (float, as
+// trained): forward (with the residual accumulate), the input gradient and the weight gradient.
+// F(2x2, 3x3)'s transforms add at most 4 terms with weights 1 or 1/2 before and after the
+// products, so the two differ by a few float roundings of the largest partial sums: 1e-5
+// relative to the output's scale. Rows sums the same products in another order (three GEMMs
+// of 3 Cin terms, each column's taps of one input row together): the same bound holds.
+TYPED_TEST(Conv2dTest, OtherAlgorithmsMatchTheUnfoldedGemm) {
   using E = TypeParam;
   using Op = kernels::Conv2d<E, float>;
   E exec;
+  const kernels::ConvAlgorithm algos[] = {kernels::ConvAlgorithm::Gemm, kernels::ConvAlgorithm::Winograd,
+                                          kernels::ConvAlgorithm::Rows};
   for (const ConvCase c : {ConvCase{3, 16, 32, 28, 28, 3, 1, 2}, ConvCase{2, 32, 32, 7, 7, 3, 1, 2},
-                           ConvCase{2, 33, 17, 14, 9, 3, 1, 1}}) {
+                           ConvCase{2, 33, 17, 14, 9, 3, 1, 1}, ConvCase{3, 4, 5, 1, 6, 3, 1, 2}}) {
     TestTensor<float, E> x("x", {c.B, c.Cin, c.H, c.W}), w("w", {c.Cout, c.Cin, 3, 3}),
         b("b", {c.Cout}), y("y", {c.B, c.Cout, c.H, c.W}), dy("dy", {c.B, c.Cout, c.H, c.W}),
         dx("dx", {c.B, c.Cin, c.H, c.W}), dw("dw", {c.Cout, c.Cin, 3, 3}), db("db", {c.Cout}),
@@ -164,13 +173,13 @@ TYPED_TEST(Conv2dTest, WinogradMatchesTheUnfoldedGemm) {
     w.randn(22, 0.1);
     b.randn(23);
     dy.randn(24);
-    std::vector<double> yv[2], dxv[2], dwv[2];
-    for (int a = 0; a < 2; ++a) {
-      AlgorithmScope scope(kAlgorithms[a]);
+    std::vector<double> yv[3], dxv[3], dwv[3];
+    for (int a = 0; a < 3; ++a) {
+      AlgorithmScope scope(algos[a]);
       y.fill(1);
       Op::forward(exec, x.t4(), w.t4(), b.t1(), 1, y.t4(), s.t1(), /*accumulate=*/true);
       dx.fill(0);
-      dw.fill(0);
+      dw.fill(0.5);  // the weight gradient adds to what is there
       db.fill(0);
       Op::backward(exec, dy.t4(), x.t4(), w.t4(), 1, dx.t4(), GradMode::Overwrite, dw.t4(),
                    db.t1(), s.t1());
@@ -181,23 +190,34 @@ TYPED_TEST(Conv2dTest, WinogradMatchesTheUnfoldedGemm) {
       dxv[a] = dx.values();
       dwv[a] = dw.values();
     }
-    EXPECT_TRUE(all_close(yv[0], yv[1], 1e-5, 1e-5, "y: winograd vs gemm"))
+    for (int a = 1; a < 3; ++a) {
+      const std::string name = kernels::conv_algorithm_name(algos[a]);
+      EXPECT_TRUE(all_close(yv[a], yv[0], 1e-5, 1e-5, ("y: " + name + " vs gemm").c_str()))
+          << c.Cin << "->" << c.Cout << " " << c.H << "x" << c.W;
+      EXPECT_TRUE(all_close(dxv[a], dxv[0], 1e-5, 1e-5, ("dx: " + name + " vs gemm").c_str()))
+          << c.Cin << "->" << c.Cout << " " << c.H << "x" << c.W;
+    }
+    // the weight gradient: Winograd's is the unfolded GEMM's; rows' its own sums of B H W
+    // products each (up to 2352 here), so the bound is relative to the largest entry's scale
+    EXPECT_EQ(dwv[1], dwv[0]);
+    double scale = 0;
+    for (double v : dwv[0]) scale = std::max(scale, std::abs(v));
+    EXPECT_TRUE(all_close(dwv[2], dwv[0], 1e-5, 1e-5 * scale, "dw: rows vs gemm"))
         << c.Cin << "->" << c.Cout << " " << c.H << "x" << c.W;
-    EXPECT_TRUE(all_close(dxv[0], dxv[1], 1e-5, 1e-5, "dx: winograd vs gemm"))
-        << c.Cin << "->" << c.Cout << " " << c.H << "x" << c.W;
-    // the weight gradient is the unfolded GEMM under both
-    EXPECT_EQ(dwv[0], dwv[1]);
   }
 }
 
 TEST(ConvAlgorithm, ParsesItsNamesAndRejectsOthers) {
   EXPECT_EQ(kernels::parse_conv_algorithm("winograd", "x"), kernels::ConvAlgorithm::Winograd);
   EXPECT_EQ(kernels::parse_conv_algorithm("gemm", "x"), kernels::ConvAlgorithm::Gemm);
+  EXPECT_EQ(kernels::parse_conv_algorithm("rows", "x"), kernels::ConvAlgorithm::Rows);
+  for (auto a : kAlgorithms)
+    EXPECT_EQ(kernels::parse_conv_algorithm(kernels::conv_algorithm_name(a), "x"), a);
   try {
     kernels::parse_conv_algorithm("fft", "DMIS_CONV_ALGO");
     FAIL() << "expected an InputError";
   } catch (const InputError& e) {
-    EXPECT_NE(std::string(e.what()).find("DMIS_CONV_ALGO: expected winograd or gemm, found 'fft'"),
+    EXPECT_NE(std::string(e.what()).find("DMIS_CONV_ALGO: expected gemm, rows or winograd, found 'fft'"),
               std::string::npos)
         << e.what();
   }
@@ -216,11 +236,15 @@ TYPED_TEST(Conv2dTest, ChunkingDoesNotChangeTheResult) {
   x.randn(5);
   w.randn(6);
   b.randn(7);
-  Op::forward(exec, x.t4(), w.t4(), b.t1(), 1, y1.t4(), big.t1());
-  Op::forward(exec, x.t4(), w.t4(), b.t1(), 1, y2.t4(), small.t1());
-  y1.download();
-  y2.download();
-  EXPECT_TRUE(all_close(y2.values(), y1.values(), 1e-6, 1e-6, "chunked vs whole batch"));
+  for (const auto algo : kAlgorithms) {
+    SCOPED_TRACE(kernels::conv_algorithm_name(algo));
+    AlgorithmScope scope(algo);
+    Op::forward(exec, x.t4(), w.t4(), b.t1(), 1, y1.t4(), big.t1());
+    Op::forward(exec, x.t4(), w.t4(), b.t1(), 1, y2.t4(), small.t1());
+    y1.download();
+    y2.download();
+    EXPECT_TRUE(all_close(y2.values(), y1.values(), 1e-6, 1e-6, "chunked vs whole batch"));
+  }
 }
 
 TYPED_TEST(Conv2dTest, RejectsBadShapes) {
