@@ -415,8 +415,7 @@ void MethodStep<Exec>::dmis_posterior(const Exec& exec, const Tensor4<const T, E
   const Tensor2<const int, Exec> all(m_classes_all.data(), Bw, C);
   const Tensor1<const T, Exec> scale(m_scale_dev.data(), 1);
   const uint32_t step = static_cast<uint32_t>(m_core.step());
-  // the E-step's weights: the EMA, or the warm-up's (method.estep_network)
-  const Tensor1<const T, Exec> weights = estep_weights(exec);
+  const Tensor1<const T, Exec> weights = estep_weights(exec);  // method.estep_network
   m_ema_cls->forward(exec, weights, x0w, all, Tensor1<const T, Exec>(), m_train.seed, step,
                      m_train.ids(), maskw);
   const Tensor2<T, Exec> fphi(m_fphi.data(), Bw, C), q(m_q.data(), Bw, C);
