@@ -355,6 +355,15 @@ void rows_weights(const Exec& exec, const Tensor4<const T, Exec>& w, bool flip, 
       });
 }
 
+// The chunk's scratch: rows (3 I, N), the slack, then the GEMM's other (., N) matrix; tap kx
+// of the rows is the buffer read from offset kx.
+template <class T>
+T* after_rows(T* space, int I, size_t N) { return space + 3 * I * N + kRowsSlack; }
+template <class Exec, class T>
+Tensor2<const T, Exec> rows_tap(const T* rows, int kx, int I, size_t N) {
+  return Tensor2<const T, Exec>(rows + kx, 3 * I, N);
+}
+
 // rows (3 I, N = nb Pp) <- x[b0, b0+nb) unfolded over ky; the kRowsSlack elements after it zeroed
 template <class Exec, class T>
 void rows_unfold(const Exec& exec, const Tensor4<const T, Exec>& x, int b0, int nb, T* rows) {
@@ -396,14 +405,13 @@ void conv_rows(const Exec& exec, const Tensor4<const T, Exec>& x, const T* Wk,
   for (int b0 = 0; b0 < B; b0 += chunk) {
     const int nb = std::min(chunk, B - b0);
     const size_t N = nb * Pp;
-    T* rows = space;
-    Tensor2<T, Exec> tmp(space + 3 * I * N + kRowsSlack, O, N);  // (O, N)
-    rows_unfold<Exec, T>(exec, x, b0, nb, rows);
+    Tensor2<T, Exec> tmp(after_rows(space, I, N), O, N);  // (O, N)
+    rows_unfold<Exec, T>(exec, x, b0, nb, space);
     Kokkos::Profiling::pushRegion("dmis::conv2d::gemm_rows");
     for (int kx = 0; kx < 3; ++kx)
       compat::gemm(exec, "N", "N", T(1),
                    Tensor2<const T, Exec>(Wk + static_cast<size_t>(kx) * O * 3 * I, O, 3 * I),
-                   Tensor2<const T, Exec>(rows + kx, 3 * I, N), T(kx == 0 ? 0 : 1), tmp);
+                   rows_tap<Exec, T>(space, kx, I, N), T(kx == 0 ? 0 : 1), tmp);
     Kokkos::Profiling::popRegion();
     Kokkos::parallel_for(
         "dmis::conv2d::rows_scatter", Kokkos::RangePolicy<Exec>(exec, 0, O * nb * H),
@@ -423,23 +431,19 @@ void conv_rows(const Exec& exec, const Tensor4<const T, Exec>& x, const T* Wk,
 // dw (Cout, Cin, 3, 3) += the weight gradient of the 3x3 stride-1 convolution, through the same
 // row-unfolded input: G[kx] (Cout, 3 Cin) = dy~ (Cout, nb Pp) x rows[+kx]^T summed over the
 // chunks in order (dy~: dy in the padded rows' layout, zero in the columns that are not
-// outputs, so the taps read past a row contribute nothing), then added into dw. G lives in the
-// weight scratch (3, Cout, 3 Cin).
+// outputs, so the taps read past a row contribute nothing; the first chunk overwrites G), then
+// added into dw. G lives in the weight scratch (3, Cout, 3 Cin).
 template <class Exec, class T>
 void weight_grad_rows(const Exec& exec, const Conv2dGeometry& g, const Tensor4<const T, Exec>& dy,
                       const Tensor4<const T, Exec>& x, const Tensor4<T, Exec>& dw, T* space, T* G,
                       int chunk) {
   const int B = g.B, Cin = g.Cin, Cout = g.Cout, H = g.H, W = g.W, Wp = W + 2;
   const size_t Pp = static_cast<size_t>(H) * Wp, plane = static_cast<size_t>(Cout) * 3 * Cin;
-  Kokkos::parallel_for(
-      "dmis::conv2d::rows_weight_grad_zero", Kokkos::RangePolicy<Exec>(exec, 0, 3 * plane),
-      KOKKOS_LAMBDA(size_t i) { G[i] = T(0); });
   for (int b0 = 0; b0 < B; b0 += chunk) {
     const int nb = std::min(chunk, B - b0);
     const size_t N = nb * Pp;
-    T* rows = space;
-    Tensor2<T, Exec> dyp(space + 3 * Cin * N + kRowsSlack, Cout, N);  // (Cout, N)
-    rows_unfold<Exec, T>(exec, x, b0, nb, rows);
+    Tensor2<T, Exec> dyp(after_rows(space, Cin, N), Cout, N);  // (Cout, N)
+    rows_unfold<Exec, T>(exec, x, b0, nb, space);
     Kokkos::parallel_for(
         "dmis::conv2d::rows_gather_dy", Kokkos::RangePolicy<Exec>(exec, 0, Cout * nb * H),
         KOKKOS_LAMBDA(int r) {
@@ -452,9 +456,8 @@ void weight_grad_rows(const Exec& exec, const Conv2dGeometry& g, const Tensor4<c
         });
     Kokkos::Profiling::pushRegion("dmis::conv2d::gemm_weight_grad");
     for (int kx = 0; kx < 3; ++kx)
-      compat::gemm(exec, "N", "T", T(1), Tensor2<const T, Exec>(dyp),
-                   Tensor2<const T, Exec>(rows + kx, 3 * Cin, N), T(1),
-                   Tensor2<T, Exec>(G + kx * plane, Cout, 3 * Cin));
+      compat::gemm(exec, "N", "T", T(1), Tensor2<const T, Exec>(dyp), rows_tap<Exec, T>(space, kx, Cin, N),
+                   T(b0 == 0 ? 0 : 1), Tensor2<T, Exec>(G + kx * plane, Cout, 3 * Cin));
     Kokkos::Profiling::popRegion();
   }
   Kokkos::parallel_for(
