@@ -686,6 +686,43 @@ TEST(MethodStepTransition, KnownIsTheProcessAndStaysFixed) {
   }
 }
 
+// A DMIS step's inputs for the MethodStep tests: B images of pattern(seed) in [-1, 1], the
+// observed labels (label_mul b + label_add) mod C, every candidate set full, every sample
+// labelled.
+struct StepBatch {
+  static constexpr int R = 28;
+  Kokkos::View<float****, Kokkos::LayoutRight, Exec::memory_space> x;
+  Kokkos::View<int*, Kokkos::LayoutRight, Exec::memory_space> obs;
+  Kokkos::View<uint8_t**, Kokkos::LayoutRight, Exec::memory_space> cand;
+  Kokkos::View<uint8_t*, Kokkos::LayoutRight, Exec::memory_space> lab;
+  std::vector<int> observed;
+  StepBatch(int B, int C, uint32_t seed, int label_mul, int label_add)
+      : x("dmis::test::x0", B, 1, R, R), obs("dmis::test::obs", B), cand("dmis::test::cand", B, C),
+        lab("dmis::test::lab", B), observed(B) {
+    const auto px = pattern(static_cast<size_t>(B) * R * R, seed, -1.f, 1.f);
+    auto hx = Kokkos::create_mirror_view(x);
+    for (size_t i = 0; i < px.size(); ++i) hx.data()[i] = px[i];
+    Kokkos::deep_copy(x, hx);
+    auto ho = Kokkos::create_mirror_view(obs);
+    for (int b = 0; b < B; ++b) ho(b) = observed[b] = (label_mul * b + label_add) % C;
+    Kokkos::deep_copy(obs, ho);
+    Kokkos::deep_copy(cand, 1);
+    Kokkos::deep_copy(lab, 1);
+  }
+  void run(methods::MethodStep<Exec>& s) const { s.run(Exec(), x, obs, cand, lab); }
+};
+
+// Weights and EMA of a freshly initialised step moved by pattern(seed) in [-0.05, 0.05]: the
+// initialisation's zero output layer would give every class the same logit.
+void perturb_weights(methods::MethodStep<Exec>& s, uint32_t seed) {
+  auto& store = s.core().store();
+  auto hp = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), store.params);
+  const auto noise = pattern(hp.extent(0), seed, -0.05f, 0.05f);
+  for (size_t i = 0; i < hp.extent(0); ++i) hp(i) += noise[i];
+  Kokkos::deep_copy(store.params, hp);
+  Kokkos::deep_copy(store.ema, hp);
+}
+
 // method.relabel_confidence in a whole step, under both generative objectives: every sample
 // with a posterior trains on the posterior's class (its draw, or its top class) where q is sure
 // of it, and on its observed label where not; 0 keeps the posterior's class everywhere. The
@@ -694,25 +731,9 @@ TEST(MethodStepTransition, KnownIsTheProcessAndStaysFixed) {
 TEST(MethodStepRelabel, UnsurePosteriorsKeepTheObservedLabel) {
   auto cfg = models::UNetConfig::from_preset("unet-s");
   cfg.base = 8, cfg.mults = {1, 2}, cfg.n_blocks = 1, cfg.attn_res = {}, cfg.groups = 4;
-  const int B = 16, R = 28, C = 10;
-  Kokkos::View<float****, Kokkos::LayoutRight, Exec::memory_space> x("dmis::test::x0", B, 1, R, R);
-  Kokkos::View<int*, Kokkos::LayoutRight, Exec::memory_space> obs("dmis::test::obs", B);
-  Kokkos::View<uint8_t**, Kokkos::LayoutRight, Exec::memory_space> cand("dmis::test::cand", B, C);
-  Kokkos::View<uint8_t*, Kokkos::LayoutRight, Exec::memory_space> lab("dmis::test::lab", B);
-  {
-    const auto px = pattern(static_cast<size_t>(B) * R * R, 17u, -1.f, 1.f);
-    auto hx = Kokkos::create_mirror_view(x);
-    for (size_t i = 0; i < px.size(); ++i) hx.data()[i] = px[i];
-    Kokkos::deep_copy(x, hx);
-  }
-  std::vector<int> observed(B);
-  {
-    auto ho = Kokkos::create_mirror_view(obs);
-    for (int b = 0; b < B; ++b) ho(b) = observed[b] = (3 * b + 1) % C;
-    Kokkos::deep_copy(obs, ho);
-  }
-  Kokkos::deep_copy(cand, 1);
-  Kokkos::deep_copy(lab, 1);
+  const int B = 16, C = 10;
+  const StepBatch batch(B, C, 17u, 3, 1);
+  const std::vector<int>& observed = batch.observed;
   methods::TrainStepConfig tc;
   tc.p_uncond = 0;  // every sample keeps a class
   methods::MethodConfig mc;
@@ -726,15 +747,8 @@ TEST(MethodStepRelabel, UnsurePosteriorsKeepTheObservedLabel) {
       mc.relabel_confidence = confidence;
       methods::MethodStep<Exec> s(cfg, tc, mc, B);
       s.initialize(models::InitScheme::Adm);
-      {  // the initialisation's zero output layer would give every class the same logit
-        auto& store = s.core().store();
-        auto hp = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), store.params);
-        const auto noise = pattern(hp.extent(0), 29u, -0.05f, 0.05f);
-        for (size_t i = 0; i < hp.extent(0); ++i) hp(i) += noise[i];
-        Kokkos::deep_copy(store.params, hp);
-        Kokkos::deep_copy(store.ema, hp);
-      }
-      s.run(Exec(), x, obs, cand, lab);
+      perturb_weights(s, 29u);
+      batch.run(s);
       Kokkos::fence();
       auto hq = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), s.posterior());
       auto hg = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), s.generative_labels());
@@ -779,22 +793,8 @@ TEST(MethodStepRelabel, UnsurePosteriorsKeepTheObservedLabel) {
 TEST(MethodStepEstep, WarmupFreezesTheEmaOfTheFirstDmisStep) {
   auto cfg = models::UNetConfig::from_preset("unet-s");
   cfg.base = 8, cfg.mults = {1, 2}, cfg.n_blocks = 1, cfg.attn_res = {}, cfg.groups = 4;
-  const int B = 8, R = 28, C = 10;
-  Kokkos::View<float****, Kokkos::LayoutRight, Exec::memory_space> x("dmis::test::x0", B, 1, R, R);
-  Kokkos::View<int*, Kokkos::LayoutRight, Exec::memory_space> obs("dmis::test::obs", B);
-  Kokkos::View<uint8_t**, Kokkos::LayoutRight, Exec::memory_space> cand("dmis::test::cand", B, C);
-  Kokkos::View<uint8_t*, Kokkos::LayoutRight, Exec::memory_space> lab("dmis::test::lab", B);
-  {
-    const auto px = pattern(static_cast<size_t>(B) * R * R, 23u, -1.f, 1.f);
-    auto hx = Kokkos::create_mirror_view(x);
-    for (size_t i = 0; i < px.size(); ++i) hx.data()[i] = px[i];
-    Kokkos::deep_copy(x, hx);
-    auto ho = Kokkos::create_mirror_view(obs);
-    for (int b = 0; b < B; ++b) ho(b) = (3 * b + 2) % C;
-    Kokkos::deep_copy(obs, ho);
-  }
-  Kokkos::deep_copy(cand, 1);
-  Kokkos::deep_copy(lab, 1);
+  const int B = 8, C = 10;
+  const StepBatch batch(B, C, 23u, 3, 2);
   methods::TrainStepConfig tc;
   tc.ema_decay = 0.5;  // an EMA that moves visibly in a few steps
   methods::MethodConfig mc;
@@ -809,33 +809,28 @@ TEST(MethodStepEstep, WarmupFreezesTheEmaOfTheFirstDmisStep) {
     mc.estep_network = e;
     auto s = std::make_unique<methods::MethodStep<Exec>>(cfg, tc, mc, B);
     s->initialize(models::InitScheme::Adm);
-    auto& store = s->core().store();  // a non-zero output layer: classes differ from the start
-    auto hp = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), store.params);
-    const auto noise = pattern(hp.extent(0), 31u, -0.05f, 0.05f);
-    for (size_t i = 0; i < hp.extent(0); ++i) hp(i) += noise[i];
-    Kokkos::deep_copy(store.params, hp);
-    Kokkos::deep_copy(store.ema, hp);
+    perturb_weights(*s, 31u);
     return s;
   };
   auto frozen = make(methods::EstepNetwork::Warmup);
   auto live = make(methods::EstepNetwork::Ema);
   for (int i = 0; i < 2; ++i) {
     ASSERT_FALSE(frozen->dmis_active(frozen->core().step()));
-    frozen->run(Exec(), x, obs, cand, lab);
-    live->run(Exec(), x, obs, cand, lab);
+    batch.run(*frozen);
+    batch.run(*live);
   }
   Kokkos::fence();
   EXPECT_EQ(frozen->estep_params().extent(0), 0u) << "frozen before the first DMIS step";
   const auto ema_at_switch = host_vec(frozen->core().store().ema);
   ASSERT_TRUE(frozen->dmis_active(frozen->core().step()));
-  frozen->run(Exec(), x, obs, cand, lab);
-  live->run(Exec(), x, obs, cand, lab);
+  batch.run(*frozen);
+  batch.run(*live);
   Kokkos::fence();
   EXPECT_EQ(host_vec(frozen->posterior()), host_vec(live->posterior()))
       << "the first DMIS step: both E-steps on the same weights";
   for (int i = 0; i < 2; ++i) {
-    frozen->run(Exec(), x, obs, cand, lab);
-    live->run(Exec(), x, obs, cand, lab);
+    batch.run(*frozen);
+    batch.run(*live);
   }
   Kokkos::fence();
   EXPECT_EQ(host_vec(frozen->estep_params()), ema_at_switch) << "the frozen weights moved";
