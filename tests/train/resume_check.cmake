@@ -2,7 +2,8 @@
 # log the same losses and end with the same parameters as the uninterrupted run.
 #   cmake -DDMIS=... -DDECK=... -DDATA=... -DWORK=... -DSTEPS=16 -DHALF=8 -P resume_check.cmake
 #   (-DLAUNCH="mpirun|-np|2|..." runs every step under that launcher; -DSETS="key=value|..."
-#   adds deck overrides to every run)
+#   adds deck overrides to every run; -DDATASETS="group/name|..." compares those datasets of the
+#   final checkpoint too)
 string(REPLACE "|" ";" LAUNCH "${LAUNCH}")
 set(_sets "")
 if(SETS)
@@ -57,8 +58,9 @@ math(EXPR cut "8 - ${len}")
 string(SUBSTRING ${pad} 0 ${cut} zeros)
 set(ck "ckpt-${zeros}${last}.h5")
 set(_datasets params adam_m adam_v ema)
-if(SETS MATCHES "estep_network=warmup")
-  list(APPEND _datasets method/estep_params)  # the frozen E-step weights, carried over
+if(DATASETS)  # -DDATASETS="a|b": more datasets of the final checkpoint to compare
+  string(REPLACE "|" ";" _more "${DATASETS}")
+  list(APPEND _datasets ${_more})
 endif()
 foreach(ds ${_datasets})
   execute_process(COMMAND h5diff ${full_dirs}/${ck} ${part_dirs}/${ck} /${ds} /${ds}
