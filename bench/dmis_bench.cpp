@@ -2,6 +2,8 @@
 // PyTorch reference of the same configuration measured in the same run (--compare-torch).
 // Prints one JSON line per measurement. A benchmark, not a test.
 #include <Kokkos_Core.hpp>
+#include <sched.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -50,8 +52,9 @@ const char* kUsage =
     "\n"
     "train-step times the full training step (forward, backward, gradient clipping, AdamW,\n"
     "EMA) after warm-up; classifier times the diffusion-classifier forward (B images x K\n"
-    "classes at one sigma). --compare-torch runs bench/torch_ref.py (PyTorch, same batch and\n"
-    "thread count) in the same run and adds torch_* fields and ratio = ours / torch.\n"
+    "classes at one sigma, one forward of B K; PyTorch in K forwards of B, its fastest here).\n"
+    "--compare-torch runs bench/torch_ref.py (PyTorch, same batch and thread count) in the\n"
+    "same run and adds torch_* fields and ratio = ours / torch.\n"
     "Threads: OMP_NUM_THREADS (both sides). --profile prints the time per kernel label and\n"
     "Kokkos Kernels GEMM region over the timed steps (host backends: kernels are synchronous).\n"
     "Under mpirun, train-step is data parallel: --batch images per rank, gradients summed over\n"
@@ -255,6 +258,23 @@ std::string run_command(const std::string& cmd, const std::string& what) {
   return out;
 }
 
+// The OpenMP runtime binds the calling thread to one place when OMP_PROC_BIND is set (libgomp
+// already as it loads), and a child started from that thread inherits its single CPU: PyTorch's
+// two threads then shared one core, and every --compare-torch figure measured with
+// OMP_PROC_BIND before 2026-12-06 ran the reference on one core (docs/performance.md). The
+// child is started with every CPU instead (the kernel keeps it to those its cgroup permits).
+FILE* popen_unbound(const std::string& cmd) {
+  cpu_set_t now, all;
+  CPU_ZERO(&now);
+  CPU_ZERO(&all);
+  for (int c = 0; c < CPU_SETSIZE; ++c) CPU_SET(c, &all);
+  const bool restore = sched_getaffinity(0, sizeof now, &now) == 0 &&
+                       sched_setaffinity(0, sizeof all, &all) == 0;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (restore) sched_setaffinity(0, sizeof now, &now);
+  return p;
+}
+
 // Runs the PyTorch side; returns its JSON fields (a flat object of numbers and strings).
 std::map<std::string, std::string> run_torch(const Options& o) {
   const std::string script = std::string(DMIS_SOURCE_DIR) + "/bench/torch_ref.py";
@@ -262,7 +282,7 @@ std::map<std::string, std::string> run_torch(const Options& o) {
   cmd << o.python << " " << script << " " << o.mode << " --preset " << o.preset << " --batch "
       << o.batch << " --warmup " << o.warmup << " --steps " << o.steps << " --threads " << threads();
   if (o.classes > 0) cmd << " --classes " << o.classes;
-  FILE* p = popen(cmd.str().c_str(), "r");
+  FILE* p = popen_unbound(cmd.str());
   if (!p) throw Error(cat("cannot run '", cmd.str(), "'"));
   std::string out;
   char buf[4096];
@@ -393,8 +413,10 @@ int bench_classifier(const Options& o) {
     net.forward(exec, store.params, {net_in, c_noise, labels}, false);
   };
   reset_peak_rss();
+  if (o.profile) install_profiler();
   for (int i = 0; i < o.warmup; ++i) run();
   exec.fence();
+  profile().on = o.profile;
   std::vector<double> ms;
   for (int i = 0; i < o.steps; ++i) {
     Kokkos::Timer t;
@@ -402,6 +424,8 @@ int bench_classifier(const Options& o) {
     exec.fence();
     ms.push_back(t.seconds() * 1e3);
   }
+  profile().on = false;
+  if (o.profile) print_profile(o.steps);
   const double med = median(ms);
   const double gflop = BK * net.forward_flops_per_sample() / 1e9;
   std::ostringstream js;
@@ -416,7 +440,7 @@ int bench_classifier(const Options& o) {
     const auto t = run_torch(o);
     const double timg = std::atof(t.at("img_per_s").c_str());
     js << ", \"torch_img_per_s\": " << timg << ", \"torch_step_ms\": " << t.at("step_ms")
-       << ", \"ratio\": " << (o.batch / (med / 1e3)) / timg;
+       << ", \"torch_chunk\": " << t.at("chunk") << ", \"ratio\": " << (o.batch / (med / 1e3)) / timg;
   }
   js << "}";
   std::cout << js.str() << std::endl;

@@ -40,6 +40,10 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--classes", type=int, default=0)
+    # classifier: samples per forward (default --batch: K forwards of B; 0: one forward of B*K).
+    # PyTorch 1.13's CPU forward of the whole B*K = 640 took 7x as long per image as forwards of
+    # 64 on this machine (docs/performance.md), so the fair reference is the chunked one.
+    ap.add_argument("--chunk", type=int, default=-1)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -71,10 +75,14 @@ def main():
         labels = torch.arange(B * K) % K
         sigma = torch.full((B * K,), 0.3)
 
+        chunk = B if a.chunk < 0 else (a.chunk or B * K)
+
         def step():
             with torch.no_grad():
                 c_in = 1 / torch.sqrt(sigma ** 2 + 0.25)
-                net(c_in[:, None, None, None] * x, torch.log(sigma) / 4, labels)
+                for i in range(0, B * K, chunk):
+                    s = slice(i, i + chunk)
+                    net(c_in[s, None, None, None] * x[s], torch.log(sigma[s]) / 4, labels[s])
     reset_peak()
     for _ in range(a.warmup):
         step()
@@ -87,7 +95,8 @@ def main():
     peak = proc_mb("VmHWM:")
     print(json.dumps(dict(bench=a.mode, preset=a.preset, batch=B, img_per_s=B / (med / 1e3),
                           step_ms=med, threads=a.threads, torch_version=str(torch.__version__),
-                          peak_rss_mb=peak, step_mem_mb=peak - rss0)))
+                          peak_rss_mb=peak, step_mem_mb=peak - rss0,
+                          **({"chunk": chunk} if a.mode == "classifier" else {}))))
 
 
 if __name__ == "__main__":
