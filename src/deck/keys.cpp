@@ -156,6 +156,10 @@ const std::vector<KeySpec>& registry() {
         "every step (it learns from the classes the E-step gave); warmup: the EMA as the warm-up "
         "left it, frozen at the first DMIS step (the E-step never learns from its own relabels, "
         "so a confusion cannot feed itself; the posterior does not improve with training either)"),
+      F("method.estep_refresh_kimg", "0", 0, 1e9,
+        "dmis, method.estep_network warmup: the frozen E-step weights are taken again from the EMA "
+        "every this many kimg after the switch (a target network: the E-step learns from its own "
+        "relabels only between refreshes); 0: never, the warm-up's weights throughout"),
       F("method.tau", "0.01", 0, 1,
         "dmis: generative loss: classes with weight above tau are mixed in (without gradient)"),
       F("method.logit_scale", "0", 0, 1e6,

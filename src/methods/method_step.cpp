@@ -249,7 +249,10 @@ void MethodStep<Exec>::set_estep_params(const std::vector<float>& w) {
 template <class Exec>
 Tensor1<const typename MethodStep<Exec>::T, Exec> MethodStep<Exec>::estep_weights(const Exec& exec) {
   if (m_estep_params.extent(0) == 0) return m_core.store().ema;
-  if (!m_estep_frozen) {  // the first DMIS step (of a run not resumed after it): once
+  // the first DMIS step (of a run not resumed after it), and with method.estep_refresh_kimg
+  // each step that starts a new refresh period: a pure function of the step, so a resumed run
+  // (the copy restored from its checkpoint) refreshes at the same steps
+  if (!m_estep_frozen || estep_refresh_due(m_core.step())) {
     Kokkos::deep_copy(exec, m_estep_params, m_core.store().ema);
     m_estep_frozen = true;
   }
@@ -287,6 +290,17 @@ double MethodStep<Exec>::dmis_ramp(long s) const {
   const double since = static_cast<double>(s) * m_core.global_batch() / 1e3 - m_cfg.warmup_kimg;
   const double per_step = m_core.global_batch() / 1e3;
   return std::clamp((since + per_step) / m_cfg.rampup_kimg, 1e-6, 1.0);
+}
+
+template <class Exec>
+bool MethodStep<Exec>::estep_refresh_due(long s) const {
+  if (!(m_cfg.estep_refresh_kimg > 0) || !dmis_active(s) || !dmis_active(s - 1)) return false;
+  // refresh period of step s: whole periods of estep_refresh_kimg since the switch
+  const double per_step = m_core.global_batch() / 1e3;
+  auto period = [&](long t) {
+    return std::floor((static_cast<double>(t) * per_step - m_cfg.warmup_kimg) / m_cfg.estep_refresh_kimg + 1e-9);
+  };
+  return period(s) > period(s - 1);
 }
 
 template <class Exec>

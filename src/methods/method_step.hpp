@@ -69,6 +69,8 @@ struct MethodConfig {
   EstepNetwork estep_network = EstepNetwork::Ema;  // the posterior's weights: the EMA of every
                                       // step, or the EMA as the warm-up left it (frozen at the
                                       // first DMIS step: the E-step never learns its own relabels)
+  double estep_refresh_kimg = 0;      // warmup: the frozen copy taken again from the EMA every
+                                      // this many kimg after the switch (0: never)
 };
 
 /// Samples of a global batch of B that get DMIS's classification term: round(fraction * B),
@@ -107,6 +109,9 @@ public:
 
   /// Whether step `s` uses the DMIS terms (dmis, after the warm-up).
   bool dmis_active(long s) const;
+  /// method.estep_refresh_kimg: step s (after the first DMIS step) starts a new refresh period
+  /// (the frozen E-step weights are taken again from the EMA before its E-step).
+  bool estep_refresh_due(long s) const;
   // the weight r in (0, 1] of the DMIS terms at step s during the ramp-in (1 after it)
   double dmis_ramp(long s) const;
   /// Called by the trainer at the end of every epoch (class-prior update).

@@ -179,6 +179,7 @@ void plan_method(const deck::Deck& d, RunPlan& p) {
   p.method.relabel_confidence = d.get_float("method.relabel_confidence");
   p.method.estep_network =
       parse_choice<methods::EstepNetwork>(d.get_string("method.estep_network"), "method.estep_network");
+  p.method.estep_refresh_kimg = d.get_float("method.estep_refresh_kimg");
   p.method.logit_scale = d.get_float("method.logit_scale");
   p.method.prior = parse_choice<methods::PriorMode>(d.get_string("method.prior"), "method.prior");
   p.method.prior_momentum = d.get_float("method.prior_momentum");
@@ -222,6 +223,10 @@ void check_method(const deck::Deck& d, const RunPlan& p) {
     const std::string problem = methods::refine_classes_problem(p.method, 0);
     if (!problem.empty()) d.fail("method.refine_classes", problem);
   }
+  if (is_dmis && p.method.estep_refresh_kimg > 0 && p.method.estep_network != methods::EstepNetwork::Warmup)
+    d.fail("method.estep_refresh_kimg",
+           cat("refreshes the frozen E-step weights of method.estep_network 'warmup'; "
+               "method.estep_network is '", d.get_string("method.estep_network"), "'"));
   if (p.method.prior == methods::PriorMode::Estimate &&
       p.method.supervision != methods::dmis_ops::Supervision::Partial && is_dmis)
     d.fail("method.prior", cat("'estimate' updates the prior from candidate sets (partial labels); "
@@ -336,7 +341,10 @@ std::string dmis_detail(const RunPlan& plan, methods::MethodStep<Exec>& method,
                     ? cat(", transition known (", sup.config.noise, " noise at rate ", sup.config.rate, ")")
                     : cat(", transition ", methods::name_of(m.transition), " from rate ", m.transition_init));
   return cat("E-step on the ",
-             m.estep_network == methods::EstepNetwork::Warmup ? "warm-up's EMA weights (frozen)" : "EMA weights",
+             m.estep_network != methods::EstepNetwork::Warmup ? std::string("EMA weights")
+             : m.estep_refresh_kimg > 0 ? cat("EMA weights frozen at the switch and taken again every ",
+                                              m.estep_refresh_kimg, " kimg")
+                                        : std::string("warm-up's EMA weights (frozen)"),
              ", K ", m.timesteps, levels,
              m.refine_classes > 0 ? cat(" (draws 2-", m.timesteps, " over the ", m.refine_classes,
                                         " classes of largest posterior after draw 1)")

@@ -850,6 +850,52 @@ TEST(MethodStepEstep, WarmupFreezesTheEmaOfTheFirstDmisStep) {
   }
 }
 
+// method.estep_refresh_kimg: the frozen copy is the EMA of the first DMIS step until a new
+// refresh period starts, then the EMA of that step (a pure function of the step).
+TEST(MethodStepEstep, RefreshTakesTheEmaAgainEachPeriod) {
+  auto cfg = models::UNetConfig::from_preset("unet-s");
+  cfg.base = 8, cfg.mults = {1, 2}, cfg.n_blocks = 1, cfg.attn_res = {}, cfg.groups = 4;
+  const int B = 8, C = 10;
+  const StepBatch batch(B, C, 23u, 3, 2);
+  methods::TrainStepConfig tc;
+  tc.ema_decay = 0.5;
+  methods::MethodConfig mc;
+  mc.kind = methods::MethodKind::Dmis, mc.supervision = methods::dmis_ops::Supervision::Noisy;
+  mc.classifier_fraction = 0.25, mc.top_k = 3, mc.gen_extra = 0, mc.logit_scale = 1;
+  mc.warmup_kimg = 2 * B / 1e3;          // DMIS from step 2
+  mc.estep_network = methods::EstepNetwork::Warmup;
+  mc.estep_refresh_kimg = 2 * B / 1e3;   // a new copy at steps 4, 6, ...
+  auto host_vec = [](const auto& v) {
+    auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), v);
+    return std::vector<float>(h.data(), h.data() + h.size());
+  };
+  methods::MethodStep<Exec> step(cfg, tc, mc, B);
+  step.initialize(models::InitScheme::Adm);
+  perturb_weights(step, 31u);
+  for (long s : {0L, 1L, 2L, 3L, 5L, 7L}) EXPECT_FALSE(step.estep_refresh_due(s)) << "step " << s;
+  for (long s : {4L, 6L, 8L}) EXPECT_TRUE(step.estep_refresh_due(s)) << "step " << s;
+  for (int i = 0; i < 2; ++i) batch.run(step);
+  Kokkos::fence();
+  const auto ema_at_switch = host_vec(step.core().store().ema);
+  batch.run(step);  // step 2: the first copy
+  batch.run(step);  // step 3
+  Kokkos::fence();
+  EXPECT_EQ(host_vec(step.estep_params()), ema_at_switch) << "the copy moved within its period";
+  const auto ema_at_4 = host_vec(step.core().store().ema);
+  ASSERT_NE(ema_at_4, ema_at_switch) << "the EMA did not move: the test shows nothing";
+  batch.run(step);  // step 4: refreshed
+  Kokkos::fence();
+  EXPECT_EQ(host_vec(step.estep_params()), ema_at_4) << "step 4 did not take the EMA again";
+  batch.run(step);  // step 5
+  Kokkos::fence();
+  EXPECT_EQ(host_vec(step.estep_params()), ema_at_4) << "the copy moved within its second period";
+  // without a refresh period the copy stays the switch's (the test above), and the E-step on
+  // the EMA never refreshes
+  mc.estep_refresh_kimg = 0;
+  methods::MethodStep<Exec> never(cfg, tc, mc, B);
+  for (long s : {4L, 6L}) EXPECT_FALSE(never.estep_refresh_due(s));
+}
+
 // method.cls_sigma moves the classification term's classifier alone: the posterior's EMA
 // classifier stays at method.classifier_sigma (or its range up to classifier_sigma_max); at 0
 // (the default) both share the posterior's levels. Vanilla has neither.
