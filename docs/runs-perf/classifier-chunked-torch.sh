@@ -3,13 +3,7 @@
 # in 10 forwards of 64 (its fastest here; one forward of 640 took 7x as long per image), three
 # runs; then one run of each with the PyTorch forward of 640 for the record. The running
 # experiments are stopped (SIGSTOP) while timing.
-cd "$(dirname "$0")/../.."
-P=$(pgrep -f "runs/bin/dmis-s3" | tr '\n' ' ')
-trap "kill -CONT $P 2>/dev/null" EXIT
-[[ -n "$P" ]] && kill -STOP $P
-sleep 2
-export OMP_NUM_THREADS=2 OMP_PROC_BIND=spread OMP_PLACES=threads
-echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset} OPENBLAS_L2_SIZE=${OPENBLAS_L2_SIZE:-unset}"
+source "$(dirname "$0")/stop-experiments.sh"
 for i in 1 2 3; do
   echo "classifier run=$i"
   build/bin/dmis-bench classifier --preset unet-s --batch 64 --steps 5 --warmup 2 --compare-torch 2>&1 | tail -1

@@ -2,13 +2,7 @@
 # Issue 19 / 18: the diffusion-classifier forward against PyTorch no_grad, and the DMIS step
 # against the vanilla step, with the row-unfolded convolutions (the default since 2026-12-06);
 # the running experiments are stopped (SIGSTOP) while timing and continued after.
-cd "$(dirname "$0")/../.."
-P=$(pgrep -f "runs/bin/dmis-s3" | tr '\n' ' ')
-trap "kill -CONT $P 2>/dev/null" EXIT
-[[ -n "$P" ]] && kill -STOP $P
-sleep 2
-export OMP_NUM_THREADS=2 OMP_PROC_BIND=spread OMP_PLACES=threads
-echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset} OPENBLAS_L2_SIZE=${OPENBLAS_L2_SIZE:-unset}"
+source "$(dirname "$0")/stop-experiments.sh"
 for i in 1 2 3; do
   echo "classifier run=$i"
   build/bin/dmis-bench classifier --preset unet-s --batch 64 --steps 5 --warmup 2 --compare-torch 2>&1 | tail -2

@@ -4,13 +4,7 @@
 # the unet-s training step with the machine's OPENBLAS_CORETYPE and with SkylakeX for the
 # command alone, alternating, then three of the diffusion-classifier forward. The running
 # experiments are stopped (SIGSTOP) while timing.
-cd "$(dirname "$0")/../.."
-P=$(pgrep -f "runs/bin/dmis-s3" | tr '\n' ' ')
-trap "kill -CONT $P 2>/dev/null" EXIT
-[[ -n "$P" ]] && kill -STOP $P
-sleep 2
-export OMP_NUM_THREADS=2 OMP_PROC_BIND=spread OMP_PLACES=threads
-echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset} OPENBLAS_L2_SIZE=${OPENBLAS_L2_SIZE:-unset}"
+source "$(dirname "$0")/stop-experiments.sh"
 M=${OPENBLAS_CORETYPE:-unset}
 for i in 1 2 3; do
   for ct in "$M" SkylakeX; do

@@ -723,6 +723,27 @@ void perturb_weights(methods::MethodStep<Exec>& s, uint32_t seed) {
   Kokkos::deep_copy(store.ema, hp);
 }
 
+// The E-step tests' setting: a small network, an EMA that moves visibly in a few steps (decay
+// 0.5), noisy labels, DMIS from step 2 of batch B.
+struct EstepSetup {
+  models::UNetConfig cfg = models::UNetConfig::from_preset("unet-s");
+  methods::TrainStepConfig tc;
+  methods::MethodConfig mc;
+  explicit EstepSetup(int B) {
+    cfg.base = 8, cfg.mults = {1, 2}, cfg.n_blocks = 1, cfg.attn_res = {}, cfg.groups = 4;
+    tc.ema_decay = 0.5;
+    mc.kind = methods::MethodKind::Dmis, mc.supervision = methods::dmis_ops::Supervision::Noisy;
+    mc.classifier_fraction = 0.25, mc.top_k = 3, mc.gen_extra = 0, mc.logit_scale = 1;
+    mc.warmup_kimg = 2 * B / 1e3;
+  }
+};
+
+template <class V>
+std::vector<float> host_vec(const V& v) {
+  auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), v);
+  return std::vector<float>(h.data(), h.data() + h.size());
+}
+
 // method.relabel_confidence in a whole step, under both generative objectives: every sample
 // with a posterior trains on the posterior's class (its draw, or its top class) where q is sure
 // of it, and on its observed label where not; 0 keeps the posterior's class everywhere. The
@@ -791,20 +812,12 @@ TEST(MethodStepRelabel, UnsurePosteriorsKeepTheObservedLabel) {
 // their second differ (the ema run's E-step sees the moved EMA). A checkpoint's copy of the
 // wrong size is named.
 TEST(MethodStepEstep, WarmupFreezesTheEmaOfTheFirstDmisStep) {
-  auto cfg = models::UNetConfig::from_preset("unet-s");
-  cfg.base = 8, cfg.mults = {1, 2}, cfg.n_blocks = 1, cfg.attn_res = {}, cfg.groups = 4;
   const int B = 8, C = 10;
   const StepBatch batch(B, C, 23u, 3, 2);
-  methods::TrainStepConfig tc;
-  tc.ema_decay = 0.5;  // an EMA that moves visibly in a few steps
-  methods::MethodConfig mc;
-  mc.kind = methods::MethodKind::Dmis, mc.supervision = methods::dmis_ops::Supervision::Noisy;
-  mc.classifier_fraction = 0.25, mc.top_k = 3, mc.gen_extra = 0, mc.logit_scale = 1;
-  mc.warmup_kimg = 2 * B / 1e3;  // two vanilla steps, then DMIS
-  auto host_vec = [](const auto& v) {
-    auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), v);
-    return std::vector<float>(h.data(), h.data() + h.size());
-  };
+  EstepSetup set(B);
+  const auto& cfg = set.cfg;
+  const auto& tc = set.tc;
+  auto& mc = set.mc;
   auto make = [&](methods::EstepNetwork e) {
     mc.estep_network = e;
     auto s = std::make_unique<methods::MethodStep<Exec>>(cfg, tc, mc, B);
@@ -853,22 +866,14 @@ TEST(MethodStepEstep, WarmupFreezesTheEmaOfTheFirstDmisStep) {
 // method.estep_refresh_kimg: the frozen copy is the EMA of the first DMIS step until a new
 // refresh period starts, then the EMA of that step (a pure function of the step).
 TEST(MethodStepEstep, RefreshTakesTheEmaAgainEachPeriod) {
-  auto cfg = models::UNetConfig::from_preset("unet-s");
-  cfg.base = 8, cfg.mults = {1, 2}, cfg.n_blocks = 1, cfg.attn_res = {}, cfg.groups = 4;
   const int B = 8, C = 10;
   const StepBatch batch(B, C, 23u, 3, 2);
-  methods::TrainStepConfig tc;
-  tc.ema_decay = 0.5;
-  methods::MethodConfig mc;
-  mc.kind = methods::MethodKind::Dmis, mc.supervision = methods::dmis_ops::Supervision::Noisy;
-  mc.classifier_fraction = 0.25, mc.top_k = 3, mc.gen_extra = 0, mc.logit_scale = 1;
-  mc.warmup_kimg = 2 * B / 1e3;          // DMIS from step 2
+  EstepSetup set(B);  // DMIS from step 2
+  const auto& cfg = set.cfg;
+  const auto& tc = set.tc;
+  auto& mc = set.mc;
   mc.estep_network = methods::EstepNetwork::Warmup;
-  mc.estep_refresh_kimg = 2 * B / 1e3;   // a new copy at steps 4, 6, ...
-  auto host_vec = [](const auto& v) {
-    auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), v);
-    return std::vector<float>(h.data(), h.data() + h.size());
-  };
+  mc.estep_refresh_kimg = 2 * B / 1e3;  // a new copy at steps 4, 6, ...
   methods::MethodStep<Exec> step(cfg, tc, mc, B);
   step.initialize(models::InitScheme::Adm);
   perturb_weights(step, 31u);
