@@ -246,18 +246,6 @@ std::string threads() {
 
 std::map<std::string, std::string> parse_json_line(const std::string& out, const std::string& from);
 
-// Runs a shell command; returns its standard output (throws naming `what` on failure).
-std::string run_command(const std::string& cmd, const std::string& what) {
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) throw Error(cat("cannot run '", cmd, "'"));
-  std::string out;
-  char buf[4096];
-  while (fgets(buf, sizeof buf, p)) out += buf;
-  const int rc = pclose(p);
-  if (rc != 0) throw Error(cat(what, " failed (", cmd, "): ", out));
-  return out;
-}
-
 // The OpenMP runtime binds the calling thread to one place when OMP_PROC_BIND is set (libgomp
 // already as it loads), and a child started from that thread inherits its single CPU: PyTorch's
 // two threads then shared one core, and every --compare-torch figure measured with
@@ -275,6 +263,19 @@ FILE* popen_unbound(const std::string& cmd) {
   return p;
 }
 
+// Runs a shell command (with every CPU, as above: the MPI launcher's ranks and the PyTorch
+// reference alike); returns its standard output (throws naming `what` on failure).
+std::string run_command(const std::string& cmd, const std::string& what) {
+  FILE* p = popen_unbound(cmd);
+  if (!p) throw Error(cat("cannot run '", cmd, "'"));
+  std::string out;
+  char buf[4096];
+  while (fgets(buf, sizeof buf, p)) out += buf;
+  const int rc = pclose(p);
+  if (rc != 0) throw Error(cat(what, " failed (", cmd, "): ", out));
+  return out;
+}
+
 // Runs the PyTorch side; returns its JSON fields (a flat object of numbers and strings).
 std::map<std::string, std::string> run_torch(const Options& o) {
   const std::string script = std::string(DMIS_SOURCE_DIR) + "/bench/torch_ref.py";
@@ -282,14 +283,7 @@ std::map<std::string, std::string> run_torch(const Options& o) {
   cmd << o.python << " " << script << " " << o.mode << " --preset " << o.preset << " --batch "
       << o.batch << " --warmup " << o.warmup << " --steps " << o.steps << " --threads " << threads();
   if (o.classes > 0) cmd << " --classes " << o.classes;
-  FILE* p = popen_unbound(cmd.str());
-  if (!p) throw Error(cat("cannot run '", cmd.str(), "'"));
-  std::string out;
-  char buf[4096];
-  while (fgets(buf, sizeof buf, p)) out += buf;
-  const int rc = pclose(p);
-  if (rc != 0) throw Error(cat("the PyTorch reference failed (", cmd.str(), "): ", out));
-  return parse_json_line(out, "the PyTorch reference");
+  return parse_json_line(run_command(cmd.str(), "the PyTorch reference"), "the PyTorch reference");
 }
 
 // The fields of the last flat JSON object in `out` (numbers and strings, no nesting).

@@ -284,22 +284,23 @@ void MethodStep<Exec>::set_logit_scale(double s) {
 }
 
 template <class Exec>
+double MethodStep<Exec>::kimg_since_switch(long s) const {
+  return static_cast<double>(s) * m_core.global_batch() / 1e3 - m_cfg.warmup_kimg;
+}
+
+template <class Exec>
 double MethodStep<Exec>::dmis_ramp(long s) const {
   if (!(m_cfg.rampup_kimg > 0)) return 1.0;
   // the ramp's first step (the first DMIS step) already has r > 0: steps counted from 1
-  const double since = static_cast<double>(s) * m_core.global_batch() / 1e3 - m_cfg.warmup_kimg;
   const double per_step = m_core.global_batch() / 1e3;
-  return std::clamp((since + per_step) / m_cfg.rampup_kimg, 1e-6, 1.0);
+  return std::clamp((kimg_since_switch(s) + per_step) / m_cfg.rampup_kimg, 1e-6, 1.0);
 }
 
 template <class Exec>
 bool MethodStep<Exec>::estep_refresh_due(long s) const {
   if (!(m_cfg.estep_refresh_kimg > 0) || !dmis_active(s) || !dmis_active(s - 1)) return false;
   // refresh period of step s: whole periods of estep_refresh_kimg since the switch
-  const double per_step = m_core.global_batch() / 1e3;
-  auto period = [&](long t) {
-    return std::floor((static_cast<double>(t) * per_step - m_cfg.warmup_kimg) / m_cfg.estep_refresh_kimg + 1e-9);
-  };
+  auto period = [&](long t) { return std::floor(kimg_since_switch(t) / m_cfg.estep_refresh_kimg + 1e-9); };
   return period(s) > period(s - 1);
 }
 

@@ -114,6 +114,9 @@ public:
   bool estep_refresh_due(long s) const;
   // the weight r in (0, 1] of the DMIS terms at step s during the ramp-in (1 after it)
   double dmis_ramp(long s) const;
+  // kimg trained before step s, less method.warmup_kimg (negative during the warm-up): the
+  // ramp and the E-step refresh periods both count from the switch with it
+  double kimg_since_switch(long s) const;
   /// Called by the trainer at the end of every epoch (class-prior update).
   void end_epoch(const Exec& exec);
 
