@@ -62,6 +62,11 @@ const std::vector<KeySpec>& registry() {
       required(S("data.path", "", {}, "HDF5 dataset written by `dmis import` (docs/datasets.md)")),
       I("data.train_limit", "0", 0, kInf, "use only the first N training images (0: all)"),
       I("data.test_limit", "0", 0, kInf, "evaluate on the first N test images (0: all)"),
+      F("data.labeled_share", "0", 0, 0.999,
+        "supervision.kind unlabeled: this share of every batch drawn from the labelled images, "
+        "the rest from the unlabelled ones, each in its own epochs (as semi-supervised trainers "
+        "batch them, e.g. FixMatch's 1 in 8); 0: the data's own share (1 % labelled: 0.6 "
+        "labelled images a batch of 64)"),
       // ---- supervision -------------------------------------------------------------------
       S("supervision.kind", "clean", {"clean", "noisy", "partial", "unlabeled"},
         "what the training labels are: clean, noisy labels, candidate sets, or mostly missing"),

@@ -1,5 +1,8 @@
 #include "train/device_data.hpp"
 
+#include <algorithm>
+#include <cmath>
+
 #include "core/error.hpp"
 #include "kernels/common.hpp"
 #include "kernels/eti.hpp"
@@ -72,6 +75,30 @@ void DeviceData<Exec>::upload_supervision(const std::vector<int32_t>& observed,
     for (int i = 0; i < N; ++i) lab[i] = observed[i] >= 0 ? 1 : 0;
   }
   m_labeled = upload<decltype(m_labeled)>("labeled", lab, N);
+  // the labelled images' indices, then the unlabelled ones' (data.labeled_share)
+  std::vector<uint32_t> by_label;
+  by_label.reserve(N);
+  for (int pass = 1; pass >= 0; --pass)
+    for (int i = 0; i < N; ++i)
+      if ((lab[i] != 0) == (pass == 1)) by_label.push_back(static_cast<uint32_t>(i));
+  m_n_labeled = static_cast<int>(std::count_if(lab.begin(), lab.end(), [](uint8_t v) { return v != 0; }));
+  m_by_label = upload<decltype(m_by_label)>("by_label", by_label, N);
+}
+
+template <class Exec>
+void DeviceData<Exec>::set_labeled_share(int global_batch, double share) {
+  m_share_L = 0, m_share_B = 0;
+  if (!(share > 0)) return;
+  if (!(share < 1))
+    throw InputError(cat("a share of the batch below 1 expected, found ", share));
+  const int nl = m_n_labeled, nu = m_N - m_n_labeled;
+  if (nl == 0 || nu == 0)
+    throw InputError(cat("needs labelled and unlabelled training images (supervision.kind "
+                         "unlabeled), found ", nl, " labelled of ", m_N));
+  const int L = std::max(1, static_cast<int>(std::lround(share * global_batch)));
+  if (L >= global_batch)
+    throw InputError(cat(share, " of a batch of ", global_batch, " leaves no unlabelled slot"));
+  m_share_L = L, m_share_B = global_batch;
 }
 
 template <class Exec>
@@ -92,11 +119,29 @@ void DeviceData<Exec>::gather(const Exec& exec, uint64_t seed, uint64_t first, r
   auto obs = m_observed;
   auto cand = m_candidates;
   auto lab = m_labeled;
+  auto by_label = m_by_label;
+  const uint32_t nl = static_cast<uint32_t>(m_n_labeled), L = static_cast<uint32_t>(m_share_L),
+                 BG = static_cast<uint32_t>(m_share_B);
+  if (L > 0)
+    kernels::expect(first % BG == 0, "dmis::data::gather",
+                    cat("a labelled share needs whole global batches of ", BG, " (stream position ", first, ")"));
+  const uint64_t step = L > 0 ? first / BG : 0;
   // first the indices and per-sample labels, then the images (and masks) as flat copies: one
   // thread an element, so a GPU reads and writes them coalesced
   Kokkos::parallel_for(
       "dmis::data::gather", Kokkos::RangePolicy<Exec>(exec, 0, B), KOKKOS_LAMBDA(int b) {
-        const uint32_t i = index_at(first + ids(b), N, seed);
+        uint32_t i;
+        if (L == 0) {
+          i = index_at(first + ids(b), N, seed);
+        } else {
+          // slot g of the global batch is labelled when the even spread of L slots over BG
+          // puts one there: c(g) = floor((g + 1) L / BG) labelled slots in [0, g]
+          const uint64_t g = ids(b), c = (g + 1) * L / BG, before = g * L / BG;
+          if (c > before)
+            i = by_label(index_at(step * L + before, nl, seed ^ 0x6C62272E07BB0142ull));
+          else
+            i = by_label(nl + index_at(step * (BG - L) + (g - c), N - nl, seed ^ 0x2545F4914F6CDD1Dull));
+        }
         index(b) = static_cast<int>(i);
         observed(b) = obs(i);
         labeled(b) = lab(i);

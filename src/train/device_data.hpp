@@ -56,6 +56,17 @@ public:
   int size() const { return m_N; }
   int classes() const { return m_K; }
 
+  /// data.labeled_share: of every global batch of `global_batch` samples, round(share x
+  /// global_batch) slots (at least 1) draw from the labelled images and the rest from the
+  /// unlabelled ones, each its own stream of epochs (a keyed permutation an epoch, as below),
+  /// the labelled slots spread evenly over the batch (so over the ranks' shards); share 0: the
+  /// single stream over all images. Still a pure function of (seed, step, position). Throws an
+  /// InputError when the training set lacks labelled or unlabelled images or the batch has no
+  /// room for both.
+  void set_labeled_share(int global_batch, double share);
+  /// Labelled slots of a global batch (0: one stream over all images).
+  int labeled_slots() const { return m_share_L; }
+
   /// Dataset index of the sample at `position` of the training stream (position = step *
   /// global batch + the sample's index in the global batch).
   static KOKKOS_INLINE_FUNCTION uint32_t index_at(uint64_t position, uint32_t n, uint64_t seed) {
@@ -85,6 +96,10 @@ private:
   Kokkos::View<float*, Kokkos::LayoutRight, DeviceOf<Exec>> m_obs;
   Kokkos::View<int*, Kokkos::LayoutRight, DeviceOf<Exec>> m_observed;
   Kokkos::View<uint8_t*, Kokkos::LayoutRight, DeviceOf<Exec>> m_candidates, m_labeled;
+  // data.labeled_share: the dataset indices of the labelled images, then the unlabelled ones
+  // (m_n_labeled of them first); m_share_L labelled slots of a global batch of m_share_B
+  Kokkos::View<uint32_t*, Kokkos::LayoutRight, DeviceOf<Exec>> m_by_label;
+  int m_n_labeled = 0, m_share_L = 0, m_share_B = 0;
 };
 
 }  // namespace dmis::train

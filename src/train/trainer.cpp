@@ -92,6 +92,8 @@ void plan_run(const deck::Deck& d, RunPlan& p) {
   p.data_path = d.get_string("data.path");
   p.train_limit = static_cast<size_t>(d.get_int("data.train_limit"));
   p.test_limit = static_cast<size_t>(d.get_int("data.test_limit"));
+  p.labeled_share = d.get_float("data.labeled_share");
+  p.labeled_share_key = d.ref("data.labeled_share");
 
   // one kind for the data (what to generate) and the method (its likelihood p(z | y))
   p.supervision.kind = methods::parse_choice<data::SupervisionKind>(d.get_string("supervision.kind"),
@@ -227,6 +229,10 @@ void check_method(const deck::Deck& d, const RunPlan& p) {
     d.fail("method.estep_refresh_kimg",
            cat("refreshes the frozen E-step weights of method.estep_network 'warmup'; "
                "method.estep_network is '", d.get_string("method.estep_network"), "'"));
+  if (p.labeled_share > 0 && p.supervision.kind != data::SupervisionKind::Unlabeled)
+    d.fail("data.labeled_share",
+           cat("draws part of every batch from the labelled images of supervision.kind 'unlabeled'; "
+               "supervision.kind is '", data::kind_name(p.supervision.kind), "'"));
   if (p.method.prior == methods::PriorMode::Estimate &&
       p.method.supervision != methods::dmis_ops::Supervision::Partial && is_dmis)
     d.fail("method.prior", cat("'estimate' updates the prior from candidate sets (partial labels); "
@@ -493,11 +499,19 @@ int train_run(RunPlan plan) {
   const RunData data = load_data(plan, resume_from, root);
   const auto& tr = data.ds.train;
   if (root) log_run(files, plan, data, ranks);
-  const DeviceData<Exec> dev =
+  DeviceData<Exec> dev =
       tr.corrupted() ? DeviceData<Exec>(tr.N, tr.C, tr.H, tr.W, data.ds.classes, tr.observations, tr.masks,
                                         data.sup.observed, data.sup.candidates, data.sup.labeled)
                      : DeviceData<Exec>(tr.N, tr.C, tr.H, tr.W, data.ds.classes, tr.images,
                                         data.sup.observed, data.sup.candidates, data.sup.labeled);
+  try {
+    dev.set_labeled_share(plan.batch, plan.labeled_share);
+  } catch (const InputError& e) {
+    plan.labeled_share_key.fail(e.what());
+  }
+  if (root && dev.labeled_slots() > 0)
+    files.log(cat("data.labeled_share ", plan.labeled_share, ": ", dev.labeled_slots(), " labelled images in every batch of ",
+                  plan.batch, " (the labelled and the unlabelled images each in epochs of their own)"));
   const bool is_dmis = plan.method.kind == methods::MethodKind::Dmis;
   if (is_dmis && plan.method.supervision == methods::dmis_ops::Supervision::Noisy &&
       plan.method.transition == methods::TransitionMode::Known) {

@@ -25,6 +25,7 @@ struct RunPlan {
   long log_every = 50, checkpoint_every = 500, keep = 2;
   std::string data_path;
   size_t train_limit = 0, test_limit = 0;
+  double labeled_share = 0;  // data.labeled_share
   data::SupervisionConfig supervision;
   bool supervision_from_dataset = false;  // supervision.source: dataset (else generated)
   // the network: preset plus overrides; classes (and the checks) once the data is read
@@ -38,7 +39,7 @@ struct RunPlan {
   double conv_scratch_mb = 0;
   std::optional<DiffemPlan> diffem;  // method.name diffem: its laps
   // where the keys of the checks that need the data (or the run directory) are
-  deck::KeyRef preset_key, transition_key, resume_key, method_key;
+  deck::KeyRef preset_key, transition_key, resume_key, method_key, labeled_share_key;
 };
 
 /// The network a deck describes (preset plus overrides), for `classes` classes.
