@@ -63,7 +63,7 @@ def measures(run):
         if any(r.get("dmis") for r in tail):
             for k, name in (("loss_cls", "loss_cls"), ("target_entropy", "H_q"), ("target_acc", "q_acc"),
                             ("ema_acc", "f_acc"), ("observed_acc", "label_acc"), ("gen_acc", "gen_acc")):
-                v = [r[k] for r in tail if k in r]
+                v = [r[k] for r in tail if r.get(k) is not None]  # null where it does not apply
                 if v:
                     out[name] = sum(v) / len(v) * (100 if name.endswith("acc") else 1)
     return out
