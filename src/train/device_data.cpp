@@ -78,10 +78,11 @@ void DeviceData<Exec>::upload_supervision(const std::vector<int32_t>& observed,
   // the labelled images' indices, then the unlabelled ones' (data.labeled_share)
   std::vector<uint32_t> by_label;
   by_label.reserve(N);
-  for (int pass = 1; pass >= 0; --pass)
-    for (int i = 0; i < N; ++i)
-      if ((lab[i] != 0) == (pass == 1)) by_label.push_back(static_cast<uint32_t>(i));
-  m_n_labeled = static_cast<int>(std::count_if(lab.begin(), lab.end(), [](uint8_t v) { return v != 0; }));
+  for (int i = 0; i < N; ++i)
+    if (lab[i] != 0) by_label.push_back(static_cast<uint32_t>(i));
+  m_n_labeled = static_cast<int>(by_label.size());
+  for (int i = 0; i < N; ++i)
+    if (lab[i] == 0) by_label.push_back(static_cast<uint32_t>(i));
   m_by_label = upload<decltype(m_by_label)>("by_label", by_label, N);
 }
 
@@ -122,8 +123,8 @@ void DeviceData<Exec>::gather(const Exec& exec, uint64_t seed, uint64_t first, r
   auto by_label = m_by_label;
   const uint32_t nl = static_cast<uint32_t>(m_n_labeled), L = static_cast<uint32_t>(m_share_L),
                  BG = static_cast<uint32_t>(m_share_B);
-  if (L > 0)
-    kernels::expect(first % BG == 0, "dmis::data::gather",
+  if (L > 0 && first % BG != 0)  // the message is built only on failure (this runs every step)
+    kernels::expect(false, "dmis::data::gather",
                     cat("a labelled share needs whole global batches of ", BG, " (stream position ", first, ")"));
   const uint64_t step = L > 0 ? first / BG : 0;
   // first the indices and per-sample labels, then the images (and masks) as flat copies: one

@@ -59,8 +59,11 @@ public:
   /// data.labeled_share: of every global batch of `global_batch` samples, round(share x
   /// global_batch) slots (at least 1) draw from the labelled images and the rest from the
   /// unlabelled ones, each its own stream of epochs (a keyed permutation an epoch, as below),
-  /// the labelled slots spread evenly over the batch (so over the ranks' shards); share 0: the
-  /// single stream over all images. Still a pure function of (seed, step, position). Throws an
+  /// the labelled slots spread evenly over the global batch: slot g is labelled where
+  /// floor((g + 1) L / B) steps up. Which rank holds them follows from the interleaved shards
+  /// (with an even stride B / L, as 64 / 8, all on the odd ranks); the global batch, and so the
+  /// reduced gradient, is the same for any rank count. Share 0: the single stream over all
+  /// images. Still a pure function of (seed, step, position). Throws an
   /// InputError when the training set lacks labelled or unlabelled images or the batch has no
   /// room for both.
   void set_labeled_share(int global_batch, double share);
