@@ -147,7 +147,8 @@ Options parse(int argc, char** argv) {
 }
 
 // The settings that change the kernels a result measured: the convolution algorithm and the
-// OpenBLAS overrides of the environment (this project never sets them; a machine may).
+// OpenBLAS overrides of the environment (this project never sets them; a machine may), and the
+// kernel set OpenBLAS chose with them.
 std::string kernel_fields() {
   auto env = [](const char* k) {
     const char* v = std::getenv(k);
@@ -155,7 +156,8 @@ std::string kernel_fields() {
   };
   return cat(", \"conv\": \"", kernels::conv_algorithm_name(kernels::conv_algorithm()),
              "\", \"openblas_coretype\": ", env("OPENBLAS_CORETYPE"),
-             ", \"openblas_l2_size\": ", env("OPENBLAS_L2_SIZE"));
+             ", \"openblas_l2_size\": ", env("OPENBLAS_L2_SIZE"), ", \"openblas_core\": ",
+             openblas_core().empty() ? std::string("null") : cat("\"", openblas_core(), "\""));
 }
 
 // Resident memory from /proc/self/status, in MiB ("VmRSS" now, "VmHWM" peak since reset).

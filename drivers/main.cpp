@@ -12,6 +12,7 @@
 
 #include "commands.hpp"
 #include "core/error.hpp"
+#include "core/version.hpp"
 #include "dist/comm.hpp"
 #include "io/h5.hpp"
 #include "kernels/conv2d.hpp"
@@ -111,6 +112,13 @@ int main(int argc, char** argv) {
       // the environment's choices before the command makes anything (a run directory, a file):
       // DMIS_CONV_ALGO is read at the first convolution otherwise
       kernels::conv_algorithm();
+#if !defined(KOKKOS_ENABLE_CUDA) && !defined(KOKKOS_ENABLE_HIP) && !defined(KOKKOS_ENABLE_SYCL)
+      // the host BLAS carries every GEMM of a CPU build: say so when it runs far below the CPU
+      if (rank == 0 && name != "info" && name != "check-deck" && name != "import") {
+        const std::string w = blas_warning();
+        if (!w.empty()) std::cerr << who << ": warning: " << w << "\n" << std::flush;
+      }
+#endif
       code = cmd->run(args);
     } catch (const UsageError& e) {
       fail(e.exit_code(), cat(who, ": error: ", e.what(), "\nusage: dmis ", name, " ", cmd->usage, "\n"));
