@@ -154,10 +154,11 @@ std::string kernel_fields() {
     const char* v = std::getenv(k);
     return v ? cat("\"", v, "\"") : std::string("null");
   };
+  const std::string core = openblas_core();
   return cat(", \"conv\": \"", kernels::conv_algorithm_name(kernels::conv_algorithm()),
              "\", \"openblas_coretype\": ", env("OPENBLAS_CORETYPE"),
              ", \"openblas_l2_size\": ", env("OPENBLAS_L2_SIZE"), ", \"openblas_core\": ",
-             openblas_core().empty() ? std::string("null") : cat("\"", openblas_core(), "\""));
+             core.empty() ? std::string("null") : cat("\"", core, "\""));
 }
 
 // Resident memory from /proc/self/status, in MiB ("VmRSS" now, "VmHWM" peak since reset).

@@ -138,6 +138,10 @@ std::string banner() {
   }
   os << "  Kokkos Kernels " << DMIS_KOKKOSKERNELS_VERSION_STRING << "\n";
   os << "  BLAS           " << blas_description() << "\n";
+#if !defined(KOKKOS_ENABLE_CUDA) && !defined(KOKKOS_ENABLE_HIP) && !defined(KOKKOS_ENABLE_SYCL)
+  // a CPU build's GEMMs all go through this BLAS (scripts/quickstart reads the value to set here)
+  if (const std::string w = blas_warning(); !w.empty()) os << "  BLAS warning   " << w << "\n";
+#endif
   os << "  MPI            " << dist::mpi_description() << "\n";
 #if DMIS_ENABLE_HDF5
   unsigned maj = 0, min = 0, rel = 0;

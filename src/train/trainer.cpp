@@ -317,7 +317,6 @@ void log_run(RunFiles& files, const RunPlan& plan, const RunData& data, int rank
   const auto& tr = data.ds.train;
   files.write_text("deck.yaml", plan.deck_text);
   files.log(banner());
-  if (const std::string w = blas_warning(); !w.empty()) files.log(cat("warning: ", w));
   files.log(cat("run directory ", plan.run_dir, " (", ranks, " rank", ranks > 1 ? "s" : "",
                 ", batch ", plan.batch, ")"));
   files.log(cat("network ", plan.net.describe(), "; 3x3 stride-1 convolutions by ",
