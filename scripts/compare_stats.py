@@ -11,7 +11,9 @@ import json
 KEYS = [("loss", "loss", 1, "{:.4f}"), ("ema_acc", "E-step f_phi right %", 100, "{:.1f}"),
         ("target_acc", "q right %", 100, "{:.1f}"), ("relabeled", "relabelled %", 100, "{:.1f}"),
         ("relabel_acc", "new class right %", 100, "{:.1f}"),
-        ("relabel_was_right", "label was right %", 100, "{:.1f}")]
+        ("relabel_was_right", "label was right %", 100, "{:.1f}"),
+        ("pseudo_share", "unlabelled with a class %", 100, "{:.1f}"),
+        ("pseudo_acc", "their class right %", 100, "{:.1f}")]
 
 
 def load(path):

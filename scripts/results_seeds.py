@@ -62,10 +62,11 @@ def measures(run):
         out["loss_gen"] = sum(r["loss"] for r in tail) / len(tail)
         if any(r.get("dmis") for r in tail):
             for k, name in (("loss_cls", "loss_cls"), ("target_entropy", "H_q"), ("target_acc", "q_acc"),
-                            ("ema_acc", "f_acc"), ("observed_acc", "label_acc"), ("gen_acc", "gen_acc")):
+                            ("ema_acc", "f_acc"), ("observed_acc", "label_acc"), ("gen_acc", "gen_acc"),
+                            ("pseudo_share", "pseudo_share"), ("pseudo_acc", "pseudo_acc")):
                 v = [r[k] for r in tail if r.get(k) is not None]  # null where it does not apply
                 if v:
-                    out[name] = sum(v) / len(v) * (100 if name.endswith("acc") else 1)
+                    out[name] = sum(v) / len(v) * (100 if name.endswith(("acc", "share")) else 1)
     return out
 
 
@@ -107,7 +108,10 @@ MAIN = [  # key, title, decimals, higher is better
     ("loss_gen", "L_gen, last 8 kimg", 4, False),
 ]
 INTERNALS = [("loss_cls", "L_cls", 2), ("H_q", "H(q) nats", 2), ("q_acc", "q right %", 1),
-             ("f_acc", "f_phi right %", 1), ("label_acc", "labels right %", 1), ("gen_acc", "gen class right %", 1)]
+             ("f_acc", "f_phi right %", 1), ("label_acc", "labels right %", 1), ("gen_acc", "gen class right %", 1),
+             # the samples without a label (stats.jsonl from 2026-12-07 on; a column only where
+             # some run has it)
+             ("pseudo_share", "unlabelled with a class %", 1), ("pseudo_acc", "their class right %", 1)]
 
 
 def main():
@@ -165,10 +169,11 @@ def main():
                 cells.append(f"{v[key]:.{nd}f} / {d[key]:.{nd}f}" if key in v and key in d else "–")
             L.append(f"| {name} | " + " | ".join(cells) + f" | {'–' if ex is None else f'{100 * ex:+.1f} %'} |")
         L.append("")
+        cols = [c for c in INTERNALS if c[0] not in ("pseudo_share", "pseudo_acc") or any(c[0] in d for _, _, d, _ in rows)]
         L += ["DMIS internals over the last 8 kimg (stats.jsonl; the clean labels for auditing only):", "",
-              "| seed | " + " | ".join(t for _, t, _ in INTERNALS) + " |", "|---|" + "---:|" * len(INTERNALS)]
+              "| seed | " + " | ".join(t for _, t, _ in cols) + " |", "|---|" + "---:|" * len(cols)]
         for name, _, d, _ in rows:
-            L.append(f"| {name} | " + " | ".join(f"{d[k]:.{nd}f}" if k in d else "–" for k, t, nd in INTERNALS) + " |")
+            L.append(f"| {name} | " + " | ".join(f"{d[k]:.{nd}f}" if k in d else "–" for k, t, nd in cols) + " |")
         L.append("")
     ev = sorted({m.get("evaluator") for p in dirs.values() for m in [measures(p)] if m.get("evaluator")})
     if ev:

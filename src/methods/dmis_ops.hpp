@@ -449,12 +449,17 @@ enum Diagnostic : int {
   kRelabeled = 9,       // the generative term's class (not dropped) != the observed label
   kRelabelAcc = 10,     // of those relabelled: the generative class = clean label
   kRelabelWasRight = 11,  // of those relabelled: the observed label they replace = clean label
-  kDiagnostics = 12
+  kPseudoShare = 12,    // of the samples without a label (unlabelled, partial): the share the
+                        // generative term trains on a class (not "no label": dropped, or unsure
+                        // under method.relabel_confidence)
+  kPseudoAcc = 13,      // of those: the class = clean label
+  kDiagnostics = 14
 };
 
-/// Fills diag entries kEntropyTarget .. kAccObserved and kRelabeled .. kRelabelWasRight for the
+/// Fills diag entries kEntropyTarget .. kAccObserved and kRelabeled .. kPseudoAcc for the
 /// Bw samples with posteriors (kRelabeled: NaN where none has both an observed label and a
-/// generative class; the relabelled samples' accuracies NaN where none was relabelled).
+/// generative class; the relabelled samples' accuracies NaN where none was relabelled;
+/// kPseudoShare NaN where every sample has a label, kPseudoAcc where none got a class).
 /// audit (N) may be empty. gen_labels (B): the generative term's classes (C = "no label").
 template <class Exec>
 void posterior_diagnostics(const Exec& exec, const Tensor2<const float, Exec>& q,
@@ -471,6 +476,7 @@ void posterior_diagnostics(const Exec& exec, const Tensor2<const float, Exec>& q
       KOKKOS_LAMBDA(int) {
         float hq = 0, hf = 0;
         int aq = 0, af = 0, ag = 0, ng = 0, ao = 0, no = 0, nr = 0, rl = 0, ra = 0, rw = 0;
+        int nu = 0, pc = 0, pa = 0;  // without a label; of those with a class; of those right
         for (int b = 0; b < B; ++b) {
           int mq = 0, mf = 0;
           for (int y = 0; y < C; ++y) {
@@ -481,7 +487,9 @@ void posterior_diagnostics(const Exec& exec, const Tensor2<const float, Exec>& q
             mf = c > f(b, mf) ? y : mf;
           }
           if (gen_labels(b) < C && observed(b) >= 0) ++nr, rl += gen_labels(b) != observed(b);
+          if (observed(b) < 0) ++nu, pc += gen_labels(b) < C;
           if (!audited) continue;
+          if (observed(b) < 0 && gen_labels(b) < C) pa += gen_labels(b) == audit(index(b));
           const int truth = audit(index(b));
           aq += mq == truth, af += mf == truth;
           if (gen_labels(b) < C) ++ng, ag += gen_labels(b) == truth;
@@ -498,6 +506,8 @@ void posterior_diagnostics(const Exec& exec, const Tensor2<const float, Exec>& q
         diag(kRelabeled) = nr > 0 ? float(rl) / nr : nan;
         diag(kRelabelAcc) = audited && rl > 0 ? float(ra) / rl : nan;
         diag(kRelabelWasRight) = audited && rl > 0 ? float(rw) / rl : nan;
+        diag(kPseudoShare) = nu > 0 ? float(pc) / nu : nan;
+        diag(kPseudoAcc) = audited && pc > 0 ? float(pa) / pc : nan;
       });
 }
 

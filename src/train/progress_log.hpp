@@ -194,6 +194,8 @@ private:
           .add("relabeled", dmean(D::kRelabeled), p)
           .add("relabel_acc", dmean(D::kRelabelAcc), p)
           .add("relabel_was_right", dmean(D::kRelabelWasRight), p)
+          .add("pseudo_share", dmean(D::kPseudoShare), p)
+          .add("pseudo_acc", dmean(D::kPseudoAcc), p)
           .add("grad_norm_cls", std::sqrt(dmean(D::kGradNorm2Cls)), p)
           .add("grad_norm_gen", std::sqrt(dmean(D::kGradNorm2Gen)), p);
       if (m_plan.method.supervision == methods::dmis_ops::Supervision::Noisy) {

@@ -399,6 +399,33 @@ TEST(DmisOps, DiagnosticsCountAgainstTheAuditLabels) {
   EXPECT_TRUE(std::isnan(host(diag, ops::kDiagnostics)[ops::kAccTarget]));
   EXPECT_FLOAT_EQ(host(diag, ops::kDiagnostics)[ops::kRelabeled], 1.0f);  // needs no audit
   EXPECT_TRUE(std::isnan(host(diag, ops::kDiagnostics)[ops::kRelabelAcc]));
+  EXPECT_TRUE(std::isnan(d[ops::kPseudoShare]));  // every sample has a label
+}
+
+TEST(DmisOps, DiagnosticsCountThePseudoLabelsOfSamplesWithoutALabel) {
+  const int B = 4, C = 3;
+  auto dq = upload(std::vector<float>(B * C, 1.f / C));
+  auto df = upload(std::vector<float>(B * C, 1.f / C));
+  // three unlabelled samples: a right class, "no label" (dropped or unsure), a wrong class;
+  // one labelled sample (relabelled, not counted here)
+  auto dgen = upload(std::vector<int>{0, C, 2, 1});
+  auto dobs = upload(std::vector<int>{-1, -1, -1, 0});
+  auto didx = upload(std::vector<int>{0, 1, 2, 3});
+  auto daudit = upload(std::vector<int>{0, 0, 0, 1});
+  Buf<float> diag("diag", ops::kDiagnostics);
+  ops::posterior_diagnostics(Exec(), c2(dq, B, C), c2(df, B, C), c1(dgen, B), c1(dobs, B),
+                             c1(didx, B), c1(daudit, 4), Tensor1<float, Exec>(diag.data(), ops::kDiagnostics));
+  auto d = host(diag, ops::kDiagnostics);
+  EXPECT_FLOAT_EQ(d[ops::kPseudoShare], 2.f / 3);
+  EXPECT_FLOAT_EQ(d[ops::kPseudoAcc], 0.5f);
+  EXPECT_FLOAT_EQ(d[ops::kRelabeled], 1.0f);  // the labelled one only
+  EXPECT_FLOAT_EQ(d[ops::kAccGen], 2.f / 3);  // 0 = 0, 2 != 0, 1 = 1
+  ops::posterior_diagnostics(Exec(), c2(dq, B, C), c2(df, B, C), c1(dgen, B), c1(dobs, B),
+                             c1(didx, B), Tensor1<const int, Exec>(),
+                             Tensor1<float, Exec>(diag.data(), ops::kDiagnostics));
+  d = host(diag, ops::kDiagnostics);
+  EXPECT_FLOAT_EQ(d[ops::kPseudoShare], 2.f / 3);  // needs no audit
+  EXPECT_TRUE(std::isnan(d[ops::kPseudoAcc]));
 }
 
 // A one-level unet-s (base 8) for the classifier tests, its weights initialised from `seed`.
