@@ -114,7 +114,8 @@ int main(int argc, char** argv) {
       kernels::conv_algorithm();
 #if !defined(KOKKOS_ENABLE_CUDA) && !defined(KOKKOS_ENABLE_HIP) && !defined(KOKKOS_ENABLE_SYCL)
       // the host BLAS carries every GEMM of a CPU build: say so when it runs far below the CPU
-      if (rank == 0 && name != "info" && name != "check-deck" && name != "import") {
+      // (train says it in its banner, on the console and in log.txt; info is the banner)
+      if (rank == 0 && name != "info" && name != "train" && name != "check-deck" && name != "import") {
         const std::string w = blas_warning();
         if (!w.empty()) std::cerr << who << ": warning: " << w << "\n" << std::flush;
       }
