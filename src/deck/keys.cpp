@@ -155,7 +155,8 @@ const std::vector<KeySpec>& registry() {
       F("method.relabel_confidence", "0", 0, 1,
         "dmis: the generative term takes the posterior's class only where the posterior q "
         "gives its top class at least this; elsewhere the sample trains on its vanilla label "
-        "(noisy labels: the observed one). 0: always the posterior's (Eq. 10)"),
+        "(noisy labels: the observed one; unlabelled images: the null label). 0: always the "
+        "posterior's (Eq. 10)"),
       S("method.estep_network", "ema", {"ema", "warmup"},
         "dmis: the weights of the posterior's classifier (the E-step); ema: the EMA network of "
         "every step (it learns from the classes the E-step gave); warmup: the EMA as the warm-up "
