@@ -130,8 +130,9 @@ const std::vector<KeySpec>& registry() {
         "dmis: > 0: only the first of the posterior classifier's method.timesteps noise draws "
         "is over every class; the other draws are over this many classes of largest posterior "
         "after it, and the posterior is over those classes alone (the logit scale's calibration "
-        "over every class). Needs every draw at one sigma "
-        "(method.classifier_sigma > 0): the E-step's cost for the draws that decide its arg-max. "
+        "over every class). Needs method.classifier_sigma > 0; with classifier_sigma_max the "
+        "first draw is at the middle level (index K / 2) and the others at the remaining "
+        "levels: the E-step's cost for the draws that decide its arg-max. "
         "0: every draw over every class"),
       F("method.window", "6.4", 1e-6, 1e6, "dmis: width of the classifier's sigma window (DMIS)"),
       F("method.classifier_sigma", "0", 0, 1e3,

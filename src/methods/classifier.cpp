@@ -60,7 +60,11 @@ void classifier_levels(const ClassifierConfig& cfg, std::vector<double>& sigma,
   auto cdf = [](double z) { return 0.5 * std::erfc(-z / std::sqrt(2.0)); };
   sigma.assign(K, 0);
   weight.assign(K, 0);
-  if (cfg.fixed_sigma > 0) {
+  if (!cfg.sigmas.empty()) {
+    if (static_cast<int>(cfg.sigmas.size()) != K)
+      throw InputError(cat("classifier: ", cfg.sigmas.size(), " sigmas given for ", K, " points"));
+    for (int k = 0; k < K; ++k) sigma[k] = cfg.sigmas[k], weight[k] = lambda(cfg.sigmas[k]) / K;
+  } else if (cfg.fixed_sigma > 0) {
     for (int k = 0; k < K; ++k) sigma[k] = cfg.fixed_sigma, weight[k] = lambda(cfg.fixed_sigma) / K;
   } else if (cfg.timesteps == ClassifierLevels::Window) {
     double l, r;

@@ -25,6 +25,10 @@ struct ClassifierConfig {
   // as the window does) instead of the ELBO's lambda(sigma) p(sigma) d_sigma
   bool equal_weights = false;
   double fixed_sigma = 0;             // > 0: all K points at this sigma (independent noise)
+  // not empty: the K points at exactly these sigmas (K = its size), weights lambda(sigma) / K,
+  // before fixed_sigma and the grids (a share of another classifier's levels: the
+  // coarse-to-fine E-step's)
+  std::vector<double> sigmas;
   // the noise of point k is the stream's draw k + first_draw: a second classifier over the same
   // images takes draws of its own (0: the first K)
   int first_draw = 0;
@@ -34,7 +38,7 @@ struct ClassifierConfig {
   diffusion::EdmConfig edm;
 };
 
-/// The K noise levels and their weights w_k. Window: equal-probability quantiles of the
+/// The K noise levels and their weights w_k. cfg.sigmas: those, lambda(sigma_k) / K. Window: equal-probability quantiles of the
 /// training log-normal truncated to [l, l + window] with F(l) + F(r) = 1, weights
 /// lambda(sigma_k) / K. Uniform: a linear grid on [uniform_min, uniform_max] with weights
 /// lambda(sigma) p_lognormal(sigma) d_sigma (the ELBO's), or lambda(sigma) / K with

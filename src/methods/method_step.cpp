@@ -152,9 +152,10 @@ std::string refine_classes_problem(const MethodConfig& m, int classes) {
   if (m.refine_classes <= 0) return {};
   if (m.timesteps < 2)
     return cat("refines with draws 2.. of method.timesteps: expected timesteps >= 2, found ", m.timesteps);
-  if (!(m.classifier_sigma > 0) || m.classifier_sigma_max > 0)
-    return cat("needs every draw at one sigma: expected method.classifier_sigma > 0 and "
-               "classifier_sigma_max 0, found ", m.classifier_sigma, " and ", m.classifier_sigma_max);
+  if (!(m.classifier_sigma > 0))
+    return cat("needs the draws at method.classifier_sigma (one sigma, or the levels up to "
+               "classifier_sigma_max), not the window's: expected classifier_sigma > 0, found ",
+               m.classifier_sigma);
   if (classes > 0 && m.refine_classes >= classes)
     return cat("expected fewer than the ", classes,
                " classes (every class takes every draw without it), found ", m.refine_classes);
@@ -177,6 +178,18 @@ void MethodStep<Exec>::allocate_dmis(const models::UNetConfig& net, double conv_
     first.points = 1;
     rest.points = m.timesteps - 1;
     rest.first_draw = 1;  // its own noise: draws 2..K of the same stream
+    if (m.classifier_sigma_max > 0) {
+      // K levels over [classifier_sigma, classifier_sigma_max]: draw 1 over every class at the
+      // middle level (index K / 2), the other K - 1 levels over the R classes; each classifier
+      // weighs its levels lambda / (its points), so refine_logits' (first + (K - 1) mean) / K
+      // is the K levels' mean, as without refinement
+      std::vector<double> sigma, weight;
+      classifier_levels(cc, sigma, weight);
+      const int mid = m.timesteps / 2;
+      first.sigmas = {sigma[mid]};
+      for (int k = 0; k < m.timesteps; ++k)
+        if (k != mid) rest.sigmas.push_back(sigma[k]);
+    }
     m_ema_cls = std::make_unique<DiffusionClassifier<Exec>>(net, first, m_Bw, m_C, true, conv_scratch_mb);
     m_refine_cls = std::make_unique<DiffusionClassifier<Exec>>(net, rest, m_Bw, m_R, true, conv_scratch_mb);
     m_refine_set = ibuf<Exec>("refine_set", m_Bw * m_R);

@@ -39,7 +39,8 @@ struct MethodConfig {
   ClsPush cls_push = ClsPush::Both;   // classification gradient: the loss's, or pull only
   int timesteps = 1;                  // K noise levels of the training classifier
   int refine_classes = 0;             // > 0: draws 2..K of the posterior's classifier over this
-                                      // many classes of largest posterior after draw 1
+                                      // many classes of largest posterior after draw 1 (with
+                                      // classifier_sigma_max: draw 1 at the middle level)
   double window = 6.4;
   double classifier_sigma = 0;        // > 0: the classifier's K points at this sigma
   double classifier_sigma_max = 0;    // > classifier_sigma: the K points evenly up to it

@@ -352,9 +352,14 @@ std::string dmis_detail(const RunPlan& plan, methods::MethodStep<Exec>& method,
                                               m.estep_refresh_kimg, " kimg")
                                         : std::string("warm-up's EMA weights (frozen)"),
              ", K ", m.timesteps, levels,
-             m.refine_classes > 0 ? cat(" (draws 2-", m.timesteps, " over the ", m.refine_classes,
-                                        " classes of largest posterior after draw 1)")
-                                  : std::string(),
+             m.refine_classes > 0
+                 ? cat(" (draws 2-", m.timesteps, " over the ", m.refine_classes,
+                       " classes of largest posterior after draw 1",
+                       m.classifier_sigma_max > 0
+                           ? cat(", draw 1 at sigma ", method.posterior_classifier()->config().sigmas.at(0))
+                           : std::string(),
+                       ")")
+                 : std::string(),
              m.cls_sigma > 0 ? cat(" (the classification term at sigma ", m.cls_sigma, ")") : std::string(),
              ", logit scale ", method.initial_logit_scale(), m.calibrate_scale ? " (calibrated)" : "",
              ", posterior fraction ", m.posterior_fraction, ", classifier fraction ", m.classifier_fraction,

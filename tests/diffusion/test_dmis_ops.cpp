@@ -1054,9 +1054,57 @@ TEST(MethodStepClassifiers, RefineClassesSplitsTheDrawsAndCountsThem) {
   mc.timesteps = 1;
   expect_named("one draw", "expected timesteps >= 2, found 1");
   mc.timesteps = 2, mc.classifier_sigma = 0;
-  expect_named("the window's levels", "method.refine_classes: needs every draw at one sigma");
+  expect_named("the window's levels", "method.refine_classes: needs the draws at method.classifier_sigma");
   mc.classifier_sigma = 5, mc.refine_classes = 10;
   expect_named("every class", "expected fewer than the 10 classes");
+  // K levels over [classifier_sigma, classifier_sigma_max]: draw 1 at the middle one (index
+  // K / 2) over every class, the other K - 1 levels over the R classes
+  mc.refine_classes = 3, mc.timesteps = 5, mc.classifier_sigma = 2, mc.classifier_sigma_max = 6;
+  methods::MethodStep<Exec> levels(cfg, tc, mc, B);
+  ASSERT_NE(levels.refine_classifier(), nullptr);
+  EXPECT_EQ(levels.posterior_classifier()->config().sigmas, std::vector<double>({4.0}));
+  EXPECT_EQ(levels.refine_classifier()->config().sigmas, std::vector<double>({2.0, 3.0, 5.0, 6.0}));
+  EXPECT_EQ(levels.refine_classifier()->points(), 4);
+  EXPECT_EQ(levels.refine_classifier()->config().first_draw, 1);
+  EXPECT_EQ(levels.posterior_evaluations(), B * (10 + 4 * 3));
+}
+
+// The coarse-to-fine E-step over several levels: a classifier at sigmas {a} (draw 1) and one at
+// {b, c} taking draws 2 and 3 give, as refine_logits combines them ((first + 2 mean) / 3), the
+// logits of one classifier at {a, b, c} with draws 1-3: the levels weighed alike either way.
+TEST(DmisOps, ClassifierAtExplicitSigmasSplitsIntoTheRefinedEStepsParts) {
+  const models::UNetConfig net = tiny_classifier_net();
+  const int B = 2, NC = 3;
+  methods::ClassifierConfig all, first, rest;
+  all.logit_scale = first.logit_scale = rest.logit_scale = 1;
+  all.points = 3, all.sigmas = {3.0, 1.5, 6.0};
+  first.points = 1, first.sigmas = {3.0};
+  rest.points = 2, rest.sigmas = {1.5, 6.0}, rest.first_draw = 1;
+  methods::DiffusionClassifier<Exec> ca(net, all, B, NC, true), cf(net, first, B, NC, true),
+      cr(net, rest, B, NC, true);
+  const Buf<float> params = initialised_params(net, ca.net().table(), 5);
+  auto x0 = upload(pattern(B * 784, 31, -1, 1));
+  auto classes = upload(std::vector<int>{0, 1, 2, 3, 4, 5});
+  const Tensor4<const float, Exec> x(x0.data(), B, 1, 28, 28);
+  for (auto* c : {&ca, &cf, &cr})
+    c->forward(Exec(), c1(params, params.extent(0)), x, c2(classes, B, NC), Tensor1<const float, Exec>(), 5, 7,
+               rng::SampleIds{0, 1});
+  auto la = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), ca.logits());
+  auto lf = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), cf.logits());
+  auto lr = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), cr.logits());
+  for (int i = 0; i < B; ++i)
+    for (int j = 0; j < NC; ++j)
+      EXPECT_NEAR(la(i, j), (lf(i, j) + 2 * lr(i, j)) / 3, 1e-5f * std::abs(la(i, j)) + 1e-6f) << i << " " << j;
+  // the levels are what was asked for, weighed lambda(sigma) / K
+  std::vector<double> sg, w;
+  methods::classifier_levels(all, sg, w);
+  ASSERT_EQ(sg, all.sigmas);
+  const double sd = all.edm.sigma_data;
+  for (int k = 0; k < 3; ++k)
+    EXPECT_NEAR(w[k], (sg[k] * sg[k] + sd * sd) / (sg[k] * sd * sg[k] * sd) / 3, 1e-12);
+  methods::ClassifierConfig bad = all;
+  bad.points = 2;
+  EXPECT_THROW(methods::classifier_levels(bad, sg, w), InputError);
 }
 
 // The deck's spellings of the method choices, both ways, and the error for anything else: the
