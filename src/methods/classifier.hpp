@@ -38,9 +38,9 @@ struct ClassifierConfig {
   diffusion::EdmConfig edm;
 };
 
-/// The K noise levels and their weights w_k. cfg.sigmas: those, lambda(sigma_k) / K. Window: equal-probability quantiles of the
-/// training log-normal truncated to [l, l + window] with F(l) + F(r) = 1, weights
-/// lambda(sigma_k) / K. Uniform: a linear grid on [uniform_min, uniform_max] with weights
+/// The K noise levels and their weights w_k. cfg.sigmas: those, lambda(sigma_k) / K. Window:
+/// equal-probability quantiles of the training log-normal truncated to [l, l + window] with
+/// F(l) + F(r) = 1, weights lambda(sigma_k) / K. Uniform: a linear grid on [uniform_min, uniform_max] with weights
 /// lambda(sigma) p_lognormal(sigma) d_sigma (the ELBO's), or lambda(sigma) / K with
 /// cfg.equal_weights.
 void classifier_levels(const ClassifierConfig& cfg, std::vector<double>& sigma,

@@ -489,8 +489,8 @@ void posterior_diagnostics(const Exec& exec, const Tensor2<const float, Exec>& q
           if (gen_labels(b) < C && observed(b) >= 0) ++nr, rl += gen_labels(b) != observed(b);
           if (observed(b) < 0) ++nu, pc += gen_labels(b) < C;
           if (!audited) continue;
-          if (observed(b) < 0 && gen_labels(b) < C) pa += gen_labels(b) == audit(index(b));
           const int truth = audit(index(b));
+          if (observed(b) < 0 && gen_labels(b) < C) pa += gen_labels(b) == truth;
           aq += mq == truth, af += mf == truth;
           if (gen_labels(b) < C) ++ng, ag += gen_labels(b) == truth;
           if (observed(b) >= 0) ++no, ao += observed(b) == truth;
