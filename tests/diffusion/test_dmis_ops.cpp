@@ -441,6 +441,30 @@ Buf<float> initialised_params(const models::UNetConfig& net, const ParamTable& t
   return params;
 }
 
+// Runs the classifiers, each built for B = 2 samples of NC = 3 classes on tiny_classifier_net,
+// on the same two patterned images (pattern seed `image_seed`) with candidate classes 0-5, the
+// weights initialised from `init`, noise seed `seed` and step `step`; returns each one's logits
+// (B, NC) on the host, in the order given.
+using HostLogits = Kokkos::View<float**, Kokkos::LayoutRight, Kokkos::HostSpace>;
+std::vector<HostLogits> classifier_logits(
+    const std::vector<methods::DiffusionClassifier<Exec>*>& cs, uint64_t init, uint32_t image_seed,
+    uint64_t seed, uint32_t step) {
+  const int B = 2, NC = 3;
+  const models::UNetConfig net = tiny_classifier_net();
+  const Buf<float> params = initialised_params(net, cs.front()->net().table(), init);
+  auto x0 = upload(pattern(B * 784, image_seed, -1, 1));
+  auto classes = upload(std::vector<int>{0, 1, 2, 3, 4, 5});
+  const Tensor4<const float, Exec> x(x0.data(), B, 1, 28, 28);
+  std::vector<HostLogits> out;
+  for (auto* c : cs) {
+    c->forward(Exec(), c1(params, params.extent(0)), x, c2(classes, B, NC), Tensor1<const float, Exec>(), seed,
+               step, rng::SampleIds{0, 1});
+    out.emplace_back("logits", B, NC);
+    Kokkos::deep_copy(out.back(), c->logits());
+  }
+  return out;
+}
+
 // The default logit scale is the pixel count: the logits are C*H*W times those of the mean
 TEST(DmisOps, DefaultLogitScaleIsThePixelCount) {
   const models::UNetConfig net = tiny_classifier_net();
@@ -452,15 +476,8 @@ TEST(DmisOps, DefaultLogitScaleIsThePixelCount) {
   mean_cfg.logit_scale = 1, sum_cfg.logit_scale = 0;
   methods::DiffusionClassifier<Exec> mean_cls(net, mean_cfg, B, NC, true), sum_cls(net, sum_cfg, B, NC, true);
   EXPECT_DOUBLE_EQ(sum_cls.logit_scale(), 784.0);
-  const Buf<float> params = initialised_params(net, mean_cls.net().table(), 1);
-  auto x0 = upload(pattern(B * 784, 23, -1, 1));
-  auto classes = upload(std::vector<int>{0, 1, 2, 3, 4, 5});
-  const Tensor4<const float, Exec> x(x0.data(), B, 1, 28, 28);
-  for (auto* c : {&mean_cls, &sum_cls})
-    c->forward(Exec(), c1(params, params.extent(0)), x, c2(classes, B, NC), Tensor1<const float, Exec>(), 1, 0,
-               rng::SampleIds{0, 1});
-  auto a = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), mean_cls.logits());
-  auto b = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), sum_cls.logits());
+  const auto l = classifier_logits({&mean_cls, &sum_cls}, 1, 23, 1, 0);
+  const HostLogits a = l[0], b = l[1];
   for (int i = 0; i < B; ++i)
     for (int j = 0; j < NC; ++j) EXPECT_NEAR(b(i, j), 784 * a(i, j), 1e-4 * std::abs(784 * a(i, j)) + 1e-6);
 }
@@ -477,16 +494,8 @@ TEST(DmisOps, FirstDrawGivesAClassifierTheLaterDrawsOfTheSameStream) {
   two.points = 2, second.first_draw = 1;
   methods::DiffusionClassifier<Exec> c2cls(net, two, B, NC, true), c0(net, first, B, NC, true),
       c1cls(net, second, B, NC, true);
-  const Buf<float> params = initialised_params(net, c0.net().table(), 3);
-  auto x0 = upload(pattern(B * 784, 29, -1, 1));
-  auto classes = upload(std::vector<int>{0, 1, 2, 3, 4, 5});
-  const Tensor4<const float, Exec> x(x0.data(), B, 1, 28, 28);
-  for (auto* c : {&c2cls, &c0, &c1cls})
-    c->forward(Exec(), c1(params, params.extent(0)), x, c2(classes, B, NC), Tensor1<const float, Exec>(), 5, 7,
-               rng::SampleIds{0, 1});
-  auto l2 = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), c2cls.logits());
-  auto l0 = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), c0.logits());
-  auto l1 = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), c1cls.logits());
+  const auto l = classifier_logits({&c2cls, &c0, &c1cls}, 3, 29, 5, 7);
+  const HostLogits l2 = l[0], l0 = l[1], l1 = l[2];
   for (int i = 0; i < B; ++i)
     for (int j = 0; j < NC; ++j) {
       EXPECT_NEAR(l2(i, j), 0.5f * (l0(i, j) + l1(i, j)), 1e-5f * std::abs(l2(i, j)) + 1e-6f) << i << " " << j;
@@ -1082,16 +1091,8 @@ TEST(DmisOps, ClassifierAtExplicitSigmasSplitsIntoTheRefinedEStepsParts) {
   rest.points = 2, rest.sigmas = {1.5, 6.0}, rest.first_draw = 1;
   methods::DiffusionClassifier<Exec> ca(net, all, B, NC, true), cf(net, first, B, NC, true),
       cr(net, rest, B, NC, true);
-  const Buf<float> params = initialised_params(net, ca.net().table(), 5);
-  auto x0 = upload(pattern(B * 784, 31, -1, 1));
-  auto classes = upload(std::vector<int>{0, 1, 2, 3, 4, 5});
-  const Tensor4<const float, Exec> x(x0.data(), B, 1, 28, 28);
-  for (auto* c : {&ca, &cf, &cr})
-    c->forward(Exec(), c1(params, params.extent(0)), x, c2(classes, B, NC), Tensor1<const float, Exec>(), 5, 7,
-               rng::SampleIds{0, 1});
-  auto la = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), ca.logits());
-  auto lf = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), cf.logits());
-  auto lr = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), cr.logits());
+  const auto l = classifier_logits({&ca, &cf, &cr}, 5, 31, 5, 7);
+  const HostLogits la = l[0], lf = l[1], lr = l[2];
   for (int i = 0; i < B; ++i)
     for (int j = 0; j < NC; ++j)
       EXPECT_NEAR(la(i, j), (lf(i, j) + 2 * lr(i, j)) / 3, 1e-5f * std::abs(la(i, j)) + 1e-6f) << i << " " << j;
