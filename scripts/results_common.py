@@ -28,19 +28,39 @@ def threads(run_dir):
     return None
 
 
+def logged_cpu(run_dir):
+    """The CPU a run's log.txt names (banner line "CPU", from 2026-12-07 on; None before)."""
+    path = os.path.join(run_dir, "log.txt")
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                m = re.match(r"^\s*CPU\s+(.+?),\s*(\d+) logical CPUs\s*$", line)
+                if m:
+                    return m.group(1), int(m.group(2))
+    return None
+
+
 def machine(named_dirs):
-    """This machine's cores and CPU, and the threads of each run ({name: run directory})."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
-    except Exception:
-        model = "unknown CPU"
+    """The runs' CPU and cores (from their logs; this machine's where the logs predate the CPU
+    line, said so) and the threads of each run ({name: run directory})."""
+    logged = {c for c in (logged_cpu(d) for d in named_dirs.values()) if c}
+    if logged:
+        text = "; ".join(f"{n} cores ({model})" for model, n in sorted(logged))
+        if any(logged_cpu(d) is None for d in named_dirs.values()):
+            text += " (as the logs that name it say; some logs predate the CPU line)"
+    else:
+        try:
+            with open("/proc/cpuinfo") as f:
+                model = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+        except Exception:
+            model = "unknown CPU"
+        text = f"{os.cpu_count()} cores ({model}; the machine that wrote this report: the logs predate the CPU line)"
     by_threads = {}
     for name, d in named_dirs.items():
         t = threads(d)
         if t is not None:
             by_threads.setdefault(t, []).append(name)
-    text = f"{os.cpu_count()} cores ({model}), OpenMP backend"
+    text += ", OpenMP backend"
     if by_threads:
         parts = [f"{t} thread{'s' if t > 1 else ''}: {', '.join(sorted(by_threads[t]))}"
                  for t in sorted(by_threads, reverse=True)]

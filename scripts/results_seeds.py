@@ -107,11 +107,12 @@ MAIN = [  # key, title, decimals, higher is better
     ("coverage", "coverage", 3, True),
     ("loss_gen", "L_gen, last 8 kimg", 4, False),
 ]
-INTERNALS = [("loss_cls", "L_cls", 2), ("H_q", "H(q) nats", 2), ("q_acc", "q right %", 1),
-             ("f_acc", "f_phi right %", 1), ("label_acc", "labels right %", 1), ("gen_acc", "gen class right %", 1),
-             # the samples without a label (stats.jsonl from 2026-12-07 on; a column only where
-             # some run has it)
-             ("pseudo_share", "unlabelled with a class %", 1), ("pseudo_acc", "their class right %", 1)]
+# (key, title, decimals, optional): an optional column is shown only where some run has it
+INTERNALS = [("loss_cls", "L_cls", 2, False), ("H_q", "H(q) nats", 2, False), ("q_acc", "q right %", 1, False),
+             ("f_acc", "f_phi right %", 1, False), ("label_acc", "labels right %", 1, False),
+             ("gen_acc", "gen class right %", 1, False),
+             # the samples without a label (stats.jsonl from 2026-12-07 on)
+             ("pseudo_share", "unlabelled with a class %", 1, True), ("pseudo_acc", "their class right %", 1, True)]
 
 
 def main():
@@ -169,11 +170,11 @@ def main():
                 cells.append(f"{v[key]:.{nd}f} / {d[key]:.{nd}f}" if key in v and key in d else "–")
             L.append(f"| {name} | " + " | ".join(cells) + f" | {'–' if ex is None else f'{100 * ex:+.1f} %'} |")
         L.append("")
-        cols = [c for c in INTERNALS if c[0] not in ("pseudo_share", "pseudo_acc") or any(c[0] in d for _, _, d, _ in rows)]
+        cols = [c for c in INTERNALS if not c[3] or any(c[0] in d for _, _, d, _ in rows)]
         L += ["DMIS internals over the last 8 kimg (stats.jsonl; the clean labels for auditing only):", "",
-              "| seed | " + " | ".join(t for _, t, _ in cols) + " |", "|---|" + "---:|" * len(cols)]
+              "| seed | " + " | ".join(t for _, t, _, _ in cols) + " |", "|---|" + "---:|" * len(cols)]
         for name, _, d, _ in rows:
-            L.append(f"| {name} | " + " | ".join(f"{d[k]:.{nd}f}" if k in d else "–" for k, t, nd in cols) + " |")
+            L.append(f"| {name} | " + " | ".join(f"{d[k]:.{nd}f}" if k in d else "–" for k, t, nd, _ in cols) + " |")
         L.append("")
     ev = sorted({m.get("evaluator") for p in dirs.values() for m in [measures(p)] if m.get("evaluator")})
     if ev:

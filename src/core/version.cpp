@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
+#include <thread>
 #if defined(__unix__)
 #include <dlfcn.h>
 #endif
@@ -78,6 +79,23 @@ std::string cpu_flags() {
     }
   return {};
 }
+
+// the CPU's model name from /proc/cpuinfo (Linux; "unknown" elsewhere) and the logical CPUs the
+// system has: what a run's log names so that its timings can be read later on another machine
+std::string cpu_description() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line, model = "unknown";
+  while (std::getline(in, line))
+    if (line.rfind("model name", 0) == 0) {
+      const auto colon = line.find(':');
+      const auto start = colon == std::string::npos ? colon : line.find_first_not_of(" \t", colon + 1);
+      if (start != std::string::npos) model = line.substr(start);
+      break;
+    }
+  std::ostringstream os;
+  os << model << ", " << std::thread::hardware_concurrency() << " logical CPUs";
+  return os.str();
+}
 }  // namespace
 
 std::string openblas_core() {
@@ -136,6 +154,7 @@ std::string banner() {
        << Kokkos::DefaultHostExecutionSpace().concurrency() << " ("
        << Kokkos::DefaultHostExecutionSpace::name() << " host)\n";
   }
+  os << "  CPU            " << cpu_description() << "\n";
   os << "  Kokkos Kernels " << DMIS_KOKKOSKERNELS_VERSION_STRING << "\n";
   os << "  BLAS           " << blas_description() << "\n";
 #if !defined(KOKKOS_ENABLE_CUDA) && !defined(KOKKOS_ENABLE_HIP) && !defined(KOKKOS_ENABLE_SYCL)
