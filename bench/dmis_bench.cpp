@@ -31,6 +31,7 @@
 #include "train/trainer.hpp"
 #include "kernels/conv2d.hpp"
 #include "kernels/cross_entropy.hpp"
+#include "kernels/mixed_gemm.hpp"
 #include "models/evaluator.hpp"
 #include "models/unet.hpp"
 #include "optim/optimizer.hpp"
@@ -42,7 +43,7 @@ using Exec = Kokkos::DefaultExecutionSpace;
 const char* kUsage =
     "usage: dmis-bench train-step  [--preset unet-s] [--batch 64] [--warmup 3] [--steps 10]\n"
     "                              [--compare-torch] [--python PATH] [--conv-scratch-mb MB]\n"
-    "                              [--conv gemm|rows|winograd]\n"
+    "                              [--conv gemm|rows|winograd] [--precision fp32|bf16]\n"
     "       dmis-bench classifier  [--preset unet-s] [--batch 64] [--classes K] [...same]\n"
     "       dmis-bench evaluator   [--batch 128] [--warmup 3] [--steps 10] [--profile]\n"
     "       dmis-bench dmis-step   --deck FILE [--set KEY=VALUE]... [--warmup 3] [--steps 10]\n"
@@ -67,7 +68,9 @@ const char* kUsage =
     "both see the same machine load; ratio = dmis / vanilla (--profile: the DMIS steps).\n"
     "--conv: how 3x3 stride-1 convolutions are computed (rows, the default: the input unfolded\n"
     "over kernel rows, one GEMM per kernel column; gemm: im2col + GEMM; or Winograd F(2x2,3x3);\n"
-    "DMIS_CONV_ALGO sets the same). Every result names the algorithm and the\n"
+    "DMIS_CONV_ALGO sets the same). --precision bf16: the row-unfolded GEMMs in bf16 with fp32\n"
+    "accumulation (train.precision; --compare-torch's PyTorch stays fp32).\n"
+    "Every result names the algorithm, the precision and the\n"
     "OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE the process saw.\n";
 
 struct Options {
@@ -134,6 +137,13 @@ Options parse(int argc, char** argv) {
         throw UsageError(e.what());
       }
     }
+    else if (a == "--precision") {
+      try {
+        kernels::set_gemm_precision(kernels::parse_gemm_precision(value(i), "--precision"), "--precision");
+      } catch (const InputError& e) {
+        throw UsageError(e.what());
+      }
+    }
     else if (a == "--deck") o.deck = value(i);
     else if (a == "--set") o.sets.push_back(value(i));
     else if (a == "--profile") o.profile = true;
@@ -156,6 +166,7 @@ std::string kernel_fields() {
   };
   const std::string core = openblas_core();
   return cat(", \"conv\": \"", kernels::conv_algorithm_name(kernels::conv_algorithm()),
+             "\", \"precision\": \"", kernels::gemm_precision_name(kernels::gemm_precision()),
              "\", \"openblas_coretype\": ", env("OPENBLAS_CORETYPE"),
              ", \"openblas_l2_size\": ", env("OPENBLAS_L2_SIZE"), ", \"openblas_core\": ",
              core.empty() ? std::string("null") : cat("\"", core, "\""));

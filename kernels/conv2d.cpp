@@ -6,6 +6,7 @@
 #include <string>
 
 #include "kernels/eti.hpp"
+#include "kernels/mixed_gemm.hpp"
 
 namespace dmis::kernels {
 
@@ -338,10 +339,19 @@ void conv_winograd(const Exec& exec, const Tensor4<const T, Exec>& x, const T* U
 // are not outputs and the scatter drops them. 3 (W + 2) / W times the input is written instead
 // of im2col's 9 times, for 2 / W more GEMM columns.
 
+// A value of the computation type T as stored for the GEMMs: T itself, or bf16 (train.precision).
+template <class R, class T>
+KOKKOS_INLINE_FUNCTION R stored(T v) {
+  if constexpr (std::is_same<R, bf16>::value)
+    return to_bf16(static_cast<float>(v));
+  else
+    return v;
+}
+
 // Wk (3, O, 3 I): Wk[kx](o, 3 i + ky) = w(o, i, ky, kx); flip: the input gradient's
-// transposed convolution (O = Cin, I = Cout, w(i, o) rotated by 180 degrees).
-template <class Exec, class T>
-void rows_weights(const Exec& exec, const Tensor4<const T, Exec>& w, bool flip, T* Wk) {
+// transposed convolution (O = Cin, I = Cout, w(i, o) rotated by 180 degrees). R: T, or bf16.
+template <class Exec, class T, class R = T>
+void rows_weights(const Exec& exec, const Tensor4<const T, Exec>& w, bool flip, R* Wk) {
   const int Cout = static_cast<int>(w.extent(0)), Cin = static_cast<int>(w.extent(1));
   const int O = flip ? Cin : Cout, I = flip ? Cout : Cin;
   const size_t plane = static_cast<size_t>(O) * 3 * I;
@@ -351,22 +361,39 @@ void rows_weights(const Exec& exec, const Tensor4<const T, Exec>& w, bool flip, 
         for (int ky = 0; ky < 3; ++ky)
           for (int kx = 0; kx < 3; ++kx)
             Wk[kx * plane + static_cast<size_t>(o) * 3 * I + 3 * i + ky] =
-                flip ? w(i, o, 2 - ky, 2 - kx) : w(o, i, ky, kx);
+                stored<R>(flip ? w(i, o, 2 - ky, 2 - kx) : w(o, i, ky, kx));
       });
 }
 
-// The chunk's scratch: rows (3 I, N), the slack, then the GEMM's other (., N) matrix; tap kx
-// of the rows is the buffer read from offset kx.
-template <class T>
-T* after_rows(T* space, int I, size_t N) { return space + 3 * I * N + kRowsSlack; }
-template <class Exec, class T>
-Tensor2<const T, Exec> rows_tap(const T* rows, int kx, int I, size_t N) {
-  return Tensor2<const T, Exec>(rows + kx, 3 * I, N);
+// C (M, N) = alpha op(A) op(B) + beta C over contiguous row-major matrices (A stored (M, K) for
+// 'N', (K, M) for 'T'; B likewise (K, N) or (N, K)): a Kokkos Kernels GEMM in T, or with R =
+// bf16 the mixed GEMM (bf16 inputs, fp32 accumulation; kernels/mixed_gemm.hpp).
+template <class Exec, class T, class R>
+void rows_gemm(const Exec& exec, char ta, char tb, int M, int N, int K, T alpha, const R* A,
+               const R* B, T beta, T* C) {
+  const int lda = ta == 'N' ? K : M, ldb = tb == 'N' ? N : K;
+  if constexpr (std::is_same<R, bf16>::value) {
+    if constexpr (std::is_same<T, float>::value)
+      gemm_bf16(exec, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, N);
+    else
+      throw Error("dmis::conv2d: bf16 GEMMs accumulate in fp32 only");  // rows_in_bf16 rules it out
+  } else {
+    compat::gemm(exec, ta == 'N' ? "N" : "T", tb == 'N' ? "N" : "T", alpha,
+                 Tensor2<const T, Exec>(A, ta == 'N' ? M : K, lda),
+                 Tensor2<const T, Exec>(B, tb == 'N' ? K : N, ldb), beta, Tensor2<T, Exec>(C, M, N));
+  }
 }
 
-// rows (3 I, N = nb Pp) <- x[b0, b0+nb) unfolded over ky; the kRowsSlack elements after it zeroed
-template <class Exec, class T>
-void rows_unfold(const Exec& exec, const Tensor4<const T, Exec>& x, int b0, int nb, T* rows) {
+// The chunk's scratch: rows (3 I, N), the slack, then the GEMM's other (., N) matrix (in T's
+// units: bf16 rows fill half of their region); tap kx of the rows is the buffer read from
+// offset kx, a (3 I, N) matrix.
+template <class T>
+T* after_rows(T* space, int I, size_t N) { return space + 3 * I * N + kRowsSlack; }
+
+// rows (3 I, N = nb Pp) <- x[b0, b0+nb) unfolded over ky; the kRowsSlack elements after it
+// zeroed. R: T, or bf16.
+template <class Exec, class T, class R = T>
+void rows_unfold(const Exec& exec, const Tensor4<const T, Exec>& x, int b0, int nb, R* rows) {
   const int I = static_cast<int>(x.extent(1)), H = static_cast<int>(x.extent(2)),
             W = static_cast<int>(x.extent(3));
   const int Wp = W + 2;
@@ -374,27 +401,29 @@ void rows_unfold(const Exec& exec, const Tensor4<const T, Exec>& x, int b0, int 
   Kokkos::parallel_for(
       "dmis::conv2d::rows_unfold", Kokkos::RangePolicy<Exec>(exec, 0, 3 * I * nb), KOKKOS_LAMBDA(int r) {
         const int row = r / nb, bl = r % nb, i = row / 3, ky = row % 3;
-        T* dst = rows + row * N + bl * Pp;
+        const R zero = stored<R>(T(0));
+        R* dst = rows + row * N + bl * Pp;
         for (int h = 0; h < H; ++h, dst += Wp) {
           const int ih = h + ky - 1;
-          dst[0] = T(0);
-          dst[W + 1] = T(0);
+          dst[0] = zero;
+          dst[W + 1] = zero;
           if (ih < 0 || ih >= H) {
-            for (int j = 1; j <= W; ++j) dst[j] = T(0);
+            for (int j = 1; j <= W; ++j) dst[j] = zero;
           } else {
             const T* src = &x(b0 + bl, i, ih, 0);
-            for (int j = 0; j < W; ++j) dst[j + 1] = src[j];
+            for (int j = 0; j < W; ++j) dst[j + 1] = stored<R>(src[j]);
           }
         }
         if (r == 0)
-          for (size_t j = 0; j < kRowsSlack; ++j) rows[3 * I * N + j] = T(0);
+          for (size_t j = 0; j < kRowsSlack; ++j) rows[3 * I * N + j] = zero;
       });
 }
 
 // y (=, or += with accumulate) the 3x3 stride-1 convolution of x (B, I, H, W) by Wk (3, O, 3 I)
 // + bias, y (B, O, H, W), in chunks of `chunk` samples; space holds rows, the slack and y~.
-template <class Exec, class T>
-void conv_rows(const Exec& exec, const Tensor4<const T, Exec>& x, const T* Wk,
+// R: the GEMMs' input type (T, or bf16 with fp32 accumulation).
+template <class Exec, class T, class R = T>
+void conv_rows(const Exec& exec, const Tensor4<const T, Exec>& x, const R* Wk,
                const Tensor1<const T, Exec>& bias, const Tensor4<T, Exec>& y, T* space, int chunk,
                bool accumulate) {
   const bool has_bias = bias.extent(0) != 0;
@@ -406,12 +435,13 @@ void conv_rows(const Exec& exec, const Tensor4<const T, Exec>& x, const T* Wk,
     const int nb = std::min(chunk, B - b0);
     const size_t N = nb * Pp;
     Tensor2<T, Exec> tmp(after_rows(space, I, N), O, N);  // (O, N)
-    rows_unfold<Exec, T>(exec, x, b0, nb, space);
+    R* rows = reinterpret_cast<R*>(space);
+    rows_unfold<Exec, T, R>(exec, x, b0, nb, rows);
     Kokkos::Profiling::pushRegion("dmis::conv2d::gemm_rows");
     for (int kx = 0; kx < 3; ++kx)
-      compat::gemm(exec, "N", "N", T(1),
-                   Tensor2<const T, Exec>(Wk + static_cast<size_t>(kx) * O * 3 * I, O, 3 * I),
-                   rows_tap<Exec, T>(space, kx, I, N), T(kx == 0 ? 0 : 1), tmp);
+      rows_gemm<Exec, T, R>(exec, 'N', 'N', O, static_cast<int>(N), 3 * I, T(1),
+                            Wk + static_cast<size_t>(kx) * O * 3 * I, rows + kx, T(kx == 0 ? 0 : 1),
+                            tmp.data());
     Kokkos::Profiling::popRegion();
     Kokkos::parallel_for(
         "dmis::conv2d::rows_scatter", Kokkos::RangePolicy<Exec>(exec, 0, O * nb * H),
@@ -432,8 +462,9 @@ void conv_rows(const Exec& exec, const Tensor4<const T, Exec>& x, const T* Wk,
 // row-unfolded input: G[kx] (Cout, 3 Cin) = dy~ (Cout, nb Pp) x rows[+kx]^T summed over the
 // chunks in order (dy~: dy in the padded rows' layout, zero in the columns that are not
 // outputs, so the taps read past a row contribute nothing; the first chunk overwrites G), then
-// added into dw. G lives in the weight scratch (3, Cout, 3 Cin).
-template <class Exec, class T>
+// added into dw. G lives in the weight scratch (3, Cout, 3 Cin). R: the GEMMs' input type (T,
+// or bf16: dy~ and the rows stored in bf16, G accumulated in fp32).
+template <class Exec, class T, class R = T>
 void weight_grad_rows(const Exec& exec, const Conv2dGeometry& g, const Tensor4<const T, Exec>& dy,
                       const Tensor4<const T, Exec>& x, const Tensor4<T, Exec>& dw, T* space, T* G,
                       int chunk) {
@@ -442,22 +473,23 @@ void weight_grad_rows(const Exec& exec, const Conv2dGeometry& g, const Tensor4<c
   for (int b0 = 0; b0 < B; b0 += chunk) {
     const int nb = std::min(chunk, B - b0);
     const size_t N = nb * Pp;
-    Tensor2<T, Exec> dyp(after_rows(space, Cin, N), Cout, N);  // (Cout, N)
-    rows_unfold<Exec, T>(exec, x, b0, nb, space);
+    R* dyp = reinterpret_cast<R*>(after_rows(space, Cin, N));  // (Cout, N)
+    R* rows = reinterpret_cast<R*>(space);
+    rows_unfold<Exec, T, R>(exec, x, b0, nb, rows);
     Kokkos::parallel_for(
         "dmis::conv2d::rows_gather_dy", Kokkos::RangePolicy<Exec>(exec, 0, Cout * nb * H),
         KOKKOS_LAMBDA(int r) {
           const int h = r % H, o = (r / H) % Cout, bl = r / (H * Cout);
           const T* src = &dy(b0 + bl, o, h, 0);
-          T* dst = &dyp(o, bl * Pp + static_cast<size_t>(h) * Wp);
-          for (int j = 0; j < W; ++j) dst[j] = src[j];
-          dst[W] = T(0);
-          dst[W + 1] = T(0);
+          R* dst = dyp + static_cast<size_t>(o) * N + bl * Pp + static_cast<size_t>(h) * Wp;
+          for (int j = 0; j < W; ++j) dst[j] = stored<R>(src[j]);
+          dst[W] = stored<R>(T(0));
+          dst[W + 1] = stored<R>(T(0));
         });
     Kokkos::Profiling::pushRegion("dmis::conv2d::gemm_weight_grad");
     for (int kx = 0; kx < 3; ++kx)
-      compat::gemm(exec, "N", "T", T(1), Tensor2<const T, Exec>(dyp), rows_tap<Exec, T>(space, kx, Cin, N),
-                   T(b0 == 0 ? 0 : 1), Tensor2<T, Exec>(G + kx * plane, Cout, 3 * Cin));
+      rows_gemm<Exec, T, R>(exec, 'N', 'T', Cout, 3 * Cin, static_cast<int>(N), T(1), dyp, rows + kx,
+                            T(b0 == 0 ? 0 : 1), G + kx * plane);
     Kokkos::Profiling::popRegion();
   }
   Kokkos::parallel_for(
@@ -591,6 +623,13 @@ void input_grad_col2im(const Exec& exec, const Conv2dGeometry& g, const Tensor4<
   }
 }
 
+// Whether the row-unfolded GEMMs take bf16 inputs (train.precision: bf16; fp32 computations only:
+// the double instantiation is the gradient checks' reference)
+template <class T>
+bool rows_in_bf16() {
+  return std::is_same<T, float>::value && gemm_precision() == GemmPrecision::BF16;
+}
+
 }  // namespace
 
 template <class Exec, class T>
@@ -615,6 +654,12 @@ void Conv2d<Exec, T>::forward(const Exec& exec, const CX& x, const CX& w, const 
   const int chunk = chunk_for(op, g, scratch.extent(0));
   if (use_rows(g)) {
     T* Wk = scratch.data() + scratch.extent(0) - weight_scratch(g);  // (3, Cout, 3 Cin)
+    if (rows_in_bf16<T>()) {
+      bf16* Wb = reinterpret_cast<bf16*>(Wk);
+      rows_weights<Exec, T, bf16>(exec, w, /*flip=*/false, Wb);
+      conv_rows<Exec, T, bf16>(exec, x, Wb, bias, y, scratch.data(), chunk, accumulate);
+      return;
+    }
     rows_weights<Exec, T>(exec, w, /*flip=*/false, Wk);
     conv_rows<Exec, T>(exec, x, Wk, bias, y, scratch.data(), chunk, accumulate);
     return;
@@ -644,13 +689,19 @@ void Conv2d<Exec, T>::backward(const Exec& exec, const CX& dy, const CX& x, cons
 
   if (db.extent(0) != 0) bias_grad<Exec, T>(exec, g, dy, db);
   T* wt = scratch.data() + scratch.extent(0) - weight_scratch(g);  // the transformed weights
-  if (use_rows(g))
+  if (use_rows(g) && rows_in_bf16<T>())
+    weight_grad_rows<Exec, T, bf16>(exec, g, dy, x, dw, scratch.data(), wt, chunk);
+  else if (use_rows(g))
     weight_grad_rows<Exec, T>(exec, g, dy, x, dw, scratch.data(), wt, chunk);
   else
     weight_grad<Exec, T>(exec, g, dy, x, Tensor2<T, Exec>(dw.data(), g.Cout, g.K()), scratch.data(), chunk);
   if (!want_dx) return;
   const bool accumulate = (mode == GradMode::Accumulate);
-  if (use_rows(g)) {
+  if (use_rows(g) && rows_in_bf16<T>()) {
+    bf16* wb = reinterpret_cast<bf16*>(wt);  // (3, Cin, 3 Cout)
+    rows_weights<Exec, T, bf16>(exec, w, /*flip=*/true, wb);
+    conv_rows<Exec, T, bf16>(exec, dy, wb, Tensor1<const T, Exec>(), dx, scratch.data(), chunk, accumulate);
+  } else if (use_rows(g)) {
     // dx = conv(dy, w rotated by 180 degrees with in/out channels swapped), row-unfolded
     rows_weights<Exec, T>(exec, w, /*flip=*/true, wt);  // (3, Cin, 3 Cout)
     conv_rows<Exec, T>(exec, dy, wt, Tensor1<const T, Exec>(), dx, scratch.data(), chunk, accumulate);

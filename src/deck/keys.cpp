@@ -239,6 +239,9 @@ const std::vector<KeySpec>& registry() {
         "EMA half-life at most images-seen times this (0: off)"),
       F("train.ema_decay", "0", 0, 1, "per-step EMA decay; overrides the half-life when > 0"),
       F("train.conv_scratch_mb", "0", 0, 1e6, "im2col scratch cap in MB (0: automatic)"),
+      S("train.precision", "fp32", {"fp32", "bf16"},
+        "the 3x3 convolutions' GEMMs: fp32, or bf16 inputs with fp32 accumulation (a mixed-precision "
+        "GEMM: oneDNN on CPUs); weights, optimizer and every other operation stay fp32"),
       // ---- sample ------------------------------------------------------------------------
       I("sample.steps", "18", 1, 10000, "Heun steps"),
       F("sample.sigma_min", "0.002", 1e-9, 1e6, "smallest noise level"),

@@ -18,6 +18,7 @@
 #include "dist/reduce.hpp"
 #include "io/checkpoint.hpp"
 #include "kernels/conv2d.hpp"
+#include "kernels/mixed_gemm.hpp"
 #include "train/checkpointer.hpp"
 #include "train/device_data.hpp"
 #include "train/progress_log.hpp"
@@ -145,6 +146,14 @@ void plan_training(const deck::Deck& d, RunPlan& p) {
   p.step.sample_offset = dist::rank();  // shards are interleaved: see rng::SampleIds
   p.step.sample_stride = ranks;
   p.conv_scratch_mb = d.get_float("train.conv_scratch_mb");
+  p.precision = kernels::parse_gemm_precision(d.get_string("train.precision"), "train.precision");
+  p.precision_key = d.ref("train.precision");
+  // process-wide, like the convolution algorithm; checked here, before the run writes anything
+  std::string why;
+  if (p.precision == kernels::GemmPrecision::BF16 &&
+      !kernels::gemm_bf16_available<Kokkos::DefaultExecutionSpace>(&why))
+    p.precision_key.fail(cat("bf16 needs a mixed-precision GEMM, and ", why));
+  kernels::set_gemm_precision(p.precision, "train.precision");
 }
 
 /// method.*
@@ -320,7 +329,11 @@ void log_run(RunFiles& files, const RunPlan& plan, const RunData& data, int rank
   files.log(cat("run directory ", plan.run_dir, " (", ranks, " rank", ranks > 1 ? "s" : "",
                 ", batch ", plan.batch, ")"));
   files.log(cat("network ", plan.net.describe(), "; 3x3 stride-1 convolutions by ",
-                kernels::conv_algorithm_name(kernels::conv_algorithm())));
+                kernels::conv_algorithm_name(kernels::conv_algorithm()),
+                plan.precision == kernels::GemmPrecision::BF16
+                    ? cat(", their GEMMs in bf16 with fp32 accumulation (",
+                          kernels::gemm_bf16_description<Kokkos::DefaultExecutionSpace>(), ")")
+                    : std::string()));
   files.log(cat("data ", plan.data_path, ": ", tr.N, " training images of ", tr.C, "x", tr.H,
                 "x", tr.W, ", ", data.ds.classes, " classes",
                 tr.corrupted() ? cat("; corrupted: ", tr.corruption, " (seed ",

@@ -9,6 +9,7 @@
 
 #include "data/supervision.hpp"
 #include "deck/deck.hpp"
+#include "kernels/mixed_gemm.hpp"
 #include "methods/method_step.hpp"
 #include "models/unet.hpp"
 #include "train/diffem_plan.hpp"
@@ -37,9 +38,10 @@ struct RunPlan {
   int batch = 64;
   long steps = 0;
   double conv_scratch_mb = 0;
+  kernels::GemmPrecision precision = kernels::GemmPrecision::FP32;  // train.precision
   std::optional<DiffemPlan> diffem;  // method.name diffem: its laps
   // where the keys of the checks that need the data (or the run directory) are
-  deck::KeyRef preset_key, transition_key, resume_key, method_key, labeled_share_key;
+  deck::KeyRef precision_key, preset_key, transition_key, resume_key, method_key, labeled_share_key;
 };
 
 /// The network a deck describes (preset plus overrides), for `classes` classes.

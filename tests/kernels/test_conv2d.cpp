@@ -7,6 +7,7 @@
 #include "harness/reference.hpp"
 #include "harness/tensor.hpp"
 #include "kernels/conv2d.hpp"
+#include "kernels/mixed_gemm.hpp"
 
 namespace {
 using namespace dmis;
@@ -204,6 +205,74 @@ TYPED_TEST(Conv2dTest, OtherAlgorithmsMatchTheUnfoldedGemm) {
     for (double v : dwv[0]) scale = std::max(scale, std::abs(v));
     EXPECT_TRUE(all_close(dwv[2], dwv[0], 1e-5, 1e-5 * scale, "dw: rows vs gemm"))
         << c.Cin << "->" << c.Cout << " " << c.H << "x" << c.W;
+  }
+}
+
+// Sets the process-wide GEMM precision for one scope.
+struct PrecisionScope {
+  kernels::GemmPrecision saved = kernels::gemm_precision();
+  explicit PrecisionScope(kernels::GemmPrecision p) { kernels::set_gemm_precision(p, "test"); }
+  ~PrecisionScope() { kernels::set_gemm_precision(saved, "test"); }
+};
+
+// train.precision: bf16 through the row-unfolded GEMMs: the convolution, its input gradient and
+// its weight gradient, each within the rounding of its inputs to bf16. Each product a b then
+// carries two roundings of at most 2^-9 relative each, so |bf16 - fp32| <= (2^-8 + 2^-18) S
+// + fp32's own accumulation error (K + 4) 2^-24 S, where S = sum |a| |b| over the K products of
+// an output: the same convolution (gradient) computed in fp32 on |x|, |w|, |dy|.
+TYPED_TEST(Conv2dTest, Bf16RowsStayWithinTheRoundingOfTheirInputs) {
+  using E = TypeParam;
+  using Op = kernels::Conv2d<E, float>;
+  std::string why;
+  if (!kernels::gemm_bf16_available<E>(&why)) GTEST_SKIP() << why;
+  E exec;
+  AlgorithmScope rows(kernels::ConvAlgorithm::Rows);
+  for (const ConvCase c : {ConvCase{3, 16, 32, 28, 28, 3, 1, 2}, ConvCase{2, 33, 17, 14, 9, 3, 1, 1},
+                           ConvCase{2, 32, 32, 7, 7, 3, 1, 2}}) {
+    TestTensor<float, E> x("x", {c.B, c.Cin, c.H, c.W}), w("w", {c.Cout, c.Cin, 3, 3}),
+        b("b", {c.Cout}), y("y", {c.B, c.Cout, c.H, c.W}), dy("dy", {c.B, c.Cout, c.H, c.W}),
+        dx("dx", {c.B, c.Cin, c.H, c.W}), dw("dw", {c.Cout, c.Cin, 3, 3}), db("db", {c.Cout}),
+        s("s", {int(scratch_for<E, float>(c))});
+    x.randn(31);
+    w.randn(32, 0.1);
+    b.fill(0);
+    dy.randn(34);
+    // y, dx, dw of (x, w, dy) as the precision asks
+    auto run = [&](std::vector<double> out[3]) {
+      Op::forward(exec, x.t4(), w.t4(), b.t1(), 1, y.t4(), s.t1());
+      dw.fill(0);
+      Op::backward(exec, dy.t4(), x.t4(), w.t4(), 1, dx.t4(), GradMode::Overwrite, dw.t4(), db.t1(), s.t1());
+      y.download();
+      dx.download();
+      dw.download();
+      out[0] = y.values(), out[1] = dx.values(), out[2] = dw.values();
+    };
+    std::vector<double> fp32[3], bf[3], mag[3];
+    run(fp32);
+    {
+      PrecisionScope p(kernels::GemmPrecision::BF16);
+      run(bf);
+    }
+    for (auto* t : {&x, &w, &dy}) {
+      std::vector<double> v = t->values();
+      for (double& e : v) e = std::abs(e);
+      t->set(v);
+    }
+    run(mag);
+    const char* names[3] = {"y", "dx", "dw"};
+    const double K[3] = {9.0 * c.Cin, 9.0 * c.Cout, double(c.B) * c.H * c.W};
+    for (int q = 0; q < 3; ++q) {
+      double worst = 0, largest_diff = 0;
+      for (size_t i = 0; i < fp32[q].size(); ++i) {
+        const double d = std::abs(bf[q][i] - fp32[q][i]);
+        const double bound = (0x1p-8 + 0x1p-18 + (K[q] + 4) * 0x1p-24) * mag[q][i] + 1e-30;
+        worst = std::max(worst, d / bound);
+        largest_diff = std::max(largest_diff, d);
+      }
+      EXPECT_LE(worst, 1.0) << names[q] << ": bf16 off by more than its inputs' rounding allows, "
+                            << c.Cin << "->" << c.Cout << " " << c.H << "x" << c.W;
+      EXPECT_GT(largest_diff, 0.0) << names[q] << ": bitwise the fp32 result: bf16 was not used";
+    }
   }
 }
 

@@ -1,0 +1,115 @@
+#include "kernels/mixed_gemm.hpp"
+
+#include <cstdint>
+#include <cstdlib>
+#include <mutex>
+
+#if defined(__unix__)
+#include <dlfcn.h>
+#endif
+
+#include "core/error.hpp"
+
+namespace dmis::kernels {
+
+namespace {
+GemmPrecision& precision_ref() {
+  static GemmPrecision p = GemmPrecision::FP32;
+  return p;
+}
+
+// oneDNN's C API (dnnl.h of 2.x and 3.x; declared here because Debian ships the library with
+// PyTorch (libdnnl2) but not its headers). Row-major, like the rest of this project.
+using DnnlDim = int64_t;
+using DnnlGemmBf16 = int (*)(char transa, char transb, DnnlDim M, DnnlDim N, DnnlDim K, float alpha,
+                             const uint16_t* A, DnnlDim lda, const uint16_t* B, DnnlDim ldb,
+                             float beta, float* C, DnnlDim ldc);
+struct DnnlVersion {
+  int major, minor, patch;
+  const char* hash;
+  unsigned cpu_runtime, gpu_runtime;
+};
+using DnnlVersionFn = const DnnlVersion* (*)();
+
+struct Dnnl {
+  DnnlGemmBf16 gemm = nullptr;
+  std::string description;  // library and version, or why it is missing
+};
+
+// Looked up once: the sonames of oneDNN 3 and 2, or DMIS_DNNL_LIBRARY when set (a path or name).
+const Dnnl& dnnl() {
+  static Dnnl d;
+  static std::once_flag once;
+  std::call_once(once, [] {
+#if defined(__unix__)
+    const char* env = std::getenv("DMIS_DNNL_LIBRARY");
+    const std::string tried = env && *env ? std::string(env) : "libdnnl.so.3, libdnnl.so.2";
+    const char* names[] = {env && *env ? env : "libdnnl.so.3", env && *env ? nullptr : "libdnnl.so.2"};
+    for (const char* name : names) {
+      if (!name) continue;
+      void* h = dlopen(name, RTLD_NOW | RTLD_LOCAL);
+      if (!h) continue;
+      auto gemm = reinterpret_cast<DnnlGemmBf16>(dlsym(h, "dnnl_gemm_bf16bf16f32"));
+      auto version = reinterpret_cast<DnnlVersionFn>(dlsym(h, "dnnl_version"));
+      if (!gemm) {
+        d.description = cat(name, " has no dnnl_gemm_bf16bf16f32");
+        dlclose(h);
+        continue;
+      }
+      d.gemm = gemm;
+      const DnnlVersion* v = version ? version() : nullptr;
+      d.description = v ? cat("oneDNN ", v->major, ".", v->minor, ".", v->patch, " (", name, ")")
+                        : cat("oneDNN (", name, ")");
+      return;
+    }
+    if (d.description.empty())
+      d.description = cat("no mixed-precision GEMM: oneDNN not found (tried ", tried,
+                          "; Debian: apt install libdnnl2)");
+#else
+    d.description = "no mixed-precision GEMM on this platform (oneDNN is loaded on Unix only)";
+#endif
+  });
+  return d;
+}
+}  // namespace
+
+GemmPrecision gemm_precision() { return precision_ref(); }
+
+const char* gemm_precision_name(GemmPrecision p) { return p == GemmPrecision::BF16 ? "bf16" : "fp32"; }
+
+GemmPrecision parse_gemm_precision(const std::string& s, const char* what) {
+  if (s == "fp32") return GemmPrecision::FP32;
+  if (s == "bf16") return GemmPrecision::BF16;
+  throw InputError(cat(what, ": expected fp32 or bf16, found '", s, "'"));
+}
+
+void set_gemm_precision(GemmPrecision p, const char* what) {
+  std::string why;
+  if (p == GemmPrecision::BF16 && !gemm_bf16_available<Kokkos::DefaultExecutionSpace>(&why))
+    throw InputError(cat(what, ": bf16 needs a mixed-precision GEMM, and ", why));
+  precision_ref() = p;
+}
+
+namespace detail {
+bool host_gemm_bf16_available(std::string* why) {
+  const Dnnl& d = dnnl();
+  if (!d.gemm && why) *why = d.description;
+  return d.gemm != nullptr;
+}
+std::string host_gemm_bf16_description() { return dnnl().description; }
+
+void host_gemm_bf16(char trans_a, char trans_b, int M, int N, int K, float alpha, const bf16* A,
+                    int lda, const bf16* B, int ldb, float beta, float* C, int ldc) {
+  const Dnnl& d = dnnl();
+  if (!d.gemm) throw InputError(cat("bf16 GEMM: ", d.description));
+  static_assert(sizeof(bf16) == sizeof(uint16_t), "bf16 is 16 bits");
+  const int status = d.gemm(trans_a, trans_b, M, N, K, alpha, reinterpret_cast<const uint16_t*>(A), lda,
+                            reinterpret_cast<const uint16_t*>(B), ldb, beta, C, ldc);
+  if (status != 0)
+    throw Error(cat("bf16 GEMM (", d.description, "): dnnl_gemm_bf16bf16f32 returned status ", status,
+                    " for ", trans_a, trans_b, " M ", M, " N ", N, " K ", K, " lda ", lda, " ldb ", ldb,
+                    " ldc ", ldc));
+}
+}  // namespace detail
+
+}  // namespace dmis::kernels
