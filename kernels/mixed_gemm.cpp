@@ -56,10 +56,21 @@ const Dnnl& dnnl() {
         dlclose(h);
         continue;
       }
-      d.gemm = gemm;
       const DnnlVersion* v = version ? version() : nullptr;
-      d.description = v ? cat("oneDNN ", v->major, ".", v->minor, ".", v->patch, " (", name, ")")
-                        : cat("oneDNN (", name, ")");
+      const std::string lib = v ? cat("oneDNN ", v->major, ".", v->minor, ".", v->patch, " (", name, ")")
+                                : cat("oneDNN (", name, ")");
+      // oneDNN implements it for CPUs with AVX-512 (and AMX, AVX512-BF16 where present) only;
+      // elsewhere it returns unimplemented: ask once with a 1 x 1 product
+      const uint16_t one = 0x3f80;  // 1.0 in bf16
+      float c = 0;
+      const int status = gemm('N', 'N', 1, 1, 1, 1.0f, &one, 1, &one, 1, 0.0f, &c, 1);
+      if (status != 0 || c != 1.0f) {
+        d.description = cat(lib, " has no bf16 GEMM for this CPU (dnnl_gemm_bf16bf16f32 returned status ",
+                            status, "; it needs AVX-512)");
+        return;
+      }
+      d.gemm = gemm;
+      d.description = lib;
       return;
     }
     if (d.description.empty())
