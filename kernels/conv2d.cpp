@@ -97,10 +97,46 @@ inline int chunk_for(const char* op, const Conv2dGeometry& g, size_t scratch_ele
   return static_cast<int>(std::min<size_t>(nb, static_cast<size_t>(g.B)));
 }
 
-// col (K, nb*P) <- unfold x[b0, b0+nb)
-template <class Exec, class T>
+// A value of the computation type T as stored for the GEMMs: T itself, or bf16 (train.precision).
+template <class R, class T>
+KOKKOS_INLINE_FUNCTION R stored(T v) {
+  if constexpr (std::is_same<R, bf16>::value)
+    return to_bf16(static_cast<float>(v));
+  else
+    return v;
+}
+
+// C (M, N) = alpha op(A) op(B) + beta C over contiguous row-major matrices (A stored (M, K) for
+// 'N', (K, M) for 'T'; B likewise (K, N) or (N, K)): a Kokkos Kernels GEMM in T, or with R =
+// bf16 the mixed GEMM (bf16 inputs, fp32 accumulation; kernels/mixed_gemm.hpp).
+template <class Exec, class T, class R>
+void gemm_as(const Exec& exec, char ta, char tb, int M, int N, int K, T alpha, const R* A,
+               const R* B, T beta, T* C) {
+  const int lda = ta == 'N' ? K : M, ldb = tb == 'N' ? N : K;
+  if constexpr (std::is_same<R, bf16>::value) {
+    if constexpr (std::is_same<T, float>::value)
+      gemm_bf16(exec, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, N);
+    else
+      throw Error("dmis::conv2d: bf16 GEMMs accumulate in fp32 only");  // gemms_in_bf16 rules it out
+  } else {
+    compat::gemm(exec, ta == 'N' ? "N" : "T", tb == 'N' ? "N" : "T", alpha,
+                 Tensor2<const T, Exec>(A, ta == 'N' ? M : K, lda),
+                 Tensor2<const T, Exec>(B, tb == 'N' ? K : N, ldb), beta, Tensor2<T, Exec>(C, M, N));
+  }
+}
+
+// Converts n values of T to R (bf16: the weights of a convolution whose GEMMs take bf16)
+template <class Exec, class T, class R>
+void convert_to(const Exec& exec, const T* src, R* dst, size_t n) {
+  Kokkos::parallel_for(
+      "dmis::conv2d::to_bf16", Kokkos::RangePolicy<Exec>(exec, 0, n),
+      KOKKOS_LAMBDA(size_t i) { dst[i] = stored<R>(src[i]); });
+}
+
+// col (K, nb*P) <- unfold x[b0, b0+nb), stored as R (T, or bf16)
+template <class Exec, class T, class R = T>
 void im2col(const Exec& exec, const Conv2dGeometry& g, const Tensor4<const T, Exec>& x, int b0,
-            int nb, const Tensor2<T, Exec>& col) {
+            int nb, R* col) {
   const int kk = g.k * g.k, k = g.k, s = g.stride, pad = g.pad, H = g.H, W = g.W;
   const int Ho = g.Ho, Wo = g.Wo, P = g.P();
   // One (tap, sample) plane per iteration: the index arithmetic happens once per plane, the
@@ -115,52 +151,54 @@ void im2col(const Exec& exec, const Conv2dGeometry& g, const Tensor4<const T, Ex
         if (hi > Wo) hi = Wo;
         const int mid_end = hi > lo ? hi : lo;
         const T* plane = &x(b0 + bl, ci, 0, 0);
-        T* out = &col(kidx, bl * P);
+        const R zero = stored<R>(T(0));
+        R* out = col + static_cast<size_t>(kidx) * nb * P + static_cast<size_t>(bl) * P;
         if (s == 1) {
           // Stride 1: the plane shifted by one offset, copied in one long run, then the
           // positions whose input column or row falls outside the image set to zero.
           const int shift = (ky - pad) * W + (kx - pad);
           const int p0 = shift < 0 ? -shift : 0;
           const int p1 = shift > 0 ? P - shift : P;
-          for (int p = 0; p < p0 && p < P; ++p) out[p] = T(0);
-          for (int p = p0; p < p1; ++p) out[p] = plane[p + shift];
-          for (int p = p1 > p0 ? p1 : p0; p < P; ++p) out[p] = T(0);
+          for (int p = 0; p < p0 && p < P; ++p) out[p] = zero;
+          for (int p = p0; p < p1; ++p) out[p] = stored<R>(plane[p + shift]);
+          for (int p = p1 > p0 ? p1 : p0; p < P; ++p) out[p] = zero;
           for (int oh = 0; oh < Ho; ++oh) {
-            T* row = out + oh * Wo;
-            for (int ow = 0; ow < lo && ow < Wo; ++ow) row[ow] = T(0);
-            for (int ow = mid_end; ow < Wo; ++ow) row[ow] = T(0);
+            R* row = out + oh * Wo;
+            for (int ow = 0; ow < lo && ow < Wo; ++ow) row[ow] = zero;
+            for (int ow = mid_end; ow < Wo; ++ow) row[ow] = zero;
           }
           return;
         }
         for (int oh = 0; oh < Ho; ++oh, out += Wo) {
           const int ih = oh * s - pad + ky;
           if (ih < 0 || ih >= H) {
-            for (int ow = 0; ow < Wo; ++ow) out[ow] = T(0);
+            for (int ow = 0; ow < Wo; ++ow) out[ow] = zero;
             continue;
           }
           const T* in = plane + ih * W;
-          for (int ow = 0; ow < lo && ow < Wo; ++ow) out[ow] = T(0);
-          for (int ow = lo; ow < hi; ++ow) out[ow] = in[ow * s - pad + kx];
-          for (int ow = mid_end; ow < Wo; ++ow) out[ow] = T(0);
+          for (int ow = 0; ow < lo && ow < Wo; ++ow) out[ow] = zero;
+          for (int ow = lo; ow < hi; ++ow) out[ow] = stored<R>(in[ow * s - pad + kx]);
+          for (int ow = mid_end; ow < Wo; ++ow) out[ow] = zero;
         }
       });
 }
 
 // y (=, or += with accumulate) conv(x) + bias through im2col + GEMM, in chunks of `chunk`
 // samples; w2 (Cout, K) are the weights as a matrix, col_space the scratch for col and tmp.
-template <class Exec, class T>
+// R: the GEMM's input type (T, or bf16: w2 and col in bf16, tmp accumulated in fp32).
+template <class Exec, class T, class R = T>
 void conv_by_gemm(const Exec& exec, const Conv2dGeometry& g, const Tensor4<const T, Exec>& x,
-                  const Tensor2<const T, Exec>& w2, const Tensor1<const T, Exec>& bias,
-                  const Tensor4<T, Exec>& y, T* col_space, int chunk, bool accumulate) {
+                  const R* w2, const Tensor1<const T, Exec>& bias, const Tensor4<T, Exec>& y,
+                  T* col_space, int chunk, bool accumulate) {
   const bool has_bias = bias.extent(0) != 0;
   const int K = g.K(), P = g.P(), Cout = g.Cout;
   for (int b0 = 0; b0 < g.B; b0 += chunk) {
     const int nb = std::min(chunk, g.B - b0);
-    Tensor2<T, Exec> col(col_space, K, static_cast<size_t>(nb) * P);                    // (K, nb*P)
+    R* col = reinterpret_cast<R*>(col_space);                                          // (K, nb*P)
     Tensor2<T, Exec> tmp(col_space + static_cast<size_t>(K) * nb * P, Cout, nb * P);  // (Cout, nb*P)
-    im2col<Exec, T>(exec, g, x, b0, nb, col);
+    im2col<Exec, T, R>(exec, g, x, b0, nb, col);
     Kokkos::Profiling::pushRegion("dmis::conv2d::gemm_forward");
-    compat::gemm(exec, "N", "N", T(1), w2, Tensor2<const T, Exec>(col), T(0), tmp);
+    gemm_as<Exec, T, R>(exec, 'N', 'N', Cout, nb * P, K, T(1), w2, col, T(0), tmp.data());
     Kokkos::Profiling::popRegion();
     Kokkos::parallel_for(
         "dmis::conv2d::scatter_bias", Kokkos::RangePolicy<Exec>(exec, 0, Cout * nb),
@@ -339,15 +377,6 @@ void conv_winograd(const Exec& exec, const Tensor4<const T, Exec>& x, const T* U
 // are not outputs and the scatter drops them. 3 (W + 2) / W times the input is written instead
 // of im2col's 9 times, for 2 / W more GEMM columns.
 
-// A value of the computation type T as stored for the GEMMs: T itself, or bf16 (train.precision).
-template <class R, class T>
-KOKKOS_INLINE_FUNCTION R stored(T v) {
-  if constexpr (std::is_same<R, bf16>::value)
-    return to_bf16(static_cast<float>(v));
-  else
-    return v;
-}
-
 // Wk (3, O, 3 I): Wk[kx](o, 3 i + ky) = w(o, i, ky, kx); flip: the input gradient's
 // transposed convolution (O = Cin, I = Cout, w(i, o) rotated by 180 degrees). R: T, or bf16.
 template <class Exec, class T, class R = T>
@@ -363,25 +392,6 @@ void rows_weights(const Exec& exec, const Tensor4<const T, Exec>& w, bool flip, 
             Wk[kx * plane + static_cast<size_t>(o) * 3 * I + 3 * i + ky] =
                 stored<R>(flip ? w(i, o, 2 - ky, 2 - kx) : w(o, i, ky, kx));
       });
-}
-
-// C (M, N) = alpha op(A) op(B) + beta C over contiguous row-major matrices (A stored (M, K) for
-// 'N', (K, M) for 'T'; B likewise (K, N) or (N, K)): a Kokkos Kernels GEMM in T, or with R =
-// bf16 the mixed GEMM (bf16 inputs, fp32 accumulation; kernels/mixed_gemm.hpp).
-template <class Exec, class T, class R>
-void rows_gemm(const Exec& exec, char ta, char tb, int M, int N, int K, T alpha, const R* A,
-               const R* B, T beta, T* C) {
-  const int lda = ta == 'N' ? K : M, ldb = tb == 'N' ? N : K;
-  if constexpr (std::is_same<R, bf16>::value) {
-    if constexpr (std::is_same<T, float>::value)
-      gemm_bf16(exec, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, N);
-    else
-      throw Error("dmis::conv2d: bf16 GEMMs accumulate in fp32 only");  // rows_in_bf16 rules it out
-  } else {
-    compat::gemm(exec, ta == 'N' ? "N" : "T", tb == 'N' ? "N" : "T", alpha,
-                 Tensor2<const T, Exec>(A, ta == 'N' ? M : K, lda),
-                 Tensor2<const T, Exec>(B, tb == 'N' ? K : N, ldb), beta, Tensor2<T, Exec>(C, M, N));
-  }
 }
 
 // The chunk's scratch: rows (3 I, N), the slack, then the GEMM's other (., N) matrix (in T's
@@ -439,7 +449,7 @@ void conv_rows(const Exec& exec, const Tensor4<const T, Exec>& x, const R* Wk,
     rows_unfold<Exec, T, R>(exec, x, b0, nb, rows);
     Kokkos::Profiling::pushRegion("dmis::conv2d::gemm_rows");
     for (int kx = 0; kx < 3; ++kx)
-      rows_gemm<Exec, T, R>(exec, 'N', 'N', O, static_cast<int>(N), 3 * I, T(1),
+      gemm_as<Exec, T, R>(exec, 'N', 'N', O, static_cast<int>(N), 3 * I, T(1),
                             Wk + static_cast<size_t>(kx) * O * 3 * I, rows + kx, T(kx == 0 ? 0 : 1),
                             tmp.data());
     Kokkos::Profiling::popRegion();
@@ -488,7 +498,7 @@ void weight_grad_rows(const Exec& exec, const Conv2dGeometry& g, const Tensor4<c
         });
     Kokkos::Profiling::pushRegion("dmis::conv2d::gemm_weight_grad");
     for (int kx = 0; kx < 3; ++kx)
-      rows_gemm<Exec, T, R>(exec, 'N', 'T', Cout, 3 * Cin, static_cast<int>(N), T(1), dyp, rows + kx,
+      gemm_as<Exec, T, R>(exec, 'N', 'T', Cout, 3 * Cin, static_cast<int>(N), T(1), dyp, rows + kx,
                             T(b0 == 0 ? 0 : 1), G + kx * plane);
     Kokkos::Profiling::popRegion();
   }
@@ -502,17 +512,17 @@ void weight_grad_rows(const Exec& exec, const Conv2dGeometry& g, const Tensor4<c
       });
 }
 
-// dyp (Cout, nb*P) <- dy[b0, b0+nb): the GEMM layout of the output gradient
-template <class Exec, class T>
+// dyp (Cout, nb*P) <- dy[b0, b0+nb): the GEMM layout of the output gradient, stored as R
+template <class Exec, class T, class R = T>
 void gather_dy(const Exec& exec, const Conv2dGeometry& g, const Tensor4<const T, Exec>& dy, int b0,
-               int nb, const Tensor2<T, Exec>& dyp) {
+               int nb, R* dyp) {
   const int Cout = g.Cout, P = g.P();
   Kokkos::parallel_for(
       "dmis::conv2d::gather_dy", Kokkos::RangePolicy<Exec>(exec, 0, Cout * nb), KOKKOS_LAMBDA(int r) {
         const int co = r % Cout, bl = r / Cout;
         const T* src = &dy(b0 + bl, co, 0, 0);
-        T* dst = &dyp(co, bl * P);
-        for (int p = 0; p < P; ++p) dst[p] = src[p];
+        R* dst = dyp + static_cast<size_t>(co) * nb * P + static_cast<size_t>(bl) * P;
+        for (int p = 0; p < P; ++p) dst[p] = stored<R>(src[p]);
       });
 }
 
@@ -537,20 +547,20 @@ void bias_grad(const Exec& exec, const Conv2dGeometry& g, const Tensor4<const T,
       });
 }
 
-// dw2 (Cout, K) += dy (Cout, nb*P) x col^T (nb*P, K), chunk by chunk (fixed order)
-template <class Exec, class T>
+// dw2 (Cout, K) += dy (Cout, nb*P) x col^T (nb*P, K), chunk by chunk (fixed order); R: the
+// GEMM's input type (T, or bf16 with fp32 accumulation)
+template <class Exec, class T, class R = T>
 void weight_grad(const Exec& exec, const Conv2dGeometry& g, const Tensor4<const T, Exec>& dy,
                  const Tensor4<const T, Exec>& x, const Tensor2<T, Exec>& dw2, T* scratch, int chunk) {
   const int K = g.K(), P = g.P(), Cout = g.Cout, B = g.B;
   for (int b0 = 0; b0 < B; b0 += chunk) {
     const int nb = std::min(chunk, B - b0);
-    Tensor2<T, Exec> col(scratch, K, static_cast<size_t>(nb) * P);                    // (K, nb*P)
-    Tensor2<T, Exec> dyp(scratch + static_cast<size_t>(K) * nb * P, Cout, nb * P);  // (Cout, nb*P)
-    gather_dy<Exec, T>(exec, g, dy, b0, nb, dyp);
-    im2col<Exec, T>(exec, g, x, b0, nb, col);
+    R* col = reinterpret_cast<R*>(scratch);                                    // (K, nb*P)
+    R* dyp = reinterpret_cast<R*>(scratch + static_cast<size_t>(K) * nb * P);  // (Cout, nb*P)
+    gather_dy<Exec, T, R>(exec, g, dy, b0, nb, dyp);
+    im2col<Exec, T, R>(exec, g, x, b0, nb, col);
     Kokkos::Profiling::pushRegion("dmis::conv2d::gemm_weight_grad");
-    compat::gemm(exec, "N", "T", T(1), Tensor2<const T, Exec>(dyp), Tensor2<const T, Exec>(col),
-                 T(1), dw2);
+    gemm_as<Exec, T, R>(exec, 'N', 'T', Cout, K, nb * P, T(1), dyp, col, T(1), dw2.data());
     Kokkos::Profiling::popRegion();
   }
 }
@@ -558,15 +568,15 @@ void weight_grad(const Exec& exec, const Conv2dGeometry& g, const Tensor4<const 
 // stride 1: dx = conv(dy, w flipped by 180 degrees with in/out channels swapped), same padding:
 // one more GEMM-shaped convolution, written straight into dx; wt (Cin, Cout, k, k) holds the
 // flipped weights
-template <class Exec, class T>
+template <class Exec, class T, class R = T>
 void input_grad_transposed(const Exec& exec, const Conv2dGeometry& g, const Tensor4<const T, Exec>& dy,
-                           const Tensor4<const T, Exec>& w, T* wt, const Tensor4<T, Exec>& dx, T* scratch,
+                           const Tensor4<const T, Exec>& w, R* wt, const Tensor4<T, Exec>& dx, T* scratch,
                            int chunk, bool accumulate) {
   const int k = g.k, kk = g.k * g.k, Cin = g.Cin, Cout = g.Cout;
   Kokkos::parallel_for(
       "dmis::conv2d::flip_weights", Kokkos::RangePolicy<Exec>(exec, 0, Cin * Cout * kk), KOKKOS_LAMBDA(int r) {
         const int t = r % kk, co = (r / kk) % Cout, ci = r / (kk * Cout);
-        wt[r] = w(co, ci, (k - 1) - t / k, (k - 1) - t % k);
+        wt[r] = stored<R>(w(co, ci, (k - 1) - t / k, (k - 1) - t % k));
       });
   Conv2dGeometry gt = g;
   gt.Cin = g.Cout;
@@ -575,25 +585,23 @@ void input_grad_transposed(const Exec& exec, const Conv2dGeometry& g, const Tens
   gt.W = g.Wo;
   gt.Ho = g.H;
   gt.Wo = g.W;
-  conv_by_gemm<Exec, T>(exec, gt, dy, Tensor2<const T, Exec>(wt, Cin, Cout * kk), Tensor1<const T, Exec>(),
-                        dx, scratch, chunk, accumulate);
+  conv_by_gemm<Exec, T, R>(exec, gt, dy, wt, Tensor1<const T, Exec>(), dx, scratch, chunk, accumulate);
 }
 
 // stride 2: dcol = W^T dy, then col2im as a gather (each input pixel sums its taps)
-template <class Exec, class T>
+template <class Exec, class T, class R = T>
 void input_grad_col2im(const Exec& exec, const Conv2dGeometry& g, const Tensor4<const T, Exec>& dy,
-                       const Tensor2<const T, Exec>& w2, const Tensor4<T, Exec>& dx, T* scratch, int chunk,
-                       bool accumulate) {
+                       const R* w2, const Tensor4<T, Exec>& dx, T* scratch, int chunk, bool accumulate) {
   const int K = g.K(), P = g.P(), Cout = g.Cout, B = g.B;
   const int kk = g.k * g.k, k = g.k, s = g.stride, pad = g.pad, H = g.H, W = g.W, Cin = g.Cin;
   const int Ho = g.Ho, Wo = g.Wo;
   for (int b0 = 0; b0 < B; b0 += chunk) {
     const int nb = std::min(chunk, B - b0);
-    Tensor2<T, Exec> col(scratch, K, static_cast<size_t>(nb) * P);                    // (K, nb*P)
-    Tensor2<T, Exec> dyp(scratch + static_cast<size_t>(K) * nb * P, Cout, nb * P);  // (Cout, nb*P)
-    gather_dy<Exec, T>(exec, g, dy, b0, nb, dyp);
+    Tensor2<T, Exec> col(scratch, K, static_cast<size_t>(nb) * P);              // (K, nb*P)
+    R* dyp = reinterpret_cast<R*>(scratch + static_cast<size_t>(K) * nb * P);  // (Cout, nb*P)
+    gather_dy<Exec, T, R>(exec, g, dy, b0, nb, dyp);
     Kokkos::Profiling::pushRegion("dmis::conv2d::gemm_input_grad");
-    compat::gemm(exec, "T", "N", T(1), w2, Tensor2<const T, Exec>(dyp), T(0), col);
+    gemm_as<Exec, T, R>(exec, 'T', 'N', K, nb * P, Cout, T(1), w2, dyp, T(0), col.data());
     Kokkos::Profiling::popRegion();
     Kokkos::parallel_for(
         "dmis::conv2d::col2im", Kokkos::RangePolicy<Exec>(exec, 0, nb * Cin * H),
@@ -626,7 +634,7 @@ void input_grad_col2im(const Exec& exec, const Conv2dGeometry& g, const Tensor4<
 // Whether the row-unfolded GEMMs take bf16 inputs (train.precision: bf16; fp32 computations only:
 // the double instantiation is the gradient checks' reference)
 template <class T>
-bool rows_in_bf16() {
+bool gemms_in_bf16() {
   return std::is_same<T, float>::value && gemm_precision() == GemmPrecision::BF16;
 }
 
@@ -654,7 +662,7 @@ void Conv2d<Exec, T>::forward(const Exec& exec, const CX& x, const CX& w, const 
   const int chunk = chunk_for(op, g, scratch.extent(0));
   if (use_rows(g)) {
     T* Wk = scratch.data() + scratch.extent(0) - weight_scratch(g);  // (3, Cout, 3 Cin)
-    if (rows_in_bf16<T>()) {
+    if (gemms_in_bf16<T>()) {
       bf16* Wb = reinterpret_cast<bf16*>(Wk);
       rows_weights<Exec, T, bf16>(exec, w, /*flip=*/false, Wb);
       conv_rows<Exec, T, bf16>(exec, x, Wb, bias, y, scratch.data(), chunk, accumulate);
@@ -670,8 +678,13 @@ void Conv2d<Exec, T>::forward(const Exec& exec, const CX& x, const CX& w, const 
     conv_winograd<Exec, T>(exec, x, U, bias, y, scratch.data(), chunk, accumulate);
     return;
   }
-  conv_by_gemm<Exec, T>(exec, g, x, Tensor2<const T, Exec>(w.data(), g.Cout, g.K()), bias, y,
-                        scratch.data(), chunk, accumulate);
+  if (gemms_in_bf16<T>()) {
+    bf16* wb = reinterpret_cast<bf16*>(scratch.data() + scratch.extent(0) - weight_scratch(g));  // (Cout, K)
+    convert_to<Exec, T, bf16>(exec, w.data(), wb, w.size());
+    conv_by_gemm<Exec, T, bf16>(exec, g, x, wb, bias, y, scratch.data(), chunk, accumulate);
+    return;
+  }
+  conv_by_gemm<Exec, T>(exec, g, x, w.data(), bias, y, scratch.data(), chunk, accumulate);
 }
 
 template <class Exec, class T>
@@ -689,15 +702,16 @@ void Conv2d<Exec, T>::backward(const Exec& exec, const CX& dy, const CX& x, cons
 
   if (db.extent(0) != 0) bias_grad<Exec, T>(exec, g, dy, db);
   T* wt = scratch.data() + scratch.extent(0) - weight_scratch(g);  // the transformed weights
-  if (use_rows(g) && rows_in_bf16<T>())
+  if (use_rows(g) && gemms_in_bf16<T>())
     weight_grad_rows<Exec, T, bf16>(exec, g, dy, x, dw, scratch.data(), wt, chunk);
   else if (use_rows(g))
     weight_grad_rows<Exec, T>(exec, g, dy, x, dw, scratch.data(), wt, chunk);
   else
-    weight_grad<Exec, T>(exec, g, dy, x, Tensor2<T, Exec>(dw.data(), g.Cout, g.K()), scratch.data(), chunk);
+    (gemms_in_bf16<T>() ? weight_grad<Exec, T, bf16> : weight_grad<Exec, T>)(
+        exec, g, dy, x, Tensor2<T, Exec>(dw.data(), g.Cout, g.K()), scratch.data(), chunk);
   if (!want_dx) return;
   const bool accumulate = (mode == GradMode::Accumulate);
-  if (use_rows(g) && rows_in_bf16<T>()) {
+  if (use_rows(g) && gemms_in_bf16<T>()) {
     bf16* wb = reinterpret_cast<bf16*>(wt);  // (3, Cin, 3 Cout)
     rows_weights<Exec, T, bf16>(exec, w, /*flip=*/true, wb);
     conv_rows<Exec, T, bf16>(exec, dy, wb, Tensor1<const T, Exec>(), dx, scratch.data(), chunk, accumulate);
@@ -710,11 +724,17 @@ void Conv2d<Exec, T>::backward(const Exec& exec, const CX& dy, const CX& x, cons
     winograd_weights<Exec, T>(exec, w, /*flip=*/true, wt);  // (16, Cin, Cout)
     conv_winograd<Exec, T>(exec, dy, wt, Tensor1<const T, Exec>(), dx, scratch.data(), chunk,
                            accumulate);
+  } else if (g.stride == 1 && gemms_in_bf16<T>()) {
+    input_grad_transposed<Exec, T, bf16>(exec, g, dy, w, reinterpret_cast<bf16*>(wt), dx, scratch.data(),
+                                         chunk, accumulate);
   } else if (g.stride == 1) {
     input_grad_transposed<Exec, T>(exec, g, dy, w, wt, dx, scratch.data(), chunk, accumulate);
+  } else if (gemms_in_bf16<T>()) {
+    bf16* wb = reinterpret_cast<bf16*>(wt);  // (Cout, K)
+    convert_to<Exec, T, bf16>(exec, w.data(), wb, w.size());
+    input_grad_col2im<Exec, T, bf16>(exec, g, dy, wb, dx, scratch.data(), chunk, accumulate);
   } else {
-    input_grad_col2im<Exec, T>(exec, g, dy, Tensor2<const T, Exec>(w.data(), g.Cout, g.K()), dx,
-                               scratch.data(), chunk, accumulate);
+    input_grad_col2im<Exec, T>(exec, g, dy, w.data(), dx, scratch.data(), chunk, accumulate);
   }
 }
 

@@ -215,23 +215,35 @@ struct PrecisionScope {
   ~PrecisionScope() { kernels::set_gemm_precision(saved, "test"); }
 };
 
-// train.precision: bf16 through the row-unfolded GEMMs: the convolution, its input gradient and
-// its weight gradient, each within the rounding of its inputs to bf16. Each product a b then
-// carries two roundings of at most 2^-9 relative each, so |bf16 - fp32| <= (2^-8 + 2^-18) S
-// + fp32's own accumulation error (K + 4) 2^-24 S, where S = sum |a| |b| over the K products of
-// an output: the same convolution (gradient) computed in fp32 on |x|, |w|, |dy|.
-TYPED_TEST(Conv2dTest, Bf16RowsStayWithinTheRoundingOfTheirInputs) {
+// train.precision: bf16 (every convolution's GEMMs: the row-unfolded 3x3 ones, im2col's for 1x1
+// and stride 2, and the unfolded GEMM when it is asked for): the convolution, its input gradient
+// and its weight gradient. Two checks per output, with S = sum |a| |b| over its K products (the
+// same computation in fp32 on |x|, |w|, |dy|):
+// - it is the fp32 computation of the inputs rounded to bf16 (products of two bf16 values are
+//   exact in fp32), within fp32's accumulation error 2 (K + 4) 2^-24 S;
+// - against fp32 on the inputs as given, within their rounding: bf16 keeps 8 significant bits
+//   (unit roundoff 2^-8), so each product is off by at most (2^-7 + 2^-16) |a b|, plus the above.
+TYPED_TEST(Conv2dTest, Bf16StaysWithinTheRoundingOfItsInputs) {
   using E = TypeParam;
   using Op = kernels::Conv2d<E, float>;
   std::string why;
   if (!kernels::gemm_bf16_available<E>(&why)) GTEST_SKIP() << why;
   E exec;
-  AlgorithmScope rows(kernels::ConvAlgorithm::Rows);
-  for (const ConvCase c : {ConvCase{3, 16, 32, 28, 28, 3, 1, 2}, ConvCase{2, 33, 17, 14, 9, 3, 1, 1},
-                           ConvCase{2, 32, 32, 7, 7, 3, 1, 2}}) {
-    TestTensor<float, E> x("x", {c.B, c.Cin, c.H, c.W}), w("w", {c.Cout, c.Cin, 3, 3}),
-        b("b", {c.Cout}), y("y", {c.B, c.Cout, c.H, c.W}), dy("dy", {c.B, c.Cout, c.H, c.W}),
-        dx("dx", {c.B, c.Cin, c.H, c.W}), dw("dw", {c.Cout, c.Cin, 3, 3}), db("db", {c.Cout}),
+  struct Case {
+    ConvCase c;
+    kernels::ConvAlgorithm algo;
+  };
+  const kernels::ConvAlgorithm rows = kernels::ConvAlgorithm::Rows, gemm = kernels::ConvAlgorithm::Gemm;
+  for (const Case cs : {Case{{3, 16, 32, 28, 28, 3, 1, 2}, rows}, Case{{2, 33, 17, 14, 9, 3, 1, 1}, rows},
+                        Case{{2, 32, 32, 7, 7, 3, 1, 2}, rows}, Case{{2, 33, 17, 14, 9, 3, 1, 1}, gemm},
+                        Case{{2, 6, 9, 5, 7, 1, 1, 1}, rows}, Case{{4, 7, 5, 14, 14, 3, 2, 3}, rows},
+                        Case{{1, 5, 3, 7, 7, 3, 2, 1}, rows}}) {
+    const ConvCase c = cs.c;
+    AlgorithmScope algo(cs.algo);
+    const int Ho = out_size(c.H, c.k, c.stride), Wo = out_size(c.W, c.k, c.stride);
+    TestTensor<float, E> x("x", {c.B, c.Cin, c.H, c.W}), w("w", {c.Cout, c.Cin, c.k, c.k}),
+        b("b", {c.Cout}), y("y", {c.B, c.Cout, Ho, Wo}), dy("dy", {c.B, c.Cout, Ho, Wo}),
+        dx("dx", {c.B, c.Cin, c.H, c.W}), dw("dw", {c.Cout, c.Cin, c.k, c.k}), db("db", {c.Cout}),
         s("s", {int(scratch_for<E, float>(c))});
     x.randn(31);
     w.randn(32, 0.1);
@@ -239,20 +251,29 @@ TYPED_TEST(Conv2dTest, Bf16RowsStayWithinTheRoundingOfTheirInputs) {
     dy.randn(34);
     // y, dx, dw of (x, w, dy) as the precision asks
     auto run = [&](std::vector<double> out[3]) {
-      Op::forward(exec, x.t4(), w.t4(), b.t1(), 1, y.t4(), s.t1());
+      Op::forward(exec, x.t4(), w.t4(), b.t1(), c.stride, y.t4(), s.t1());
       dw.fill(0);
-      Op::backward(exec, dy.t4(), x.t4(), w.t4(), 1, dx.t4(), GradMode::Overwrite, dw.t4(), db.t1(), s.t1());
+      Op::backward(exec, dy.t4(), x.t4(), w.t4(), c.stride, dx.t4(), GradMode::Overwrite, dw.t4(), db.t1(),
+                   s.t1());
       y.download();
       dx.download();
       dw.download();
       out[0] = y.values(), out[1] = dx.values(), out[2] = dw.values();
     };
-    std::vector<double> fp32[3], bf[3], mag[3];
+    std::vector<double> fp32[3], bf[3], mag[3], rounded[3];
     run(fp32);
     {
       PrecisionScope p(kernels::GemmPrecision::BF16);
       run(bf);
     }
+    const std::vector<double> xv = x.values(), wv = w.values(), dyv = dy.values();
+    for (auto* t : {&x, &w, &dy}) {  // the inputs rounded to bf16, in fp32
+      std::vector<double> v = t->values();
+      for (double& e : v) e = kernels::from_bf16(kernels::to_bf16(static_cast<float>(e)));
+      t->set(v);
+    }
+    run(rounded);
+    x.set(xv), w.set(wv), dy.set(dyv);
     for (auto* t : {&x, &w, &dy}) {
       std::vector<double> v = t->values();
       for (double& e : v) e = std::abs(e);
@@ -260,18 +281,26 @@ TYPED_TEST(Conv2dTest, Bf16RowsStayWithinTheRoundingOfTheirInputs) {
     }
     run(mag);
     const char* names[3] = {"y", "dx", "dw"};
-    const double K[3] = {9.0 * c.Cin, 9.0 * c.Cout, double(c.B) * c.H * c.W};
+    const int kk = c.k * c.k;
+    const double K[3] = {double(kk) * c.Cin, double(kk) * c.Cout, double(c.B) * Ho * Wo};
     for (int q = 0; q < 3; ++q) {
-      double worst = 0, largest_diff = 0;
+      double worst_exact = 0, worst_rounding = 0, largest_diff = 0;
       for (size_t i = 0; i < fp32[q].size(); ++i) {
+        // against the fp32 computation of the rounded inputs: fp32 accumulation error only
+        const double acc = 2 * (K[q] + 4) * 0x1p-24 * mag[q][i] + 1e-30;
+        worst_exact = std::max(worst_exact, std::abs(bf[q][i] - rounded[q][i]) / acc);
+        // against fp32 on the inputs as given: the rounding of the inputs on top
         const double d = std::abs(bf[q][i] - fp32[q][i]);
-        const double bound = (0x1p-8 + 0x1p-18 + (K[q] + 4) * 0x1p-24) * mag[q][i] + 1e-30;
-        worst = std::max(worst, d / bound);
+        worst_rounding = std::max(worst_rounding, d / ((0x1p-7 + 0x1p-16) * mag[q][i] + acc));
         largest_diff = std::max(largest_diff, d);
       }
-      EXPECT_LE(worst, 1.0) << names[q] << ": bf16 off by more than its inputs' rounding allows, "
-                            << c.Cin << "->" << c.Cout << " " << c.H << "x" << c.W;
-      EXPECT_GT(largest_diff, 0.0) << names[q] << ": bitwise the fp32 result: bf16 was not used";
+      const std::string what = cat(names[q], ", ", c.Cin, "->", c.Cout, " ", c.H, "x", c.W, " k", c.k, " s",
+                                   c.stride, " ", kernels::conv_algorithm_name(cs.algo));
+      EXPECT_LE(worst_exact, 1.0) << what << ": not the fp32 result of the bf16-rounded inputs (worst "
+                                  << worst_exact << " of fp32's accumulation bound)";
+      EXPECT_LE(worst_rounding, 1.0) << what << ": off by more than the inputs' rounding allows (worst "
+                                     << worst_rounding << " of the bound)";
+      EXPECT_GT(largest_diff, 0.0) << what << ": bitwise the fp32 result: bf16 was not used";
     }
   }
 }

@@ -1,5 +1,6 @@
 // The bf16 type's rounding and the mixed-precision GEMM (bf16 inputs, fp32 accumulation) against
 // a double reference of the rounded inputs.
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -100,8 +101,9 @@ TEST(MixedGemm, MatchesADoubleReferenceOfTheRoundedInputs) {
   std::normal_distribution<float> n01;
   for (const char ta : {'N', 'T'})
     for (const char tb : {'N', 'T'})
-      for (const int K : {1, 37, 300}) {
-        const int M = 13, N = 29;
+      for (const auto& [M, N, K] : {std::array<int, 3>{13, 29, 1}, std::array<int, 3>{13, 29, 37},
+                                    std::array<int, 3>{13, 29, 300}, std::array<int, 3>{45, 147, 5},
+                                    std::array<int, 3>{45, 49, 5}, std::array<int, 3>{16, 1000, 48}}) {
         const float alpha = 0.75f, beta = ta == tb ? 0.0f : -0.5f;
         std::vector<bf16> A(static_cast<size_t>(M) * K), B(static_cast<size_t>(K) * N);
         for (auto& a : A) a = kernels::to_bf16(n01(gen));

@@ -202,7 +202,7 @@ TYPED_TEST(UNetTorchReference, FloatMatchesWithinFloat32Error) {
 
 // train.precision: bf16 (the 3x3 stride-1 convolutions' GEMMs take bf16 inputs, accumulate in
 // fp32; everything else float32) against the same float64 reference. Rounding an operand to
-// bf16 costs up to 2^-9 = 2e-3 of it, each product carries two such roundings, and the ~20
+// bf16 costs up to 2^-8 = 3.9e-3 of it, each product carries two such roundings, and the ~20
 // bf16 convolutions of the forward pass compound them: measured on unet-s (batch 4; printed)
 // F 7.9e-3, D 2.1e-3, loss 1.0e-4; the gradients more where their terms cancel (worst 2.8e-2, a
 // GroupNorm scale of the 7x7 level). Tolerances about five times those: outputs 4e-2,
