@@ -1,14 +1,17 @@
 #!/bin/bash
 # train.precision: bf16 against fp32 and PyTorch fp32 (same run), the unet-s training step at
 # batch 64 on both cores, with the machine's OpenBLAS setting (unset: Prescott kernels on the
-# Xeon 6) and with SkylakeX's, alternating; the running experiments stopped while timing.
+# Xeon 6) and with SkylakeX's, alternating; then the diffusion-classifier forward (64 images x 10
+# classes) against PyTorch no_grad. The running experiments stopped while timing.
+# Usage: docs/runs-perf/bf16-train-step.sh [train|classifier|both]
 cd "$(dirname "$0")/../.."
 P=$(pgrep -f "runs/bin/dmis-" | tr '\n' ' ')
 trap "[ -n \"$P\" ] && kill -CONT $P 2>/dev/null" EXIT
 [ -n "$P" ] && kill -STOP $P
 sleep 2
 export OMP_NUM_THREADS=2 OMP_PROC_BIND=spread OMP_PLACES=threads
-for i in 1 2 3; do
+what=${1:-both}
+[ "$what" = classifier ] || for i in 1 2 3; do
   for ct in unset SkylakeX; do
     for pr in fp32 bf16; do
       echo "train-step coretype=$ct precision=$pr run=$i"
@@ -18,5 +21,11 @@ for i in 1 2 3; do
         OPENBLAS_CORETYPE=$ct build/bin/dmis-bench train-step --preset unet-s --batch 64 --steps 5 --warmup 2 --precision $pr --compare-torch 2>&1 | tail -1
       fi
     done
+  done
+done
+[ "$what" = train ] || for i in 1 2 3; do
+  for pr in fp32 bf16; do
+    echo "classifier coretype=unset precision=$pr run=$i"
+    env -u OPENBLAS_CORETYPE build/bin/dmis-bench classifier --preset unet-s --batch 64 --steps 3 --warmup 1 --precision $pr --compare-torch 2>&1 | tail -1
   done
 done
