@@ -122,7 +122,7 @@ KOKKOS_INLINE_FUNCTION R stored(T v) {
 // bf16 the mixed GEMM (bf16 inputs, fp32 accumulation; kernels/mixed_gemm.hpp).
 template <class Exec, class T, class R>
 void gemm_as(const Exec& exec, char ta, char tb, int M, int N, int K, T alpha, const R* A,
-               const R* B, T beta, T* C) {
+             const R* B, T beta, T* C) {
   const int lda = ta == 'N' ? K : M, ldb = tb == 'N' ? N : K;
   if constexpr (std::is_same<R, bf16>::value) {
     if constexpr (std::is_same<T, float>::value)

@@ -20,6 +20,11 @@
 // each 2x2 output tile is A^T [ (G w G^T) . (B^T d B) ] A over the 4x4 input patch d, so the
 // products become 16 GEMMs (Cout, Cin) x (Cin, tiles), 2.25x fewer multiplies than the unfolded
 // GEMM. Every path's transforms are Kokkos kernels and its GEMMs go through Kokkos Kernels.
+//
+// With train.precision: bf16 (kernels/mixed_gemm.hpp) the GEMMs of the row-unfolded and im2col
+// paths (not Winograd's) take bf16 inputs and accumulate in fp32: the unfolded inputs and output
+// gradients are written in bf16 as they are unfolded, the weights converted per call, and the
+// products go to the vendor's mixed GEMM (oneDNN on CPUs). float only; double stays exact.
 #include "kernels/common.hpp"
 
 namespace dmis::kernels {
