@@ -44,6 +44,7 @@ const char* kUsage =
     "usage: dmis-bench train-step  [--preset unet-s] [--batch 64] [--warmup 3] [--steps 10]\n"
     "                              [--compare-torch] [--python PATH] [--conv-scratch-mb MB]\n"
     "                              [--conv gemm|rows|winograd] [--precision fp32|bf16]\n"
+    "                              [--peak-gflops G]\n"
     "       dmis-bench classifier  [--preset unet-s] [--batch 64] [--classes K] [...same]\n"
     "       dmis-bench evaluator   [--batch 128] [--warmup 3] [--steps 10] [--profile]\n"
     "       dmis-bench dmis-step   --deck FILE [--set KEY=VALUE]... [--warmup 3] [--steps 10]\n"
@@ -68,8 +69,10 @@ const char* kUsage =
     "both see the same machine load; ratio = dmis / vanilla (--profile: the DMIS steps).\n"
     "--conv: how 3x3 stride-1 convolutions are computed (rows, the default: the input unfolded\n"
     "over kernel rows, one GEMM per kernel column; gemm: im2col + GEMM; or Winograd F(2x2,3x3);\n"
-    "DMIS_CONV_ALGO sets the same). --precision bf16: the row-unfolded GEMMs in bf16 with fp32\n"
-    "accumulation (train.precision; --compare-torch's PyTorch stays fp32).\n"
+    "DMIS_CONV_ALGO sets the same). --precision bf16: the convolutions' GEMMs in bf16 with fp32\n"
+    "accumulation (train.precision; --compare-torch's PyTorch stays fp32). peak_share: the\n"
+    "achieved GFLOP/s over the peak for the precision in use, --peak-gflops or estimated from\n"
+    "/proc/cpuinfo (threads x clock x flops per cycle, named in peak_basis).\n"
     "Every result names the algorithm, the precision and the\n"
     "OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE the process saw.\n";
 
@@ -81,6 +84,7 @@ struct Options {
   int batch = 64, warmup = 3, steps = 10, classes = -1;
   bool compare_torch = false, profile = false;
   double conv_scratch_mb = 0;
+  double peak_gflops = 0;  // --peak-gflops: the machine's peak for the precision in use (0: estimated)
   std::string deck;
   std::vector<std::string> sets;
 };
@@ -130,6 +134,10 @@ Options parse(int argc, char** argv) {
     else if (a == "--python") o.python = value(i);
     else if (a == "--conv-scratch-mb") o.conv_scratch_mb = to_int(a, value(i));
     else if (a == "--compare-torch") o.compare_torch = true;
+    else if (a == "--peak-gflops") {
+      o.peak_gflops = std::atof(value(i).c_str());
+      if (!(o.peak_gflops > 0)) throw UsageError(cat("--peak-gflops expects a positive number, found '", value(i), "'"));
+    }
     else if (a == "--conv") {
       try {
         kernels::set_conv_algorithm(kernels::parse_conv_algorithm(value(i), "--conv"));
@@ -258,6 +266,42 @@ std::string threads() {
   return t ? t : std::to_string(Kokkos::DefaultHostExecutionSpace().concurrency());
 }
 
+// The share of the machine's peak a measured rate is: the peak given (--peak-gflops), or on a
+// host backend estimated as threads x the clock /proc/cpuinfo reports x the flops a core issues
+// a cycle for the precision in use: fp32 64 with AVX-512 (two FMA units of 16 lanes assumed),
+// 32 with AVX2 + FMA; bf16 1024 with AMX (TDPBF16PS: 16 x 16 x 32 FMAs in 16 cycles), 128 with
+// AVX512-BF16. An estimate (the clock is the nominal one, turbo and AVX frequencies differ), named
+// in the output with its basis; null on GPU backends without --peak-gflops.
+std::string peak_fields(const Options& o, double gflop_per_s) {
+  const bool bf16 = kernels::gemm_precision() == kernels::GemmPrecision::BF16;
+  double peak = o.peak_gflops;
+  std::string basis = "--peak-gflops";
+  if (peak <= 0 && std::is_same<Exec::memory_space, Kokkos::HostSpace>::value) {
+    std::ifstream in("/proc/cpuinfo");
+    std::string line, flags;
+    double mhz = 0;
+    while (std::getline(in, line)) {
+      if (line.rfind("flags", 0) == 0 && flags.empty()) flags = " " + line.substr(line.find(':') + 1) + " ";
+      if (line.rfind("cpu MHz", 0) == 0 && mhz == 0) mhz = std::atof(line.substr(line.find(':') + 1).c_str());
+    }
+    auto has = [&](const char* f) { return flags.find(cat(" ", f, " ")) != std::string::npos; };
+    int per_cycle = 0;
+    std::string isa;
+    if (bf16 && has("amx_bf16")) per_cycle = 1024, isa = "AMX-BF16";
+    else if (bf16 && has("avx512_bf16")) per_cycle = 128, isa = "AVX512-BF16";
+    else if (!bf16 && has("avx512f")) per_cycle = 64, isa = "AVX-512, 2 FMA units";
+    else if (!bf16 && has("avx2") && has("fma")) per_cycle = 32, isa = "AVX2, 2 FMA units";
+    const int t = std::atoi(threads().c_str());
+    if (per_cycle > 0 && mhz > 0 && t > 0) {
+      peak = t * mhz * 1e-3 * per_cycle;
+      basis = cat(t, " cores x ", mhz, " MHz x ", per_cycle, " flop/cycle (", isa, "), estimated");
+    }
+  }
+  if (peak <= 0) return cat(", \"peak_gflop_per_s\": null, \"peak_share\": null");
+  return cat(", \"peak_gflop_per_s\": ", peak, ", \"peak_share\": ", gflop_per_s / peak, ", \"peak_basis\": \"",
+             bf16 ? "bf16: " : "fp32: ", basis, "\"");
+}
+
 std::map<std::string, std::string> parse_json_line(const std::string& out, const std::string& from);
 
 // The OpenMP runtime binds the calling thread to one place when OMP_PROC_BIND is set (libgomp
@@ -383,7 +427,8 @@ int bench_train_step(const Options& o) {
      << "\", \"threads\": " << threads() << ", \"steps\": " << o.steps
      << ", \"loss\": " << loss << ", \"peak_rss_mb\": " << peak
      << ", \"step_mem_mb\": " << peak - rss0
-     << ", \"workspace_mb\": " << step.net().workspace_bytes() / 1048576.0 << kernel_fields();
+     << ", \"workspace_mb\": " << step.net().workspace_bytes() / 1048576.0 << kernel_fields()
+     << peak_fields(o, gflop * ranks / (med / 1e3));
   if (o.compare_torch) {
     const auto t = run_torch(o);
     const double timg = std::atof(t.at("img_per_s").c_str());
@@ -443,7 +488,8 @@ int bench_classifier(const Options& o) {
      << ", \"step_ms\": " << med << ", \"gflop_per_s\": " << gflop / (med / 1e3)
      << ", \"params\": " << net.table().total() << ", \"backend\": \"" << Exec::name()
      << "\", \"threads\": " << threads() << ", \"peak_rss_mb\": " << proc_mb("VmHWM:")
-     << ", \"step_mem_mb\": " << proc_mb("VmHWM:") - rss0 << kernel_fields();
+     << ", \"step_mem_mb\": " << proc_mb("VmHWM:") - rss0 << kernel_fields()
+     << peak_fields(o, gflop / (med / 1e3));
   if (o.compare_torch) {
     const auto t = run_torch(o);
     const double timg = std::atof(t.at("img_per_s").c_str());
