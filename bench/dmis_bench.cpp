@@ -135,8 +135,9 @@ Options parse(int argc, char** argv) {
     else if (a == "--conv-scratch-mb") o.conv_scratch_mb = to_int(a, value(i));
     else if (a == "--compare-torch") o.compare_torch = true;
     else if (a == "--peak-gflops") {
-      o.peak_gflops = std::atof(value(i).c_str());
-      if (!(o.peak_gflops > 0)) throw UsageError(cat("--peak-gflops expects a positive number, found '", value(i), "'"));
+      const std::string v = value(i);
+      o.peak_gflops = std::atof(v.c_str());
+      if (!(o.peak_gflops > 0)) throw UsageError(cat("--peak-gflops expects a positive number, found '", v, "'"));
     }
     else if (a == "--conv") {
       try {
