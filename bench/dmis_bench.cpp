@@ -147,11 +147,15 @@ Options parse(int argc, char** argv) {
       }
     }
     else if (a == "--precision") {
+      const std::string v = value(i);
       try {
-        kernels::set_gemm_precision(kernels::parse_gemm_precision(value(i), "--precision"), "--precision");
+        kernels::set_gemm_precision(kernels::parse_gemm_precision(v, "--precision"), "--precision");
       } catch (const InputError& e) {
         throw UsageError(e.what());
       }
+      // dmis-step builds its steps from the deck, whose train.precision sets the precision
+      // again: the option goes there too (a later --set train.precision still wins)
+      o.sets.insert(o.sets.begin(), "train.precision=" + v);
     }
     else if (a == "--deck") o.deck = value(i);
     else if (a == "--set") o.sets.push_back(value(i));
