@@ -16,37 +16,38 @@ def merged_jsonl(path):
     return out
 
 
-def threads(run_dir):
-    """The OpenMP concurrency a run had, from the banner of its log.txt (None if unknown)."""
+def banner_match(run_dir, pattern):
+    """The first match of `pattern` in a run's log.txt (its banner), or None."""
     path = os.path.join(run_dir, "log.txt")
     if os.path.exists(path):
         with open(path) as f:
             for line in f:
-                m = re.match(r"^\s*concurrency\s+(\d+)", line)
+                m = re.match(pattern, line)
                 if m:
-                    return int(m.group(1))
+                    return m
     return None
+
+
+def threads(run_dir):
+    """The OpenMP concurrency a run had, from the banner of its log.txt (None if unknown)."""
+    m = banner_match(run_dir, r"^\s*concurrency\s+(\d+)")
+    return int(m.group(1)) if m else None
 
 
 def logged_cpu(run_dir):
     """The CPU a run's log.txt names (banner line "CPU", from 2026-12-07 on; None before)."""
-    path = os.path.join(run_dir, "log.txt")
-    if os.path.exists(path):
-        with open(path) as f:
-            for line in f:
-                m = re.match(r"^\s*CPU\s+(.+?),\s*(\d+) logical CPUs\s*$", line)
-                if m:
-                    return m.group(1), int(m.group(2))
-    return None
+    m = banner_match(run_dir, r"^\s*CPU\s+(.+?),\s*(\d+) logical CPUs\s*$")
+    return (m.group(1), int(m.group(2))) if m else None
 
 
 def machine(named_dirs):
     """The runs' CPU and cores (from their logs; this machine's where the logs predate the CPU
     line, said so) and the threads of each run ({name: run directory})."""
-    logged = {c for c in (logged_cpu(d) for d in named_dirs.values()) if c}
+    cpus = [logged_cpu(d) for d in named_dirs.values()]
+    logged = {c for c in cpus if c}
     if logged:
         text = "; ".join(f"{n} cores ({model})" for model, n in sorted(logged))
-        if any(logged_cpu(d) is None for d in named_dirs.values()):
+        if None in cpus:
             text += " (as the logs that name it say; some logs predate the CPU line)"
     else:
         try:
