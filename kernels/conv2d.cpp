@@ -8,11 +8,10 @@
 #include "kernels/eti.hpp"
 #include "kernels/mixed_gemm.hpp"
 
-// Short loops that convert fp32 rows to bf16 (W = 7-28 elements): GCC vectorises them 32 wide
-// and runs rows shorter than that in the scalar remainder; 8 lanes take them vectorised (the
-// conversion loop alone 1.2-2x faster at W = 28-7, measured standalone; in the training step
-// the bf16 row unfolding still takes about 2.4x the fp32 one, with or without AMX, a cause not
-// found yet: docs/performance.md). Host compilers with OpenMP only.
+// Loops that convert fp32 to bf16: GCC vectorises them 32 wide and runs anything shorter in the
+// scalar remainder; 8 lanes take more of them vectorised. The row-unfolded convolutions convert
+// whole planes in blocks (for_each_converted_row), not each short row (W = 7-28) where it is
+// written. Host compilers with OpenMP only.
 #if defined(_OPENMP) && !defined(__CUDA_ARCH__) && !defined(__HIP_DEVICE_COMPILE__)
 #define DMIS_SIMD8 _Pragma("omp simd simdlen(8)")
 #else
@@ -412,6 +411,41 @@ void rows_weights(const Exec& exec, const Tensor4<const T, Exec>& w, bool flip, 
 template <class T>
 T* after_rows(T* space, int I, size_t N) { return space + 3 * I * N + kRowsSlack; }
 
+// Host, bf16: a plane of H W values converted in whole-row blocks of up to kConvertBlock into a
+// buffer on the stack, in long vectorised loops, and copied from there. Converting each short
+// row where it is written (W = 7-28) ran mostly in the loops' scalar remainders: the row
+// unfolding took 2.2-2.4x the fp32 one in the training step (docs/performance.md).
+constexpr int kConvertBlock = 1024;
+
+// Calls put(h, row) for each row h of the plane src (H, W) with row holding its W values as R;
+// host only (the buffer lives on the stack).
+template <class T, class R, class Put>
+KOKKOS_INLINE_FUNCTION void for_each_converted_row(const T* src, int H, int W, Put&& put) {
+  R buf[kConvertBlock];
+  const int per_block = W <= kConvertBlock ? kConvertBlock / W : 1;
+  for (int h0 = 0; h0 < H; h0 += per_block) {
+    const int hn = H - h0 < per_block ? H - h0 : per_block;
+    if (W > kConvertBlock) {  // a row longer than the buffer: converted in place of the copy
+      put(h0, static_cast<const R*>(nullptr), src + static_cast<size_t>(h0) * W);
+      continue;
+    }
+    const int n = hn * W;
+    const T* s = src + static_cast<size_t>(h0) * W;
+    DMIS_SIMD8
+    for (int j = 0; j < n; ++j) buf[j] = stored<R>(s[j]);
+    for (int hh = 0; hh < hn; ++hh) put(h0 + hh, buf + hh * W, s + hh * W);
+  }
+}
+
+// dst[0, W) <- the row: the converted copy, or (rows longer than the buffer) converted here
+template <class T, class R>
+KOKKOS_INLINE_FUNCTION void put_row(R* dst, const R* converted, const T* src, int W) {
+  if (converted)
+    for (int j = 0; j < W; ++j) dst[j] = converted[j];
+  else
+    for (int j = 0; j < W; ++j) dst[j] = stored<R>(src[j]);
+}
+
 // rows (3 I, N = nb Pp) <- x[b0, b0+nb) unfolded over ky; the kRowsSlack elements after it
 // zeroed. R: T, or bf16.
 template <class Exec, class T, class R = T>
@@ -420,6 +454,33 @@ void rows_unfold(const Exec& exec, const Tensor4<const T, Exec>& x, int b0, int 
             W = static_cast<int>(x.extent(3));
   const int Wp = W + 2;
   const size_t Pp = static_cast<size_t>(H) * Wp, N = nb * Pp;
+  if constexpr (std::is_same<R, bf16>::value && detail::host_exec<Exec>) {
+    // one task per (channel, sample): its plane converted once, copied to the three ky rows
+    // (bitwise the same values as the loop below)
+    Kokkos::parallel_for(
+        "dmis::conv2d::rows_unfold", Kokkos::RangePolicy<Exec>(exec, 0, I * nb), KOKKOS_LAMBDA(int r) {
+          const int i = r / nb, bl = r % nb;
+          const R zero = stored<R>(T(0));
+          R* d0 = rows + static_cast<size_t>(3 * i) * N + bl * Pp;  // ky 0: row h <- input h - 1
+          R* d1 = d0 + N;                                            // ky 1: row h <- input h
+          R* d2 = d1 + N;                                            // ky 2: row h <- input h + 1
+          for (int j = 0; j < Wp; ++j) d0[j] = d2[static_cast<size_t>(H - 1) * Wp + j] = zero;
+          for_each_converted_row<T, R>(&x(b0 + bl, i, 0, 0), H, W, [&](int ih, const R* cv, const T* src) {
+            R* dsts[3] = {ih + 1 < H ? d0 + static_cast<size_t>(ih + 1) * Wp : nullptr,
+                          d1 + static_cast<size_t>(ih) * Wp,
+                          ih >= 1 ? d2 + static_cast<size_t>(ih - 1) * Wp : nullptr};
+            for (R* d : dsts) {
+              if (!d) continue;
+              d[0] = zero;
+              d[W + 1] = zero;
+              put_row(d + 1, cv, src, W);
+            }
+          });
+          if (r == 0)
+            for (size_t j = 0; j < kRowsSlack; ++j) rows[3 * I * N + j] = zero;
+        });
+    return;
+  }
   Kokkos::parallel_for(
       "dmis::conv2d::rows_unfold", Kokkos::RangePolicy<Exec>(exec, 0, 3 * I * nb), KOKKOS_LAMBDA(int r) {
         const int row = r / nb, bl = r % nb, i = row / 3, ky = row % 3;
@@ -499,6 +560,21 @@ void weight_grad_rows(const Exec& exec, const Conv2dGeometry& g, const Tensor4<c
     R* dyp = reinterpret_cast<R*>(after_rows(space, Cin, N));  // (Cout, N)
     R* rows = reinterpret_cast<R*>(space);
     rows_unfold<Exec, T, R>(exec, x, b0, nb, rows);
+    if constexpr (std::is_same<R, bf16>::value && detail::host_exec<Exec>) {
+      // one task per (channel, sample), its plane converted in long loops (rows_unfold)
+      Kokkos::parallel_for(
+          "dmis::conv2d::rows_gather_dy", Kokkos::RangePolicy<Exec>(exec, 0, Cout * nb),
+          KOKKOS_LAMBDA(int r) {
+            const int o = r % Cout, bl = r / Cout;
+            R* base = dyp + static_cast<size_t>(o) * N + bl * Pp;
+            for_each_converted_row<T, R>(&dy(b0 + bl, o, 0, 0), H, W, [&](int h, const R* cv, const T* src) {
+              R* dst = base + static_cast<size_t>(h) * Wp;
+              put_row(dst, cv, src, W);
+              dst[W] = stored<R>(T(0));
+              dst[W + 1] = stored<R>(T(0));
+            });
+          });
+    } else {
     Kokkos::parallel_for(
         "dmis::conv2d::rows_gather_dy", Kokkos::RangePolicy<Exec>(exec, 0, Cout * nb * H),
         KOKKOS_LAMBDA(int r) {
@@ -510,6 +586,7 @@ void weight_grad_rows(const Exec& exec, const Conv2dGeometry& g, const Tensor4<c
           dst[W] = stored<R>(T(0));
           dst[W + 1] = stored<R>(T(0));
         });
+    }
     Kokkos::Profiling::pushRegion("dmis::conv2d::gemm_weight_grad");
     for (int kx = 0; kx < 3; ++kx)
       gemm_as<Exec, T, R>(exec, 'N', 'T', Cout, 3 * Cin, static_cast<int>(N), T(1), dyp, rows + kx,

@@ -237,7 +237,10 @@ TYPED_TEST(Conv2dTest, Bf16StaysWithinTheRoundingOfItsInputs) {
   for (const Case cs : {Case{{3, 16, 32, 28, 28, 3, 1, 2}, rows}, Case{{2, 33, 17, 14, 9, 3, 1, 1}, rows},
                         Case{{2, 32, 32, 7, 7, 3, 1, 2}, rows}, Case{{2, 33, 17, 14, 9, 3, 1, 1}, gemm},
                         Case{{2, 6, 9, 5, 7, 1, 1, 1}, rows}, Case{{4, 7, 5, 14, 14, 3, 2, 3}, rows},
-                        Case{{1, 5, 3, 7, 7, 3, 2, 1}, rows}}) {
+                        Case{{1, 5, 3, 7, 7, 3, 2, 1}, rows},
+                        // planes converted in more than one block (40 x 30 > 1024 values), and
+                        // rows longer than the block, converted where they are written
+                        Case{{2, 3, 4, 40, 30, 3, 1, 2}, rows}, Case{{1, 2, 3, 3, 1030, 3, 1, 1}, rows}}) {
     const ConvCase c = cs.c;
     AlgorithmScope algo(cs.algo);
     const int Ho = out_size(c.H, c.k, c.stride), Wo = out_size(c.W, c.k, c.stride);
