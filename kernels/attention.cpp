@@ -1,6 +1,9 @@
 #include "kernels/attention.hpp"
 
+#include <type_traits>
+
 #include <KokkosBatched_Gemm_Decl.hpp>
+#include <KokkosBatched_Gemm_Serial_Impl.hpp>
 #include <KokkosBatched_Gemm_Team_Impl.hpp>
 
 #include "kernels/eti.hpp"
@@ -11,11 +14,41 @@ namespace {
 namespace kb = KokkosBatched;
 using NT = kb::Trans::NoTranspose;
 using TT = kb::Trans::Transpose;
-using Algo = kb::Algo::Gemm::Blocked;  // register-blocked inner kernel
+using Algo = kb::Algo::Gemm::Blocked;  // register-blocked inner kernel (devices)
 
 template <class T, class Exec>
 using Mat = Kokkos::View<T**, Kokkos::LayoutRight, DeviceOf<Exec>,
                          Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+
+template <class Exec>
+constexpr bool on_host = std::is_same<typename Exec::memory_space, Kokkos::HostSpace>::value;
+
+// One sample per team: a team of one thread on host backends, the backend's choice on devices.
+template <class Exec>
+Kokkos::TeamPolicy<Exec> per_sample(const Exec& exec, int B) {
+  if constexpr (on_host<Exec>)
+    return Kokkos::TeamPolicy<Exec>(exec, B, 1);
+  else
+    return Kokkos::TeamPolicy<Exec>(exec, B, Kokkos::AUTO);
+}
+
+// c = alpha op(a) op(b) + beta c for one sample. Host backends: Kokkos Kernels' serial unblocked
+// GEMM on the team's one thread, whose inner loop runs along c's rows (contiguous here, so it
+// vectorises): at the UNet's attention shapes (C = 64, N = 49, 64 samples over 2 threads) 0.45-
+// 0.65 ms a product against 2.0-2.5 for the blocked team GEMM (measured, 2026-12-07). With
+// op(b) = b^T its inner loop runs across b's rows, a reduction that does not vectorise (1.8 ms,
+// the blocked GEMM's 2.0 within noise), so the products below take b untransposed, but the
+// forward's h = v a^T, which keeps the blocked GEMM (backward keeps dS^T for dQ's product).
+// Devices: the team GEMM.
+template <class TA, class TB, class Exec, class HostAlgo = kb::Algo::Gemm::Unblocked, class Member,
+          class T, class AV, class BV, class CV>
+KOKKOS_INLINE_FUNCTION void sample_gemm(const Member& team, T alpha, const AV& a, const BV& b, T beta,
+                                        const CV& c) {
+  if constexpr (on_host<Exec>)
+    kb::SerialGemm<TA, TB, HostAlgo>::invoke(alpha, a, b, beta, c);
+  else
+    kb::TeamGemm<Member, TA, TB, Algo>::invoke(team, alpha, a, b, beta, c);
+}
 
 template <class CX>
 void check_qkv(const char* op, const CX& qkv) {
@@ -38,13 +71,13 @@ void Attention<Exec, T>::forward(const Exec& exec, const CX& qkv, const X& h, co
   using Policy = Kokkos::TeamPolicy<Exec>;
   using Member = typename Policy::member_type;
   Kokkos::parallel_for(
-      "dmis::attention::fwd_logits", Policy(exec, B, Kokkos::AUTO),
+      "dmis::attention::fwd_logits", per_sample(exec, B),
       KOKKOS_LAMBDA(const Member& team) {
         const int b = team.league_rank();
         Mat<const T, Exec> q(&qkv(b, 0, 0, 0), C, N);  // (C, N)
         Mat<const T, Exec> k(&qkv(b, C, 0, 0), C, N);  // (C, N)
         Mat<T, Exec> s(&attn(b, 0, 0), N, N);          // (N, N)
-        kb::TeamGemm<Member, TT, NT, Algo>::invoke(team, scale, q, k, T(0), s);
+        sample_gemm<TT, NT, Exec>(team, scale, q, k, T(0), s);
       });
   Kokkos::parallel_for(
       "dmis::attention::fwd_softmax", Kokkos::RangePolicy<Exec>(exec, 0, B * N),
@@ -61,13 +94,13 @@ void Attention<Exec, T>::forward(const Exec& exec, const CX& qkv, const X& h, co
         for (int j = 0; j < N; ++j) row[j] *= inv;
       });
   Kokkos::parallel_for(
-      "dmis::attention::fwd_values", Policy(exec, B, Kokkos::AUTO),
+      "dmis::attention::fwd_values", per_sample(exec, B),
       KOKKOS_LAMBDA(const Member& team) {
         const int b = team.league_rank();
         Mat<const T, Exec> v(&qkv(b, 2 * C, 0, 0), C, N);  // (C, N)
         Mat<const T, Exec> a(&attn(b, 0, 0), N, N);        // (N, N)
         Mat<T, Exec> hb(&h(b, 0, 0, 0), C, N);             // (C, N)
-        kb::TeamGemm<Member, NT, TT, Algo>::invoke(team, T(1), v, a, T(0), hb);
+        sample_gemm<NT, TT, Exec, Algo>(team, T(1), v, a, T(0), hb);
       });
 }
 
@@ -86,11 +119,12 @@ void Attention<Exec, T>::backward(const Exec& exec, const CX& dh, const CX& qkv,
   const T scale = T(1) / compat::sqrt(T(C));
   const T beta = mode == GradMode::Accumulate ? T(1) : T(0);
   A3 ds(scratch.data(), B, N, N);  // (B, N, N): dA, then dS
+  A3 dst(scratch.data() + static_cast<size_t>(B) * N * N, B, N, N);  // (B, N, N): dS^T
   using Policy = Kokkos::TeamPolicy<Exec>;
   using Member = typename Policy::member_type;
   // dV = dh A ; dA = dh^T V
   Kokkos::parallel_for(
-      "dmis::attention::bwd_values", Policy(exec, B, Kokkos::AUTO),
+      "dmis::attention::bwd_values", per_sample(exec, B),
       KOKKOS_LAMBDA(const Member& team) {
         const int b = team.league_rank();
         Mat<const T, Exec> dhb(&dh(b, 0, 0, 0), C, N);       // (C, N)
@@ -98,10 +132,11 @@ void Attention<Exec, T>::backward(const Exec& exec, const CX& dh, const CX& qkv,
         Mat<const T, Exec> v(&qkv(b, 2 * C, 0, 0), C, N);    // (C, N)
         Mat<T, Exec> dv(&dqkv(b, 2 * C, 0, 0), C, N);        // (C, N)
         Mat<T, Exec> da(&ds(b, 0, 0), N, N);                 // (N, N)
-        kb::TeamGemm<Member, NT, NT, Algo>::invoke(team, T(1), dhb, a, beta, dv);
-        kb::TeamGemm<Member, TT, NT, Algo>::invoke(team, T(1), dhb, v, T(0), da);
+        sample_gemm<NT, NT, Exec>(team, T(1), dhb, a, beta, dv);
+        sample_gemm<TT, NT, Exec>(team, T(1), dhb, v, T(0), da);
       });
-  // softmax backward, with the logit scale folded in: dS = scale * A (dA - rowsum(dA A))
+  // softmax backward, with the logit scale folded in: dS = scale * A (dA - rowsum(dA A)); dS^T
+  // too, so that dQ's product takes its right operand untransposed
   Kokkos::parallel_for(
       "dmis::attention::bwd_softmax", Kokkos::RangePolicy<Exec>(exec, 0, B * N),
       KOKKOS_LAMBDA(int r) {
@@ -110,19 +145,23 @@ void Attention<Exec, T>::backward(const Exec& exec, const CX& dh, const CX& qkv,
         const T* a = &attn(b, i, 0);
         T dot = 0;
         for (int j = 0; j < N; ++j) dot += row[j] * a[j];
-        for (int j = 0; j < N; ++j) row[j] = scale * a[j] * (row[j] - dot);
+        for (int j = 0; j < N; ++j) {
+          row[j] = scale * a[j] * (row[j] - dot);
+          dst(b, j, i) = row[j];
+        }
       });
   // dQ = K dS^T ; dK = Q dS
   Kokkos::parallel_for(
-      "dmis::attention::bwd_qk", Policy(exec, B, Kokkos::AUTO), KOKKOS_LAMBDA(const Member& team) {
+      "dmis::attention::bwd_qk", per_sample(exec, B), KOKKOS_LAMBDA(const Member& team) {
         const int b = team.league_rank();
         Mat<const T, Exec> q(&qkv(b, 0, 0, 0), C, N);  // (C, N)
         Mat<const T, Exec> k(&qkv(b, C, 0, 0), C, N);  // (C, N)
         Mat<const T, Exec> dsb(&ds(b, 0, 0), N, N);    // (N, N)
+        Mat<const T, Exec> dstb(&dst(b, 0, 0), N, N);  // (N, N): dS^T
         Mat<T, Exec> dq(&dqkv(b, 0, 0, 0), C, N);      // (C, N)
         Mat<T, Exec> dk(&dqkv(b, C, 0, 0), C, N);      // (C, N)
-        kb::TeamGemm<Member, NT, TT, Algo>::invoke(team, T(1), k, dsb, beta, dq);
-        kb::TeamGemm<Member, NT, NT, Algo>::invoke(team, T(1), q, dsb, beta, dk);
+        sample_gemm<NT, NT, Exec>(team, T(1), k, dstb, beta, dq);
+        sample_gemm<NT, NT, Exec>(team, T(1), q, dsb, beta, dk);
       });
 }
 

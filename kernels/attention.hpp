@@ -3,7 +3,8 @@
 //   q, k, v = the three C-channel blocks of qkv (B, 3C, H, W), in that order,
 //   a = softmax_j(q^T k / sqrt(C)) (B, N, N), h = v a^T (B, C, H, W).
 // The surrounding GroupNorm, 1x1 convolutions and residual are separate kernels. The per-sample
-// products are Kokkos Kernels batched team GEMMs (one team per sample, one launch per product).
+// products are Kokkos Kernels batched GEMMs, one sample per team and one launch per product: the
+// serial unblocked GEMM on host backends (a team of one thread), the team GEMM on devices.
 #include "kernels/common.hpp"
 
 namespace dmis::kernels {
@@ -20,7 +21,7 @@ struct Attention {
   static void forward(const Exec& exec, const CX& qkv, const X& h, const A3& attn);
 
   /// Scratch elements backward needs.
-  static size_t scratch_size(int B, int N) { return static_cast<size_t>(B) * N * N; }
+  static size_t scratch_size(int B, int N) { return 2 * static_cast<size_t>(B) * N * N; }  // dS, dS^T
 
   /// dqkv (B, 3C, H, W) by `mode`, from dh (B, C, H, W).
   static void backward(const Exec& exec, const CX& dh, const CX& qkv, const CA3& attn,

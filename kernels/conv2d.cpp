@@ -679,6 +679,9 @@ void input_grad_transposed(const Exec& exec, const Conv2dGeometry& g, const Tens
   conv_by_gemm<Exec, T, R>(exec, gt, dy, wt, Tensor1<const T, Exec>(), dx, scratch, chunk, accumulate);
 }
 
+// Longest input row the host's col2im sums on the stack (longer rows: pixel by pixel)
+constexpr int kCol2imRow = 1024;
+
 // stride 2: dcol = W^T dy, then col2im as a gather (each input pixel sums its taps)
 template <class Exec, class T, class R = T>
 void input_grad_col2im(const Exec& exec, const Conv2dGeometry& g, const Tensor4<const T, Exec>& dy,
@@ -701,6 +704,30 @@ void input_grad_col2im(const Exec& exec, const Conv2dGeometry& g, const Tensor4<
           const int ci = (r / H) % Cin;
           const int bl = r / (H * Cin);
           T* out = &dx(b0 + bl, ci, ih, 0);
+          if constexpr (detail::host_exec<Exec>) {
+            if (W <= kCol2imRow) {
+              // tap by tap along the input row: tap (ky, kx) reaches the pixels iw = s ow + kx - pad,
+              // so no division per pixel and tap; each pixel still sums its taps in (ky, kx) order
+              // from zero, then adds to out (bitwise the loop below)
+              T acc[kCol2imRow];
+              for (int iw = 0; iw < W; ++iw) acc[iw] = T(0);
+              for (int ky = 0; ky < k; ++ky) {
+                const int th = ih + pad - ky;
+                if (th < 0 || th % s != 0 || th / s >= Ho) continue;
+                const int oh = th / s;
+                for (int kx = 0; kx < k; ++kx) {
+                  // ow with 0 <= s ow + kx - pad < W, ow < Wo
+                  const int lo = kx - pad >= 0 ? 0 : (pad - kx + s - 1) / s;
+                  const int last = W - 1 - kx + pad;  // s ow <= last
+                  const int hi = last < 0 ? 0 : (last / s + 1 < Wo ? last / s + 1 : Wo);
+                  const T* crow = &col(ci * kk + ky * k + kx, bl * P + oh * Wo);
+                  for (int ow = lo; ow < hi; ++ow) acc[s * ow + kx - pad] += crow[ow];
+                }
+              }
+              for (int iw = 0; iw < W; ++iw) out[iw] = accumulate ? out[iw] + acc[iw] : acc[iw];
+              return;
+            }
+          }
           for (int iw = 0; iw < W; ++iw) {
             T acc = 0;
             for (int ky = 0; ky < k; ++ky) {

@@ -26,6 +26,7 @@ struct ConvCase {
 const ConvCase kCases[] = {
     {2, 3, 5, 7, 7, 3, 1, 2},  {1, 5, 3, 7, 7, 3, 2, 1}, {3, 4, 6, 8, 6, 3, 2, 2},
     {2, 6, 9, 5, 7, 1, 1, 1},  {1, 1, 8, 28, 28, 3, 1, 1}, {4, 7, 5, 14, 14, 3, 2, 3},
+    {2, 2, 3, 3, 1, 3, 2, 1},  // stride 2 on a one-pixel-wide map: taps that reach no pixel
 };
 
 template <class Exec, class T>
