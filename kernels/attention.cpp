@@ -37,15 +37,14 @@ Kokkos::TeamPolicy<Exec> per_sample(const Exec& exec, int B) {
 // vectorises): at the UNet's attention shapes (C = 64, N = 49, 64 samples over 2 threads) 0.45-
 // 0.65 ms a product against 2.0-2.5 for the blocked team GEMM (measured, 2026-12-07). With
 // op(b) = b^T its inner loop runs across b's rows, a reduction that does not vectorise (1.8 ms,
-// the blocked GEMM's 2.0 within noise), so the products below take b untransposed, but the
-// forward's h = v a^T, which keeps the blocked GEMM (backward keeps dS^T for dQ's product).
-// Devices: the team GEMM.
-template <class TA, class TB, class Exec, class HostAlgo = kb::Algo::Gemm::Unblocked, class Member,
-          class T, class AV, class BV, class CV>
+// the blocked GEMM's 2.0 within noise), so every product below takes b untransposed: the
+// forward saves the probabilities transposed, backward keeps dS^T beside dS. Devices: the team
+// GEMM.
+template <class TA, class TB, class Exec, class Member, class T, class AV, class BV, class CV>
 KOKKOS_INLINE_FUNCTION void sample_gemm(const Member& team, T alpha, const AV& a, const BV& b, T beta,
                                         const CV& c) {
   if constexpr (on_host<Exec>)
-    kb::SerialGemm<TA, TB, HostAlgo>::invoke(alpha, a, b, beta, c);
+    kb::SerialGemm<TA, TB, kb::Algo::Gemm::Unblocked>::invoke(alpha, a, b, beta, c);
   else
     kb::TeamGemm<Member, TA, TB, Algo>::invoke(team, alpha, a, b, beta, c);
 }
@@ -70,37 +69,48 @@ void Attention<Exec, T>::forward(const Exec& exec, const CX& qkv, const X& h, co
   const T scale = T(1) / compat::sqrt(T(C));
   using Policy = Kokkos::TeamPolicy<Exec>;
   using Member = typename Policy::member_type;
+  // attn holds the probabilities transposed, at(b, j, i) = a(b, i, j), so that both products
+  // take their right operand untransposed: s^T = scale k^T q, then h = v a^T = v at
   Kokkos::parallel_for(
       "dmis::attention::fwd_logits", per_sample(exec, B),
       KOKKOS_LAMBDA(const Member& team) {
         const int b = team.league_rank();
         Mat<const T, Exec> q(&qkv(b, 0, 0, 0), C, N);  // (C, N)
         Mat<const T, Exec> k(&qkv(b, C, 0, 0), C, N);  // (C, N)
-        Mat<T, Exec> s(&attn(b, 0, 0), N, N);          // (N, N)
-        sample_gemm<TT, NT, Exec>(team, scale, q, k, T(0), s);
+        Mat<T, Exec> st(&attn(b, 0, 0), N, N);         // (N, N): s^T
+        sample_gemm<TT, NT, Exec>(team, scale, k, q, T(0), st);
       });
+  // softmax over j of s(i, j) = st(j, i): down the columns of st, kColumns columns a task
+  // (contiguous across the columns, so the loops over them vectorise)
+  constexpr int kColumns = 16;
+  const int blocks = (N + kColumns - 1) / kColumns;
   Kokkos::parallel_for(
-      "dmis::attention::fwd_softmax", Kokkos::RangePolicy<Exec>(exec, 0, B * N),
+      "dmis::attention::fwd_softmax", Kokkos::RangePolicy<Exec>(exec, 0, B * blocks),
       KOKKOS_LAMBDA(int r) {
-        T* row = &attn(r / N, r % N, 0);
-        T mx = row[0];
-        for (int j = 1; j < N; ++j) mx = row[j] > mx ? row[j] : mx;
-        T sum = 0;
-        for (int j = 0; j < N; ++j) {
-          row[j] = compat::exp(row[j] - mx);
-          sum += row[j];
-        }
-        const T inv = T(1) / sum;
-        for (int j = 0; j < N; ++j) row[j] *= inv;
+        const int b = r / blocks, i0 = (r % blocks) * kColumns;
+        const int nc = N - i0 < kColumns ? N - i0 : kColumns;
+        T* st = &attn(b, 0, i0);  // st[j * N + c]: s(i0 + c, j)
+        T mx[kColumns], sum[kColumns];
+        for (int c = 0; c < nc; ++c) mx[c] = st[c], sum[c] = T(0);
+        for (int j = 1; j < N; ++j)
+          for (int c = 0; c < nc; ++c) mx[c] = st[j * N + c] > mx[c] ? st[j * N + c] : mx[c];
+        for (int j = 0; j < N; ++j)
+          for (int c = 0; c < nc; ++c) {
+            st[j * N + c] = compat::exp(st[j * N + c] - mx[c]);
+            sum[c] += st[j * N + c];
+          }
+        for (int c = 0; c < nc; ++c) sum[c] = T(1) / sum[c];
+        for (int j = 0; j < N; ++j)
+          for (int c = 0; c < nc; ++c) st[j * N + c] *= sum[c];
       });
   Kokkos::parallel_for(
       "dmis::attention::fwd_values", per_sample(exec, B),
       KOKKOS_LAMBDA(const Member& team) {
         const int b = team.league_rank();
         Mat<const T, Exec> v(&qkv(b, 2 * C, 0, 0), C, N);  // (C, N)
-        Mat<const T, Exec> a(&attn(b, 0, 0), N, N);        // (N, N)
+        Mat<const T, Exec> at(&attn(b, 0, 0), N, N);       // (N, N): a^T
         Mat<T, Exec> hb(&h(b, 0, 0, 0), C, N);             // (C, N)
-        sample_gemm<NT, TT, Exec, Algo>(team, T(1), v, a, T(0), hb);
+        sample_gemm<NT, NT, Exec>(team, T(1), v, at, T(0), hb);
       });
 }
 
@@ -118,8 +128,10 @@ void Attention<Exec, T>::backward(const Exec& exec, const CX& dh, const CX& qkv,
          cat("scratch has ", scratch.extent(0), " elements, needs ", scratch_size(B, N)));
   const T scale = T(1) / compat::sqrt(T(C));
   const T beta = mode == GradMode::Accumulate ? T(1) : T(0);
-  A3 ds(scratch.data(), B, N, N);  // (B, N, N): dA, then dS
-  A3 dst(scratch.data() + static_cast<size_t>(B) * N * N, B, N, N);  // (B, N, N): dS^T
+  const size_t plane = static_cast<size_t>(B) * N * N;
+  A3 ds(scratch.data(), B, N, N);           // (B, N, N): dA, then dS
+  A3 dst(scratch.data() + plane, B, N, N);  // (B, N, N): dS^T
+  A3 ar(scratch.data() + 2 * plane, B, N, N);  // (B, N, N): A, from the saved A^T
   using Policy = Kokkos::TeamPolicy<Exec>;
   using Member = typename Policy::member_type;
   // dV = dh A ; dA = dh^T V
@@ -127,8 +139,11 @@ void Attention<Exec, T>::backward(const Exec& exec, const CX& dh, const CX& qkv,
       "dmis::attention::bwd_values", per_sample(exec, B),
       KOKKOS_LAMBDA(const Member& team) {
         const int b = team.league_rank();
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, N * N),
+                             [&](int e) { ar(b, e / N, e % N) = attn(b, e % N, e / N); });
+        team.team_barrier();
         Mat<const T, Exec> dhb(&dh(b, 0, 0, 0), C, N);       // (C, N)
-        Mat<const T, Exec> a(&attn(b, 0, 0), N, N);          // (N, N)
+        Mat<const T, Exec> a(&ar(b, 0, 0), N, N);            // (N, N)
         Mat<const T, Exec> v(&qkv(b, 2 * C, 0, 0), C, N);    // (C, N)
         Mat<T, Exec> dv(&dqkv(b, 2 * C, 0, 0), C, N);        // (C, N)
         Mat<T, Exec> da(&ds(b, 0, 0), N, N);                 // (N, N)
@@ -142,7 +157,7 @@ void Attention<Exec, T>::backward(const Exec& exec, const CX& dh, const CX& qkv,
       KOKKOS_LAMBDA(int r) {
         const int b = r / N, i = r % N;
         T* row = &ds(b, i, 0);
-        const T* a = &attn(b, i, 0);
+        const T* a = &ar(b, i, 0);
         T dot = 0;
         for (int j = 0; j < N; ++j) dot += row[j] * a[j];
         for (int j = 0; j < N; ++j) {

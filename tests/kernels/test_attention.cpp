@@ -25,12 +25,13 @@ TYPED_TEST(AttentionTest, ForwardMatchesReference) {
     EXPECT_TRUE(all_close(h.values(), ref::attention(qkv.values(), B, C, N), 1e-4, 1e-5,
                           "attention h"))
         << B << "x" << C << "x" << H << "x" << W;
-    // each row of the saved probabilities sums to one
+    // the saved probabilities are transposed: each column sums to one
     a.download();
     for (int r = 0; r < B * N; ++r) {
+      const size_t b = r / N, i = r % N;
       double s = 0;
-      for (int j = 0; j < N; ++j) s += a[static_cast<size_t>(r) * N + j];
-      ASSERT_NEAR(s, 1.0, 1e-5) << "row " << r;
+      for (int j = 0; j < N; ++j) s += a[(b * N + j) * N + i];
+      ASSERT_NEAR(s, 1.0, 1e-5) << "column " << i << " of sample " << b;
     }
   }
 }
