@@ -5,7 +5,8 @@
 # classes) against PyTorch no_grad. The running experiments stopped while timing.
 # Usage: docs/runs-perf/bf16-train-step.sh [train|classifier|both]
 cd "$(dirname "$0")/../.."
-P=$(pgrep -f "runs/bin/dmis-" | tr '\n' ' ')
+# the experiment scripts too, so that none starts a new run meanwhile
+P=$(pgrep -f "scripts/experiments-seeds|runs/bin/dmis-" | tr '\n' ' ')
 trap "[ -n \"$P\" ] && kill -CONT $P 2>/dev/null" EXIT
 [ -n "$P" ] && kill -STOP $P
 sleep 2
