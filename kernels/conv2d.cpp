@@ -411,14 +411,19 @@ void rows_weights(const Exec& exec, const Tensor4<const T, Exec>& w, bool flip, 
 template <class T>
 T* after_rows(T* space, int I, size_t N) { return space + 3 * I * N + kRowsSlack; }
 
+// The host's bf16 paths of the row-unfolded convolutions (plane conversion, transposed GEMMs)
+template <class Exec, class R>
+constexpr bool host_bf16 = std::is_same<R, bf16>::value && detail::host_exec<Exec>;
+
 // Host, bf16: a plane of H W values converted in whole-row blocks of up to kConvertBlock into a
 // buffer on the stack, in long vectorised loops, and copied from there. Converting each short
 // row where it is written (W = 7-28) ran mostly in the loops' scalar remainders: the row
 // unfolding took 2.2-2.4x the fp32 one in the training step (docs/performance.md).
 constexpr int kConvertBlock = 1024;
 
-// Calls put(h, row) for each row h of the plane src (H, W) with row holding its W values as R;
-// host only (the buffer lives on the stack).
+// Calls put(h, converted, src_row) for each row h of the plane src (H, W): converted holds the
+// row's W values as R (nullptr for a row longer than the buffer, which put_row converts from
+// src_row); host only (the buffer lives on the stack).
 template <class T, class R, class Put>
 KOKKOS_INLINE_FUNCTION void for_each_converted_row(const T* src, int H, int W, Put&& put) {
   R buf[kConvertBlock];
@@ -454,7 +459,7 @@ void rows_unfold(const Exec& exec, const Tensor4<const T, Exec>& x, int b0, int 
             W = static_cast<int>(x.extent(3));
   const int Wp = W + 2;
   const size_t Pp = static_cast<size_t>(H) * Wp, N = nb * Pp;
-  if constexpr (std::is_same<R, bf16>::value && detail::host_exec<Exec>) {
+  if constexpr (host_bf16<Exec, R>) {
     // one task per (channel, sample): its plane converted once, copied to the three ky rows
     // (bitwise the same values as the loop below)
     Kokkos::parallel_for(
@@ -520,7 +525,7 @@ void conv_rows(const Exec& exec, const Tensor4<const T, Exec>& x, const R* Wk,
     const size_t N = nb * Pp;
     R* rows = reinterpret_cast<R*>(space);
     rows_unfold<Exec, T, R>(exec, x, b0, nb, rows);
-    if constexpr (std::is_same<R, bf16>::value && detail::host_exec<Exec>) {
+    if constexpr (host_bf16<Exec, R>) {
       // bf16 on the host: the products transposed, y~^T (N, O) (+)= rows[+kx]^T Wk[kx]^T, the
       // long dimension as M: oneDNN's bf16 GEMM runs these shapes 1.1-1.6x faster that way
       // (O = 32-64, N = 3-11 thousand, K = 3 I = 96-576; measured 2026-12-07)
@@ -582,14 +587,14 @@ void weight_grad_rows(const Exec& exec, const Conv2dGeometry& g, const Tensor4<c
   const size_t Pp = static_cast<size_t>(H) * Wp, plane = static_cast<size_t>(Cout) * 3 * Cin;
   // bf16 on the host: G transposed, the product's M the 3 Cin rows of the unfolded input
   // (oneDNN's bf16 GEMM 1.4-1.7x faster on most of these shapes that way; measured 2026-12-07)
-  constexpr bool transposed = std::is_same<R, bf16>::value && detail::host_exec<Exec>;
+  constexpr bool transposed = host_bf16<Exec, R>;
   for (int b0 = 0; b0 < B; b0 += chunk) {
     const int nb = std::min(chunk, B - b0);
     const size_t N = nb * Pp;
     R* dyp = reinterpret_cast<R*>(after_rows(space, Cin, N));  // (Cout, N)
     R* rows = reinterpret_cast<R*>(space);
     rows_unfold<Exec, T, R>(exec, x, b0, nb, rows);
-    if constexpr (std::is_same<R, bf16>::value && detail::host_exec<Exec>) {
+    if constexpr (host_bf16<Exec, R>) {
       // one task per (channel, sample), its plane converted in long loops (rows_unfold)
       Kokkos::parallel_for(
           "dmis::conv2d::rows_gather_dy", Kokkos::RangePolicy<Exec>(exec, 0, Cout * nb),
@@ -604,21 +609,21 @@ void weight_grad_rows(const Exec& exec, const Conv2dGeometry& g, const Tensor4<c
             });
           });
     } else {
-    Kokkos::parallel_for(
-        "dmis::conv2d::rows_gather_dy", Kokkos::RangePolicy<Exec>(exec, 0, Cout * nb * H),
-        KOKKOS_LAMBDA(int r) {
-          const int h = r % H, o = (r / H) % Cout, bl = r / (H * Cout);
-          const T* src = &dy(b0 + bl, o, h, 0);
-          R* dst = dyp + static_cast<size_t>(o) * N + bl * Pp + static_cast<size_t>(h) * Wp;
-          DMIS_SIMD8
-          for (int j = 0; j < W; ++j) dst[j] = stored<R>(src[j]);
-          dst[W] = stored<R>(T(0));
-          dst[W + 1] = stored<R>(T(0));
-        });
+      Kokkos::parallel_for(
+          "dmis::conv2d::rows_gather_dy", Kokkos::RangePolicy<Exec>(exec, 0, Cout * nb * H),
+          KOKKOS_LAMBDA(int r) {
+            const int h = r % H, o = (r / H) % Cout, bl = r / (H * Cout);
+            const T* src = &dy(b0 + bl, o, h, 0);
+            R* dst = dyp + static_cast<size_t>(o) * N + bl * Pp + static_cast<size_t>(h) * Wp;
+            DMIS_SIMD8
+            for (int j = 0; j < W; ++j) dst[j] = stored<R>(src[j]);
+            dst[W] = stored<R>(T(0));
+            dst[W + 1] = stored<R>(T(0));
+          });
     }
     Kokkos::Profiling::pushRegion("dmis::conv2d::gemm_weight_grad");
     for (int kx = 0; kx < 3; ++kx) {
-      if (transposed)  // G[kx]^T (3 Cin, Cout) = rows[+kx] dy~^T
+      if constexpr (transposed)  // G[kx]^T (3 Cin, Cout) = rows[+kx] dy~^T
         gemm_as<Exec, T, R>(exec, 'N', 'T', 3 * Cin, Cout, static_cast<int>(N), T(1), rows + kx, dyp,
                             T(b0 == 0 ? 0 : 1), G + kx * plane);
       else
