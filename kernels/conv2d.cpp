@@ -508,69 +508,116 @@ void rows_unfold(const Exec& exec, const Tensor4<const T, Exec>& x, int b0, int 
       });
 }
 
+// The training forward's unfolded inputs, kept for the weight gradient (Conv2d::saved_size):
+// chunk by chunk of `chunk` samples, chunk c's rows (3 I, nb Pp) and their kRowsSlack from sample
+// b0 = c chunk on, then room for backward's flipped weights (3, I, 3 O) (bf16 path). In R's
+// units; null base: nothing kept.
+template <class R>
+struct SavedRows {
+  R* base = nullptr;
+  int I = 0, O = 0, B = 0, chunk = 1;
+  size_t Pp = 0;
+  static size_t elems(int I, int O, int B, size_t Pp) {
+    return 3 * static_cast<size_t>(I) * Pp * B + kRowsSlack * static_cast<size_t>(B) +
+           9 * static_cast<size_t>(I) * O;
+  }
+  R* block(int b0) const {
+    return base + 3 * static_cast<size_t>(I) * Pp * b0 + kRowsSlack * static_cast<size_t>(b0 / chunk);
+  }
+  R* flipped() const { return base + 3 * static_cast<size_t>(I) * Pp * B + kRowsSlack * static_cast<size_t>(B); }
+};
+
+// y(b0 .. b0 + nb) (=, or += with accumulate) the products of the chunk's unfolded rows
+// (3 I, N = nb Pp) by Wk (3, O, 3 I) + bias; out: room for the GEMM's (O, N) output in T.
+template <class Exec, class T, class R = T>
+void rows_product(const Exec& exec, const R* rows, const R* Wk, const Tensor1<const T, Exec>& bias,
+                  const Tensor4<T, Exec>& y, int b0, int nb, int I, T* out, bool accumulate) {
+  const bool has_bias = bias.extent(0) != 0;
+  const int O = static_cast<int>(y.extent(1)), H = static_cast<int>(y.extent(2)),
+            W = static_cast<int>(y.extent(3)), Wp = W + 2;
+  const size_t Pp = static_cast<size_t>(H) * Wp, N = nb * Pp;
+  if constexpr (host_bf16<Exec, R>) {
+    // bf16 on the host: the products transposed, y~^T (N, O) (+)= rows[+kx]^T Wk[kx]^T, the
+    // long dimension as M: oneDNN's bf16 GEMM runs these shapes 1.1-1.6x faster that way
+    // (O = 32-64, N = 3-11 thousand, K = 3 I = 96-576; measured 2026-12-07)
+    T* tmpt = out;  // (N, O)
+    Kokkos::Profiling::pushRegion("dmis::conv2d::gemm_rows");
+    for (int kx = 0; kx < 3; ++kx)
+      gemm_as<Exec, T, R>(exec, 'T', 'T', static_cast<int>(N), O, 3 * I, T(1), rows + kx,
+                          Wk + static_cast<size_t>(kx) * O * 3 * I, T(kx == 0 ? 0 : 1), tmpt);
+    Kokkos::Profiling::popRegion();
+    // one task per (sample, output row): reads its W (N, O) rows contiguously
+    Kokkos::parallel_for(
+        "dmis::conv2d::rows_scatter", Kokkos::RangePolicy<Exec>(exec, 0, nb * H), KOKKOS_LAMBDA(int r) {
+          const int h = r % H, bl = r / H;
+          const T* src = tmpt + (bl * Pp + static_cast<size_t>(h) * Wp) * O;
+          for (int o = 0; o < O; ++o) {
+            const T bv = has_bias ? bias(o) : T(0);
+            T* dst = &y(b0 + bl, o, h, 0);
+            if (accumulate)
+              for (int j = 0; j < W; ++j) dst[j] += src[static_cast<size_t>(j) * O + o] + bv;
+            else
+              for (int j = 0; j < W; ++j) dst[j] = src[static_cast<size_t>(j) * O + o] + bv;
+          }
+        });
+    return;
+  }
+  Tensor2<T, Exec> tmp(out, O, N);  // (O, N)
+  Kokkos::Profiling::pushRegion("dmis::conv2d::gemm_rows");
+  for (int kx = 0; kx < 3; ++kx)
+    gemm_as<Exec, T, R>(exec, 'N', 'N', O, static_cast<int>(N), 3 * I, T(1),
+                        Wk + static_cast<size_t>(kx) * O * 3 * I, rows + kx, T(kx == 0 ? 0 : 1),
+                        tmp.data());
+  Kokkos::Profiling::popRegion();
+  Kokkos::parallel_for(
+      "dmis::conv2d::rows_scatter", Kokkos::RangePolicy<Exec>(exec, 0, O * nb * H),
+      KOKKOS_LAMBDA(int r) {
+        const int h = r % H, o = (r / H) % O, bl = r / (H * O);
+        const T bv = has_bias ? bias(o) : T(0);
+        const T* src = &tmp(o, bl * Pp + static_cast<size_t>(h) * Wp);
+        T* dst = &y(b0 + bl, o, h, 0);
+        if (accumulate)
+          for (int j = 0; j < W; ++j) dst[j] += src[j] + bv;
+        else
+          for (int j = 0; j < W; ++j) dst[j] = src[j] + bv;
+      });
+}
+
 // y (=, or += with accumulate) the 3x3 stride-1 convolution of x (B, I, H, W) by Wk (3, O, 3 I)
-// + bias, y (B, O, H, W), in chunks of `chunk` samples; space holds rows, the slack and y~.
+// + bias, y (B, O, H, W), in chunks of `chunk` samples; space holds rows, the slack and y~ (with
+// saved rows, the rows go there instead and space holds y~ only).
 // R: the GEMMs' input type (T, or bf16 with fp32 accumulation).
 template <class Exec, class T, class R = T>
 void conv_rows(const Exec& exec, const Tensor4<const T, Exec>& x, const R* Wk,
                const Tensor1<const T, Exec>& bias, const Tensor4<T, Exec>& y, T* space, int chunk,
-               bool accumulate) {
-  const bool has_bias = bias.extent(0) != 0;
+               bool accumulate, const SavedRows<R>& saved = {}) {
   const int B = static_cast<int>(x.extent(0)), I = static_cast<int>(x.extent(1));
   const int H = static_cast<int>(x.extent(2)), W = static_cast<int>(x.extent(3));
-  const int O = static_cast<int>(y.extent(1)), Wp = W + 2;
-  const size_t Pp = static_cast<size_t>(H) * Wp;
+  const size_t Pp = static_cast<size_t>(H) * (W + 2);
   for (int b0 = 0; b0 < B; b0 += chunk) {
     const int nb = std::min(chunk, B - b0);
     const size_t N = nb * Pp;
-    R* rows = reinterpret_cast<R*>(space);
+    R* rows = saved.base ? saved.block(b0) : reinterpret_cast<R*>(space);
     rows_unfold<Exec, T, R>(exec, x, b0, nb, rows);
-    if constexpr (host_bf16<Exec, R>) {
-      // bf16 on the host: the products transposed, y~^T (N, O) (+)= rows[+kx]^T Wk[kx]^T, the
-      // long dimension as M: oneDNN's bf16 GEMM runs these shapes 1.1-1.6x faster that way
-      // (O = 32-64, N = 3-11 thousand, K = 3 I = 96-576; measured 2026-12-07)
-      T* tmpt = after_rows(space, I, N);  // (N, O)
-      Kokkos::Profiling::pushRegion("dmis::conv2d::gemm_rows");
-      for (int kx = 0; kx < 3; ++kx)
-        gemm_as<Exec, T, R>(exec, 'T', 'T', static_cast<int>(N), O, 3 * I, T(1), rows + kx,
-                            Wk + static_cast<size_t>(kx) * O * 3 * I, T(kx == 0 ? 0 : 1), tmpt);
-      Kokkos::Profiling::popRegion();
-      // one task per (sample, output row): reads its W (N, O) rows contiguously
-      Kokkos::parallel_for(
-          "dmis::conv2d::rows_scatter", Kokkos::RangePolicy<Exec>(exec, 0, nb * H), KOKKOS_LAMBDA(int r) {
-            const int h = r % H, bl = r / H;
-            const T* src = tmpt + (bl * Pp + static_cast<size_t>(h) * Wp) * O;
-            for (int o = 0; o < O; ++o) {
-              const T bv = has_bias ? bias(o) : T(0);
-              T* dst = &y(b0 + bl, o, h, 0);
-              if (accumulate)
-                for (int j = 0; j < W; ++j) dst[j] += src[static_cast<size_t>(j) * O + o] + bv;
-              else
-                for (int j = 0; j < W; ++j) dst[j] = src[static_cast<size_t>(j) * O + o] + bv;
-            }
-          });
-      continue;
-    }
-    Tensor2<T, Exec> tmp(after_rows(space, I, N), O, N);  // (O, N)
-    Kokkos::Profiling::pushRegion("dmis::conv2d::gemm_rows");
-    for (int kx = 0; kx < 3; ++kx)
-      gemm_as<Exec, T, R>(exec, 'N', 'N', O, static_cast<int>(N), 3 * I, T(1),
-                            Wk + static_cast<size_t>(kx) * O * 3 * I, rows + kx, T(kx == 0 ? 0 : 1),
-                            tmp.data());
-    Kokkos::Profiling::popRegion();
-    Kokkos::parallel_for(
-        "dmis::conv2d::rows_scatter", Kokkos::RangePolicy<Exec>(exec, 0, O * nb * H),
-        KOKKOS_LAMBDA(int r) {
-          const int h = r % H, o = (r / H) % O, bl = r / (H * O);
-          const T bv = has_bias ? bias(o) : T(0);
-          const T* src = &tmp(o, bl * Pp + static_cast<size_t>(h) * Wp);
-          T* dst = &y(b0 + bl, o, h, 0);
-          if (accumulate)
-            for (int j = 0; j < W; ++j) dst[j] += src[j] + bv;
-          else
-            for (int j = 0; j < W; ++j) dst[j] = src[j] + bv;
-        });
+    rows_product<Exec, T, R>(exec, rows, Wk, bias, y, b0, nb, I,
+                             saved.base ? space : after_rows(space, I, N), accumulate);
   }
+}
+
+// dw (Cout, Cin, 3, 3) += G (3, Cout, 3 Cin), or G stored transposed (3, 3 Cin, Cout)
+template <class Exec, class T>
+void add_weight_grad(const Exec& exec, const T* G, const Tensor4<T, Exec>& dw, bool transposed) {
+  const int Cout = static_cast<int>(dw.extent(0)), Cin = static_cast<int>(dw.extent(1));
+  const size_t plane = static_cast<size_t>(Cout) * 3 * Cin;
+  Kokkos::parallel_for(
+      "dmis::conv2d::rows_weight_grad_add", Kokkos::RangePolicy<Exec>(exec, 0, Cout * Cin),
+      KOKKOS_LAMBDA(int r) {
+        const int o = r / Cin, i = r % Cin;
+        for (int ky = 0; ky < 3; ++ky)
+          for (int kx = 0; kx < 3; ++kx)
+            dw(o, i, ky, kx) += transposed ? G[kx * plane + static_cast<size_t>(3 * i + ky) * Cout + o]
+                                           : G[kx * plane + static_cast<size_t>(o) * 3 * Cin + 3 * i + ky];
+      });
 }
 
 // dw (Cout, Cin, 3, 3) += the weight gradient of the 3x3 stride-1 convolution, through the same
@@ -582,7 +629,7 @@ void conv_rows(const Exec& exec, const Tensor4<const T, Exec>& x, const R* Wk,
 template <class Exec, class T, class R = T>
 void weight_grad_rows(const Exec& exec, const Conv2dGeometry& g, const Tensor4<const T, Exec>& dy,
                       const Tensor4<const T, Exec>& x, const Tensor4<T, Exec>& dw, T* space, T* G,
-                      int chunk) {
+                      int chunk, const SavedRows<R>& saved = {}) {
   const int B = g.B, Cin = g.Cin, Cout = g.Cout, H = g.H, W = g.W, Wp = W + 2;
   const size_t Pp = static_cast<size_t>(H) * Wp, plane = static_cast<size_t>(Cout) * 3 * Cin;
   // bf16 on the host: G transposed, the product's M the 3 Cin rows of the unfolded input
@@ -592,8 +639,8 @@ void weight_grad_rows(const Exec& exec, const Conv2dGeometry& g, const Tensor4<c
     const int nb = std::min(chunk, B - b0);
     const size_t N = nb * Pp;
     R* dyp = reinterpret_cast<R*>(after_rows(space, Cin, N));  // (Cout, N)
-    R* rows = reinterpret_cast<R*>(space);
-    rows_unfold<Exec, T, R>(exec, x, b0, nb, rows);
+    R* rows = saved.base ? saved.block(b0) : reinterpret_cast<R*>(space);
+    if (!saved.base) rows_unfold<Exec, T, R>(exec, x, b0, nb, rows);
     if constexpr (host_bf16<Exec, R>) {
       // one task per (channel, sample), its plane converted in long loops (rows_unfold)
       Kokkos::parallel_for(
@@ -632,15 +679,52 @@ void weight_grad_rows(const Exec& exec, const Conv2dGeometry& g, const Tensor4<c
     }
     Kokkos::Profiling::popRegion();
   }
-  Kokkos::parallel_for(
-      "dmis::conv2d::rows_weight_grad_add", Kokkos::RangePolicy<Exec>(exec, 0, Cout * Cin),
-      KOKKOS_LAMBDA(int r) {
-        const int o = r / Cin, i = r % Cin;
-        for (int ky = 0; ky < 3; ++ky)
-          for (int kx = 0; kx < 3; ++kx)
-            dw(o, i, ky, kx) += transposed ? G[kx * plane + static_cast<size_t>(3 * i + ky) * Cout + o]
-                                           : G[kx * plane + static_cast<size_t>(o) * 3 * Cin + 3 * i + ky];
-      });
+  add_weight_grad<Exec, T>(exec, G, dw, transposed);
+}
+
+// Backward of the 3x3 stride-1 row-unfolded convolution in bf16 with the forward's rows kept
+// (saved): chunk by chunk, dy unfolded once serves both gradients. The input gradient is the
+// convolution of dy by the flipped weights (kept at saved.flipped(), (3, Cin, 3 Cout)), as in
+// conv_rows; the weight gradient's dy~ (dy in the padded rows' layout, zero in the two columns
+// that are not outputs) is the unfolding's ky = 1 rows read from offset 1: row 3 o + 1 holds
+// [0, dy row, 0] per output row, so from offset 1 it reads [dy row, 0, 0 of the next row], the
+// last element of a channel the next row's leading zero; a (Cout, N) matrix of leading
+// dimension 3 N. No x unfolding and no dy gather: the same products in the same order as
+// weight_grad_rows + conv_rows, so bitwise the same gradients. G: the weight scratch.
+template <class Exec, class T, std::enable_if_t<std::is_same<T, float>::value, int> = 0>
+void backward_rows_saved(const Exec& exec, const Conv2dGeometry& g, const Tensor4<const T, Exec>& dy,
+                         const Tensor4<const T, Exec>& w, const Tensor4<T, Exec>& dx, bool accumulate,
+                         const Tensor4<T, Exec>& dw, T* space, T* G, int chunk, const SavedRows<bf16>& saved) {
+  using R = bf16;
+  const int B = g.B, Cin = g.Cin, Cout = g.Cout, Wp = g.W + 2;
+  const size_t Pp = static_cast<size_t>(g.H) * Wp, plane = static_cast<size_t>(Cout) * 3 * Cin;
+  const bool want_dx = dx.extent(0) != 0;
+  constexpr bool transposed = host_bf16<Exec, R>;  // as weight_grad_rows
+  R* Wf = saved.flipped();
+  if (want_dx) rows_weights<Exec, T, R>(exec, w, /*flip=*/true, Wf);
+  for (int b0 = 0; b0 < B; b0 += chunk) {
+    const int nb = std::min(chunk, B - b0);
+    const size_t N = nb * Pp;
+    R* rdy = reinterpret_cast<R*>(space);  // (3 Cout, N) and the slack
+    rows_unfold<Exec, T, R>(exec, dy, b0, nb, rdy);
+    if (want_dx)
+      rows_product<Exec, T, R>(exec, rdy, Wf, Tensor1<const T, Exec>(), dx, b0, nb, Cout,
+                               after_rows(space, Cout, N), accumulate);
+    const R* xrows = saved.block(b0);
+    const R* dyt = rdy + N + 1;  // dy~ (Cout, N), leading dimension 3 N
+    const int n = static_cast<int>(N), ld = 3 * n;
+    Kokkos::Profiling::pushRegion("dmis::conv2d::gemm_weight_grad");
+    for (int kx = 0; kx < 3; ++kx) {
+      if constexpr (transposed)  // G[kx]^T (3 Cin, Cout) = rows[+kx] dy~^T
+        gemm_bf16(exec, 'N', 'T', 3 * Cin, Cout, n, 1.0f, xrows + kx, n, dyt, ld, b0 == 0 ? 0.0f : 1.0f,
+                  G + kx * plane, Cout);
+      else  // G[kx] (Cout, 3 Cin) = dy~ rows[+kx]^T
+        gemm_bf16(exec, 'N', 'T', Cout, 3 * Cin, n, 1.0f, dyt, ld, xrows + kx, n, b0 == 0 ? 0.0f : 1.0f,
+                  G + kx * plane, 3 * Cin);
+    }
+    Kokkos::Profiling::popRegion();
+  }
+  add_weight_grad<Exec, T>(exec, G, dw, transposed);
 }
 
 // dyp (Cout, nb*P) <- dy[b0, b0+nb): the GEMM layout of the output gradient, stored as R
@@ -796,6 +880,18 @@ bool gemms_in_bf16() {
   return std::is_same<T, float>::value && gemm_precision() == GemmPrecision::BF16;
 }
 
+// The saved rows of a convolution as R, when `saved` is big enough for them (Conv2d::saved_size)
+template <class R, class T, class V>
+SavedRows<R> saved_rows(const Conv2dGeometry& g, const V& saved, int chunk) {
+  SavedRows<R> s;
+  const size_t Pp = static_cast<size_t>(g.H) * (g.W + 2);
+  if (!use_rows(g) || saved.extent(0) * sizeof(T) < SavedRows<R>::elems(g.Cin, g.Cout, g.B, Pp) * sizeof(R))
+    return s;
+  s.base = reinterpret_cast<R*>(saved.data());
+  s.I = g.Cin, s.O = g.Cout, s.B = g.B, s.chunk = chunk, s.Pp = Pp;
+  return s;
+}
+
 }  // namespace
 
 template <class Exec, class T>
@@ -810,9 +906,20 @@ size_t Conv2d<Exec, T>::scratch_within(const Conv2dGeometry& g, double budget_el
   return scratch_size(g, chunk);
 }
 
+
+template <class Exec, class T>
+size_t Conv2d<Exec, T>::saved_size(const Conv2dGeometry& g) {
+  if (!use_rows(g)) return 0;
+  const size_t Pp = static_cast<size_t>(g.H) * (g.W + 2);
+  const size_t bytes = gemms_in_bf16<T>() ? SavedRows<bf16>::elems(g.Cin, g.Cout, g.B, Pp) * sizeof(bf16)
+                                          : SavedRows<T>::elems(g.Cin, g.Cout, g.B, Pp) * sizeof(T);
+  return (bytes + sizeof(T) - 1) / sizeof(T);
+}
+
 template <class Exec, class T>
 void Conv2d<Exec, T>::forward(const Exec& exec, const CX& x, const CX& w, const CV1& bias,
-                              int stride, const X& y, const V1& scratch, bool accumulate) {
+                              int stride, const X& y, const V1& scratch, bool accumulate,
+                              const V1& saved) {
   const char* op = "dmis::conv2d::forward";
   const Conv2dGeometry g = geometry(op, x, w, stride);
   expect_shape(op, "y", y, {g.B, g.Cout, g.Ho, g.Wo});
@@ -823,11 +930,12 @@ void Conv2d<Exec, T>::forward(const Exec& exec, const CX& x, const CX& w, const 
     if (gemms_in_bf16<T>()) {
       bf16* Wb = reinterpret_cast<bf16*>(Wk);
       rows_weights<Exec, T, bf16>(exec, w, /*flip=*/false, Wb);
-      conv_rows<Exec, T, bf16>(exec, x, Wb, bias, y, scratch.data(), chunk, accumulate);
+      conv_rows<Exec, T, bf16>(exec, x, Wb, bias, y, scratch.data(), chunk, accumulate,
+                               saved_rows<bf16, T>(g, saved, chunk));
       return;
     }
     rows_weights<Exec, T>(exec, w, /*flip=*/false, Wk);
-    conv_rows<Exec, T>(exec, x, Wk, bias, y, scratch.data(), chunk, accumulate);
+    conv_rows<Exec, T>(exec, x, Wk, bias, y, scratch.data(), chunk, accumulate, saved_rows<T, T>(g, saved, chunk));
     return;
   }
   if (use_winograd(g)) {
@@ -848,7 +956,7 @@ void Conv2d<Exec, T>::forward(const Exec& exec, const CX& x, const CX& w, const 
 template <class Exec, class T>
 void Conv2d<Exec, T>::backward(const Exec& exec, const CX& dy, const CX& x, const CX& w,
                                int stride, const X& dx, GradMode mode, const X& dw, const V1& db,
-                               const V1& scratch) {
+                               const V1& scratch, const V1& saved) {
   const char* op = "dmis::conv2d::backward";
   const Conv2dGeometry g = geometry(op, x, w, stride);
   expect_shape(op, "dy", dy, {g.B, g.Cout, g.Ho, g.Wo});
@@ -860,15 +968,22 @@ void Conv2d<Exec, T>::backward(const Exec& exec, const CX& dy, const CX& x, cons
 
   if (db.extent(0) != 0) bias_grad<Exec, T>(exec, g, dy, db);
   T* wt = scratch.data() + scratch.extent(0) - weight_scratch(g);  // the transformed weights
-  if (use_rows(g) && gemms_in_bf16<T>())
+  const bool accumulate = (mode == GradMode::Accumulate);
+  if (use_rows(g) && gemms_in_bf16<T>()) {
+    if constexpr (std::is_same<T, float>::value) {  // gemms_in_bf16: fp32 computations only
+      if (const SavedRows<bf16> s = saved_rows<bf16, T>(g, saved, chunk); s.base) {
+        backward_rows_saved<Exec, T>(exec, g, dy, w, dx, accumulate, dw, scratch.data(), wt, chunk, s);
+        return;
+      }
+    }
     weight_grad_rows<Exec, T, bf16>(exec, g, dy, x, dw, scratch.data(), wt, chunk);
-  else if (use_rows(g))
-    weight_grad_rows<Exec, T>(exec, g, dy, x, dw, scratch.data(), wt, chunk);
-  else
+  } else if (use_rows(g)) {
+    weight_grad_rows<Exec, T>(exec, g, dy, x, dw, scratch.data(), wt, chunk, saved_rows<T, T>(g, saved, chunk));
+  } else {
     (gemms_in_bf16<T>() ? weight_grad<Exec, T, bf16> : weight_grad<Exec, T>)(
         exec, g, dy, x, Tensor2<T, Exec>(dw.data(), g.Cout, g.K()), scratch.data(), chunk);
+  }
   if (!want_dx) return;
-  const bool accumulate = (mode == GradMode::Accumulate);
   if (use_rows(g) && gemms_in_bf16<T>()) {
     bf16* wb = reinterpret_cast<bf16*>(wt);  // (3, Cin, 3 Cout)
     rows_weights<Exec, T, bf16>(exec, w, /*flip=*/true, wb);

@@ -72,16 +72,29 @@ struct Conv2d {
   /// scratch fits in `budget_elems`: what a network sizes its shared convolution scratch by.
   static size_t scratch_within(const Conv2dGeometry& g, double budget_elems);
 
+  /// Elements of a buffer that keeps the forward's row-unfolded input for backward (`saved`
+  /// below): 3 (W + 2) / W times the input (half that with bf16 GEMMs) and room for backward's
+  /// flipped weights; 0 where the convolution is not row-unfolded. Depends on the convolution
+  /// algorithm and GEMM precision in force: size it after setting them.
+  static size_t saved_size(const Conv2dGeometry& g);
+
   /// y (B, Cout, Ho, Wo) = conv(x (B, Cin, H, W), w (Cout, Cin, k, k)) + bias (Cout), or
   /// y += ... with `accumulate` (a residual sum without another pass). bias may be empty (no
-  /// bias). scratch: at least scratch_size(g, 1) elements.
+  /// bias). scratch: at least scratch_size(g, 1) elements. saved (optional, a training
+  /// network's, saved_size(g) elements): the row-unfolded input is written there instead of
+  /// the scratch, for backward to read (with the same scratch size) instead of unfolding x
+  /// again; it and x must stay unchanged until then. Ignored when empty, smaller than
+  /// saved_size(g) (the algorithm or precision changed since it was sized) or 0-sized.
   static void forward(const Exec& exec, const CX& x, const CX& w, const CV1& bias, int stride,
-                      const X& y, const V1& scratch, bool accumulate = false);
+                      const X& y, const V1& scratch, bool accumulate = false, const V1& saved = V1());
 
   /// From dy (B, Cout, Ho, Wo): dx (B, Cin, H, W) (written by `mode`; pass an empty view when
-  /// not needed), dw (Cout, Cin, k, k) += , db (Cout) += (empty if no bias).
+  /// not needed), dw (Cout, Cin, k, k) += , db (Cout) += (empty if no bias). saved: the
+  /// buffer the forward pass of the same x wrote (or empty); the results are bitwise those
+  /// without it.
   static void backward(const Exec& exec, const CX& dy, const CX& x, const CX& w, int stride,
-                       const X& dx, GradMode mode, const X& dw, const V1& db, const V1& scratch);
+                       const X& dx, GradMode mode, const X& dw, const V1& db, const V1& scratch,
+                       const V1& saved = V1());
 };
 
 }  // namespace dmis::kernels

@@ -356,13 +356,23 @@ void UNet<Exec, T>::layout(Alloc& a) {
     const auto g = kernels::Conv2dGeometry::make(B, c.cin, H, W, c.cout, c.k, c.stride);
     scratch = std::max(scratch, kernels::Conv2d<Exec, T>::scratch_within(g, budget_elems));
   };
+  // a training network's kept unfolded input of a convolution (see NodeBuffers)
+  auto kept_rows = [&](const ConvRef& c, int H, int W) {
+    if (m_inference_only) return V1();
+    const auto g = kernels::Conv2dGeometry::make(B, c.cin, H, W, c.cout, c.k, c.stride);
+    const size_t n = kernels::Conv2d<Exec, T>::saved_size(g);
+    return n ? a.t1(n) : V1();
+  };
   for (size_t i = 0; i < m_nodes.size(); ++i) {
     const Node& n = m_nodes[i];
     NodeBuffers& nb = m_buf[i];
     const ActShape in = n.in >= 0 ? m_shapes[n.in] : ActShape{m_cfg.in_channels, 0, 0};
     const ActShape o = m_shapes[n.out];
     switch (n.kind) {
-      case NodeKind::ConvIn: conv_scratch(n.conv, o.H, o.W); break;
+      case NodeKind::ConvIn:
+        conv_scratch(n.conv, o.H, o.W);
+        nb.rows1 = kept_rows(n.conv, o.H, o.W);
+        break;
       case NodeKind::ResBlock:
         nb.s1 = a.t4(in.C, in.H, in.W);
         nb.h1 = a.t4(o.C, o.H, o.W);
@@ -371,6 +381,8 @@ void UNet<Exec, T>::layout(Alloc& a) {
         nb.e = a.t2(o.C);
         conv_scratch(n.res.conv1, in.H, in.W);
         conv_scratch(n.res.conv2, o.H, o.W);
+        nb.rows1 = kept_rows(n.res.conv1, in.H, in.W);
+        nb.rows2 = kept_rows(n.res.conv2, o.H, o.W);
         if (n.res.has_skip) conv_scratch(n.res.skip, in.H, in.W);
         scratch = std::max(scratch, kernels::GroupNorm<Exec, T>::scratch_size(B, in.C, G));
         break;
@@ -392,11 +404,13 @@ void UNet<Exec, T>::layout(Alloc& a) {
       case NodeKind::Upsample:
         nb.up = a.t4(o.C, o.H, o.W);
         conv_scratch(n.conv, o.H, o.W);
+        nb.rows1 = kept_rows(n.conv, o.H, o.W);
         break;
       case NodeKind::Head:
         nb.s1 = a.t4(in.C, in.H, in.W);
         nb.mean1 = a.t2(G), nb.rstd1 = a.t2(G);
         conv_scratch(n.conv, o.H, o.W);
+        nb.rows1 = kept_rows(n.conv, o.H, o.W);
         scratch = std::max(scratch, kernels::GroupNorm<Exec, T>::scratch_size(B, in.C, G));
         break;
       case NodeKind::Concat: break;
@@ -510,12 +524,13 @@ void UNet<Exec, T>::forward(const Exec& exec, const Tensor1<const T, Exec>& para
     const X out = m_act[n.out];
     switch (n.kind) {
       case NodeKind::ConvIn:
-        Conv::forward(exec, io.x, P.w(n.conv), P.b(n.conv), 1, out, m_scratch);
+        Conv::forward(exec, io.x, P.w(n.conv), P.b(n.conv), 1, out, m_scratch, false, nb.rows1);
         break;
       case NodeKind::ResBlock: {
         const CX x = m_act[n.in];
         GN::forward(exec, x, P.g(n.res.norm1), P.bn(n.res.norm1), G, eps, nb.s1, nb.mean1, nb.rstd1, Silu);
-        Conv::forward(exec, as_const(nb.s1), P.w(n.res.conv1), P.b(n.res.conv1), 1, nb.h1, m_scratch);
+        Conv::forward(exec, as_const(nb.s1), P.w(n.res.conv1), P.b(n.res.conv1), 1, nb.h1, m_scratch, false,
+                      nb.rows1);
         Lin::forward(exec, as_const(m_semb), P.w(n.res.emb), P.b(n.res.emb), nb.e);
         kernels::ChannelAdd<Exec, T>::forward(exec, as_const(nb.h1), as_const(nb.e), nb.h1);
         GN::forward(exec, as_const(nb.h1), P.g(n.res.norm2), P.bn(n.res.norm2), G, eps, nb.s2, nb.mean2,
@@ -524,7 +539,8 @@ void UNet<Exec, T>::forward(const Exec& exec, const Tensor1<const T, Exec>& para
           kernels::Dropout<Exec, T>::forward(exec, as_const(nb.s2), nb.s2, m_cfg.dropout,
                                              key.seed + 1000003ull * i, key.step,
                                              key.ids);
-        Conv::forward(exec, as_const(nb.s2), P.w(n.res.conv2), P.b(n.res.conv2), 1, out, m_scratch);
+        Conv::forward(exec, as_const(nb.s2), P.w(n.res.conv2), P.b(n.res.conv2), 1, out, m_scratch, false,
+                      nb.rows2);
         if (n.res.has_skip)
           Conv::forward(exec, x, P.w(n.res.skip), P.b(n.res.skip), 1, out, m_scratch, /*accumulate=*/true);
         else
@@ -545,7 +561,7 @@ void UNet<Exec, T>::forward(const Exec& exec, const Tensor1<const T, Exec>& para
         break;
       case NodeKind::Upsample:
         kernels::Upsample2x<Exec, T>::forward(exec, as_const(m_act[n.in]), nb.up);
-        Conv::forward(exec, as_const(nb.up), P.w(n.conv), P.b(n.conv), 1, out, m_scratch);
+        Conv::forward(exec, as_const(nb.up), P.w(n.conv), P.b(n.conv), 1, out, m_scratch, false, nb.rows1);
         break;
       case NodeKind::Concat:
         kernels::Concat<Exec, T>::forward(exec, as_const(m_act[n.in]), as_const(m_act[n.in2]),
@@ -554,7 +570,7 @@ void UNet<Exec, T>::forward(const Exec& exec, const Tensor1<const T, Exec>& para
       case NodeKind::Head:
         GN::forward(exec, as_const(m_act[n.in]), P.g(n.norm), P.bn(n.norm), G, eps, nb.s1,
                     nb.mean1, nb.rstd1, Silu);
-        Conv::forward(exec, as_const(nb.s1), P.w(n.conv), P.b(n.conv), 1, out, m_scratch);
+        Conv::forward(exec, as_const(nb.s1), P.w(n.conv), P.b(n.conv), 1, out, m_scratch, false, nb.rows1);
         break;
     }
   }
@@ -600,7 +616,7 @@ void UNet<Exec, T>::backward(const Exec& exec, const Tensor1<const T, Exec>& par
     switch (n.kind) {
       case NodeKind::ConvIn:
         Conv::backward(exec, dout, io.x, P.w(n.conv), 1, none4, GradMode::Overwrite,
-                       D.w(n.conv), D.b(n.conv), m_scratch);
+                       D.w(n.conv), D.b(n.conv), m_scratch, nb.rows1);
         break;
       case NodeKind::ResBlock: {
         const CX x = m_act[n.in];
@@ -613,7 +629,7 @@ void UNet<Exec, T>::backward(const Exec& exec, const Tensor1<const T, Exec>& par
           kernels::AddTo<Exec, T>::apply(exec, flat(dout), flat(gin), mode(n.in));
         const X ds2 = tmp(m_tmp1, o.C, o.H, o.W);
         Conv::backward(exec, dout, as_const(nb.s2), P.w(n.res.conv2), 1, ds2, GradMode::Overwrite,
-                       D.w(n.res.conv2), D.b(n.res.conv2), m_scratch);
+                       D.w(n.res.conv2), D.b(n.res.conv2), m_scratch, nb.rows2);
         if (dropout)
           kernels::Dropout<Exec, T>::backward(exec, as_const(ds2), ds2, GradMode::Overwrite,
                                               m_cfg.dropout, key.seed + 1000003ull * ii, key.step,
@@ -627,7 +643,7 @@ void UNet<Exec, T>::backward(const Exec& exec, const Tensor1<const T, Exec>& par
                       mode(semb_slot), D.w(n.res.emb), D.b(n.res.emb));
         const X ds1 = tmp(m_tmp1, in.C, in.H, in.W);
         Conv::backward(exec, as_const(dh1), as_const(nb.s1), P.w(n.res.conv1), 1, ds1,
-                       GradMode::Overwrite, D.w(n.res.conv1), D.b(n.res.conv1), m_scratch);
+                       GradMode::Overwrite, D.w(n.res.conv1), D.b(n.res.conv1), m_scratch, nb.rows1);
         GN::backward(exec, as_const(ds1), x, P.g(n.res.norm1), P.bn(n.res.norm1), as_const(nb.mean1),
                      as_const(nb.rstd1), gin, GradMode::Accumulate, D.g(n.res.norm1), D.bn(n.res.norm1),
                      m_scratch, Silu, ds1);
@@ -659,7 +675,7 @@ void UNet<Exec, T>::backward(const Exec& exec, const Tensor1<const T, Exec>& par
       case NodeKind::Upsample: {
         const X dup = tmp(m_tmp1, o.C, o.H, o.W);
         Conv::backward(exec, dout, as_const(nb.up), P.w(n.conv), 1, dup, GradMode::Overwrite,
-                       D.w(n.conv), D.b(n.conv), m_scratch);
+                       D.w(n.conv), D.b(n.conv), m_scratch, nb.rows1);
         kernels::Upsample2x<Exec, T>::backward(exec, as_const(dup), m_grad[n.in], mode(n.in));
         break;
       }
@@ -673,7 +689,7 @@ void UNet<Exec, T>::backward(const Exec& exec, const Tensor1<const T, Exec>& par
         const ActShape in = m_shapes[n.in];
         const X ds = tmp(m_tmp1, in.C, in.H, in.W);
         Conv::backward(exec, dout, as_const(nb.s1), P.w(n.conv), 1, ds, GradMode::Overwrite,
-                       D.w(n.conv), D.b(n.conv), m_scratch);
+                       D.w(n.conv), D.b(n.conv), m_scratch, nb.rows1);
         GN::backward(exec, as_const(ds), as_const(m_act[n.in]), P.g(n.norm), P.bn(n.norm),
                      as_const(nb.mean1), as_const(nb.rstd1), m_grad[n.in], mode(n.in),
                      D.g(n.norm), D.bn(n.norm), m_scratch, Silu, ds);

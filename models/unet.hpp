@@ -150,6 +150,10 @@ private:
     Tensor3<T, Exec> attn;           // (B, N, N) attention probabilities
     M mean1, rstd1, mean2, rstd2;    // (B, G) GroupNorm statistics
     M e;                             // (B, C) embedding projection
+    // training only: the 3x3 stride-1 convolutions' row-unfolded inputs, kept from forward for
+    // backward (kernels::Conv2d::saved_size; empty where not row-unfolded): conv (ConvIn,
+    // Upsample, Head) or conv1, and conv2 (ResBlock)
+    V1 rows1, rows2;
   };
 
   template <class Alloc>

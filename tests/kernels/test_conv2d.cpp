@@ -309,6 +309,65 @@ TYPED_TEST(Conv2dTest, Bf16StaysWithinTheRoundingOfItsInputs) {
   }
 }
 
+// A training network keeps each row-unfolded convolution's unfolded input from forward for
+// backward (Conv2d::saved_size): the outputs and gradients are bitwise those without it, and
+// backward reads the kept rows, not x: x is overwritten with other values before backward and
+// the gradients do not change. Several chunks (the blocks' offsets and slack), an accumulated
+// input gradient, and a backward without input gradient; fp32 and (where available) bf16,
+// whose backward also reads the output gradient's unfolding for the weight gradient.
+TYPED_TEST(Conv2dTest, KeptRowsGiveTheSameResultsAndAreRead) {
+  using E = TypeParam;
+  using Op = kernels::Conv2d<E, float>;
+  E exec;
+  AlgorithmScope algo(kernels::ConvAlgorithm::Rows);
+  std::vector<kernels::GemmPrecision> precisions{kernels::GemmPrecision::FP32};
+  if (kernels::gemm_bf16_available<E>()) precisions.push_back(kernels::GemmPrecision::BF16);
+  for (const auto prec : precisions)
+  for (const ConvCase c : {ConvCase{5, 3, 4, 7, 7, 3, 1, 2}, ConvCase{3, 16, 32, 28, 28, 3, 1, 2},
+                           ConvCase{2, 5, 3, 9, 1, 3, 1, 1}, ConvCase{4, 6, 6, 14, 14, 3, 1, 4}}) {
+    PrecisionScope p(prec);
+    const auto g = kernels::Conv2dGeometry::make(c.B, c.Cin, c.H, c.W, c.Cout, 3, 1);
+    const std::string what = cat(kernels::gemm_precision_name(prec), " ", c.B, "x", c.Cin, "->", c.Cout,
+                                 " ", c.H, "x", c.W, " chunk ", c.chunk);
+    const size_t n = Op::saved_size(g);
+    ASSERT_GT(n, 0u) << what;
+    TestTensor<float, E> x("x", {c.B, c.Cin, c.H, c.W}), x2("x2", {c.B, c.Cin, c.H, c.W}),
+        w("w", {c.Cout, c.Cin, 3, 3}), b("b", {c.Cout}), y("y", {c.B, c.Cout, c.H, c.W}),
+        dy("dy", {c.B, c.Cout, c.H, c.W}), dx("dx", {c.B, c.Cin, c.H, c.W}), dw("dw", {c.Cout, c.Cin, 3, 3}),
+        db("db", {c.Cout}), s("s", {int(scratch_for<E, float>(c))}), kept("kept", {int(n)}),
+        small("small", {int(n) - 1});
+    w.randn(41, 0.2);
+    b.randn(42);
+    dy.randn(43);
+    x2.randn(44);
+    const std::vector<double> dx0 = [&] { dx.randn(45); return dx.values(); }();
+    // y, dx (accumulated onto dx0, or none), dw, db; saved: kept / small / none
+    auto run = [&](bool with_dx, const Tensor1<float, E>& saved, bool change_x) {
+      x.randn(40);
+      Op::forward(exec, x.t4(), w.t4(), b.t1(), 1, y.t4(), s.t1(), false, saved);
+      if (change_x) x.set(x2.values());
+      dx.set(dx0);
+      dw.fill(0);
+      db.fill(0);
+      Op::backward(exec, dy.t4(), x.t4(), w.t4(), 1, with_dx ? dx.t4() : Tensor4<float, E>(),
+                   GradMode::Accumulate, dw.t4(), db.t1(), s.t1(), saved);
+      y.download(), dx.download(), dw.download(), db.download();
+      return std::vector<std::vector<double>>{y.values(), dx.values(), dw.values(), db.values()};
+    };
+    for (const bool with_dx : {true, false}) {
+      const auto plain = run(with_dx, Tensor1<float, E>(), false);
+      EXPECT_EQ(run(with_dx, kept.t1(), true), plain) << what << (with_dx ? "" : ", no dx");
+      // too small to hold them: ignored, so backward reads x (here changed: dw differs)
+      EXPECT_NE(run(with_dx, small.t1(), true)[2], plain[2]) << what;
+    }
+  }
+  // nothing to keep where the convolution is not row-unfolded
+  EXPECT_EQ(Op::saved_size(kernels::Conv2dGeometry::make(2, 3, 8, 8, 4, 3, 2)), 0u);
+  EXPECT_EQ(Op::saved_size(kernels::Conv2dGeometry::make(2, 3, 8, 8, 4, 1, 1)), 0u);
+  AlgorithmScope gemm(kernels::ConvAlgorithm::Gemm);
+  EXPECT_EQ(Op::saved_size(kernels::Conv2dGeometry::make(2, 3, 8, 8, 4, 3, 1)), 0u);
+}
+
 TEST(ConvAlgorithm, ParsesItsNamesAndRejectsOthers) {
   EXPECT_EQ(kernels::parse_conv_algorithm("winograd", "x"), kernels::ConvAlgorithm::Winograd);
   EXPECT_EQ(kernels::parse_conv_algorithm("gemm", "x"), kernels::ConvAlgorithm::Gemm);
