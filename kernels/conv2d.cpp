@@ -629,7 +629,7 @@ void add_weight_grad(const Exec& exec, const T* G, const Tensor4<T, Exec>& dw, b
 template <class Exec, class T, class R = T>
 void weight_grad_rows(const Exec& exec, const Conv2dGeometry& g, const Tensor4<const T, Exec>& dy,
                       const Tensor4<const T, Exec>& x, const Tensor4<T, Exec>& dw, T* space, T* G,
-                      int chunk, const SavedRows<R>& saved = {}) {
+                      int chunk) {
   const int B = g.B, Cin = g.Cin, Cout = g.Cout, H = g.H, W = g.W, Wp = W + 2;
   const size_t Pp = static_cast<size_t>(H) * Wp, plane = static_cast<size_t>(Cout) * 3 * Cin;
   // bf16 on the host: G transposed, the product's M the 3 Cin rows of the unfolded input
@@ -639,8 +639,8 @@ void weight_grad_rows(const Exec& exec, const Conv2dGeometry& g, const Tensor4<c
     const int nb = std::min(chunk, B - b0);
     const size_t N = nb * Pp;
     R* dyp = reinterpret_cast<R*>(after_rows(space, Cin, N));  // (Cout, N)
-    R* rows = saved.base ? saved.block(b0) : reinterpret_cast<R*>(space);
-    if (!saved.base) rows_unfold<Exec, T, R>(exec, x, b0, nb, rows);
+    R* rows = reinterpret_cast<R*>(space);
+    rows_unfold<Exec, T, R>(exec, x, b0, nb, rows);
     if constexpr (host_bf16<Exec, R>) {
       // one task per (channel, sample), its plane converted in long loops (rows_unfold)
       Kokkos::parallel_for(
@@ -909,10 +909,12 @@ size_t Conv2d<Exec, T>::scratch_within(const Conv2dGeometry& g, double budget_el
 
 template <class Exec, class T>
 size_t Conv2d<Exec, T>::saved_size(const Conv2dGeometry& g) {
-  if (!use_rows(g)) return 0;
+  // bf16 only: in fp32 the kept rows (3x the input) gained 1 % of the step for 0.5 GB more
+  // memory on unet-s at batch 64 (reading them back from memory costs about what unfolding x
+  // again into the cache-sized scratch does); in bf16 5-6 % (measured 2026-12-07)
+  if (!use_rows(g) || !gemms_in_bf16<T>()) return 0;
   const size_t Pp = static_cast<size_t>(g.H) * (g.W + 2);
-  const size_t bytes = gemms_in_bf16<T>() ? SavedRows<bf16>::elems(g.Cin, g.Cout, g.B, Pp) * sizeof(bf16)
-                                          : SavedRows<T>::elems(g.Cin, g.Cout, g.B, Pp) * sizeof(T);
+  const size_t bytes = SavedRows<bf16>::elems(g.Cin, g.Cout, g.B, Pp) * sizeof(bf16);
   return (bytes + sizeof(T) - 1) / sizeof(T);
 }
 
@@ -935,7 +937,7 @@ void Conv2d<Exec, T>::forward(const Exec& exec, const CX& x, const CX& w, const 
       return;
     }
     rows_weights<Exec, T>(exec, w, /*flip=*/false, Wk);
-    conv_rows<Exec, T>(exec, x, Wk, bias, y, scratch.data(), chunk, accumulate, saved_rows<T, T>(g, saved, chunk));
+    conv_rows<Exec, T>(exec, x, Wk, bias, y, scratch.data(), chunk, accumulate);
     return;
   }
   if (use_winograd(g)) {
@@ -978,7 +980,7 @@ void Conv2d<Exec, T>::backward(const Exec& exec, const CX& dy, const CX& x, cons
     }
     weight_grad_rows<Exec, T, bf16>(exec, g, dy, x, dw, scratch.data(), wt, chunk);
   } else if (use_rows(g)) {
-    weight_grad_rows<Exec, T>(exec, g, dy, x, dw, scratch.data(), wt, chunk, saved_rows<T, T>(g, saved, chunk));
+    weight_grad_rows<Exec, T>(exec, g, dy, x, dw, scratch.data(), wt, chunk);
   } else {
     (gemms_in_bf16<T>() ? weight_grad<Exec, T, bf16> : weight_grad<Exec, T>)(
         exec, g, dy, x, Tensor2<T, Exec>(dw.data(), g.Cout, g.K()), scratch.data(), chunk);

@@ -73,9 +73,10 @@ struct Conv2d {
   static size_t scratch_within(const Conv2dGeometry& g, double budget_elems);
 
   /// Elements of a buffer that keeps the forward's row-unfolded input for backward (`saved`
-  /// below): 3 (W + 2) / W times the input (half that with bf16 GEMMs) and room for backward's
-  /// flipped weights; 0 where the convolution is not row-unfolded. Depends on the convolution
-  /// algorithm and GEMM precision in force: size it after setting them.
+  /// below): 1.5 (W + 2) / W times the input and room for backward's flipped weights, for a
+  /// row-unfolded convolution with bf16 GEMMs; 0 otherwise (fp32 gains too little for its 3x
+  /// the input). Depends on the convolution algorithm and GEMM precision in force: size it
+  /// after setting them.
   static size_t saved_size(const Conv2dGeometry& g);
 
   /// y (B, Cout, Ho, Wo) = conv(x (B, Cin, H, W), w (Cout, Cin, k, k)) + bias (Cout), or
