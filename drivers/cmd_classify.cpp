@@ -11,6 +11,7 @@
 #include "data/dataset.hpp"
 #include "dist/comm.hpp"
 #include "io/h5.hpp"
+#include "kernels/mixed_gemm.hpp"
 #include "methods/classifier.hpp"
 #include "model_source.hpp"
 #include "train/device_data.hpp"
@@ -265,6 +266,15 @@ int cmd_classify(const Args& args) {
   const int N = o.limit > 0 ? static_cast<int>(std::min<long>(o.limit, sp.N)) : sp.N;
   const std::vector<int32_t>& truth = sp.clean_labels.empty() ? sp.labels : sp.clean_labels;
   const methods::ClassifierConfig cc = classifier_config(d);
+  // classify.precision: process-wide, like train.precision in training
+  const kernels::GemmPrecision precision =
+      kernels::parse_gemm_precision(d.get_string("classify.precision"), "classify.precision");
+  if (precision == kernels::GemmPrecision::BF16) {
+    std::string why;
+    if (!kernels::gemm_bf16_available<Kokkos::DefaultExecutionSpace>(&why))
+      d.fail("classify.precision", cat("bf16 needs a mixed-precision GEMM, and ", why));
+  }
+  kernels::set_gemm_precision(precision, "classify.precision");
   // ranks share the images: rank r classifies [lo, hi), noise keyed by the global index
   const auto [lo, hi] = dist::share(N);
   const int Nr = static_cast<int>(hi - lo);
@@ -278,6 +288,7 @@ int cmd_classify(const Args& args) {
               << K << " classes x " << cc.points << " noise levels (" << methods::name_of(cc.timesteps) << ": sigma";
     for (double s : sig) std::cout << " " << std::setprecision(4) << s;
     std::cout << "), " << (d.get_bool("classify.use_ema") ? "EMA" : "raw") << " weights of " << m.checkpoint;
+    if (precision == kernels::GemmPrecision::BF16) std::cout << ", bf16 GEMMs";
     if (!o.corruption.none())
       std::cout << "; images corrupted by " << o.corruption.spec() << " (seed " << o.corrupt_seed << ")";
     if (dist::size() > 1) std::cout << ", over " << dist::size() << " ranks";

@@ -163,6 +163,11 @@ const std::vector<KeySpec>& registry() {
         "every step (it learns from the classes the E-step gave); warmup: the EMA as the warm-up "
         "left it, frozen at the first DMIS step (the E-step never learns from its own relabels, "
         "so a confusion cannot feed itself; the posterior does not improve with training either)"),
+      S("method.estep_precision", "fp32", {"fp32", "bf16"},
+        "dmis: the GEMM precision of the E-step's forward-only evaluations (the posterior's "
+        "diffusion classifier, most of a DMIS step's cost): bf16 takes the convolutions' GEMMs in "
+        "bf16 with fp32 accumulation there alone (as train.precision does for the whole step; "
+        "needs the same mixed GEMM), the training step keeps train.precision"),
       F("method.estep_refresh_kimg", "0", 0, 1e9,
         "dmis, method.estep_network warmup: the frozen E-step weights are taken again from the EMA "
         "every this many kimg after the switch (a target network: the E-step learns from its own "
@@ -268,6 +273,10 @@ const std::vector<KeySpec>& registry() {
         "uniform grid: the ELBO's weights lambda(sigma) p(sigma) d_sigma, or lambda(sigma) / K "
         "for every level alike (the window's weights are always lambda(sigma) / K)"),
       I("classify.batch", "32", 1, 1 << 20, "images per classifier batch (each x classes x K)"),
+      S("classify.precision", "fp32", {"fp32", "bf16"},
+        "the GEMM precision of dmis classify's evaluations: bf16 takes the convolutions' GEMMs in "
+        "bf16 with fp32 accumulation (as train.precision and method.estep_precision do; needs the "
+        "same mixed GEMM)"),
       B("classify.use_ema", "true", "classify with the EMA weights"),
   };
   return keys;

@@ -21,6 +21,7 @@
 #include <memory>
 #include <string>
 
+#include "kernels/mixed_gemm.hpp"
 #include "methods/classifier.hpp"
 #include "methods/dmis_ops.hpp"
 #include "methods/edm_step.hpp"
@@ -72,6 +73,8 @@ struct MethodConfig {
                                       // first DMIS step: the E-step never learns its own relabels)
   double estep_refresh_kimg = 0;      // warmup: the frozen copy taken again from the EMA every
                                       // this many kimg after the switch (0: never)
+  kernels::GemmPrecision estep_precision = kernels::GemmPrecision::FP32;  // the E-step's forward
+                                      // evaluations' GEMMs (the training step: train.precision)
 };
 
 /// Samples of a global batch of B that get DMIS's classification term: round(fraction * B),

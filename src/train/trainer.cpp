@@ -191,6 +191,13 @@ void plan_method(const deck::Deck& d, RunPlan& p) {
   p.method.estep_network =
       parse_choice<methods::EstepNetwork>(d.get_string("method.estep_network"), "method.estep_network");
   p.method.estep_refresh_kimg = d.get_float("method.estep_refresh_kimg");
+  p.method.estep_precision = kernels::parse_gemm_precision(d.get_string("method.estep_precision"),
+                                                           "method.estep_precision");
+  if (p.method.estep_precision == kernels::GemmPrecision::BF16) {
+    std::string why;
+    if (!kernels::gemm_bf16_available<Kokkos::DefaultExecutionSpace>(&why))
+      d.fail("method.estep_precision", cat("bf16 needs a mixed-precision GEMM, and ", why));
+  }
   p.method.logit_scale = d.get_float("method.logit_scale");
   p.method.prior = parse_choice<methods::PriorMode>(d.get_string("method.prior"), "method.prior");
   p.method.prior_momentum = d.get_float("method.prior_momentum");
@@ -364,6 +371,7 @@ std::string dmis_detail(const RunPlan& plan, methods::MethodStep<Exec>& method,
              : m.estep_refresh_kimg > 0 ? cat("EMA weights frozen at the switch and taken again every ",
                                               m.estep_refresh_kimg, " kimg")
                                         : std::string("warm-up's EMA weights (frozen)"),
+             m.estep_precision == kernels::GemmPrecision::BF16 ? " in bf16" : "",
              ", K ", m.timesteps, levels,
              m.refine_classes > 0
                  ? cat(" (draws 2-", m.timesteps, " over the ", m.refine_classes,

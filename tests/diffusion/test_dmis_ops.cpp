@@ -6,6 +6,7 @@
 #include <cmath>
 #include <memory>
 #include <numeric>
+#include <string>
 #include <vector>
 
 #include "core/error.hpp"
@@ -778,6 +779,55 @@ template <class V>
 std::vector<float> host_vec(const V& v) {
   auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), v);
   return std::vector<float>(h.data(), h.data() + h.size());
+}
+
+// method.estep_precision: bf16 takes the E-step's evaluations (the posterior's diffusion
+// classifier) in bf16 and nothing else: the posterior moves by bf16's rounding only (and does
+// move: bf16 was used), the process-wide precision is fp32 again after the step, and where the
+// posterior's top classes agree the step's parameters are bitwise those of the fp32 E-step
+// (the training step stayed in fp32: hard EM, beta 0, the scale fixed).
+TEST(MethodStepEstepPrecision, Bf16TakesTheEstepAlone) {
+  std::string why;
+  if (!kernels::gemm_bf16_available<Exec>(&why)) GTEST_SKIP() << why;
+  auto cfg = models::UNetConfig::from_preset("unet-s");
+  cfg.base = 8, cfg.mults = {1, 2}, cfg.n_blocks = 1, cfg.attn_res = {}, cfg.groups = 4;
+  const int B = 16, C = 10;
+  const StepBatch batch(B, C, 23u, 3, 1);
+  methods::TrainStepConfig tc;
+  methods::MethodConfig mc;
+  mc.kind = methods::MethodKind::Dmis, mc.supervision = methods::dmis_ops::Supervision::Noisy;
+  mc.classifier_fraction = 0.25, mc.top_k = 3, mc.beta = 0, mc.logit_scale = 784;
+  mc.calibrate_scale = false, mc.gen_objective = methods::GenObjective::Mixture, mc.gen_extra = 0;
+  mc.transition = methods::TransitionMode::Fixed, mc.transition_init = 0.4;
+  ASSERT_EQ(kernels::gemm_precision(), kernels::GemmPrecision::FP32);
+  struct Out {
+    std::vector<float> q, params;
+    std::vector<int> gen;
+  };
+  auto step_with = [&](kernels::GemmPrecision p) {
+    mc.estep_precision = p;
+    methods::MethodStep<Exec> s(cfg, tc, mc, B);
+    s.initialize(models::InitScheme::Adm);
+    perturb_weights(s, 31u);
+    batch.run(s);
+    Kokkos::fence();
+    EXPECT_EQ(kernels::gemm_precision(), kernels::GemmPrecision::FP32) << "not restored after the E-step";
+    Out o;
+    o.q = host_vec(s.posterior());
+    o.params = host_vec(s.core().store().params);
+    auto hg = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), s.generative_labels());
+    o.gen.assign(hg.data(), hg.data() + B);
+    return o;
+  };
+  const Out f = step_with(kernels::GemmPrecision::FP32), h = step_with(kernels::GemmPrecision::BF16);
+  double worst = 0, top = 0;
+  for (int i = 0; i < B * C; ++i) worst = std::max(worst, double(std::abs(f.q[i] - h.q[i])));
+  for (int b = 0; b < B; ++b) top += *std::max_element(&f.q[b * C], &f.q[b * C] + C) / B;
+  EXPECT_GT(worst, 0.0) << "bitwise the fp32 posterior: bf16 was not used";
+  EXPECT_LT(worst, 0.05) << "the posterior moved by more than bf16's rounding";
+  EXPECT_GT(top, 0.2) << "a flat posterior (mean top " << top << "): the comparison shows little";
+  ASSERT_EQ(f.gen, h.gen) << "the top classes differ; the parameters cannot be compared";
+  EXPECT_EQ(f.params, h.params) << "the training step did not stay in fp32";
 }
 
 // method.relabel_confidence in a whole step, under both generative objectives: every sample
