@@ -62,6 +62,25 @@ const char* gemm_precision_name(GemmPrecision p);
 /// "fp32" / "bf16"; throws InputError naming `what` for anything else.
 GemmPrecision parse_gemm_precision(const std::string& s, const char* what);
 
+/// Sets the process-wide GEMM precision for one scope and restores the one before it on the
+/// way out (method.estep_precision around the E-step; tests). `what` names the setting for
+/// set_gemm_precision's error.
+class GemmPrecisionScope {
+ public:
+  GemmPrecisionScope(GemmPrecision p, const char* what) : m_saved(gemm_precision()), m_what(what) {
+    if (p != m_saved) set_gemm_precision(p, what);
+  }
+  ~GemmPrecisionScope() {
+    if (gemm_precision() != m_saved) set_gemm_precision(m_saved, m_what);
+  }
+  GemmPrecisionScope(const GemmPrecisionScope&) = delete;
+  GemmPrecisionScope& operator=(const GemmPrecisionScope&) = delete;
+
+ private:
+  GemmPrecision m_saved;
+  const char* m_what;
+};
+
 namespace detail {
 // the host's mixed GEMM (oneDNN, loaded on first use)
 bool host_gemm_bf16_available(std::string* why);

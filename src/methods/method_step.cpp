@@ -446,15 +446,7 @@ void MethodStep<Exec>::dmis_posterior(const Exec& exec, const Tensor4<const T, E
   const Tensor1<const T, Exec> weights = estep_weights(exec);  // method.estep_network
   // method.estep_precision: the E-step's evaluations alone (the process-wide GEMM precision,
   // restored on the way out)
-  struct PrecisionScope {
-    kernels::GemmPrecision saved = kernels::gemm_precision();
-    explicit PrecisionScope(kernels::GemmPrecision p) {
-      if (p != saved) kernels::set_gemm_precision(p, "method.estep_precision");
-    }
-    ~PrecisionScope() {
-      if (kernels::gemm_precision() != saved) kernels::set_gemm_precision(saved, "method.estep_precision");
-    }
-  } estep_precision(m_cfg.estep_precision);
+  const kernels::GemmPrecisionScope estep_precision(m_cfg.estep_precision, "method.estep_precision");
   m_ema_cls->forward(exec, weights, x0w, all, Tensor1<const T, Exec>(), m_train.seed, step,
                      m_train.ids(), maskw);
   const Tensor2<T, Exec> fphi(m_fphi.data(), Bw, C), q(m_q.data(), Bw, C);

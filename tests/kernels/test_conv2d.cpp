@@ -210,10 +210,8 @@ TYPED_TEST(Conv2dTest, OtherAlgorithmsMatchTheUnfoldedGemm) {
 }
 
 // Sets the process-wide GEMM precision for one scope.
-struct PrecisionScope {
-  kernels::GemmPrecision saved = kernels::gemm_precision();
-  explicit PrecisionScope(kernels::GemmPrecision p) { kernels::set_gemm_precision(p, "test"); }
-  ~PrecisionScope() { kernels::set_gemm_precision(saved, "test"); }
+struct PrecisionScope : kernels::GemmPrecisionScope {
+  explicit PrecisionScope(kernels::GemmPrecision p) : kernels::GemmPrecisionScope(p, "test") {}
 };
 
 // train.precision: bf16 (every convolution's GEMMs: the row-unfolded 3x3 ones, im2col's for 1x1

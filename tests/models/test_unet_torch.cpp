@@ -210,10 +210,8 @@ TYPED_TEST(UNetTorchReference, FloatMatchesWithinFloat32Error) {
 TYPED_TEST(UNetTorchReference, Bf16MatchesWithinBf16Error) {
   std::string why;
   if (!kernels::gemm_bf16_available<TypeParam>(&why)) GTEST_SKIP() << why;
-  const kernels::GemmPrecision saved = kernels::gemm_precision();
-  kernels::set_gemm_precision(kernels::GemmPrecision::BF16, "test");
+  const kernels::GemmPrecisionScope bf16(kernels::GemmPrecision::BF16, "test");
   check_against_fixture<TypeParam, float>({4e-2, 1.5e-1, 1e-6}, /*full_step=*/false);
-  kernels::set_gemm_precision(saved, "test");
 }
 
 }  // namespace
