@@ -434,19 +434,18 @@ void MethodStep<Exec>::dmis_posterior(const Exec& exec, const Tensor4<const T, E
                                       const Tensor1<const uint8_t, Exec>& labeled,
                                       const Tensor4<const T, Exec>& mask) {
   namespace ops = dmis_ops;
+  using M2 = Tensor2<T, Exec>;
   const auto& nc = m_core.net().config();
   const int Bw = m_Bw, C = m_C, Ch = nc.out_channels, R = nc.resolution;
   const bool masked = needs_masks();
-  const Tensor4<const T, Exec> x0w(x0.data(), Bw, Ch, R, R);
-  const Tensor4<const T, Exec> maskw(masked ? mask.data() : nullptr, masked ? Bw : 0, 1, R, R);
+  const Tensor4<const T, Exec> x0w(x0.data(), Bw, Ch, R, R),
+      maskw(masked ? mask.data() : nullptr, masked ? Bw : 0, 1, R, R);
   const Tensor1<const int, Exec> obsw(observed.data(), Bw);
   const Tensor2<const int, Exec> all(m_classes_all.data(), Bw, C);
   const Tensor1<const T, Exec> scale(m_scale_dev.data(), 1);
   const uint32_t step = static_cast<uint32_t>(m_core.step());
   const Tensor1<const T, Exec> weights = estep_weights(exec);  // method.estep_network
-  // method.estep_precision: the E-step's evaluations alone (the process-wide GEMM precision,
-  // restored on the way out)
-  const kernels::GemmPrecisionScope estep_precision(m_cfg.estep_precision, "method.estep_precision");
+  const kernels::GemmPrecisionScope estep_gemms(m_cfg.estep_precision, "method.estep_precision");
   m_ema_cls->forward(exec, weights, x0w, all, Tensor1<const T, Exec>(), m_train.seed, step,
                      m_train.ids(), maskw);
   const Tensor2<T, Exec> fphi(m_fphi.data(), Bw, C), q(m_q.data(), Bw, C);
@@ -498,10 +497,8 @@ void MethodStep<Exec>::dmis_posterior(const Exec& exec, const Tensor4<const T, E
     ops::transition_counts(exec, Tensor2<const T, Exec>(q), obsw, Tensor2<T, Exec>(m_trans_step.data(), C, C));
   if (on_step_sums) on_step_sums(exec, sums);
   if (estimate_transition)
-    ops::transition_update(exec, Tensor2<T, Exec>(m_trans_step.data(), C, C),
-                           Tensor2<T, Exec>(m_trans_acc.data(), C, C),
-                           static_cast<float>(m_cfg.transition_momentum),
-                           static_cast<float>(m_cfg.transition_prior), Tensor2<T, Exec>(m_trans.data(), C, C));
+    ops::transition_update(exec, M2(m_trans_step.data(), C, C), M2(m_trans_acc.data(), C, C),
+                           float(m_cfg.transition_momentum), float(m_cfg.transition_prior), M2(m_trans.data(), C, C));
   if (m_kind == ops::Supervision::Partial && m_cfg.prior == PriorMode::Estimate) {
     // the class prior's counts: arg-max of the posterior over the candidates, once per sample
     auto counts = m_counts;
