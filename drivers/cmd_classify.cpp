@@ -9,6 +9,7 @@
 #include "core/error.hpp"
 #include "data/corruption.hpp"
 #include "data/dataset.hpp"
+#include "deck/precision.hpp"
 #include "dist/comm.hpp"
 #include "io/h5.hpp"
 #include "kernels/mixed_gemm.hpp"
@@ -267,13 +268,7 @@ int cmd_classify(const Args& args) {
   const std::vector<int32_t>& truth = sp.clean_labels.empty() ? sp.labels : sp.clean_labels;
   const methods::ClassifierConfig cc = classifier_config(d);
   // classify.precision: process-wide, like train.precision in training
-  const kernels::GemmPrecision precision =
-      kernels::parse_gemm_precision(d.get_string("classify.precision"), "classify.precision");
-  if (precision == kernels::GemmPrecision::BF16) {
-    std::string why;
-    if (!kernels::gemm_bf16_available<Kokkos::DefaultExecutionSpace>(&why))
-      d.fail("classify.precision", cat("bf16 needs a mixed-precision GEMM, and ", why));
-  }
+  const kernels::GemmPrecision precision = deck::gemm_precision(d, "classify.precision");
   kernels::set_gemm_precision(precision, "classify.precision");
   // ranks share the images: rank r classifies [lo, hi), noise keyed by the global index
   const auto [lo, hi] = dist::share(N);

@@ -14,6 +14,7 @@
 #include "core/error.hpp"
 #include "core/version.hpp"
 #include "data/dataset.hpp"
+#include "deck/precision.hpp"
 #include "dist/comm.hpp"
 #include "dist/reduce.hpp"
 #include "io/checkpoint.hpp"
@@ -146,13 +147,9 @@ void plan_training(const deck::Deck& d, RunPlan& p) {
   p.step.sample_offset = dist::rank();  // shards are interleaved: see rng::SampleIds
   p.step.sample_stride = ranks;
   p.conv_scratch_mb = d.get_float("train.conv_scratch_mb");
-  p.precision = kernels::parse_gemm_precision(d.get_string("train.precision"), "train.precision");
+  p.precision = deck::gemm_precision(d, "train.precision");
   p.precision_key = d.ref("train.precision");
-  // process-wide, like the convolution algorithm; checked here, before the run writes anything
-  std::string why;
-  if (p.precision == kernels::GemmPrecision::BF16 &&
-      !kernels::gemm_bf16_available<Kokkos::DefaultExecutionSpace>(&why))
-    p.precision_key.fail(cat("bf16 needs a mixed-precision GEMM, and ", why));
+  // process-wide, like the convolution algorithm
   kernels::set_gemm_precision(p.precision, "train.precision");
 }
 
@@ -191,13 +188,7 @@ void plan_method(const deck::Deck& d, RunPlan& p) {
   p.method.estep_network =
       parse_choice<methods::EstepNetwork>(d.get_string("method.estep_network"), "method.estep_network");
   p.method.estep_refresh_kimg = d.get_float("method.estep_refresh_kimg");
-  p.method.estep_precision = kernels::parse_gemm_precision(d.get_string("method.estep_precision"),
-                                                           "method.estep_precision");
-  if (p.method.estep_precision == kernels::GemmPrecision::BF16) {
-    std::string why;
-    if (!kernels::gemm_bf16_available<Kokkos::DefaultExecutionSpace>(&why))
-      d.fail("method.estep_precision", cat("bf16 needs a mixed-precision GEMM, and ", why));
-  }
+  p.method.estep_precision = deck::gemm_precision(d, "method.estep_precision");
   p.method.logit_scale = d.get_float("method.logit_scale");
   p.method.prior = parse_choice<methods::PriorMode>(d.get_string("method.prior"), "method.prior");
   p.method.prior_momentum = d.get_float("method.prior_momentum");
