@@ -652,12 +652,18 @@ TEST(DmisOps, ScaleCalibrationFindsTheMaximumLikelihoodTemperature) {
   EXPECT_NEAR(host(scale, 1)[0], std::sqrt(2.0), 1e-4);
 }
 
+// The MethodStep tests' network: unet-s at base 8, two levels of one block, no attention.
+models::UNetConfig tiny_unet() {
+  auto cfg = models::UNetConfig::from_preset("unet-s");
+  cfg.base = 8, cfg.mults = {1, 2}, cfg.n_blocks = 1, cfg.attn_res = {}, cfg.groups = 4;
+  return cfg;
+}
+
 // method.transition: known starts T at the supervision's own process, with the weight of counts
 // and the Dirichlet prior's share of fixed's start, and keeps it there while training; estimate
 // starts at the even spread and moves with the steps. A known T of the wrong size is named.
 TEST(MethodStepTransition, KnownIsTheProcessAndStaysFixed) {
-  auto cfg = models::UNetConfig::from_preset("unet-s");
-  cfg.base = 8, cfg.mults = {1, 2}, cfg.n_blocks = 1, cfg.attn_res = {}, cfg.groups = 4;
+  const auto cfg = tiny_unet();
   const int B = 4, R = 28, C = 10;
   std::vector<double> T(C * C, 0.0);  // asymmetric: 2 -> 7 and 5 -> 6 at 0.4
   for (int y = 0; y < C; ++y) T[y * C + y] = 1;
@@ -760,14 +766,24 @@ void perturb_weights(methods::MethodStep<Exec>& s, uint32_t seed) {
   Kokkos::deep_copy(store.ema, hp);
 }
 
+// A fresh step of (cfg, tc, mc) for batch size B, initialised and moved by perturb_weights(seed).
+std::unique_ptr<methods::MethodStep<Exec>> perturbed_step(const models::UNetConfig& cfg,
+                                                          const methods::TrainStepConfig& tc,
+                                                          const methods::MethodConfig& mc, int B,
+                                                          uint32_t seed) {
+  auto s = std::make_unique<methods::MethodStep<Exec>>(cfg, tc, mc, B);
+  s->initialize(models::InitScheme::Adm);
+  perturb_weights(*s, seed);
+  return s;
+}
+
 // The E-step tests' setting: a small network, an EMA that moves visibly in a few steps (decay
 // 0.5), noisy labels, DMIS from step 2 of batch B.
 struct EstepSetup {
-  models::UNetConfig cfg = models::UNetConfig::from_preset("unet-s");
+  models::UNetConfig cfg = tiny_unet();
   methods::TrainStepConfig tc;
   methods::MethodConfig mc;
   explicit EstepSetup(int B) {
-    cfg.base = 8, cfg.mults = {1, 2}, cfg.n_blocks = 1, cfg.attn_res = {}, cfg.groups = 4;
     tc.ema_decay = 0.5;
     mc.kind = methods::MethodKind::Dmis, mc.supervision = methods::dmis_ops::Supervision::Noisy;
     mc.classifier_fraction = 0.25, mc.top_k = 3, mc.gen_extra = 0, mc.logit_scale = 1;
@@ -789,8 +805,7 @@ std::vector<float> host_vec(const V& v) {
 TEST(MethodStepEstepPrecision, Bf16TakesTheEstepAlone) {
   std::string why;
   if (!kernels::gemm_bf16_available<Exec>(&why)) GTEST_SKIP() << why;
-  auto cfg = models::UNetConfig::from_preset("unet-s");
-  cfg.base = 8, cfg.mults = {1, 2}, cfg.n_blocks = 1, cfg.attn_res = {}, cfg.groups = 4;
+  const auto cfg = tiny_unet();
   const int B = 16, C = 10;
   const StepBatch batch(B, C, 23u, 3, 1);
   methods::TrainStepConfig tc;
@@ -806,9 +821,8 @@ TEST(MethodStepEstepPrecision, Bf16TakesTheEstepAlone) {
   };
   auto step_with = [&](kernels::GemmPrecision p) {
     mc.estep_precision = p;
-    methods::MethodStep<Exec> s(cfg, tc, mc, B);
-    s.initialize(models::InitScheme::Adm);
-    perturb_weights(s, 31u);
+    const auto step = perturbed_step(cfg, tc, mc, B, 31u);
+    auto& s = *step;
     batch.run(s);
     Kokkos::fence();
     EXPECT_EQ(kernels::gemm_precision(), kernels::GemmPrecision::FP32) << "not restored after the E-step";
@@ -836,8 +850,7 @@ TEST(MethodStepEstepPrecision, Bf16TakesTheEstepAlone) {
 // transition is flat (labels wrong with probability 0.9), so q is the classifier's own
 // posterior and disagrees with the observed labels on most samples.
 TEST(MethodStepRelabel, UnsurePosteriorsKeepTheObservedLabel) {
-  auto cfg = models::UNetConfig::from_preset("unet-s");
-  cfg.base = 8, cfg.mults = {1, 2}, cfg.n_blocks = 1, cfg.attn_res = {}, cfg.groups = 4;
+  const auto cfg = tiny_unet();
   const int B = 16, C = 10;
   const StepBatch batch(B, C, 17u, 3, 1);
   const std::vector<int>& observed = batch.observed;
@@ -852,9 +865,8 @@ TEST(MethodStepRelabel, UnsurePosteriorsKeepTheObservedLabel) {
     mc.gen_objective = objective, mc.gen_extra = 0;
     auto step_with = [&](double confidence, std::vector<float>& q) {
       mc.relabel_confidence = confidence;
-      methods::MethodStep<Exec> s(cfg, tc, mc, B);
-      s.initialize(models::InitScheme::Adm);
-      perturb_weights(s, 29u);
+      const auto step = perturbed_step(cfg, tc, mc, B, 29u);
+      auto& s = *step;
       batch.run(s);
       Kokkos::fence();
       auto hq = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), s.posterior());
@@ -906,10 +918,7 @@ TEST(MethodStepEstep, WarmupFreezesTheEmaOfTheFirstDmisStep) {
   auto& mc = set.mc;
   auto make = [&](methods::EstepNetwork e) {
     mc.estep_network = e;
-    auto s = std::make_unique<methods::MethodStep<Exec>>(cfg, tc, mc, B);
-    s->initialize(models::InitScheme::Adm);
-    perturb_weights(*s, 31u);
-    return s;
+    return perturbed_step(cfg, tc, mc, B, 31u);
   };
   auto frozen = make(methods::EstepNetwork::Warmup);
   auto live = make(methods::EstepNetwork::Ema);
@@ -993,8 +1002,7 @@ TEST(MethodStepEstep, RefreshTakesTheEmaAgainEachPeriod) {
 // The cost the log and the bench report: beta 0 skips the classification slice's backward
 // (its forward stays, for L_cls), so the count drops by exactly that backward.
 TEST(MethodStepCost, BetaZeroCountsTheClassifierSliceForwardOnly) {
-  auto cfg = models::UNetConfig::from_preset("unet-s");
-  cfg.base = 8, cfg.mults = {1, 2}, cfg.n_blocks = 1, cfg.attn_res = {}, cfg.groups = 4;
+  const auto cfg = tiny_unet();
   const int B = 8;
   methods::TrainStepConfig tc;
   methods::MethodConfig mc;
@@ -1013,8 +1021,7 @@ TEST(MethodStepCost, BetaZeroCountsTheClassifierSliceForwardOnly) {
 }
 
 TEST(MethodStepClassifiers, ClsSigmaAndTheLevelRangeReachTheirClassifiers) {
-  auto cfg = models::UNetConfig::from_preset("unet-s");
-  cfg.base = 8, cfg.mults = {1, 2}, cfg.n_blocks = 1, cfg.attn_res = {}, cfg.groups = 4;
+  const auto cfg = tiny_unet();
   const int B = 4;
   methods::TrainStepConfig tc;
   methods::MethodConfig mc;
@@ -1080,8 +1087,7 @@ TEST(MethodStepClassifiers, ClsSigmaAndTheLevelRangeReachTheirClassifiers) {
 // classifier draws 2..K over R classes (noise of its own); the cost counts R (K - 1) per
 // sample instead of C (K - 1); a configuration it cannot serve is named.
 TEST(MethodStepClassifiers, RefineClassesSplitsTheDrawsAndCountsThem) {
-  auto cfg = models::UNetConfig::from_preset("unet-s");
-  cfg.base = 8, cfg.mults = {1, 2}, cfg.n_blocks = 1, cfg.attn_res = {}, cfg.groups = 4;
+  const auto cfg = tiny_unet();
   const int B = 4;
   methods::TrainStepConfig tc;
   methods::MethodConfig mc;
