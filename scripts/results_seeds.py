@@ -34,16 +34,21 @@ def stats(run):
         return [json.loads(l) for l in f if l.strip()]
 
 
+IMAGES = None  # --images N: the N-image evaluation (classify-N.json, scripts/experiments-reclassify)
+
+
 def measures(run):
     """{measure: value} of one run; absent measures left out."""
     out = {}
-    c = os.path.join(run, "classify.json")
+    tail = "" if IMAGES is None else f"-{IMAGES}"
+    c = os.path.join(run, f"classify{tail}.json")
     if os.path.exists(c):
         with open(c) as f:
             j = json.load(f)
         out["dc_acc"] = 100 * j["accuracy"]
         out["dc_images"] = j["images"]
-    c = os.path.join(run, "classify-high.json")
+        out["dc_precision"] = j.get("precision", "fp32")
+    c = os.path.join(run, f"classify-high{tail}.json")
     if os.path.exists(c):
         with open(c) as f:
             out["dc_high"] = 100 * json.load(f)["accuracy"]
@@ -120,8 +125,15 @@ def main():
     ap.add_argument("--runs", default="docs/runs-seeds")
     ap.add_argument("--out", default="docs/results-seeds.md")
     ap.add_argument("--regen", default=None, help="the command that made the runs (for the report)")
+    ap.add_argument("--images", type=int, default=None,
+                    help="report the N-image diffusion-classifier evaluation (classify-N.json)")
     a = ap.parse_args()
+    global IMAGES
+    IMAGES = a.images
     settings = [s for s in ORDER if os.path.isdir(os.path.join(a.runs, s))]
+    if IMAGES is not None:  # the settings that have the N-image evaluation
+        settings = [s for s in settings
+                    if glob.glob(os.path.join(a.runs, s, "seed*", "*", f"classify*-{IMAGES}.json"))]
     L = ["# Vanilla against DMIS over seeds (paired)", "",
          "Written by `scripts/results_seeds.py` from the files in `" + a.runs + "/` (copied there by "
          "`scripts/experiments-seeds`); every number below is read from them. The runs: the quickstart "
@@ -142,8 +154,11 @@ def main():
         L += [f"## {NAMES[s]} (`{s}`)", ""]
         imgs = sorted({r[1].get("dc_images") for r in rows if r[1].get("dc_images")} |
                       {r[2].get("dc_images") for r in rows if r[2].get("dc_images")})
+        precs = sorted({r[i].get("dc_precision") for r in rows for i in (1, 2) if r[i].get("dc_precision")})
         L.append(f"{len(rows)} seeds ({', '.join(r[0] for r in rows)}); diffusion classifier at 8 noise levels (the window, and sigma 2-6) on the "
-                 f"first {', '.join(map(str, imgs)) or '?'} test images; samples: 50 per class, 18 Heun steps.")
+                 f"first {', '.join(map(str, imgs)) or '?'} test images"
+                 f"{'' if precs in ([], ['fp32']) else ' (GEMMs in ' + ', '.join(precs) + ')'}"
+                 f"; samples: 50 per class, 18 Heun steps.")
         L.append("")
         L += ["| measure | vanilla | dmis | dmis − vanilla (± SE, paired) | clear (> 2 SE, better)? |",
               "|---|---:|---:|---:|:---:|"]
