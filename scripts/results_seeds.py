@@ -185,6 +185,21 @@ def main():
                 cells.append(f"{v[key]:.{nd}f} / {d[key]:.{nd}f}" if key in v and key in d else "–")
             L.append(f"| {name} | " + " | ".join(cells) + f" | {'–' if ex is None else f'{100 * ex:+.1f} %'} |")
         L.append("")
+        paired = []  # each seed's difference on the same images, with the evaluation's SE
+        for sd in seeds:
+            pj = os.path.join(sd, f"paired-{IMAGES}.json")
+            if IMAGES is not None and os.path.exists(pj):
+                with open(pj) as f:
+                    paired.append((os.path.basename(sd), json.load(f)))
+        if paired:
+            L += [f"Each seed's DMIS − vanilla on the same {IMAGES} images, ± the standard error of that "
+                  "difference over the images (the evaluation's own noise; `scripts/paired_accuracy.py`):", "",
+                  "| seed | classifier, window | classifier, sigma 2-6 |", "|---|---:|---:|"]
+            for name, pj in paired:
+                cells = [f"{100 * pj[k]['diff']:+.1f} ± {100 * pj[k]['se']:.1f}" if k in pj else "–"
+                         for k in ("window", "high")]
+                L.append(f"| {name} | " + " | ".join(cells) + " |")
+            L.append("")
         cols = [c for c in INTERNALS if not c[3] or any(c[0] in d for _, _, d, _ in rows)]
         L += ["DMIS internals over the last 8 kimg (stats.jsonl; the clean labels for auditing only):", "",
               "| seed | " + " | ".join(t for _, t, _, _ in cols) + " |", "|---|" + "---:|" * len(cols)]
