@@ -167,6 +167,21 @@ void posterior(const Exec& exec, const Likelihood& lik, const Tensor2<const floa
       });
 }
 
+/// q (B, C) = lik(b, y) normalised per row (uniform where lik vanishes): the posterior of a
+/// classifier that says nothing, and under clean labels the posterior for any classifier (the
+/// observed label, exactly as posterior() gives it: l f / (l f) = 1).
+template <class Exec, class Likelihood>
+void likelihood_posterior(const Exec& exec, const Likelihood& lik, const Tensor2<float, Exec>& q) {
+  const int C = static_cast<int>(q.extent(1));
+  Kokkos::parallel_for(
+      "dmis::dmis_ops::likelihood_posterior", Kokkos::RangePolicy<Exec>(exec, 0, q.extent(0)),
+      KOKKOS_LAMBDA(int b) {
+        float zl = 0;
+        for (int y = 0; y < C; ++y) zl += (q(b, y) = lik(b, y));
+        for (int y = 0; y < C; ++y) q(b, y) = zl > 0 ? q(b, y) / zl : 1.f / C;
+      });
+}
+
 /// set (B, Kc): the Kc classes of largest q, in decreasing order (ties: the smaller class id).
 /// With must (B) not empty, must(b) >= 0 is always in the set (it replaces the last entry).
 template <class Exec>
@@ -425,6 +440,22 @@ void transition_update(const Exec& exec, const Tensor2<float, Exec>& counts,
       });
 }
 
+/// counts (C) += how many rows of q (B, C) put each class first (ties: the smaller class): the
+/// class prior's counts under partial labels (arg-max of the posterior over the candidates).
+template <class Exec>
+void prior_counts(const Exec& exec, const Tensor2<const float, Exec>& q,
+                  const Kokkos::View<int*, Kokkos::LayoutRight, DeviceOf<Exec>>& counts) {
+  const int B = static_cast<int>(q.extent(0)), C = static_cast<int>(q.extent(1));
+  Kokkos::parallel_for(
+      "dmis::dmis_ops::prior_counts", Kokkos::RangePolicy<Exec>(exec, 0, 1), KOKKOS_LAMBDA(int) {
+        for (int b = 0; b < B; ++b) {  // one pass in order: deterministic without atomics
+          int arg = 0;
+          for (int y = 1; y < C; ++y) arg = q(b, y) > q(b, arg) ? y : arg;
+          counts(arg) += 1;
+        }
+      });
+}
+
 /// dst (N) += src (N): the classification term's gradient added to the generative one.
 template <class Exec>
 void add_into(const Exec& exec, const Tensor1<const float, Exec>& src, const Tensor1<float, Exec>& dst) {
@@ -461,6 +492,7 @@ enum Diagnostic : int {
 /// generative class; the relabelled samples' accuracies NaN where none was relabelled;
 /// kPseudoShare NaN where every sample has a label, kPseudoAcc where none got a class).
 /// audit (N) may be empty. gen_labels (B): the generative term's classes (C = "no label").
+/// f may be empty (no E-step classifier: MethodStep::estep_skipped): its entries NaN.
 template <class Exec>
 void posterior_diagnostics(const Exec& exec, const Tensor2<const float, Exec>& q,
                            const Tensor2<const float, Exec>& f,
@@ -469,7 +501,7 @@ void posterior_diagnostics(const Exec& exec, const Tensor2<const float, Exec>& q
                            const Tensor1<const int, Exec>& index,
                            const Tensor1<const int, Exec>& audit, const Tensor1<float, Exec>& diag) {
   const int B = static_cast<int>(q.extent(0)), C = static_cast<int>(q.extent(1));
-  const bool audited = audit.extent(0) > 0;
+  const bool audited = audit.extent(0) > 0, with_f = f.extent(0) > 0;
   const float nan = std::numeric_limits<float>::quiet_NaN();
   Kokkos::parallel_for(
       "dmis::dmis_ops::posterior_diagnostics", Kokkos::RangePolicy<Exec>(exec, 0, 1),
@@ -480,11 +512,11 @@ void posterior_diagnostics(const Exec& exec, const Tensor2<const float, Exec>& q
         for (int b = 0; b < B; ++b) {
           int mq = 0, mf = 0;
           for (int y = 0; y < C; ++y) {
-            const float a = q(b, y), c = f(b, y);
+            const float a = q(b, y), c = with_f ? f(b, y) : 0.f;
             hq -= a > 0 ? a * compat::log(a) : 0.f;
             hf -= c > 0 ? c * compat::log(c) : 0.f;
             mq = a > q(b, mq) ? y : mq;
-            mf = c > f(b, mf) ? y : mf;
+            if (with_f) mf = c > f(b, mf) ? y : mf;
           }
           if (gen_labels(b) < C && observed(b) >= 0) ++nr, rl += gen_labels(b) != observed(b);
           if (observed(b) < 0) ++nu, pc += gen_labels(b) < C;
@@ -498,9 +530,9 @@ void posterior_diagnostics(const Exec& exec, const Tensor2<const float, Exec>& q
             ra += gen_labels(b) == truth, rw += observed(b) == truth;
         }
         diag(kEntropyTarget) = hq / B;
-        diag(kEntropyEma) = hf / B;
+        diag(kEntropyEma) = with_f ? hf / B : nan;
         diag(kAccTarget) = audited ? float(aq) / B : nan;
-        diag(kAccEma) = audited ? float(af) / B : nan;
+        diag(kAccEma) = audited && with_f ? float(af) / B : nan;
         diag(kAccGen) = audited && ng > 0 ? float(ag) / ng : nan;
         diag(kAccObserved) = audited && no > 0 ? float(ao) / no : nan;
         diag(kRelabeled) = nr > 0 ? float(rl) / nr : nan;

@@ -169,10 +169,13 @@ void MethodStep<Exec>::allocate_dmis(const models::UNetConfig& net, double conv_
   const MethodConfig& m = m_cfg;
   const size_t n = static_cast<size_t>(net.in_channels) * net.resolution * net.resolution;
   const ClassifierConfig cc = dmis_classifier_config(m, m_train);
-  if (m.refine_classes > 0) {
+  const std::string problem = refine_classes_problem(m, m_C);
+  if (!problem.empty()) throw InputError(cat("method.refine_classes: ", problem));
+  m_skip_estep = m_kind == dmis_ops::Supervision::Clean && !(m.calibrate_scale && m.beta > 0);
+  if (m_skip_estep) {
+    // no E-step classifier (estep_skipped())
+  } else if (m.refine_classes > 0) {
     // coarse to fine: draw 1 over every class, draws 2..K over the R classes of largest posterior
-    const std::string problem = refine_classes_problem(m, m_C);
-    if (!problem.empty()) throw InputError(cat("method.refine_classes: ", problem));
     m_R = m.refine_classes;
     ClassifierConfig first = cc, rest = cc;
     first.points = 1;
@@ -215,7 +218,7 @@ void MethodStep<Exec>::allocate_dmis(const models::UNetConfig& net, double conv_
   m_scale_dev = fbuf<Exec>("logit_scale", 1);
   set_logit_scale(m_scale);
   m_gcls = fbuf<Exec>("grads_cls", m_core.store().grads.extent(0));
-  if (m.estep_network == EstepNetwork::Warmup)
+  if (m.estep_network == EstepNetwork::Warmup && !m_skip_estep)
     m_estep_params = fbuf<Exec>("estep_params", m_core.store().ema.extent(0));
   m_norm_scratch = fbuf<Exec>("diag_norm_scratch", optim::Optimizer<Exec, T>::norm_scratch_size(
                                                       m_core.store().grads.extent(0)));
@@ -444,6 +447,10 @@ void MethodStep<Exec>::dmis_posterior(const Exec& exec, const Tensor4<const T, E
   const Tensor2<const int, Exec> all(m_classes_all.data(), Bw, C);
   const Tensor1<const T, Exec> scale(m_scale_dev.data(), 1);
   const uint32_t step = static_cast<uint32_t>(m_core.step());
+  if (m_skip_estep) {  // clean labels: q is the observed label whatever f is (estep_skipped())
+    ops::likelihood_posterior(exec, ops::CleanLikelihood<Exec>{obsw}, Tensor2<T, Exec>(m_q.data(), Bw, C));
+    return;
+  }
   const Tensor1<const T, Exec> weights = estep_weights(exec);  // method.estep_network
   const kernels::GemmPrecisionScope estep_gemms(m_cfg.estep_precision, "method.estep_precision");
   m_ema_cls->forward(exec, weights, x0w, all, Tensor1<const T, Exec>(), m_train.seed, step,
@@ -499,18 +506,8 @@ void MethodStep<Exec>::dmis_posterior(const Exec& exec, const Tensor4<const T, E
   if (estimate_transition)
     ops::transition_update(exec, M2(m_trans_step.data(), C, C), M2(m_trans_acc.data(), C, C),
                            float(m_cfg.transition_momentum), float(m_cfg.transition_prior), M2(m_trans.data(), C, C));
-  if (m_kind == ops::Supervision::Partial && m_cfg.prior == PriorMode::Estimate) {
-    // the class prior's counts: arg-max of the posterior over the candidates, once per sample
-    auto counts = m_counts;
-    Kokkos::parallel_for(
-        "dmis::method::prior_counts", Kokkos::RangePolicy<Exec>(exec, 0, 1), KOKKOS_LAMBDA(int) {
-          for (int b = 0; b < Bw; ++b) {
-            int arg = 0;
-            for (int y = 1; y < C; ++y) arg = q(b, y) > q(b, arg) ? y : arg;
-            counts(arg) += 1;
-          }
-        });
-  }
+  if (m_kind == ops::Supervision::Partial && m_cfg.prior == PriorMode::Estimate)
+    ops::prior_counts(exec, Tensor2<const T, Exec>(q), m_counts);
 }
 
 // 3. the live classifier on the classes of largest q (a known label always among them)
@@ -608,14 +605,14 @@ void MethodStep<Exec>::dmis_finish(const Exec& exec, const Tensor1<const int, Ex
                                         V1(m_norm_scratch.data(), m_norm_scratch.extent(0)),
                                         V1(m_diag.data() + ops::kGradNorm2Gen, 1));
   ops::posterior_diagnostics(exec, Tensor2<const T, Exec>(m_q.data(), Bw, C),
-                             Tensor2<const T, Exec>(m_fphi.data(), Bw, C),
+                             m_skip_estep ? Tensor2<const T, Exec>() : Tensor2<const T, Exec>(m_fphi.data(), Bw, C),
                              Tensor1<const int, Exec>(m_top.data(), Bw), Tensor1<const int, Exec>(observed.data(), Bw),
                              m_audit.extent(0) > 0 ? Tensor1<const int, Exec>(index.data(), Bw)
                                                    : Tensor1<const int, Exec>(),
                              m_audit, diag);
   ops::add_into(exec, Tensor1<const T, Exec>(gcls), grads);
   const V1 sd(m_scale_dev.data(), 1);
-  if (m_cfg.calibrate_scale)
+  if (m_cfg.calibrate_scale && !m_skip_estep)  // skipped: no E-step logits to calibrate s on
     ops::update_scale(exec, V1(m_trans_step.data() + C * C, kScaleGrid), kScaleGridLo, kScaleGridRatio,
                       static_cast<float>(m_cfg.scale_momentum), sd);
   Kokkos::parallel_for(
@@ -784,6 +781,7 @@ void MethodStep<Exec>::end_epoch(const Exec& exec) {
 /// others over the R refined classes.
 template <class Exec>
 int MethodStep<Exec>::posterior_evaluations() const {
+  if (m_skip_estep) return 0;
   if (m_R > 0) return m_Bw * (m_C + m_R * (m_cfg.timesteps - 1));
   return m_Bw * m_C * m_cfg.timesteps;
 }

@@ -181,8 +181,16 @@ public:
   double flops_per_step(bool dmis) const;
   /// Denoiser evaluations (forward passes of one image) per step, by kind.
   int evaluations_per_step(bool dmis) const;
-  /// Of those, the E-step's (the posterior's EMA classifier, with its refinement).
+  /// Of those, the E-step's (the posterior's EMA classifier, with its refinement; 0 where the
+  /// E-step is skipped).
   int posterior_evaluations() const;
+  /// Whether the E-step is left out: clean labels make the posterior the observed label
+  /// whatever the classifier says (q ∝ 1[y = ŷ] f), so the E-step's evaluations feed only the
+  /// logit scale's calibration, which reaches training only through the classification term.
+  /// Skipped where that cannot happen (beta 0, or the scale not calibrated): the step is then
+  /// bitwise what it is with the E-step, at the cost of a vanilla step plus the classifier
+  /// slice; the EMA classifier's diagnostics are not measured (null in the stats).
+  bool estep_skipped() const { return m_skip_estep; }
 
   // The two kinds of step (public only because CUDA's device lambdas cannot live in private
   // member functions; call run()).
@@ -249,6 +257,7 @@ private:
   Tensor1<const int, Exec> m_audit;
   Buffer1<T, Exec> m_estep_params;  // estep_network warmup: the frozen E-step weights
   bool m_estep_frozen = false;
+  bool m_skip_estep = false;  // estep_skipped()
   Kokkos::View<int*, Kokkos::LayoutRight, DeviceOf<Exec>> m_counts;
 };
 

@@ -340,23 +340,16 @@ void log_run(RunFiles& files, const RunPlan& plan, const RunData& data, int rank
   files.log(cat("supervision ", data::summary(data.sup)));
 }
 
-/// The DMIS settings in a line: the classifier's levels and scale, the fractions, the schedule,
-/// the generative objective and the noisy-label model.
-std::string dmis_detail(const RunPlan& plan, methods::MethodStep<Exec>& method,
-                        const data::Supervision& sup) {
+/// The DMIS E-step in a few words: its weights, precision and levels (or why there is none).
+std::string estep_detail(const RunPlan& plan, methods::MethodStep<Exec>& method) {
   const auto& m = plan.method;
+  if (method.estep_skipped())
+    return cat("no E-step (clean labels: the posterior is the observed label whatever the classifier says, and ",
+               m.beta > 0 ? "the logit scale is not calibrated" : "beta is 0", ": nothing else uses it)");
   const std::string levels =
       m.classifier_sigma_max > 0 ? cat(" evenly at sigma ", m.classifier_sigma, "-", m.classifier_sigma_max)
       : m.classifier_sigma > 0   ? cat(" at sigma ", m.classifier_sigma)
                                  : std::string(" in the DMIS window");
-  const std::string noisy =
-      m.supervision != methods::dmis_ops::Supervision::Noisy
-          ? std::string()
-          : cat(", noisy-label target ", methods::name_of(m.noisy_target),
-                m.noisy_target == methods::NoisyTarget::Elr ? cat(" (clamp ", m.elr_clamp, ")") : std::string(),
-                m.transition == methods::TransitionMode::Known
-                    ? cat(", transition known (", sup.config.noise, " noise at rate ", sup.config.rate, ")")
-                    : cat(", transition ", methods::name_of(m.transition), " from rate ", m.transition_init));
   return cat("E-step on the ",
              m.estep_network != methods::EstepNetwork::Warmup ? std::string("EMA weights")
              : m.estep_refresh_kimg > 0 ? cat("EMA weights frozen at the switch and taken again every ",
@@ -371,7 +364,23 @@ std::string dmis_detail(const RunPlan& plan, methods::MethodStep<Exec>& method,
                            ? cat(", draw 1 at sigma ", method.posterior_classifier()->config().sigmas.at(0))
                            : std::string(),
                        ")")
-                 : std::string(),
+                 : std::string());
+}
+
+/// The DMIS settings in a line: the E-step, the classifier's scale, the fractions, the
+/// schedule, the generative objective and the noisy-label model.
+std::string dmis_detail(const RunPlan& plan, methods::MethodStep<Exec>& method,
+                        const data::Supervision& sup) {
+  const auto& m = plan.method;
+  const std::string noisy =
+      m.supervision != methods::dmis_ops::Supervision::Noisy
+          ? std::string()
+          : cat(", noisy-label target ", methods::name_of(m.noisy_target),
+                m.noisy_target == methods::NoisyTarget::Elr ? cat(" (clamp ", m.elr_clamp, ")") : std::string(),
+                m.transition == methods::TransitionMode::Known
+                    ? cat(", transition known (", sup.config.noise, " noise at rate ", sup.config.rate, ")")
+                    : cat(", transition ", methods::name_of(m.transition), " from rate ", m.transition_init));
+  return cat(estep_detail(plan, method),
              m.cls_sigma > 0 ? cat(" (the classification term at sigma ", m.cls_sigma, ")") : std::string(),
              ", logit scale ", method.initial_logit_scale(), m.calibrate_scale ? " (calibrated)" : "",
              ", posterior fraction ", m.posterior_fraction, ", classifier fraction ", m.classifier_fraction,

@@ -109,9 +109,13 @@ TEST(DmisOps, PosteriorPerSupervisionKind) {
         EXPECT_NEAR(got[b * C + y], lik_host(b, y) * f[b * C + y] / z, 1e-6) << what << " " << b << "," << y;
     }
   };
-  // clean: one-hot of the label
+  // clean: one-hot of the label; the likelihood alone gives the same floats (the skipped
+  // E-step's posterior, MethodStep::estep_skipped)
   ops::posterior(Exec(), ops::CleanLikelihood<Exec>{c1(dobs, B)}, c2(df, B, C), t2(q, B, C));
   check([&](int b, int y) { return y == obs[b] ? 1.0 : 0.0; }, "clean");
+  const auto with_f = host(q, B * C);
+  ops::likelihood_posterior(Exec(), ops::CleanLikelihood<Exec>{c1(dobs, B)}, t2(q, B, C));
+  EXPECT_EQ(host(q, B * C), with_f) << "clean: the likelihood's posterior differs from posterior()'s";
   // noisy: T(y, ŷ)
   std::vector<float> T(C * C);
   for (int y = 0; y < C; ++y)
@@ -155,6 +159,21 @@ TEST(DmisOps, TopClassesKeepTheRequiredLabel) {
   EXPECT_EQ(host(set, B * Kc), (std::vector<int>{1, 3, 4, 0, 1, 2}));  // ties: smaller id first
   ops::top_classes(Exec(), c2(dq, B, C), c1(dmust, B), t2(set, B, Kc));
   EXPECT_EQ(host(set, B * Kc), (std::vector<int>{1, 3, 4, 0, 1, 5}));
+}
+
+// The partial-label class prior's counts: each row's arg-max once (a tie to the smaller class),
+// added to what the epoch has counted so far.
+TEST(DmisOps, PriorCountsAddEachRowsTopClass) {
+  const int B = 4, C = 3;
+  const std::vector<float> q = {0.2f, 0.5f, 0.3f,  0.6f, 0.2f, 0.2f,  0.1f, 0.1f, 0.8f,  0.4f, 0.4f, 0.2f};
+  auto dq = upload(q);
+  Kokkos::View<int*, Kokkos::LayoutRight, DeviceOf<Exec>> counts("dmis::test::counts", C);
+  Kokkos::deep_copy(counts, 1);
+  ops::prior_counts(Exec(), c2(dq, B, C), counts);
+  auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), counts);
+  EXPECT_EQ(h(0), 1 + 2);  // rows 1 and 3 (the tie)
+  EXPECT_EQ(h(1), 1 + 1);
+  EXPECT_EQ(h(2), 1 + 1);
 }
 
 TEST(DmisOps, RestrictedTargetsRenormaliseOverTheSet) {
@@ -994,6 +1013,63 @@ TEST(MethodStepEstep, RefreshTakesTheEmaAgainEachPeriod) {
   mc.estep_refresh_kimg = 0;
   methods::MethodStep<Exec> never(cfg, tc, mc, B);
   for (long s : {4L, 6L}) EXPECT_FALSE(never.estep_refresh_due(s));
+}
+
+// Clean labels make the posterior the observed label whatever the classifier says, so where
+// nothing else reads the E-step (beta 0, or the logit scale not calibrated) it is left out: no
+// E-step classifier, no E-step evaluations counted, and the step trains bitwise as vanilla does
+// (the generative term on the label, the classification term's gradient 0 at beta 0), with the
+// posterior the label and the EMA classifier's diagnostics not measured (NaN). With beta > 0 and
+// a calibrated scale the E-step stays (it sets s, which the classification term uses); other
+// supervision keeps it.
+TEST(MethodStepEstep, CleanLabelsSkipItWhereNothingReadsIt) {
+  const auto cfg = tiny_unet();
+  const int B = 8, C = 10;
+  const StepBatch batch(B, C, 19u, 3, 2);
+  methods::TrainStepConfig tc;
+  methods::MethodConfig mc;
+  mc.kind = methods::MethodKind::Dmis, mc.supervision = methods::dmis_ops::Supervision::Clean;
+  mc.classifier_fraction = 0.25, mc.top_k = 3, mc.beta = 0, mc.logit_scale = 784;
+  mc.gen_objective = methods::GenObjective::Mixture, mc.gen_extra = 0;
+  mc.warmup_kimg = 2 * B / 1e3;  // DMIS from step 2
+  auto dmis = perturbed_step(cfg, tc, mc, B, 37u);
+  ASSERT_TRUE(dmis->estep_skipped());
+  EXPECT_EQ(dmis->posterior_classifier(), nullptr);
+  EXPECT_EQ(dmis->posterior_evaluations(), 0);
+  EXPECT_EQ(dmis->evaluations_per_step(true), 3 * B + dmis->classifier_samples_local() * mc.top_k);
+  methods::MethodConfig vc = mc;
+  vc.kind = methods::MethodKind::Vanilla;
+  auto vanilla = perturbed_step(cfg, tc, vc, B, 37u);
+  for (int i = 0; i < 5; ++i) {
+    batch.run(*dmis);
+    batch.run(*vanilla);
+  }
+  Kokkos::fence();
+  ASSERT_TRUE(dmis->dmis_active(dmis->core().step() - 1));
+  EXPECT_EQ(host_vec(dmis->core().store().params), host_vec(vanilla->core().store().params))
+      << "clean labels, beta 0: DMIS did not train as vanilla";
+  EXPECT_EQ(host_vec(dmis->core().store().ema), host_vec(vanilla->core().store().ema));
+  const auto q = host_vec(dmis->posterior());
+  for (int b = 0; b < B; ++b)
+    for (int y = 0; y < C; ++y)
+      EXPECT_EQ(q[b * C + y], y == batch.observed[b] ? 1.f : 0.f) << "q(" << b << ", " << y << ")";
+  const auto d = host_vec(dmis->diagnostics());
+  EXPECT_TRUE(std::isnan(d[methods::dmis_ops::kEntropyEma])) << "an EMA classifier entropy without an E-step";
+  EXPECT_EQ(d[methods::dmis_ops::kEntropyTarget], 0.f);
+  EXPECT_TRUE(std::isfinite(host_vec(dmis->loss_cls())[0])) << "L_cls is still measured";
+  EXPECT_EQ(host_vec(dmis->logit_scale())[0], 784.f) << "the scale moved without E-step logits";
+  // where the E-step is read, it stays
+  auto kept = [&](methods::MethodConfig m) {
+    methods::MethodStep<Exec> s(cfg, tc, m, B);
+    return !s.estep_skipped() && s.posterior_classifier() != nullptr && s.posterior_evaluations() == B * C;
+  };
+  methods::MethodConfig m = mc;
+  m.beta = 1;  // the scale is calibrated (the default) and the classification term uses it
+  EXPECT_TRUE(kept(m)) << "clean, beta 1, calibrated scale";
+  m.calibrate_scale = false;
+  EXPECT_FALSE(kept(m)) << "clean, beta 1, fixed scale: nothing reads the E-step";
+  m = mc, m.supervision = methods::dmis_ops::Supervision::Noisy;
+  EXPECT_TRUE(kept(m)) << "noisy labels, beta 0";
 }
 
 // method.cls_sigma moves the classification term's classifier alone: the posterior's EMA
