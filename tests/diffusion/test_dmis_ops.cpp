@@ -796,6 +796,17 @@ std::unique_ptr<methods::MethodStep<Exec>> perturbed_step(const models::UNetConf
   return s;
 }
 
+// The quickstart's kind of DMIS step under `kind` of supervision: hard EM (the top class of q,
+// mixture without extra classes), beta 0 (the classification term forward only), the scale at
+// the pixel count, a quarter of the batch in the classification term over 3 classes.
+methods::MethodConfig hard_em(methods::dmis_ops::Supervision kind) {
+  methods::MethodConfig mc;
+  mc.kind = methods::MethodKind::Dmis, mc.supervision = kind;
+  mc.classifier_fraction = 0.25, mc.top_k = 3, mc.beta = 0, mc.logit_scale = 784;
+  mc.gen_objective = methods::GenObjective::Mixture, mc.gen_extra = 0;
+  return mc;
+}
+
 // The E-step tests' setting: a small network, an EMA that moves visibly in a few steps (decay
 // 0.5), noisy labels, DMIS from step 2 of batch B.
 struct EstepSetup {
@@ -828,10 +839,8 @@ TEST(MethodStepEstepPrecision, Bf16TakesTheEstepAlone) {
   const int B = 16, C = 10;
   const StepBatch batch(B, C, 23u, 3, 1);
   methods::TrainStepConfig tc;
-  methods::MethodConfig mc;
-  mc.kind = methods::MethodKind::Dmis, mc.supervision = methods::dmis_ops::Supervision::Noisy;
-  mc.classifier_fraction = 0.25, mc.top_k = 3, mc.beta = 0, mc.logit_scale = 784;
-  mc.calibrate_scale = false, mc.gen_objective = methods::GenObjective::Mixture, mc.gen_extra = 0;
+  methods::MethodConfig mc = hard_em(methods::dmis_ops::Supervision::Noisy);
+  mc.calibrate_scale = false;
   mc.transition = methods::TransitionMode::Fixed, mc.transition_init = 0.4;
   ASSERT_EQ(kernels::gemm_precision(), kernels::GemmPrecision::FP32);
   struct Out {
@@ -1027,10 +1036,7 @@ TEST(MethodStepEstep, CleanLabelsSkipItWhereNothingReadsIt) {
   const int B = 8, C = 10;
   const StepBatch batch(B, C, 19u, 3, 2);
   methods::TrainStepConfig tc;
-  methods::MethodConfig mc;
-  mc.kind = methods::MethodKind::Dmis, mc.supervision = methods::dmis_ops::Supervision::Clean;
-  mc.classifier_fraction = 0.25, mc.top_k = 3, mc.beta = 0, mc.logit_scale = 784;
-  mc.gen_objective = methods::GenObjective::Mixture, mc.gen_extra = 0;
+  methods::MethodConfig mc = hard_em(methods::dmis_ops::Supervision::Clean);
   mc.warmup_kimg = 2 * B / 1e3;  // DMIS from step 2
   auto dmis = perturbed_step(cfg, tc, mc, B, 37u);
   ASSERT_TRUE(dmis->estep_skipped());
