@@ -460,11 +460,12 @@ void rows_unfold(const Exec& exec, const Tensor4<const T, Exec>& x, int b0, int 
             W = static_cast<int>(x.extent(3));
   const int Wp = W + 2;
   const size_t Pp = static_cast<size_t>(H) * Wp, N = nb * Pp;
-  if constexpr (host_bf16<Exec, R>) {
-    // one task per (channel, sample): its plane converted once into the ky 1 rows (the plane
-    // with its two pad columns), then ky 0 and ky 2 copied from those as one long block each
-    // (ky 0: a zero row, then ky 1's rows 0..H-2; ky 2: ky 1's rows 1..H-1, then a zero row).
-    // Writing each short row three times (W = 7-28) ran in the loops' scalar remainders.
+  if constexpr (detail::host_exec<Exec>) {
+    // one task per (channel, sample): its plane written once into the ky 1 rows (the plane
+    // with its two pad columns; bf16: converted in whole-row blocks first), then ky 0 and ky 2
+    // copied from those as one long block each (ky 0: a zero row, then ky 1's rows 0..H-2;
+    // ky 2: ky 1's rows 1..H-1, then a zero row). Writing each short row three times (W =
+    // 7-28) ran in the loops' scalar remainders.
     Kokkos::parallel_for(
         "dmis::conv2d::rows_unfold", Kokkos::RangePolicy<Exec>(exec, 0, I * nb), KOKKOS_LAMBDA(int r) {
           const int i = r / nb, bl = r % nb;
@@ -472,12 +473,18 @@ void rows_unfold(const Exec& exec, const Tensor4<const T, Exec>& x, int b0, int 
           R* d0 = rows + static_cast<size_t>(3 * i) * N + bl * Pp;  // ky 0: row h <- input h - 1
           R* d1 = d0 + N;                                            // ky 1: row h <- input h
           R* d2 = d1 + N;                                            // ky 2: row h <- input h + 1
-          for_each_converted_row<T, R>(&x(b0 + bl, i, 0, 0), H, W, [&](int ih, const R* cv, const T* src) {
+          auto put = [&](int ih, const R* cv, const T* src) {
             R* d = d1 + static_cast<size_t>(ih) * Wp;
             d[0] = zero;
             d[W + 1] = zero;
             put_row(d + 1, cv, src, W);
-          });
+          };
+          const T* plane = &x(b0 + bl, i, 0, 0);
+          if constexpr (std::is_same<R, T>::value) {  // a copy: no conversion buffer
+            for (int ih = 0; ih < H; ++ih) put(ih, plane + static_cast<size_t>(ih) * W, nullptr);
+          } else {
+            for_each_converted_row<T, R>(plane, H, W, put);
+          }
           const size_t shifted = static_cast<size_t>(H - 1) * Wp;
           for (int j = 0; j < Wp; ++j) d0[j] = d2[shifted + j] = zero;
           std::memcpy(static_cast<void*>(d0 + Wp), d1, shifted * sizeof(R));
