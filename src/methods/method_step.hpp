@@ -187,9 +187,10 @@ public:
   /// Whether the E-step is left out: clean labels make the posterior the observed label
   /// whatever the classifier says (q ∝ 1[y = ŷ] f), so the E-step's evaluations feed only the
   /// logit scale's calibration, which reaches training only through the classification term.
-  /// Skipped where that cannot happen (beta 0, or the scale not calibrated): the step is then
-  /// bitwise what it is with the E-step, at the cost of a vanilla step plus the classifier
-  /// slice; the EMA classifier's diagnostics are not measured (null in the stats).
+  /// Skipped where that cannot happen (beta 0, or the scale not calibrated): the step then
+  /// trains bitwise as it does with the E-step, at the cost of a vanilla step plus the
+  /// classifier slice; the EMA classifier's diagnostics are not measured (null in the stats),
+  /// and at beta 0 the logged L_cls is at the scale the run started with.
   bool estep_skipped() const { return m_skip_estep; }
 
   // The two kinds of step (public only because CUDA's device lambdas cannot live in private
