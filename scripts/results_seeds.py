@@ -155,7 +155,9 @@ def main():
         imgs = sorted({r[1].get("dc_images") for r in rows if r[1].get("dc_images")} |
                       {r[2].get("dc_images") for r in rows if r[2].get("dc_images")})
         precs = sorted({r[i].get("dc_precision") for r in rows for i in (1, 2) if r[i].get("dc_precision")})
-        L.append(f"{len(rows)} seeds ({', '.join(r[0] for r in rows)}); diffusion classifier at 8 noise levels (the window, and sigma 2-6) on the "
+        high = any("dc_high" in r[i] for r in rows for i in (1, 2))
+        levels = "the window, and sigma 2-6" if high else "the window"
+        L.append(f"{len(rows)} seeds ({', '.join(r[0] for r in rows)}); diffusion classifier at 8 noise levels ({levels}) on the "
                  f"first {', '.join(map(str, imgs)) or '?'} test images"
                  f"{'' if precs in ([], ['fp32']) else ' (GEMMs in ' + ', '.join(precs) + ')'}"
                  f"; samples: 50 per class, 18 Heun steps.")
