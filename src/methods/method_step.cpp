@@ -162,19 +162,14 @@ std::string refine_classes_problem(const MethodConfig& m, int classes) {
   return {};
 }
 
-/// DMIS's state: the two diffusion classifiers, the posteriors and targets, the noisy-label
-/// transition, the diagnostics and gradient buffers, and the mixture's extra-class network.
+/// The E-step's classifiers over every class of the B_w images: one, or with
+/// `method.refine_classes` R a coarse one (draw 1, every class) and a fine one (the other K - 1
+/// draws over the R classes of largest posterior).
 template <class Exec>
-void MethodStep<Exec>::allocate_dmis(const models::UNetConfig& net, double conv_scratch_mb) {
+void MethodStep<Exec>::make_estep_classifiers(const models::UNetConfig& net, const ClassifierConfig& cc,
+                                              double conv_scratch_mb) {
   const MethodConfig& m = m_cfg;
-  const size_t n = static_cast<size_t>(net.in_channels) * net.resolution * net.resolution;
-  const ClassifierConfig cc = dmis_classifier_config(m, m_train);
-  const std::string problem = refine_classes_problem(m, m_C);
-  if (!problem.empty()) throw InputError(cat("method.refine_classes: ", problem));
-  m_skip_estep = m_kind == dmis_ops::Supervision::Clean && !(m.calibrate_scale && m.beta > 0);
-  if (m_skip_estep) {
-    // no E-step classifier (estep_skipped())
-  } else if (m.refine_classes > 0) {
+  if (m.refine_classes > 0) {
     // coarse to fine: draw 1 over every class, draws 2..K over the R classes of largest posterior
     m_R = m.refine_classes;
     ClassifierConfig first = cc, rest = cc;
@@ -200,6 +195,19 @@ void MethodStep<Exec>::allocate_dmis(const models::UNetConfig& net, double conv_
   } else {
     m_ema_cls = std::make_unique<DiffusionClassifier<Exec>>(net, cc, m_Bw, m_C, true, conv_scratch_mb);
   }
+}
+
+/// DMIS's state: the two diffusion classifiers, the posteriors and targets, the noisy-label
+/// transition, the diagnostics and gradient buffers, and the mixture's extra-class network.
+template <class Exec>
+void MethodStep<Exec>::allocate_dmis(const models::UNetConfig& net, double conv_scratch_mb) {
+  const MethodConfig& m = m_cfg;
+  const size_t n = static_cast<size_t>(net.in_channels) * net.resolution * net.resolution;
+  const ClassifierConfig cc = dmis_classifier_config(m, m_train);
+  const std::string problem = refine_classes_problem(m, m_C);
+  if (!problem.empty()) throw InputError(cat("method.refine_classes: ", problem));
+  m_skip_estep = m_kind == dmis_ops::Supervision::Clean && !(m.calibrate_scale && m.beta > 0);
+  if (!m_skip_estep) make_estep_classifiers(net, cc, conv_scratch_mb);  // none: estep_skipped()
   ClassifierConfig live = cc;
   if (m.cls_sigma > 0) live.fixed_sigma = m.cls_sigma;
   m_live_cls = std::make_unique<DiffusionClassifier<Exec>>(net, live, m_Bc, m_Kc, false, conv_scratch_mb);

@@ -233,6 +233,8 @@ public:
 
 private:
   void allocate_dmis(const models::UNetConfig& net, double conv_scratch_mb);
+  void make_estep_classifiers(const models::UNetConfig& net, const ClassifierConfig& cc,
+                              double conv_scratch_mb);
   // the weights of this step's E-step: the EMA, or (estep_network warmup) the frozen copy,
   // taken from the EMA on the first call
   Tensor1<const T, Exec> estep_weights(const Exec& exec);
