@@ -180,6 +180,7 @@ std::string kernel_fields() {
   const std::string core = openblas_core();
   return cat(", \"conv\": \"", kernels::conv_algorithm_name(kernels::conv_algorithm()),
              "\", \"precision\": \"", kernels::gemm_precision_name(kernels::gemm_precision()),
+             "\", \"bf16_layout\": \"", kernels::bf16_layout_name(kernels::bf16_layout()),
              "\", \"openblas_coretype\": ", env("OPENBLAS_CORETYPE"),
              ", \"openblas_l2_size\": ", env("OPENBLAS_L2_SIZE"), ", \"openblas_core\": ",
              core.empty() ? std::string("null") : cat("\"", core, "\""));

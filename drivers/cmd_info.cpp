@@ -36,7 +36,9 @@ int cmd_info(const Args& args) {
   // (scripts/quickstart reads this line)
   std::string why;
   if (kernels::gemm_bf16_available<Kokkos::DefaultExecutionSpace>(&why))
-    std::cout << "  bf16 GEMM      " << kernels::gemm_bf16_description<Kokkos::DefaultExecutionSpace>() << "\n";
+    std::cout << "  bf16 GEMM      " << kernels::gemm_bf16_description<Kokkos::DefaultExecutionSpace>()
+              << "; row products " << kernels::bf16_layout_name(kernels::bf16_layout())
+              << (kernels::cpu_has_amx_bf16() ? " (the CPU has AMX-BF16)" : " (no AMX-BF16)") << "\n";
   else
     std::cout << "  bf16 GEMM      unavailable: " << why << "\n";
   if (!preset.empty()) {

@@ -16,6 +16,7 @@
 #include "dist/comm.hpp"
 #include "io/h5.hpp"
 #include "kernels/conv2d.hpp"
+#include "kernels/mixed_gemm.hpp"
 
 namespace dmis::cli {
 
@@ -110,8 +111,9 @@ int main(int argc, char** argv) {
     };
     try {
       // the environment's choices before the command makes anything (a run directory, a file):
-      // DMIS_CONV_ALGO is read at the first convolution otherwise
+      // DMIS_CONV_ALGO / DMIS_BF16_LAYOUT are read at the first convolution otherwise
       kernels::conv_algorithm();
+      kernels::bf16_layout();
 #if !defined(KOKKOS_ENABLE_CUDA) && !defined(KOKKOS_ENABLE_HIP) && !defined(KOKKOS_ENABLE_SYCL)
       // the host BLAS carries every GEMM of a CPU build: say so when it runs far below the CPU
       // (train says it in its banner, on the console and in log.txt; info is the banner)

@@ -535,6 +535,40 @@ struct SavedRows {
   R* flipped() const { return base + 3 * static_cast<size_t>(I) * Pp * B + kRowsSlack * static_cast<size_t>(B); }
 };
 
+// rows_product with bf16 on the host where it is faster (mixed_gemm.hpp, Bf16Layout):
+// the products transposed, y~^T (N, O) (+)= rows[+kx]^T Wk[kx]^T, the long dimension as M:
+// oneDNN's bf16 GEMM with AMX runs these shapes 1.1-1.6x faster that way (O = 32-64, N = 3-11
+// thousand, K = 3 I = 96-576; Xeon 6, 2026-12-07), without AMX 1.0-1.4x slower (Zen 5, the
+// quickstart's E-step: its bf16 GEMMs 20 % faster plain; 2026-12-07)
+template <class Exec, class T, class R>
+void rows_product_transposed(const Exec& exec, const R* rows, const R* Wk, const Tensor1<const T, Exec>& bias,
+                             const Tensor4<T, Exec>& y, int b0, int nb, int I, T* out, bool accumulate) {
+  const bool has_bias = bias.extent(0) != 0;
+  const int O = static_cast<int>(y.extent(1)), H = static_cast<int>(y.extent(2)),
+            W = static_cast<int>(y.extent(3)), Wp = W + 2;
+  const size_t Pp = static_cast<size_t>(H) * Wp, N = nb * Pp;
+  T* tmpt = out;  // (N, O)
+  Kokkos::Profiling::pushRegion("dmis::conv2d::gemm_rows");
+  for (int kx = 0; kx < 3; ++kx)
+    gemm_as<Exec, T, R>(exec, 'T', 'T', static_cast<int>(N), O, 3 * I, T(1), rows + kx,
+                        Wk + static_cast<size_t>(kx) * O * 3 * I, T(kx == 0 ? 0 : 1), tmpt);
+  Kokkos::Profiling::popRegion();
+  // one task per (sample, output row): reads its W (N, O) rows contiguously
+  Kokkos::parallel_for(
+      "dmis::conv2d::rows_scatter", Kokkos::RangePolicy<Exec>(exec, 0, nb * H), KOKKOS_LAMBDA(int r) {
+        const int h = r % H, bl = r / H;
+        const T* src = tmpt + (bl * Pp + static_cast<size_t>(h) * Wp) * O;
+        for (int o = 0; o < O; ++o) {
+          const T bv = has_bias ? bias(o) : T(0);
+          T* dst = &y(b0 + bl, o, h, 0);
+          if (accumulate)
+            for (int j = 0; j < W; ++j) dst[j] += src[static_cast<size_t>(j) * O + o] + bv;
+          else
+            for (int j = 0; j < W; ++j) dst[j] = src[static_cast<size_t>(j) * O + o] + bv;
+        }
+      });
+}
+
 // y(b0 .. b0 + nb) (=, or += with accumulate) the products of the chunk's unfolded rows
 // (3 I, N = nb Pp) by Wk (3, O, 3 I) + bias; out: room for the GEMM's (O, N) output in T.
 template <class Exec, class T, class R = T>
@@ -545,30 +579,8 @@ void rows_product(const Exec& exec, const R* rows, const R* Wk, const Tensor1<co
             W = static_cast<int>(y.extent(3)), Wp = W + 2;
   const size_t Pp = static_cast<size_t>(H) * Wp, N = nb * Pp;
   if constexpr (host_bf16<Exec, R>) {
-    // bf16 on the host: the products transposed, y~^T (N, O) (+)= rows[+kx]^T Wk[kx]^T, the
-    // long dimension as M: oneDNN's bf16 GEMM runs these shapes 1.1-1.6x faster that way
-    // (O = 32-64, N = 3-11 thousand, K = 3 I = 96-576; measured 2026-12-07)
-    T* tmpt = out;  // (N, O)
-    Kokkos::Profiling::pushRegion("dmis::conv2d::gemm_rows");
-    for (int kx = 0; kx < 3; ++kx)
-      gemm_as<Exec, T, R>(exec, 'T', 'T', static_cast<int>(N), O, 3 * I, T(1), rows + kx,
-                          Wk + static_cast<size_t>(kx) * O * 3 * I, T(kx == 0 ? 0 : 1), tmpt);
-    Kokkos::Profiling::popRegion();
-    // one task per (sample, output row): reads its W (N, O) rows contiguously
-    Kokkos::parallel_for(
-        "dmis::conv2d::rows_scatter", Kokkos::RangePolicy<Exec>(exec, 0, nb * H), KOKKOS_LAMBDA(int r) {
-          const int h = r % H, bl = r / H;
-          const T* src = tmpt + (bl * Pp + static_cast<size_t>(h) * Wp) * O;
-          for (int o = 0; o < O; ++o) {
-            const T bv = has_bias ? bias(o) : T(0);
-            T* dst = &y(b0 + bl, o, h, 0);
-            if (accumulate)
-              for (int j = 0; j < W; ++j) dst[j] += src[static_cast<size_t>(j) * O + o] + bv;
-            else
-              for (int j = 0; j < W; ++j) dst[j] = src[static_cast<size_t>(j) * O + o] + bv;
-          }
-        });
-    return;
+    if (bf16_layout() == Bf16Layout::Transposed)
+      return rows_product_transposed<Exec, T, R>(exec, rows, Wk, bias, y, b0, nb, I, out, accumulate);
   }
   Tensor2<T, Exec> tmp(out, O, N);  // (O, N)
   Kokkos::Profiling::pushRegion("dmis::conv2d::gemm_rows");

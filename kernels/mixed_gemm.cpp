@@ -7,6 +7,9 @@
 #if defined(__unix__)
 #include <dlfcn.h>
 #endif
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 
 #include "core/error.hpp"
 
@@ -16,6 +19,16 @@ namespace {
 GemmPrecision& precision_ref() {
   static GemmPrecision p = GemmPrecision::FP32;
   return p;
+}
+
+Bf16Layout initial_bf16_layout() {
+  const char* env = std::getenv("DMIS_BF16_LAYOUT");
+  if (env && *env) return parse_bf16_layout(env, "DMIS_BF16_LAYOUT");
+  return cpu_has_amx_bf16() ? Bf16Layout::Transposed : Bf16Layout::Plain;
+}
+Bf16Layout& layout_ref() {
+  static Bf16Layout l = initial_bf16_layout();
+  return l;
 }
 
 // oneDNN's C API (dnnl.h of 2.x and 3.x; declared here because Debian ships the library with
@@ -99,6 +112,25 @@ void set_gemm_precision(GemmPrecision p, const char* what) {
   if (p == GemmPrecision::BF16 && !gemm_bf16_available<Kokkos::DefaultExecutionSpace>(&why))
     throw InputError(cat(what, ": bf16 needs a mixed-precision GEMM, and ", why));
   precision_ref() = p;
+}
+
+bool cpu_has_amx_bf16() {
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+  return (d >> 22) & 1u;
+#else
+  return false;
+#endif
+}
+
+Bf16Layout bf16_layout() { return layout_ref(); }
+void set_bf16_layout(Bf16Layout l) { layout_ref() = l; }
+const char* bf16_layout_name(Bf16Layout l) { return l == Bf16Layout::Transposed ? "transposed" : "plain"; }
+Bf16Layout parse_bf16_layout(const std::string& s, const char* what) {
+  if (s == "plain") return Bf16Layout::Plain;
+  if (s == "transposed") return Bf16Layout::Transposed;
+  throw InputError(cat(what, ": expected plain or transposed, found '", s, "'"));
 }
 
 namespace detail {

@@ -81,6 +81,24 @@ class GemmPrecisionScope {
   const char* m_what;
 };
 
+/// How the host lays out the bf16 products of the row-unfolded 3x3 convolutions (forward and
+/// input gradient; kernels/conv2d.cpp): Plain, y~ (O, N) = Wk rows, scattered into NCHW row
+/// by row; or Transposed, y~^T (N, O) = rows^T Wk^T, the long dimension as oneDNN's M,
+/// scattered with strided reads. Which is faster depends on the kernels oneDNN has for the
+/// CPU: with AMX (Xeon 6) transposed, by 1.1-1.6x; with AVX512-BF16 alone (Zen 5) plain, by
+/// 1.0-1.4x at the same shapes (docs/performance.md). Process-wide; by default transposed where
+/// the CPU has AMX-BF16 and plain elsewhere, DMIS_BF16_LAYOUT (plain | transposed) sets the
+/// initial value. The two differ in rounding only (oneDNN's order of accumulation), so a run
+/// is reproducible on one kind of CPU, as it is with its BLAS.
+enum class Bf16Layout { Plain, Transposed };
+Bf16Layout bf16_layout();
+void set_bf16_layout(Bf16Layout l);
+const char* bf16_layout_name(Bf16Layout l);
+/// "plain" / "transposed"; throws InputError naming `what` for anything else.
+Bf16Layout parse_bf16_layout(const std::string& s, const char* what);
+/// Whether the CPU has AMX-BF16 (x86 CPUID leaf 7, EDX bit 22; false elsewhere).
+bool cpu_has_amx_bf16();
+
 namespace detail {
 // the host's mixed GEMM (oneDNN, loaded on first use)
 bool host_gemm_bf16_available(std::string* why);

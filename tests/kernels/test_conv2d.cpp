@@ -213,6 +213,11 @@ TYPED_TEST(Conv2dTest, OtherAlgorithmsMatchTheUnfoldedGemm) {
 struct PrecisionScope : kernels::GemmPrecisionScope {
   explicit PrecisionScope(kernels::GemmPrecision p) : kernels::GemmPrecisionScope(p, "test") {}
 };
+struct LayoutScope {
+  kernels::Bf16Layout saved = kernels::bf16_layout();
+  explicit LayoutScope(kernels::Bf16Layout l) { kernels::set_bf16_layout(l); }
+  ~LayoutScope() { kernels::set_bf16_layout(saved); }
+};
 
 // train.precision: bf16 (every convolution's GEMMs: the row-unfolded 3x3 ones, im2col's for 1x1
 // and stride 2, and the unfolded GEMM when it is asked for): the convolution, its input gradient
@@ -239,9 +244,12 @@ TYPED_TEST(Conv2dTest, Bf16StaysWithinTheRoundingOfItsInputs) {
                         Case{{1, 5, 3, 7, 7, 3, 2, 1}, rows},
                         // planes converted in more than one block (40 x 30 > 1024 values), and
                         // rows longer than the block, converted where they are written
-                        Case{{2, 3, 4, 40, 30, 3, 1, 2}, rows}, Case{{1, 2, 3, 3, 1030, 3, 1, 1}, rows}}) {
+                        Case{{2, 3, 4, 40, 30, 3, 1, 2}, rows}, Case{{1, 2, 3, 3, 1030, 3, 1, 1}, rows}})
+  // both layouts of the host's bf16 row products, whichever this CPU takes by default
+  for (const kernels::Bf16Layout layout : {kernels::Bf16Layout::Plain, kernels::Bf16Layout::Transposed}) {
     const ConvCase c = cs.c;
     AlgorithmScope algo(cs.algo);
+    LayoutScope layout_scope(layout);
     const int Ho = out_size(c.H, c.k, c.stride), Wo = out_size(c.W, c.k, c.stride);
     TestTensor<float, E> x("x", {c.B, c.Cin, c.H, c.W}), w("w", {c.Cout, c.Cin, c.k, c.k}),
         b("b", {c.Cout}), y("y", {c.B, c.Cout, Ho, Wo}), dy("dy", {c.B, c.Cout, Ho, Wo}),
@@ -297,7 +305,8 @@ TYPED_TEST(Conv2dTest, Bf16StaysWithinTheRoundingOfItsInputs) {
         largest_diff = std::max(largest_diff, d);
       }
       const std::string what = cat(names[q], ", ", c.Cin, "->", c.Cout, " ", c.H, "x", c.W, " k", c.k, " s",
-                                   c.stride, " ", kernels::conv_algorithm_name(cs.algo));
+                                   c.stride, " ", kernels::conv_algorithm_name(cs.algo), " ",
+                                   kernels::bf16_layout_name(layout));
       EXPECT_LE(worst_exact, 1.0) << what << ": not the fp32 result of the bf16-rounded inputs (worst "
                                   << worst_exact << " of fp32's accumulation bound)";
       EXPECT_LE(worst_rounding, 1.0) << what << ": off by more than the inputs' rounding allows (worst "
