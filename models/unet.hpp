@@ -122,6 +122,7 @@ public:
   /// `inference_only`, no gradient buffers are allocated and backward() is refused.
   void prepare(int batch, double conv_scratch_mb = 0, bool inference_only = false);
   int batch() const { return m_batch; }
+  bool inference_only() const { return m_inference_only; }
   size_t workspace_bytes() const { return m_ws.span() * sizeof(T); }
 
   /// F = net(io) into output(). With `train`, dropout is applied (if configured).

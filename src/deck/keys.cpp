@@ -167,7 +167,8 @@ const std::vector<KeySpec>& registry() {
         "dmis: the GEMM precision of the E-step's forward-only evaluations (the posterior's "
         "diffusion classifier, most of a DMIS step's cost): bf16 takes the convolutions' GEMMs in "
         "bf16 with fp32 accumulation there alone (as train.precision does for the whole step; "
-        "needs the same mixed GEMM), the training step keeps train.precision"),
+        "needs the same mixed GEMM), the training step keeps train.precision; with method.beta 0 also "
+        "the classification term's forward (L_cls for the log alone)"),
       F("method.estep_refresh_kimg", "0", 0, 1e9,
         "dmis, method.estep_network warmup: the frozen E-step weights are taken again from the EMA "
         "every this many kimg after the switch (a target network: the E-step learns from its own "

@@ -84,6 +84,7 @@ public:
   int evaluations() const { return m_B * m_NC * m_K; }
   const ClassifierConfig& config() const { return m_cfg; }
   models::UNet<Exec, T>& net() { return m_net; }
+  const models::UNet<Exec, T>& net() const { return m_net; }
 
   // forward's stages (public only because CUDA's device lambdas cannot live in private member
   // functions)

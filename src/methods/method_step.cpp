@@ -210,7 +210,10 @@ void MethodStep<Exec>::allocate_dmis(const models::UNetConfig& net, double conv_
   if (!m_skip_estep) make_estep_classifiers(net, cc, conv_scratch_mb);  // none: estep_skipped()
   ClassifierConfig live = cc;
   if (m.cls_sigma > 0) live.fixed_sigma = m.cls_sigma;
-  m_live_cls = std::make_unique<DiffusionClassifier<Exec>>(net, live, m_Bc, m_Kc, false, conv_scratch_mb);
+  // beta 0: its forward feeds L_cls in the log alone (no backward): an inference network, run
+  // in the E-step's precision (dmis_classification)
+  m_live_cls = std::make_unique<DiffusionClassifier<Exec>>(net, live, m_Bc, m_Kc, /*inference_only=*/m.beta == 0,
+                                                           conv_scratch_mb);
   m_fphi = fbuf<Exec>("f_phi", m_Bw * m_C);
   m_q = fbuf<Exec>("posterior", m_Bw * m_C);
   m_ftheta = fbuf<Exec>("f_theta", m_Bc * m_Kc);
@@ -542,8 +545,14 @@ void MethodStep<Exec>::dmis_classification(const Exec& exec, const Tensor4<const
   ops::top_classes(exec, qc,
                    has_label ? Tensor1<const int, Exec>(observed.data(), Bc) : Tensor1<const int, Exec>(),
                    set);
-  m_live_cls->forward(exec, store.params, x0c, Tensor2<const int, Exec>(set), Tensor1<const T, Exec>(),
-                      m_train.seed, static_cast<uint32_t>(m_core.step()), m_train.ids(), maskc);
+  {
+    // beta 0: L_cls for the log alone, its GEMMs in the E-step's precision (for beta > 0 the
+    // scope keeps the training step's)
+    const kernels::GemmPrecisionScope gemms(m_cfg.beta > 0 ? kernels::gemm_precision() : m_cfg.estep_precision,
+                                            "method.estep_precision");
+    m_live_cls->forward(exec, store.params, x0c, Tensor2<const int, Exec>(set), Tensor1<const T, Exec>(),
+                        m_train.seed, static_cast<uint32_t>(m_core.step()), m_train.ids(), maskc);
+  }
   const Tensor2<T, Exec> fth(m_ftheta.data(), Bc, Kc), tgt(m_target.data(), Bc, Kc);
   ops::scaled_softmax<Exec>(exec, m_live_cls->logits(), Tensor2<const int, Exec>(set), m_log_prior,
                             Tensor1<const T, Exec>(m_scale_dev.data(), 1), fth);

@@ -1078,6 +1078,40 @@ TEST(MethodStepEstep, CleanLabelsSkipItWhereNothingReadsIt) {
   EXPECT_TRUE(kept(m)) << "noisy labels, beta 0";
 }
 
+// beta 0: the classification term's forward feeds L_cls in the log alone, so it runs as the
+// E-step's evaluations do: an inference network (no activations kept for a backward that never
+// comes), its GEMMs in method.estep_precision. Under clean labels at beta 0 nothing else of the
+// step depends on that precision (no E-step), so fp32 and bf16 train bitwise the same and L_cls
+// differs by bf16's rounding alone; beta 1 keeps a training network in the step's precision.
+TEST(MethodStepCost, BetaZeroRunsTheClassifierSliceAsTheEstep) {
+  std::string why;
+  if (!kernels::gemm_bf16_available<Exec>(&why)) GTEST_SKIP() << why;
+  const auto cfg = tiny_unet();
+  const int B = 8, C = 10;
+  const StepBatch batch(B, C, 19u, 3, 2);
+  methods::TrainStepConfig tc;
+  methods::MethodConfig mc = hard_em(methods::dmis_ops::Supervision::Clean);
+  mc.warmup_kimg = 2 * B / 1e3;  // DMIS from step 2
+  auto fp32 = perturbed_step(cfg, tc, mc, B, 37u);
+  mc.estep_precision = kernels::GemmPrecision::BF16;
+  auto bf = perturbed_step(cfg, tc, mc, B, 37u);
+  ASSERT_TRUE(bf->live_classifier()->net().inference_only());
+  for (int i = 0; i < 4; ++i) {
+    batch.run(*fp32);
+    batch.run(*bf);
+  }
+  Kokkos::fence();
+  ASSERT_TRUE(bf->dmis_active(bf->core().step() - 1));
+  EXPECT_EQ(kernels::gemm_precision(), kernels::GemmPrecision::FP32) << "the step's precision was not restored";
+  EXPECT_EQ(host_vec(fp32->core().store().params), host_vec(bf->core().store().params));
+  const float l32 = host_vec(fp32->loss_cls())[0], l16 = host_vec(bf->loss_cls())[0];
+  EXPECT_NE(l32, l16) << "L_cls bitwise fp32's: the classifier slice did not run in bf16";
+  EXPECT_NEAR(l16, l32, 0.02 * std::abs(l32)) << "L_cls off by more than bf16's rounding";
+  mc.beta = 1;
+  methods::MethodStep<Exec> with_term(cfg, tc, mc, B);
+  EXPECT_FALSE(with_term.live_classifier()->net().inference_only()) << "beta 1 needs the backward";
+}
+
 // method.cls_sigma moves the classification term's classifier alone: the posterior's EMA
 // classifier stays at method.classifier_sigma (or its range up to classifier_sigma_max); at 0
 // (the default) both share the posterior's levels. Vanilla has neither.
