@@ -66,7 +66,8 @@ const char* kUsage =
     "evaluator classifier (forward, cross-entropy, backward, AdamW; models/evaluator.hpp).\n"
     "dmis-step times the DMIS training step of a deck (its network, batch and method keys)\n"
     "against the vanilla step of the same network and batch, alternating one of each so that\n"
-    "both see the same machine load; ratio = dmis / vanilla (--profile: the DMIS steps).\n"
+    "both see the same machine load; ratio = dmis / vanilla of the medians, pair_ratio_* those of\n"
+    "the rounds' pairs (--profile: the DMIS steps).\n"
     "--conv: how 3x3 stride-1 convolutions are computed (rows, the default: the input unfolded\n"
     "over kernel rows, one GEMM per kernel column; gemm: im2col + GEMM; or Winograd F(2x2,3x3);\n"
     "DMIS_CONV_ALGO sets the same). --precision bf16: the convolutions' GEMMs in bf16 with fp32\n"
@@ -600,6 +601,17 @@ int bench_evaluator(const Options& o) {
 }
 
 // The DMIS step of a deck against the vanilla step of the same network and batch.
+// dmis-step's per-pair figures: each round's DMIS step over the vanilla step timed just before
+// it, so that a drift of the machine's own speed (30 % within an hour on the 2-core machines)
+// cancels pair by pair: their median, least and largest.
+std::string pair_ratio_fields(const std::vector<double>& vanilla, const std::vector<double>& dmis) {
+  std::vector<double> r;
+  for (size_t i = 0; i < vanilla.size() && i < dmis.size(); ++i) r.push_back(dmis[i] / vanilla[i]);
+  if (r.empty()) return "";
+  const auto [lo, hi] = std::minmax_element(r.begin(), r.end());
+  return cat(", \"pair_ratio_median\": ", median(r), ", \"pair_ratio_min\": ", *lo, ", \"pair_ratio_max\": ", *hi);
+}
+
 int bench_dmis_step(const Options& o) {
   if (o.deck.empty()) throw UsageError("dmis-step needs --deck FILE");
   std::vector<std::string> sets = o.sets;
@@ -671,7 +683,7 @@ int bench_dmis_step(const Options& o) {
             << ", \"posterior_samples\": " << dm.posterior_samples()
             << ", \"classifier_samples\": " << dm.classifier_samples_local()
             << ", \"vanilla_ms\": " << mv << ", \"dmis_ms\": " << md
-            << ", \"ratio\": " << md / mv << ", \"evaluations_ratio\": "
+            << ", \"ratio\": " << md / mv << pair_ratio_fields(tv, td) << ", \"evaluations_ratio\": "
             << double(dm.evaluations_per_step(true)) / dm.evaluations_per_step(false)
             << ", \"backend\": \"" << Exec::name() << "\", \"threads\": " << threads()
             << ", \"steps\": " << o.steps << kernel_fields() << "}" << std::endl;
