@@ -600,7 +600,6 @@ int bench_evaluator(const Options& o) {
   return 0;
 }
 
-// The DMIS step of a deck against the vanilla step of the same network and batch.
 // dmis-step's per-pair figures: each round's DMIS step over the vanilla step timed just before
 // it, so that a drift of the machine's own speed (30 % within an hour on the 2-core machines)
 // cancels pair by pair: their median, least and largest.
@@ -612,6 +611,7 @@ std::string pair_ratio_fields(const std::vector<double>& vanilla, const std::vec
   return cat(", \"pair_ratio_median\": ", median(r), ", \"pair_ratio_min\": ", *lo, ", \"pair_ratio_max\": ", *hi);
 }
 
+// The DMIS step of a deck against the vanilla step of the same network and batch.
 int bench_dmis_step(const Options& o) {
   if (o.deck.empty()) throw UsageError("dmis-step needs --deck FILE");
   std::vector<std::string> sets = o.sets;

@@ -574,14 +574,14 @@ void rows_product_transposed(const Exec& exec, const R* rows, const R* Wk, const
 template <class Exec, class T, class R = T>
 void rows_product(const Exec& exec, const R* rows, const R* Wk, const Tensor1<const T, Exec>& bias,
                   const Tensor4<T, Exec>& y, int b0, int nb, int I, T* out, bool accumulate) {
-  const bool has_bias = bias.extent(0) != 0;
-  const int O = static_cast<int>(y.extent(1)), H = static_cast<int>(y.extent(2)),
-            W = static_cast<int>(y.extent(3)), Wp = W + 2;
-  const size_t Pp = static_cast<size_t>(H) * Wp, N = nb * Pp;
   if constexpr (host_bf16<Exec, R>) {
     if (bf16_layout() == Bf16Layout::Transposed)
       return rows_product_transposed<Exec, T, R>(exec, rows, Wk, bias, y, b0, nb, I, out, accumulate);
   }
+  const bool has_bias = bias.extent(0) != 0;
+  const int O = static_cast<int>(y.extent(1)), H = static_cast<int>(y.extent(2)),
+            W = static_cast<int>(y.extent(3)), Wp = W + 2;
+  const size_t Pp = static_cast<size_t>(H) * Wp, N = nb * Pp;
   Tensor2<T, Exec> tmp(out, O, N);  // (O, N)
   Kokkos::Profiling::pushRegion("dmis::conv2d::gemm_rows");
   for (int kx = 0; kx < 3; ++kx)
@@ -653,7 +653,8 @@ void weight_grad_rows(const Exec& exec, const Conv2dGeometry& g, const Tensor4<c
   const int B = g.B, Cin = g.Cin, Cout = g.Cout, H = g.H, W = g.W, Wp = W + 2;
   const size_t Pp = static_cast<size_t>(H) * Wp, plane = static_cast<size_t>(Cout) * 3 * Cin;
   // bf16 on the host: G transposed, the product's M the 3 Cin rows of the unfolded input
-  // (oneDNN's bf16 GEMM 1.4-1.7x faster on most of these shapes that way; measured 2026-12-07)
+  // (oneDNN's bf16 GEMM 1.4-1.7x faster on most of these shapes that way with AMX; measured
+  // 2026-12-07). Not Bf16Layout's choice: without AMX (Zen 5) both ways measured within 4 %.
   constexpr bool transposed = host_bf16<Exec, R>;
   for (int b0 = 0; b0 < B; b0 += chunk) {
     const int nb = std::min(chunk, B - b0);
