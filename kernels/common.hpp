@@ -59,7 +59,7 @@ constexpr int kReduceLanes = 32;
 
 /// Scratch bytes a team needs for team_sum and team_sum2.
 template <class T>
-constexpr size_t team_sum_scratch_bytes() {
+KOKKOS_INLINE_FUNCTION constexpr size_t team_sum_scratch_bytes() {
   return 2 * kReduceLanes * sizeof(T);
 }
 

@@ -443,6 +443,18 @@ KOKKOS_INLINE_FUNCTION void for_each_converted_row(const T* src, int H, int W, P
   }
 }
 
+// Calls put(h, row, nullptr) for each row h of the plane src (H, W) where R is T (a copy: no
+// conversion buffer), for_each_converted_row's calls where it is not. A function, not a branch
+// in the caller's lambda: nvcc rejects an extended lambda's first capture inside `if constexpr`.
+template <class T, class R, class Put>
+KOKKOS_INLINE_FUNCTION void for_each_row(const T* src, int H, int W, Put&& put) {
+  if constexpr (std::is_same<R, T>::value) {
+    for (int h = 0; h < H; ++h) put(h, src + static_cast<size_t>(h) * W, nullptr);
+  } else {
+    for_each_converted_row<T, R>(src, H, W, put);
+  }
+}
+
 // dst[0, W) <- the row: the converted copy, or (rows longer than the buffer) converted here
 template <class T, class R>
 KOKKOS_INLINE_FUNCTION void put_row(R* dst, const R* converted, const T* src, int W) {
@@ -479,12 +491,7 @@ void rows_unfold(const Exec& exec, const Tensor4<const T, Exec>& x, int b0, int 
             d[W + 1] = zero;
             put_row(d + 1, cv, src, W);
           };
-          const T* plane = &x(b0 + bl, i, 0, 0);
-          if constexpr (std::is_same<R, T>::value) {  // a copy: no conversion buffer
-            for (int ih = 0; ih < H; ++ih) put(ih, plane + static_cast<size_t>(ih) * W, nullptr);
-          } else {
-            for_each_converted_row<T, R>(plane, H, W, put);
-          }
+          for_each_row<T, R>(&x(b0 + bl, i, 0, 0), H, W, put);
           const size_t shifted = static_cast<size_t>(H - 1) * Wp;
           for (int j = 0; j < Wp; ++j) d0[j] = d2[shifted + j] = zero;
           std::memcpy(static_cast<void*>(d0 + Wp), d1, shifted * sizeof(R));
@@ -827,6 +834,40 @@ void input_grad_transposed(const Exec& exec, const Conv2dGeometry& g, const Tens
 // Longest input row the host's col2im sums on the stack (longer rows: pixel by pixel)
 constexpr int kCol2imRow = 1024;
 
+// Host: input row (bl, ci, ih) of col2im (the taps of col (K, nb P) reaching it) into out[0, W),
+// tap by tap along the row: tap (ky, kx) reaches the pixels iw = s ow + kx - pad, so no division
+// per pixel and tap; each pixel still sums its taps in (ky, kx) order from zero, then adds to out
+// (bitwise the pixel-by-pixel loop of input_grad_col2im). Returns false, having done nothing, on
+// devices and for rows longer than kCol2imRow. A function, not a branch in the caller's lambda:
+// nvcc rejects an extended lambda's first capture inside `if constexpr`.
+template <class Exec, class T, class Col>
+KOKKOS_INLINE_FUNCTION bool col2im_row_by_tap(const Col& col, T* out, int ci, int ih, int bl, int W, int k,
+                                              int s, int pad, int Ho, int Wo, int P, bool accumulate) {
+  if constexpr (detail::host_exec<Exec>) {
+    if (W > kCol2imRow) return false;
+    const int kk = k * k;
+    T acc[kCol2imRow];
+    for (int iw = 0; iw < W; ++iw) acc[iw] = T(0);
+    for (int ky = 0; ky < k; ++ky) {
+      const int th = ih + pad - ky;
+      if (th < 0 || th % s != 0 || th / s >= Ho) continue;
+      const int oh = th / s;
+      for (int kx = 0; kx < k; ++kx) {
+        // ow with 0 <= s ow + kx - pad < W, ow < Wo
+        const int lo = kx - pad >= 0 ? 0 : (pad - kx + s - 1) / s;
+        const int last = W - 1 - kx + pad;  // s ow <= last
+        const int hi = last < 0 ? 0 : (last / s + 1 < Wo ? last / s + 1 : Wo);
+        const T* crow = &col(ci * kk + ky * k + kx, bl * P + oh * Wo);
+        for (int ow = lo; ow < hi; ++ow) acc[s * ow + kx - pad] += crow[ow];
+      }
+    }
+    for (int iw = 0; iw < W; ++iw) out[iw] = accumulate ? out[iw] + acc[iw] : acc[iw];
+    return true;
+  } else {
+    return false;
+  }
+}
+
 // stride 2: dcol = W^T dy, then col2im as a gather (each input pixel sums its taps)
 template <class Exec, class T, class R = T>
 void input_grad_col2im(const Exec& exec, const Conv2dGeometry& g, const Tensor4<const T, Exec>& dy,
@@ -849,30 +890,7 @@ void input_grad_col2im(const Exec& exec, const Conv2dGeometry& g, const Tensor4<
           const int ci = (r / H) % Cin;
           const int bl = r / (H * Cin);
           T* out = &dx(b0 + bl, ci, ih, 0);
-          if constexpr (detail::host_exec<Exec>) {
-            if (W <= kCol2imRow) {
-              // tap by tap along the input row: tap (ky, kx) reaches the pixels iw = s ow + kx - pad,
-              // so no division per pixel and tap; each pixel still sums its taps in (ky, kx) order
-              // from zero, then adds to out (bitwise the loop below)
-              T acc[kCol2imRow];
-              for (int iw = 0; iw < W; ++iw) acc[iw] = T(0);
-              for (int ky = 0; ky < k; ++ky) {
-                const int th = ih + pad - ky;
-                if (th < 0 || th % s != 0 || th / s >= Ho) continue;
-                const int oh = th / s;
-                for (int kx = 0; kx < k; ++kx) {
-                  // ow with 0 <= s ow + kx - pad < W, ow < Wo
-                  const int lo = kx - pad >= 0 ? 0 : (pad - kx + s - 1) / s;
-                  const int last = W - 1 - kx + pad;  // s ow <= last
-                  const int hi = last < 0 ? 0 : (last / s + 1 < Wo ? last / s + 1 : Wo);
-                  const T* crow = &col(ci * kk + ky * k + kx, bl * P + oh * Wo);
-                  for (int ow = lo; ow < hi; ++ow) acc[s * ow + kx - pad] += crow[ow];
-                }
-              }
-              for (int iw = 0; iw < W; ++iw) out[iw] = accumulate ? out[iw] + acc[iw] : acc[iw];
-              return;
-            }
-          }
+          if (col2im_row_by_tap<Exec>(col, out, ci, ih, bl, W, k, s, pad, Ho, Wo, P, accumulate)) return;
           for (int iw = 0; iw < W; ++iw) {
             T acc = 0;
             for (int ky = 0; ky < k; ++ky) {

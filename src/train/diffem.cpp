@@ -257,9 +257,12 @@ public:
   /// The last reconstructions as a dmis dataset at the plan's `reconstructions` (rank 0).
   void write_reconstructions() const;
 
-private:
+  // public only because their device lambdas need it: nvcc rejects an extended lambda whose
+  // enclosing function is private or protected; called by run alone
   double m_step(int lap);
   void e_step(int lap);
+
+private:
   void save(int lap, double loss, double seconds);
 
   const RunPlan& m_plan;
