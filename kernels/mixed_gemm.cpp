@@ -11,6 +11,10 @@
 #include <cpuid.h>
 #endif
 
+#if defined(KOKKOS_ENABLE_CUDA)
+#include <cublas_v2.h>
+#endif
+
 #include "core/error.hpp"
 
 namespace dmis::kernels {
@@ -154,5 +158,48 @@ void host_gemm_bf16(char trans_a, char trans_b, int M, int N, int K, float alpha
                     " ldc ", ldc));
 }
 }  // namespace detail
+
+#if defined(KOKKOS_ENABLE_CUDA)
+namespace detail {
+namespace {
+struct Cublas {
+  cublasHandle_t handle = nullptr;
+  cublasStatus_t created = CUBLAS_STATUS_NOT_INITIALIZED;
+};
+// One handle for the process (cuBLAS handles are costly to create: never on the hot path);
+// not destroyed, since the CUDA context may already be gone when static objects are.
+const Cublas& cublas() {
+  static Cublas c;
+  static std::once_flag once;
+  std::call_once(once, [] { c.created = cublasCreate(&c.handle); });
+  return c;
+}
+cublasOperation_t cublas_op(char t) { return t == 'T' || t == 't' ? CUBLAS_OP_T : CUBLAS_OP_N; }
+}  // namespace
+
+std::string cuda_gemm_bf16_description() {
+  return cat("cuBLAS ", CUBLAS_VER_MAJOR, ".", CUBLAS_VER_MINOR, " GemmEx (bf16 inputs, fp32 compute)");
+}
+
+// Row-major C (M, N) = alpha op(A) op(B) + beta C is column-major C^T (N, M) = alpha op(B)^T
+// op(A)^T + beta C^T: the same buffers and leading dimensions with A and B swapped (as Kokkos
+// Kernels does for LayoutRight).
+void cuda_gemm_bf16(const Kokkos::Cuda& exec, char trans_a, char trans_b, int M, int N, int K,
+                    float alpha, const bf16* A, int lda, const bf16* B, int ldb, float beta, float* C,
+                    int ldc) {
+  const Cublas& c = cublas();
+  if (c.created != CUBLAS_STATUS_SUCCESS)
+    throw Error(cat("bf16 GEMM: cublasCreate failed (status ", static_cast<int>(c.created), ")"));
+  cublasStatus_t status = cublasSetStream(c.handle, exec.cuda_stream());
+  if (status == CUBLAS_STATUS_SUCCESS)
+    status = cublasGemmEx(c.handle, cublas_op(trans_b), cublas_op(trans_a), N, M, K, &alpha, B, CUDA_R_16BF,
+                          ldb, A, CUDA_R_16BF, lda, &beta, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F,
+                          CUBLAS_GEMM_DEFAULT);
+  if (status != CUBLAS_STATUS_SUCCESS)
+    throw Error(cat("bf16 GEMM (cuBLAS GemmEx): status ", static_cast<int>(status), " for ", trans_a, trans_b,
+                    " M ", M, " N ", N, " K ", K, " lda ", lda, " ldb ", ldb, " ldc ", ldc));
+}
+}  // namespace detail
+#endif
 
 }  // namespace dmis::kernels

@@ -3,8 +3,10 @@
 // bf16). Kokkos Kernels 3.4 has no mixed-precision GEMM, so the products go to the vendor's own
 // behind one small interface (gemm_bf16): on the CPU oneDNN's dnnl_gemm_bf16bf16f32 (Intel's
 // library, AVX512-BF16 / AMX where the cores have them; loaded at run time, since Debian ships
-// it as libdnnl2 with PyTorch), on GPUs cuBLAS GemmEx / rocBLAS gemm_ex (not built yet: the
-// check below says so). Master weights, optimizer state and every non-GEMM operation stay fp32.
+// it as libdnnl2 with PyTorch), on NVIDIA GPUs cuBLAS GemmEx (bf16 inputs, fp32 compute: the
+// tensor cores), on the stream of the execution space instance; rocBLAS gemm_ex for AMD GPUs
+// is not built yet (the check below says so). Master weights, optimizer state and every
+// non-GEMM operation stay fp32.
 //
 // bf16 here is the project's own 16-bit type (the upper half of an IEEE binary32, rounded to
 // nearest even), not Kokkos' bhalf_t: Kokkos 3.4 (the only Kokkos a fresh machine here can
@@ -107,10 +109,22 @@ void host_gemm_bf16(char trans_a, char trans_b, int M, int N, int K, float alpha
                     int lda, const bf16* B, int ldb, float beta, float* C, int ldc);
 template <class Exec>
 constexpr bool host_exec = std::is_same<typename Exec::memory_space, Kokkos::HostSpace>::value;
+#if defined(KOKKOS_ENABLE_CUDA)
+template <class Exec>
+constexpr bool cuda_exec = std::is_same<Exec, Kokkos::Cuda>::value;
+// cuBLAS GemmEx on exec's stream (row-major arguments, as gemm_bf16's); the handle is created
+// on first use and kept for the process
+void cuda_gemm_bf16(const Kokkos::Cuda& exec, char trans_a, char trans_b, int M, int N, int K,
+                    float alpha, const bf16* A, int lda, const bf16* B, int ldb, float beta, float* C,
+                    int ldc);
+std::string cuda_gemm_bf16_description();
+#else
+template <class Exec>
+constexpr bool cuda_exec = false;
+#endif
 template <class Exec>
 std::string device_gemm_bf16_missing() {
-  return std::string("bf16 GEMMs on ") + Exec::name() +
-         " are not built yet (cuBLAS GemmEx / rocBLAS gemm_ex); use fp32";
+  return std::string("bf16 GEMMs on ") + Exec::name() + " are not built yet (rocBLAS gemm_ex); use fp32";
 }
 }  // namespace detail
 
@@ -119,6 +133,8 @@ template <class Exec>
 bool gemm_bf16_available(std::string* why = nullptr) {
   if constexpr (detail::host_exec<Exec>) {
     return detail::host_gemm_bf16_available(why);
+  } else if constexpr (detail::cuda_exec<Exec>) {
+    return true;
   } else {
     if (why) *why = detail::device_gemm_bf16_missing<Exec>();
     return false;
@@ -129,6 +145,10 @@ template <class Exec>
 std::string gemm_bf16_description() {
   if constexpr (detail::host_exec<Exec>)
     return detail::host_gemm_bf16_description();
+#if defined(KOKKOS_ENABLE_CUDA)
+  else if constexpr (detail::cuda_exec<Exec>)
+    return detail::cuda_gemm_bf16_description();
+#endif
   else
     return detail::device_gemm_bf16_missing<Exec>();
 }
@@ -142,6 +162,10 @@ void gemm_bf16(const Exec& exec, char trans_a, char trans_b, int M, int N, int K
   (void)exec;
   if constexpr (detail::host_exec<Exec>) {
     detail::host_gemm_bf16(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+#if defined(KOKKOS_ENABLE_CUDA)
+  } else if constexpr (detail::cuda_exec<Exec>) {
+    detail::cuda_gemm_bf16(exec, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+#endif
   } else {
     throw InputError(detail::device_gemm_bf16_missing<Exec>());
   }

@@ -7,6 +7,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -90,13 +91,31 @@ TEST(GemmPrecision, ParsesItsNamesAndRejectsOthers) {
   }
 }
 
+// gemm_bf16 on execution space Exec with host vectors: copied to Exec's memory and back
+template <class Exec>
+void gemm_bf16_on(char ta, char tb, int M, int N, int K, float alpha, const std::vector<bf16>& A, int lda,
+                  const std::vector<bf16>& B, int ldb, float beta, std::vector<float>& C) {
+  using Mem = typename Exec::memory_space;
+  using U = Kokkos::MemoryTraits<Kokkos::Unmanaged>;
+  Kokkos::View<bf16*, Mem> a("a", A.size()), b("b", B.size());
+  Kokkos::View<float*, Mem> c("c", C.size());
+  Kokkos::deep_copy(a, Kokkos::View<const bf16*, Kokkos::HostSpace, U>(A.data(), A.size()));
+  Kokkos::deep_copy(b, Kokkos::View<const bf16*, Kokkos::HostSpace, U>(B.data(), B.size()));
+  Kokkos::deep_copy(c, Kokkos::View<const float*, Kokkos::HostSpace, U>(C.data(), C.size()));
+  const Exec exec;
+  kernels::gemm_bf16(exec, ta, tb, M, N, K, alpha, a.data(), lda, b.data(), ldb, beta, c.data(), N);
+  exec.fence();
+  Kokkos::deep_copy(Kokkos::View<float*, Kokkos::HostSpace, U>(C.data(), C.size()), c);
+}
+
 // C = alpha op(A) op(B) + beta C for every op, odd sizes: within fp32 accumulation of the exact
 // products of the bf16-rounded inputs (each product is exact in fp32: 8 + 8 significant bits),
-// and bitwise the same when repeated.
-TEST(MixedGemm, MatchesADoubleReferenceOfTheRoundedInputs) {
-  using Host = Kokkos::DefaultHostExecutionSpace;
+// and bitwise the same when repeated. On Exec's own GEMM (the host's oneDNN; cuBLAS GemmEx in
+// CUDA builds, whose row-major mapping this checks).
+template <class Exec>
+void check_mixed_gemm() {
   std::string why;
-  if (!kernels::gemm_bf16_available<Host>(&why)) GTEST_SKIP() << why;
+  if (!kernels::gemm_bf16_available<Exec>(&why)) GTEST_SKIP() << why;
   std::mt19937 gen(11);
   std::normal_distribution<float> n01;
   for (const char ta : {'N', 'T'})
@@ -114,8 +133,8 @@ TEST(MixedGemm, MatchesADoubleReferenceOfTheRoundedInputs) {
         auto a_at = [&](int i, int k) { return kernels::from_bf16(ta == 'N' ? A[i * lda + k] : A[k * lda + i]); };
         auto b_at = [&](int k, int j) { return kernels::from_bf16(tb == 'N' ? B[k * ldb + j] : B[j * ldb + k]); };
         std::vector<float> C = C0, C2 = C0;
-        kernels::gemm_bf16(Host(), ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, C.data(), N);
-        kernels::gemm_bf16(Host(), ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, C2.data(), N);
+        gemm_bf16_on<Exec>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C);
+        gemm_bf16_on<Exec>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C2);
         ASSERT_EQ(C, C2) << "not reproducible: " << ta << tb << " K " << K;
         for (int i = 0; i < M; ++i)
           for (int j = 0; j < N; ++j) {
@@ -128,9 +147,20 @@ TEST(MixedGemm, MatchesADoubleReferenceOfTheRoundedInputs) {
             mag = alpha * mag + std::abs(beta * C0[i * N + j]);
             // fp32 accumulation of K exact products: at most about K ulp(2^-24) of the magnitude
             EXPECT_NEAR(C[i * N + j], ref, (K + 2) * 0x1p-24 * mag + 1e-30)
-                << ta << tb << " K " << K << " at " << i << "," << j;
+                << Exec::name() << " " << ta << tb << " K " << K << " at " << i << "," << j;
           }
       }
+}
+
+TEST(MixedGemm, MatchesADoubleReferenceOfTheRoundedInputs) {
+  check_mixed_gemm<Kokkos::DefaultHostExecutionSpace>();
+}
+
+// The device's own mixed GEMM (a GPU build; the same as above where the default space is the host)
+TEST(MixedGemm, OnTheDefaultSpaceMatchesADoubleReferenceOfTheRoundedInputs) {
+  if (std::is_same<Kokkos::DefaultExecutionSpace, Kokkos::DefaultHostExecutionSpace>::value)
+    GTEST_SKIP() << "the default execution space is the host's (the test above)";
+  check_mixed_gemm<Kokkos::DefaultExecutionSpace>();
 }
 
 }  // namespace
