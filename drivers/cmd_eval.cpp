@@ -168,7 +168,7 @@ int train_evaluator(const Args& args) {
             << " parameters\n  " << train.N << " training images of " << o.data_path << " ("
             << labels_name << "), " << o.epochs << " epochs = " << opt.steps << " steps at batch "
             << std::min<int>(opt.batch, train.N) << ", AdamW lr " << o.lr << ", seed " << o.seed
-            << (o.flip ? ", random flips" : "") << ", " << Exec::concurrency() << " threads ("
+            << (o.flip ? ", random flips" : "") << ", " << Exec().concurrency() << " threads ("
             << Exec::name() << ")" << std::endl;
   const eval::TrainSummary s = eval::train_classifier(exec, net, store, train, opt, &std::cout);
   const Tensor1<const float, Exec> params(store.params.data(), store.size());
